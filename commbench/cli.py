@@ -1,0 +1,200 @@
+"""The click layer: thin wrappers over the library. Every command's help ends with an example."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from commbench import CommbenchError
+
+# Wide tables stay readable when piped (rich assumes 80 columns off a terminal).
+console = Console(width=None if sys.stdout.isatty() else 200)
+
+
+class CommbenchGroup(click.Group):
+    """Turns CommbenchError into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CommbenchError as exc:
+            click.echo(f"commbench: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def print_frame(frame: pd.DataFrame, title: str = "", formats: dict | None = None) -> None:
+    """Render a DataFrame as a rich table; floats get a compact format unless `formats` names one."""
+    formats = formats or {}
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for col in frame.columns:
+        table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(frame[col]) else "left")
+    for _, row in frame.iterrows():
+        cells = []
+        for col in frame.columns:
+            value = row[col]
+            if col in formats:
+                cells.append(formats[col].format(value))
+            elif isinstance(value, float):
+                cells.append(f"{value:,.3f}" if abs(value) < 1e4 else f"{value:,.0f}")
+            elif isinstance(value, int):
+                cells.append(f"{value:,}")
+            else:
+                cells.append(str(value))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _parse_csv_ints(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CommbenchError(f"{name} must be comma-separated positive integers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise CommbenchError(f"{name} must be comma-separated positive integers, got {text!r}")
+    return values
+
+
+@click.group(cls=CommbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="commbench")
+def main():
+    """commbench: should this model use tensor or pipeline parallelism on this fabric, and why?
+
+    \b
+    Example:
+      commbench trace gpt-oss-120b --mode pp
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+@main.group(invoke_without_command=True)
+@click.pass_context
+def models(ctx):
+    """List the shipped model cards (layers, hidden, heads, experts, weight format).
+
+    \b
+    Example:
+      commbench models
+      commbench models show gpt-oss-120b
+    """
+    if ctx.invoked_subcommand is None:
+        from commbench.model_card import load_model_card, shipped_models
+
+        frame = pd.DataFrame([load_model_card(n).summary() for n in shipped_models()])
+        print_frame(frame, "Shipped model cards (model_traces/)")
+
+
+@models.command("show")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print the card and derived sizes as JSON.")
+def models_show(model, as_json):
+    """Show one model card: config fields and derived sizes. MODEL is a name or a config.json path.
+
+    \b
+    Example:
+      commbench models show gpt-oss-120b
+    """
+    from commbench.model_card import load_model_card
+
+    card = load_model_card(model)
+    info = {
+        **card.summary(),
+        "total_params": card.total_params,
+        "active_params": card.active_params,
+        "attention_params_per_layer": card.attention_params_per_layer,
+        "params_per_expert": card.params_per_expert,
+        "moe_layers": card.num_moe_layers,
+        "sliding_window": card.sliding_window,
+        "kv_bytes_per_token_per_layer": card.kv_bytes_per_token_per_layer,
+        "activation_dtype": card.activation_dtype,
+        "weight_bytes_per_param": card.weight_bytes_per_param,
+        "source": card.source,
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    print_frame(pd.DataFrame({"field": list(info), "value": [str(v) for v in info.values()]}), f"Model card {card.name}")
+
+
+# ---------------------------------------------------------------------------------------------
+def workload_options(f):
+    f = click.option("--token-budget", type=int, default=8192, show_default=True,
+                     help="Chunked-prefill token budget per engine step (vLLM max_num_batched_tokens).")(f)
+    f = click.option("--osl", type=int, default=None, help="Output tokens per request (overrides the scenario).")(f)
+    f = click.option("--isl", type=int, default=None, help="Input tokens per request (overrides the scenario).")(f)
+    f = click.option("--scenario", default="balanced", show_default=True,
+                     help="Workload preset: balanced 1024/1024, prefill-heavy 8192/1024, decode-heavy 1024/8192.")(f)
+    return f
+
+
+@main.command()
+@click.argument("model")
+@click.option("--mode", default="tp", show_default=True, help="Parallel pattern: tp or pp.")
+@click.option("--tp", type=int, default=None, help="Tensor-parallel size (default 2 in tp mode, 1 in pp mode).")
+@click.option("--pp", type=int, default=None, help="Pipeline-parallel size (default 2 in pp mode, 1 in tp mode).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Concurrent requests.")
+@workload_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (inputs, ops, totals).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the op rows as CSV.")
+@click.option("--replay", is_flag=True, help="Run the ops for real on a backend and report measured times.")
+@click.option("--backend", default="gloo", show_default=True, help="Replay backend: gloo, nccl, mpi, cupy.")
+@click.option("--iters", type=int, default=5, show_default=True, help="Replay: timed repetitions of each step.")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Replay: untimed repetitions first.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Replay: save the measured table (.csv/.json/.parquet).")
+def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json, csv_path, replay, backend, iters, warmup, out):
+    """The exact communication of MODEL under TP or PP: every site per prefill chunk and decode step.
+
+    MODEL is a shipped name (see `commbench models`) or a path to a Hugging Face config.json.
+
+    \b
+    Example:
+      commbench trace gpt-oss-120b --mode pp
+      commbench trace gpt-oss-120b --mode tp --batch 128 --scenario balanced --json
+      commbench trace gpt-oss-120b --mode tp --batch 128 --replay
+    """
+    from commbench.model_card import load_model_card
+    from commbench.plan import ParallelPlan
+    from commbench.results import check_output_path
+    from commbench.trace import make_trace
+    from commbench.workload import Workload
+
+    card = load_model_card(model)
+    plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp)
+    workload = Workload.from_options(batch, scenario, isl, osl, token_budget)
+    result = make_trace(plan, workload)
+    if out:
+        check_output_path(out)
+    if replay:
+        from commbench.replay import run_replay_cli
+
+        run_replay_cli(result, backend=backend, iters=iters, warmup=warmup, out=out, as_json=as_json)
+        return
+    if csv_path:
+        from commbench.results import _atomic_write
+
+        _atomic_write(__import__("pathlib").Path(csv_path), lambda p: result.ops_frame().to_csv(p, index=False))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=float))
+        return
+    w = workload
+    console.print(f"[bold]{card.name}[/] {plan.describe()}  batch {w.batch}, {w.scenario} ISL {w.isl} / OSL {w.osl}, "
+                  f"token budget {w.token_budget}")
+    ops = result.ops_frame()
+    for phase, shape in result.steps.items():
+        unit = "micro-batch step" if plan.pp > 1 else "step"
+        frame = ops[ops.phase == phase].drop(columns=["phase", "count", "wire_bytes_per_rank", "group_size"])
+        print_frame(frame, f"{phase}: one {unit} of {shape.tokens:g} tokens, {shape.sampled:g} sampled",
+                    {"msg_bytes": "{:,.0f}", "wire_us_200gbe": "{:,.1f}", "wire_us_pcie5x16": "{:,.1f}"})
+    print_frame(result.totals_frame(), f"Totals (whole run: {w.batch} requests x ({w.isl} in + {w.osl} out), "
+                f"{result.run_totals['steps']:,} engine steps)",
+                {"msg_bytes": "{:,.0f}", "wire_bytes_per_rank": "{:,.0f}", "calls": "{:,.2f}"})
+    console.print("wire time = S x busbw factor / link rate (bandwidth only; per-call latency excluded). "
+                  "200gbe = 25 GB/s, pcie5x16 = 63 GB/s per direction.")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,97 @@
+"""A parallel plan (tp x pp over a model) that validates itself on construction, torchtitan-style.
+
+Rank layout follows vLLM: TP is innermost, rank = stage * tp + tp_rank.
+Layer split follows vLLM's `get_pp_indices` (vllm/distributed/utils.py): every stage gets
+layers // pp, and the remainder goes one each to the stages just before the last (the last
+stage also runs the LM head, so it is kept light).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from commbench import CommbenchError
+from commbench.model_card import ModelCard
+
+MODES = ("tp", "pp")
+
+
+def pp_layer_split(num_layers: int, pp: int) -> tuple[int, ...]:
+    """Layers per stage as vLLM's get_pp_indices makes them, e.g. (36, 2) -> (18, 18), (10, 4) -> (2, 3, 3, 2)."""
+    per_stage = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        per_stage[-i] += 1
+    return tuple(per_stage)
+
+
+@dataclass(frozen=True)
+class ParallelPlan:
+    model: ModelCard
+    tp: int = 1
+    pp: int = 1
+
+    def __post_init__(self) -> None:
+        m = self.model
+        if self.tp < 1 or self.pp < 1:
+            raise CommbenchError(f"tp and pp must be >= 1, got tp={self.tp} pp={self.pp}")
+        if m.num_attention_heads % self.tp:
+            raise CommbenchError(
+                f"tp={self.tp} does not divide num_attention_heads={m.num_attention_heads} of {m.name}; "
+                f"valid tp: {', '.join(str(d) for d in _divisors(m.num_attention_heads))}"
+            )
+        kv = m.num_key_value_heads
+        if (self.tp <= kv and kv % self.tp) or (self.tp > kv and self.tp % kv):
+            raise CommbenchError(
+                f"tp={self.tp} neither divides nor is a multiple of num_key_value_heads={kv} of {m.name}"
+            )
+        if self.pp > m.num_hidden_layers:
+            raise CommbenchError(f"pp={self.pp} exceeds num_hidden_layers={m.num_hidden_layers} of {m.name}")
+
+    @classmethod
+    def for_mode(cls, model: ModelCard, mode: str, tp: int | None = None, pp: int | None = None) -> "ParallelPlan":
+        """`mode` tp: tp ranks (default 2), pp 1; pp: pp ranks (default 2), tp 1; explicit tp/pp override."""
+        if mode not in MODES:
+            raise CommbenchError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+        if mode == "tp":
+            return cls(model, tp=tp or 2, pp=pp or 1)
+        return cls(model, tp=tp or 1, pp=pp or 2)
+
+    @property
+    def world_size(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def mode(self) -> str:
+        return "pp" if self.pp > 1 and self.tp == 1 else ("tp" if self.pp == 1 else "tp+pp")
+
+    @property
+    def layers_per_stage(self) -> tuple[int, ...]:
+        return pp_layer_split(self.model.num_hidden_layers, self.pp)
+
+    def stage_layer_range(self, stage: int) -> range:
+        start = sum(self.layers_per_stage[:stage])
+        return range(start, start + self.layers_per_stage[stage])
+
+    @property
+    def kv_heads_per_rank(self) -> int:
+        """KV heads each TP rank holds; replicated when tp exceeds the KV head count (vLLM)."""
+        return max(1, self.model.num_key_value_heads // self.tp)
+
+    @property
+    def kv_replication(self) -> int:
+        return max(1, self.tp // self.model.num_key_value_heads)
+
+    @property
+    def padded_vocab(self) -> int:
+        """vLLM pads the vocab-parallel embedding / LM head to a multiple of 64 (DEFAULT_VOCAB_PADDING_SIZE)."""
+        return -(-self.model.vocab_size // 64) * 64
+
+    def ranks_of_stage(self, stage: int) -> list[int]:
+        return [stage * self.tp + t for t in range(self.tp)]
+
+    def describe(self) -> str:
+        return f"tp={self.tp} pp={self.pp} (world {self.world_size}, layers per stage {list(self.layers_per_stage)})"
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]

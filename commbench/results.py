@@ -1,0 +1,111 @@
+"""Saving and loading tidy result tables with their environment metadata (pyperf-style).
+
+A table is saved as CSV (metadata in a sidecar `<file>.meta.json`), JSON
+(`{"schema_version", "metadata", "rows"}`) or Parquet (metadata in the file's key-value store).
+Writes go to a temporary file renamed into place, so a failed run leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from commbench import CommbenchError, __version__
+
+SCHEMA_VERSION = 1
+FORMATS = (".csv", ".json", ".parquet")
+ENV_PREFIXES = ("NCCL_", "GLOO_", "MASTER_", "OMPI_", "UCX_", "CUDA_VISIBLE")
+
+
+def environment_metadata(**extra) -> dict:
+    """Library versions, host, interpreter and the communication environment variables."""
+    versions = {"commbench": __version__, "python": platform.python_version(), "pandas": pd.__version__}
+    for module in ("torch", "mpi4py", "cupy", "numpy"):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            versions[module] = getattr(mod, "__version__", "?")
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        versions["torch_cuda"] = torch.version.cuda
+        if torch.cuda.is_available():
+            versions["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "argv": sys.argv,
+        "versions": versions,
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
+        **extra,
+    }
+
+
+def check_output_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix not in FORMATS:
+        raise CommbenchError(f"unknown output format {path.suffix or path.name!r}; valid: {', '.join(FORMATS)}")
+    return path
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_table(frame: pd.DataFrame, path: str | Path, metadata: dict) -> Path:
+    """Save `frame` with `metadata` in the format the suffix names (.csv, .json, .parquet)."""
+    path = check_output_path(path)
+    if path.suffix == ".csv":
+        _atomic_write(path, lambda p: frame.to_csv(p, index=False))
+        _atomic_write(path.with_name(path.name + ".meta.json"), lambda p: p.write_text(json.dumps(metadata, indent=2, default=str)))
+    elif path.suffix == ".json":
+        doc = {"schema_version": SCHEMA_VERSION, "metadata": metadata, "rows": frame.to_dict(orient="records")}
+        _atomic_write(path, lambda p: p.write_text(json.dumps(doc, indent=1, default=str)))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"commbench": json.dumps(metadata, default=str).encode()})
+        _atomic_write(path, lambda p: pq.write_table(table, p))
+    return path
+
+
+def load_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Load a table saved by save_table (or any CSV with the same columns) and its metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise CommbenchError(f"cannot read results file {str(path)!r}: no such file")
+    check_output_path(path)
+    try:
+        if path.suffix == ".csv":
+            meta_path = path.with_name(path.name + ".meta.json")
+            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+            return pd.read_csv(path), meta
+        if path.suffix == ".json":
+            doc = json.loads(path.read_text())
+            return pd.DataFrame(doc["rows"]), doc.get("metadata", {})
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(b"commbench", b"{}")
+        return table.to_pandas(), json.loads(raw)
+    except (ValueError, KeyError, OSError) as exc:
+        raise CommbenchError(f"cannot read results file {str(path)!r}: {exc}") from None

@@ -1,0 +1,62 @@
+import json
+import re
+
+from commbench.cli import main
+
+README = (__import__("pathlib").Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def all_commands(group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield prefix + (name,), cmd
+        if hasattr(cmd, "commands"):
+            yield from all_commands(cmd, prefix + (name,))
+
+
+def test_every_command_has_help_with_example_and_is_in_readme(cli):
+    for path, cmd in all_commands(main):
+        result = cli(*path, "--help")
+        assert result.exit_code == 0, path
+        assert "Example:" in result.output, path
+        assert f"commbench {' '.join(path)}" in README, f"README does not mention commbench {' '.join(path)}"
+
+
+def test_trace_json_schema(cli):
+    result = cli("trace", "gpt-oss-120b", "--mode", "tp", "--batch", "128", "--scenario", "balanced", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.output)
+    assert {k: doc[k] for k in ("model", "mode", "tp", "pp", "batch", "isl", "osl")} == {
+        "model": "gpt-oss-120b", "mode": "tp", "tp": 2, "pp": 1, "batch": 128, "isl": 1024, "osl": 1024}
+    decode_ar = [o for o in doc["ops"] if o["phase"] == "decode" and o["collective"] == "all_reduce"]
+    assert sum(o["calls"] for o in decode_ar) == 73
+    assert all(o["msg_bytes"] == 128 * 2880 * 2 for o in decode_ar)
+
+
+def test_trace_csv(cli, tmp_path):
+    out = tmp_path / "ops.csv"
+    assert cli("trace", "llama-3.1-8b-instruct", "--mode", "pp", "--csv", out).exit_code == 0
+    header = out.read_text().splitlines()[0].split(",")
+    assert {"phase", "site", "collective", "dtype", "msg_bytes", "calls"} <= set(header)
+
+
+def test_bad_inputs_one_line_exit_2(cli, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    cases = {
+        ("trace", "gpt-oss-12b"): r"unknown model 'gpt-oss-12b'\. Did you mean gpt-oss-120b",
+        ("trace", "gpt-oss-120b", "--tp", "3"): r"tp=3 does not divide num_attention_heads=64",
+        ("trace", "gpt-oss-120b", "--batch", "0"): r"batch must be a positive integer, got 0",
+        ("trace", "gpt-oss-120b", "--isl", "-5"): r"isl must be a positive integer, got -5",
+        ("trace", "gpt-oss-120b", "--osl", "0"): r"osl must be a positive integer, got 0",
+        ("trace", "gpt-oss-120b", "--mode", "ep"): r"unknown mode 'ep'; valid: tp, pp",
+        ("trace", "gpt-oss-120b", "--scenario", "chat"): r"unknown scenario 'chat'; valid: balanced",
+        ("trace", str(bad)): r"cannot read model config",
+        ("trace", str(tmp_path / "none.json")): r"no such file",
+    }
+    for args, pattern in cases.items():
+        out = tmp_path / "partial.csv"
+        result = cli(*args, "--csv", out)
+        assert result.exit_code == 2, args
+        lines = [l for l in result.output.splitlines() if l.strip()]
+        assert len(lines) == 1 and re.search(pattern, lines[0]), (args, result.output)
+        assert not out.exists()
