@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 import pandas as pd
@@ -140,12 +141,7 @@ def workload_options(f):
 @workload_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (inputs, ops, totals).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the op rows as CSV.")
-@click.option("--replay", is_flag=True, help="Run the ops for real on a backend and report measured times.")
-@click.option("--backend", default="gloo", show_default=True, help="Replay backend: gloo, nccl, mpi, cupy.")
-@click.option("--iters", type=int, default=5, show_default=True, help="Replay: timed repetitions of each step.")
-@click.option("--warmup", type=int, default=1, show_default=True, help="Replay: untimed repetitions first.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Replay: save the measured table (.csv/.json/.parquet).")
-def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json, csv_path, replay, backend, iters, warmup, out):
+def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json, csv_path):
     """The exact communication of MODEL under TP or PP: every site per prefill chunk and decode step.
 
     MODEL is a shipped name (see `commbench models`) or a path to a Hugging Face config.json.
@@ -154,11 +150,10 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
     Example:
       commbench trace gpt-oss-120b --mode pp
       commbench trace gpt-oss-120b --mode tp --batch 128 --scenario balanced --json
-      commbench trace gpt-oss-120b --mode tp --batch 128 --replay
     """
     from commbench.model_card import load_model_card
     from commbench.plan import ParallelPlan
-    from commbench.results import check_output_path
+    from commbench.results import atomic_write
     from commbench.trace import make_trace
     from commbench.workload import Workload
 
@@ -166,17 +161,8 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
     plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp)
     workload = Workload.from_options(batch, scenario, isl, osl, token_budget)
     result = make_trace(plan, workload)
-    if out:
-        check_output_path(out)
-    if replay:
-        from commbench.replay import run_replay_cli
-
-        run_replay_cli(result, backend=backend, iters=iters, warmup=warmup, out=out, as_json=as_json)
-        return
     if csv_path:
-        from commbench.results import _atomic_write
-
-        _atomic_write(__import__("pathlib").Path(csv_path), lambda p: result.ops_frame().to_csv(p, index=False))
+        atomic_write(Path(csv_path), lambda p: result.ops_frame().to_csv(p, index=False))
     if as_json:
         click.echo(json.dumps(result.to_dict(), default=float))
         return

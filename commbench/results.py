@@ -57,7 +57,7 @@ def check_output_path(path: str | Path) -> Path:
     return path
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -73,18 +73,18 @@ def save_table(frame: pd.DataFrame, path: str | Path, metadata: dict) -> Path:
     """Save `frame` with `metadata` in the format the suffix names (.csv, .json, .parquet)."""
     path = check_output_path(path)
     if path.suffix == ".csv":
-        _atomic_write(path, lambda p: frame.to_csv(p, index=False))
-        _atomic_write(path.with_name(path.name + ".meta.json"), lambda p: p.write_text(json.dumps(metadata, indent=2, default=str)))
+        atomic_write(path, lambda p: frame.to_csv(p, index=False))
+        atomic_write(path.with_name(path.name + ".meta.json"), lambda p: p.write_text(json.dumps(metadata, indent=2, default=str)))
     elif path.suffix == ".json":
         doc = {"schema_version": SCHEMA_VERSION, "metadata": metadata, "rows": frame.to_dict(orient="records")}
-        _atomic_write(path, lambda p: p.write_text(json.dumps(doc, indent=1, default=str)))
+        atomic_write(path, lambda p: p.write_text(json.dumps(doc, indent=1, default=str)))
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = pa.Table.from_pandas(frame, preserve_index=False)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"commbench": json.dumps(metadata, default=str).encode()})
-        _atomic_write(path, lambda p: pq.write_table(table, p))
+        atomic_write(path, lambda p: pq.write_table(table, p))
     return path
 
 

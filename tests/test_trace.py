@@ -76,7 +76,9 @@ def test_qwen3_coder_tp4_and_pp4():
     pp = make_trace(ParallelPlan.for_mode(card, "pp", pp=4), Workload(16, 8192, 1024))
     sites = [op.site for op in pp.ops if op.phase == "decode"]
     assert sites == [f"stage{s}->stage{s + 1}.{t}" for s in range(3) for t in ("hidden_states", "residual")]
-    assert all(op.msg_bytes == 4 * 2048 * BF16 for op in pp.ops if op.phase == "decode")
+    assert all(op.msg_bytes == 4 * 2048 * BF16 for op in pp.ops if op.phase == "decode")  # 16 / 4 requests
+    assert all(op.msg_bytes == 8192 * 2048 * BF16 for op in pp.ops if op.phase == "prefill")
+    assert pp.plan.layers_per_stage == (12, 12, 12, 12)
 
 
 def test_tp_and_pp_together_split_boundary_send():
@@ -148,3 +150,18 @@ def test_params_match_published_totals():
     qwen = load_model_card("qwen3-coder-30b-a3b")
     assert qwen.num_moe_layers * qwen.num_experts * qwen.params_per_expert == 48 * 128 * 3 * 2048 * 768
     assert qwen.total_params / 1e9 == pytest.approx(30.5, rel=0.01)
+
+
+def test_schedule_mixes_decode_into_prefill_chunks():
+    # 3 requests of 6 in / 3 out, budget 8: step 0 takes 8 prompt tokens (req 0 done, req 1 at 2/6);
+    # step 1: 1 decode (req 0) + 7 prompt tokens (req 1's last 4, req 2's first 3), and so on.
+    from commbench.workload import build_schedule
+
+    s = build_schedule(Workload(3, 6, 3, token_budget=8))
+    g = s.groups
+    assert g[0].prefill_segments == ((0, 6), (0, 2)) and g[0].decode_tokens == 0
+    assert g[1].prefill_segments == ((2, 4), (0, 3)) and g[1].decode_tokens == 1
+    assert list(g[1].decode_keys) == [7]  # req 0's first decode token attends to 6 prompt + 1
+    assert list(s.prefill_done_step) == [0, 1, 2] and list(s.finish_step) == [2, 3, 4]
+    # every request processes ISL + OSL - 1 tokens over the run
+    assert sum(grp.count * grp.tokens for grp in g) == 3 * (6 + 3 - 1)

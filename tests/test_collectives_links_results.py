@@ -1,0 +1,48 @@
+import pandas as pd
+import pytest
+
+from commbench import CommbenchError
+from commbench.collectives import get_collective
+from commbench.links import LINKS, parse_link, theory_time_s
+from commbench.results import environment_metadata, load_table, save_table
+
+
+def test_busbw_identities():
+    ar, ag, sr = get_collective("all_reduce"), get_collective("all_gather"), get_collective("send_recv")
+    # At n = 2 an all-reduce's busbw equals its algbw; at n = 8 it is 2*7/8 = 1.75x.
+    assert ar.busbw_gbps(1e9, 1.0, 2) == ar.algbw_gbps(1e9, 1.0) == 1.0
+    assert ar.busbw_gbps(1e9, 1.0, 8) == pytest.approx(1.75)
+    assert ag.busbw_factor(4) == pytest.approx(0.75) and sr.busbw_factor(4) == 1
+    assert ag.msg_bytes(count=10, typesize=2, n=4) == 80 and ar.msg_bytes(10, 2, 4) == 20
+
+
+def test_link_parsing_and_theory():
+    assert parse_link("1gbit").bandwidth_Bps == pytest.approx(125e6)
+    assert parse_link("12.5GB/s").bandwidth_Bps == pytest.approx(12.5e9)
+    assert parse_link("400Mbit").bandwidth_Bps == pytest.approx(50e6)
+    assert LINKS["pcie5x4"].bandwidth_gbps == pytest.approx(32 * 4 * 128 / 130 / 8)
+    with pytest.raises(CommbenchError, match="unknown link 'fast'"):
+        parse_link("fast")
+    link = parse_link("1gbit")
+    # ring all-reduce on 4 ranks: 6 latency steps + 2*3/4 * S / B
+    t = theory_time_s("all_reduce", 1e6, 4, link)
+    assert t == pytest.approx(6 * link.latency_s + 1.5 * 1e6 / 125e6)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
+def test_save_load_roundtrip(tmp_path, suffix):
+    frame = pd.DataFrame({"msg_bytes": [8, 1024], "time_us": [30.5, 41.0]})
+    meta = environment_metadata(backend="gloo")
+    path = save_table(frame, tmp_path / f"r{suffix}", meta)
+    loaded, loaded_meta = load_table(path)
+    pd.testing.assert_frame_equal(loaded, frame)
+    assert loaded_meta["backend"] == "gloo" and loaded_meta["schema_version"] == 1
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    bad = pd.DataFrame({"x": [object()]})
+    with pytest.raises(Exception):
+        save_table(bad, tmp_path / "r.parquet", {})
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(CommbenchError, match=r"unknown output format '.txt'"):
+        save_table(bad, tmp_path / "r.txt", {})
