@@ -182,5 +182,64 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
                   "200gbe = 25 GB/s, pcie5x16 = 63 GB/s per direction.")
 
 
+# ---------------------------------------------------------------------------------------------
+def _parse_bytes(text: str) -> int:
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+    t = text.strip().upper().rstrip("B")
+    suffix = t[-1] if t and t[-1] in units else ""
+    try:
+        value = int(float(t[: len(t) - len(suffix)]) * units[suffix])
+    except ValueError:
+        raise CommbenchError(f"bad size {text!r}; use bytes with an optional K, M or G suffix, e.g. 64M") from None
+    return value
+
+
+@main.command()
+@click.argument("collective")
+@click.option("--min-bytes", default="8", show_default=True, help="Smallest message (S), e.g. 8, 4K.")
+@click.option("--max-bytes", default="4M", show_default=True, help="Largest message (S), e.g. 64M.")
+@click.option("--ranks", type=int, default=2, show_default=True, help="Local ranks of the embedded world.")
+@click.option("--iters", type=int, default=20, show_default=True, help="Timed iterations per size.")
+@click.option("--warmup", type=int, default=3, show_default=True, help="Untimed iterations per size.")
+@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per collective before a peer counts as dead.")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the tidy table (.csv/.json/.parquet) with environment metadata.")
+def sweep(collective, min_bytes, max_bytes, ranks, iters, warmup, timeout_s, as_json, out):
+    """nccl-tests-style size sweep of COLLECTIVE (all_reduce, all_gather, send_recv) on gloo over loopback.
+
+    Starts its own local world (the embedded default: 2 ranks, no GPU, no cluster).
+
+    \b
+    Example:
+      commbench sweep all_reduce --min-bytes 8 --max-bytes 64M
+    """
+    from commbench.results import check_output_path, environment_metadata, save_table
+    from commbench.sweep import SWEEP_COLLECTIVES, sizes_between, sweep_local
+
+    if collective not in SWEEP_COLLECTIVES:
+        raise CommbenchError(f"unknown sweep collective {collective!r}; valid: {', '.join(SWEEP_COLLECTIVES)}")
+    if ranks < 2 or iters < 1 or warmup < 0:
+        raise CommbenchError(f"need ranks >= 2, iters >= 1, warmup >= 0; got {ranks}, {iters}, {warmup}")
+    if out:
+        check_output_path(out)
+    sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
+    with console.status(f"{collective}: {len(sizes)} sizes on {ranks} gloo ranks (loopback)"):
+        frame = sweep_local(collective, sizes, ranks=ranks, iters=iters, warmup=warmup, timeout_s=timeout_s)
+    if out:
+        import torch  # noqa: F401  (so its version lands in the metadata)
+
+        save_table(frame, out, environment_metadata(backend="gloo", launcher="embedded", ranks=ranks,
+                                                    iters=iters, warmup=warmup, collective=collective))
+    if as_json:
+        click.echo(json.dumps({"rows": frame.to_dict(orient="records")}, default=float))
+    else:
+        print_frame(frame.drop(columns=["samples_us", "collective"]), f"{collective}, gloo, {ranks} ranks on loopback, "
+                    f"{iters} iterations (time = max over ranks per iteration)",
+                    {"algbw_gbps": "{:.4f}", "busbw_gbps": "{:.4f}", "time_us_p50": "{:,.1f}", "time_us_min": "{:,.1f}",
+                     "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}"})
+    if frame["wrong"].sum():
+        raise CommbenchError(f"{int(frame['wrong'].sum())} wrong values in the correctness pass")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(sys.argv[1:])

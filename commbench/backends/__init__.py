@@ -1,0 +1,1 @@
+"""Communication backends behind one narrow protocol (see torch_dist.TorchBackend)."""

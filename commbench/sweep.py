@@ -1,0 +1,117 @@
+"""nccl-tests-style size sweeps on a backend, with a correctness pass.
+
+Buffers hold float32. Rank r fills its input with (r + 1); an all-reduce must then hold
+n(n+1)/2 everywhere, an all-gather's slot r must hold r + 1, a one-way send must deliver 1.0.
+`wrong` counts elements that differ. Columns follow nccl-tests: msg_bytes (S), count, type,
+time_us (p50/min/max/p99 of the per-iteration max over ranks), algbw_gbps = S / t,
+busbw_gbps = algbw * factor(n) from commbench.collectives.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pandas as pd
+
+from commbench import CommbenchError
+from commbench.collectives import get_collective
+from commbench.timing import time_calls
+
+SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "send_recv")
+TYPESIZE = 4  # float32
+
+
+def sizes_between(min_bytes: int, max_bytes: int) -> list[int]:
+    """Powers of two from min_bytes to max_bytes (bytes, rounded to whole float32 elements)."""
+    if min_bytes <= 0 or max_bytes < min_bytes:
+        raise CommbenchError(f"need 0 < min-bytes <= max-bytes, got {min_bytes} and {max_bytes}")
+    sizes, s = [], max(TYPESIZE, min_bytes)
+    while s <= max_bytes:
+        sizes.append(s - s % TYPESIZE)
+        s *= 2
+    return sizes
+
+
+def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: int) -> pd.DataFrame:
+    if collective not in SWEEP_COLLECTIVES:
+        raise CommbenchError(f"unknown sweep collective {collective!r}; valid: {', '.join(SWEEP_COLLECTIVES)}")
+    coll = get_collective(collective)
+    n, r = backend.world_size, backend.rank
+    rows = []
+    for msg_bytes in sizes:
+        per_rank = msg_bytes // TYPESIZE // (n if coll.gathers else 1)
+        if per_rank == 0:
+            continue
+        if collective == "all_reduce":
+            buf = backend.buffer(per_rank, r + 1)
+
+            def op():
+                buf.fill_(r + 1)
+                backend.all_reduce(buf)
+
+            expected = n * (n + 1) / 2
+            check = lambda: buf.numpy() - expected  # noqa: E731
+        elif collective == "all_gather":
+            inp, out = backend.buffer(per_rank, r + 1), backend.buffer(per_rank * n, 0)
+            op = lambda: backend.all_gather(out, inp)  # noqa: E731
+            check = lambda: out.numpy() - np.repeat(np.arange(1, n + 1), per_rank)  # noqa: E731
+        else:
+            buf = backend.buffer(per_rank, 1.0 if r == 0 else 0.0)
+            op = lambda: backend.send_recv(buf, 0, 1)  # noqa: E731
+            check = lambda: buf.numpy() - 1.0 if r == 1 else np.zeros(1)  # noqa: E731
+        samples = time_calls(op, backend, iters, warmup)
+        wrong = int(np.count_nonzero(check()))
+        t = float(np.median(samples))
+        S = per_rank * TYPESIZE * (n if coll.gathers else 1)
+        rows.append({
+            "collective": collective, "msg_bytes": S, "count": S // TYPESIZE, "type": "float32", "ranks": n,
+            "time_us_p50": t * 1e6, "time_us_min": samples.min() * 1e6, "time_us_max": samples.max() * 1e6,
+            "time_us_p99": float(np.percentile(samples, 99)) * 1e6,
+            "algbw_gbps": coll.algbw_gbps(S, t), "busbw_gbps": coll.busbw_gbps(S, t, n), "wrong": wrong,
+            "samples_us": [round(x * 1e6, 2) for x in samples],
+        })
+    return pd.DataFrame(rows)
+
+
+def _worker(rank: int, world: int, port: int, collective: str, sizes, iters, warmup, timeout_s, queue):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", "lo"))
+    from commbench.backends.torch_dist import TorchBackend
+
+    try:
+        backend = TorchBackend(timeout_s)
+        frame = run_sweep(backend, collective, sizes, iters, warmup)
+        if rank == 0:
+            queue.put(("ok", frame.to_dict(orient="records")))
+        backend.close()
+    except Exception as exc:  # reported by rank number to the parent
+        queue.put(("error", f"rank {rank}: {type(exc).__name__}: {exc}".splitlines()[0]))
+
+
+def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 20, warmup: int = 3,
+                timeout_s: float = 60.0) -> pd.DataFrame:
+    """The embedded default: start `ranks` gloo processes on loopback and sweep."""
+    import multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(r, ranks, port, collective, sizes, iters, warmup, timeout_s, queue))
+             for r in range(ranks)]
+    for p in procs:
+        p.start()
+    try:
+        status, payload = queue.get(timeout=timeout_s * (len(sizes) + 2))
+    except Exception:
+        status, payload = "error", f"no result within the timeout; exit codes {[p.exitcode for p in procs]}"
+    for p in procs:
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+    if status != "ok":
+        raise CommbenchError(f"sweep failed: {payload}")
+    return pd.DataFrame(payload)

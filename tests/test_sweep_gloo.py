@@ -1,0 +1,39 @@
+"""2-rank gloo sweeps on loopback: identities and correctness, never speed."""
+
+import json
+
+import pytest
+
+from commbench.sweep import sizes_between, sweep_local
+
+
+def test_sizes_between():
+    assert sizes_between(8, 64) == [8, 16, 32, 64]
+
+
+@pytest.mark.parametrize("collective", ["all_reduce", "all_gather", "send_recv"])
+def test_gloo_sweep_identities(collective):
+    frame = sweep_local(collective, [8, 1024, 65536], ranks=2, iters=3, warmup=1, timeout_s=30)
+    assert list(frame.msg_bytes) == [8, 1024, 65536]
+    assert (frame.wrong == 0).all()
+    # algbw = S / t (GB/s); busbw factor at n=2: all_reduce 2(n-1)/n = 1, all_gather (n-1)/n = 0.5, send_recv 1
+    factor = {"all_reduce": 1.0, "all_gather": 0.5, "send_recv": 1.0}[collective]
+    for row in frame.itertuples():
+        assert row.algbw_gbps == pytest.approx(row.msg_bytes / (row.time_us_p50 * 1e-6) / 1e9)
+        assert row.busbw_gbps == pytest.approx(row.algbw_gbps * factor)
+        assert row.time_us_min <= row.time_us_p50 <= row.time_us_max and len(row.samples_us) == 3
+
+
+def test_sweep_cli_json_and_out(cli, tmp_path):
+    out = tmp_path / "sweep.csv"
+    result = cli("sweep", "all_reduce", "--max-bytes", "1K", "--iters", "2", "--json", "--out", out)
+    assert result.exit_code == 0
+    rows = json.loads(result.output)["rows"]
+    assert [r["msg_bytes"] for r in rows] == [8, 16, 32, 64, 128, 256, 512, 1024]
+    meta = json.loads((tmp_path / "sweep.csv.meta.json").read_text())
+    assert meta["backend"] == "gloo" and "torch" in meta["versions"]
+
+
+def test_sweep_bad_collective(cli):
+    result = cli("sweep", "all_reduse")
+    assert result.exit_code == 2 and "valid: all_reduce, all_gather, send_recv" in result.output
