@@ -82,6 +82,8 @@ def _worker(rank: int, world: int, port: int, collective: str, sizes, iters, war
 
     try:
         backend = TorchBackend(timeout_s)
+        if os.environ.get("COMMBENCH_FAULT_EXIT_RANK") == str(rank):  # fault injection for the dead-rank test
+            os._exit(17)
         frame = run_sweep(backend, collective, sizes, iters, warmup)
         if rank == 0:
             queue.put(("ok", frame.to_dict(orient="records")))
@@ -107,11 +109,13 @@ def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 
     try:
         status, payload = queue.get(timeout=timeout_s * (len(sizes) + 2))
     except Exception:
-        status, payload = "error", f"no result within the timeout; exit codes {[p.exitcode for p in procs]}"
+        status, payload = "error", "no result within the timeout"
     for p in procs:
         p.join(timeout=10)
         if p.is_alive():
             p.kill()
+            p.join()
     if status != "ok":
-        raise CommbenchError(f"sweep failed: {payload}")
+        dead = [f"rank {r} exited with code {p.exitcode}" for r, p in enumerate(procs) if p.exitcode not in (0, 1)]
+        raise CommbenchError(f"sweep failed: {'; '.join(dead + [payload])}")
     return pd.DataFrame(payload)

@@ -37,3 +37,11 @@ def test_sweep_cli_json_and_out(cli, tmp_path):
 def test_sweep_bad_collective(cli):
     result = cli("sweep", "all_reduse")
     assert result.exit_code == 2 and "valid: all_reduce, all_gather, send_recv" in result.output
+
+
+def test_dead_rank_is_named_and_run_ends(monkeypatch):
+    from commbench import CommbenchError
+
+    monkeypatch.setenv("COMMBENCH_FAULT_EXIT_RANK", "1")
+    with pytest.raises(CommbenchError, match=r"rank 1 exited with code 17"):
+        sweep_local("all_reduce", [8, 64], ranks=2, iters=2, warmup=0, timeout_s=10)
