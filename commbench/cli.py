@@ -198,24 +198,31 @@ def _parse_bytes(text: str) -> int:
 @click.argument("collective")
 @click.option("--min-bytes", default="8", show_default=True, help="Smallest message (S), e.g. 8, 4K.")
 @click.option("--max-bytes", default="4M", show_default=True, help="Largest message (S), e.g. 64M.")
+@click.option("--backend", default="gloo", show_default=True, help="gloo (torch.distributed) or mpi (mpi4py).")
 @click.option("--ranks", type=int, default=2, show_default=True, help="Local ranks of the embedded world.")
 @click.option("--iters", type=int, default=20, show_default=True, help="Timed iterations per size.")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Untimed iterations per size.")
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per collective before a peer counts as dead.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the tidy table (.csv/.json/.parquet) with environment metadata.")
-def sweep(collective, min_bytes, max_bytes, ranks, iters, warmup, timeout_s, as_json, out):
-    """nccl-tests-style size sweep of COLLECTIVE (all_reduce, all_gather, send_recv) on gloo over loopback.
+def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeout_s, as_json, out):
+    """nccl-tests-style size sweep of COLLECTIVE (all_reduce, all_gather, send_recv).
 
-    Starts its own local world (the embedded default: 2 ranks, no GPU, no cluster).
+    With no launcher it starts its own local world (the embedded default: 2 ranks on loopback, no
+    GPU, no cluster); under torchrun or mpiexec it joins that world and rank 0 reports.
 
     \b
     Example:
       commbench sweep all_reduce --min-bytes 8 --max-bytes 64M
+      commbench sweep send_recv --backend mpi
+      mpiexec -n 2 -host a,b commbench sweep all_reduce --backend mpi
     """
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.sweep import SWEEP_COLLECTIVES, sizes_between, sweep_local
+    from commbench.sweep import (BACKENDS, SWEEP_COLLECTIVES, launcher_world, sizes_between,
+                                 sweep_in_launched_world, sweep_local, sweep_via_mpiexec)
 
+    if backend not in BACKENDS:
+        raise CommbenchError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if collective not in SWEEP_COLLECTIVES:
         raise CommbenchError(f"unknown sweep collective {collective!r}; valid: {', '.join(SWEEP_COLLECTIVES)}")
     if ranks < 2 or iters < 1 or warmup < 0:
@@ -223,17 +230,32 @@ def sweep(collective, min_bytes, max_bytes, ranks, iters, warmup, timeout_s, as_
     if out:
         check_output_path(out)
     sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
-    with console.status(f"{collective}: {len(sizes)} sizes on {ranks} gloo ranks (loopback)"):
-        frame = sweep_local(collective, sizes, ranks=ranks, iters=iters, warmup=warmup, timeout_s=timeout_s)
+    world = launcher_world()
+    if world is None and backend == "mpi":
+        args = ["sweep", collective, "--min-bytes", min_bytes, "--max-bytes", max_bytes, "--backend", "mpi",
+                "--iters", str(iters), "--warmup", str(warmup), "--timeout", str(timeout_s)]
+        args += ["--json"] if as_json else []
+        args += ["--out", out] if out else []
+        sys.exit(sweep_via_mpiexec(args, ranks, timeout_s * (len(sizes) + 2)))
+    if world is None:
+        launcher = "embedded"
+        with console.status(f"{collective}: {len(sizes)} sizes on {ranks} gloo ranks (loopback)"):
+            frame = sweep_local(collective, sizes, ranks=ranks, iters=iters, warmup=warmup, timeout_s=timeout_s)
+    else:
+        launcher = "mpiexec" if world == "mpi" else "torchrun"
+        rank, frame = sweep_in_launched_world(backend, collective, sizes, iters, warmup, timeout_s)
+        if rank != 0:
+            return
+        ranks = int(frame["ranks"].iloc[0]) if len(frame) else ranks
     if out:
         import torch  # noqa: F401  (so its version lands in the metadata)
 
-        save_table(frame, out, environment_metadata(backend="gloo", launcher="embedded", ranks=ranks,
+        save_table(frame, out, environment_metadata(backend=backend, launcher=launcher, ranks=ranks,
                                                     iters=iters, warmup=warmup, collective=collective))
     if as_json:
         click.echo(json.dumps({"rows": frame.to_dict(orient="records")}, default=float))
     else:
-        print_frame(frame.drop(columns=["samples_us", "collective"]), f"{collective}, gloo, {ranks} ranks on loopback, "
+        print_frame(frame.drop(columns=["samples_us", "collective"]), f"{collective}, {backend}, {ranks} ranks ({launcher}), "
                     f"{iters} iterations (time = max over ranks per iteration)",
                     {"algbw_gbps": "{:.4f}", "busbw_gbps": "{:.4f}", "time_us_p50": "{:,.1f}", "time_us_min": "{:,.1f}",
                      "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}"})

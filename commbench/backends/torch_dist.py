@@ -26,6 +26,14 @@ class TorchBackend:
     def buffer(self, elements: int, fill: float) -> torch.Tensor:
         return torch.full((elements,), fill, dtype=torch.float32)
 
+    @staticmethod
+    def fill(buf, value: float):
+        buf.fill_(value)
+
+    @staticmethod
+    def to_numpy(buf) -> np.ndarray:
+        return buf.numpy()
+
     def all_reduce(self, buf):
         dist.all_reduce(buf)
 
