@@ -203,9 +203,10 @@ def _parse_bytes(text: str) -> int:
 @click.option("--iters", type=int, default=20, show_default=True, help="Timed iterations per size.")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Untimed iterations per size.")
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per collective before a peer counts as dead.")
+@click.option("--link", default=None, help="Add busbw as percent of a link: 200gbe, 100gbe, pcie5x4, pcie5x16, or a rate like 1gbit.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the tidy table (.csv/.json/.parquet) with environment metadata.")
-def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeout_s, as_json, out):
+def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeout_s, link, as_json, out):
     """nccl-tests-style size sweep of COLLECTIVE (all_reduce, all_gather, send_recv).
 
     With no launcher it starts its own local world (the embedded default: 2 ranks on loopback, no
@@ -227,6 +228,9 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeo
         raise CommbenchError(f"unknown sweep collective {collective!r}; valid: {', '.join(SWEEP_COLLECTIVES)}")
     if ranks < 2 or iters < 1 or warmup < 0:
         raise CommbenchError(f"need ranks >= 2, iters >= 1, warmup >= 0; got {ranks}, {iters}, {warmup}")
+    from commbench.links import parse_link
+
+    link_profile = parse_link(link) if link else None
     if out:
         check_output_path(out)
     sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
@@ -235,6 +239,7 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeo
         args = ["sweep", collective, "--min-bytes", min_bytes, "--max-bytes", max_bytes, "--backend", "mpi",
                 "--iters", str(iters), "--warmup", str(warmup), "--timeout", str(timeout_s)]
         args += ["--json"] if as_json else []
+        args += ["--link", link] if link else []
         args += ["--out", out] if out else []
         sys.exit(sweep_via_mpiexec(args, ranks, timeout_s * (len(sizes) + 2)))
     if world is None:
@@ -247,6 +252,8 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeo
         if rank != 0:
             return
         ranks = int(frame["ranks"].iloc[0]) if len(frame) else ranks
+    if link_profile is not None:
+        frame[f"busbw_pct_{link_profile.name}"] = frame["busbw_gbps"] / link_profile.bandwidth_gbps * 100
     if out:
         import torch  # noqa: F401  (so its version lands in the metadata)
 

@@ -147,7 +147,15 @@ def make_backend(name: str, timeout_s: float):
 
 def sweep_in_launched_world(backend_name: str, collective: str, sizes, iters, warmup, timeout_s):
     """Join the world a launcher made (torchrun or mpiexec); returns (rank, frame)."""
-    backend = make_backend(backend_name, timeout_s)
+    try:
+        backend = make_backend(backend_name, timeout_s)
+    except CommbenchError:
+        raise
+    except Exception as exc:  # rendezvous failed: name this rank and where it looked
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        raise CommbenchError(f"rank {os.environ.get('RANK', '?')} could not join the {backend_name} world at {where} "
+                             f"within {timeout_s:g} s (is rank 0 up, and MASTER_ADDR / GLOO_SOCKET_IFNAME right?): "
+                             f"{type(exc).__name__}") from None
     frame = run_sweep(backend, collective, sizes, iters, warmup)
     backend.close()
     return backend.rank, frame

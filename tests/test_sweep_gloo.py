@@ -45,3 +45,26 @@ def test_dead_rank_is_named_and_run_ends(monkeypatch):
     monkeypatch.setenv("COMMBENCH_FAULT_EXIT_RANK", "1")
     with pytest.raises(CommbenchError, match=r"rank 1 exited with code 17"):
         sweep_local("all_reduce", [8, 64], ranks=2, iters=2, warmup=0, timeout_s=10)
+
+
+def test_sweep_link_percent_column(cli):
+    result = cli("sweep", "send_recv", "--max-bytes", "64", "--iters", "2", "--link", "1gbit", "--json")
+    rows = json.loads(result.output)["rows"]
+    for r in rows:  # 1 Gbit/s = 0.125 GB/s
+        assert r["busbw_pct_1gbit"] == pytest.approx(r["busbw_gbps"] / 0.125 * 100)
+
+
+def test_unreachable_peer_named_and_bounded(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    proc = subprocess.run([sys.executable, "-m", "commbench", "sweep", "all_reduce", "--max-bytes", "64",
+                           "--timeout", "3"], env=env, capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 2
+    assert f"rank 1 could not join the gloo world at 127.0.0.1:{port} within 3 s" in proc.stderr
