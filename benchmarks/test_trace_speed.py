@@ -2,7 +2,7 @@
 
 import pytest
 
-from commbench.model_card import load_model_card, shipped_models
+from commbench.model_card import load_model_card
 from commbench.plan import ParallelPlan
 from commbench.trace import make_trace
 from commbench.workload import Workload, _build_schedule
