@@ -219,13 +219,10 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeo
       mpiexec -n 2 -host a,b commbench sweep all_reduce --backend mpi
     """
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.sweep import (BACKENDS, SWEEP_COLLECTIVES, launcher_world, sizes_between,
-                                 sweep_in_launched_world, sweep_local, sweep_via_mpiexec)
+    from commbench.sweep import (check_sweep_choices, launcher_world, sizes_between, sweep_in_launched_world,
+                                 sweep_local, sweep_via_mpiexec)
 
-    if backend not in BACKENDS:
-        raise CommbenchError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    if collective not in SWEEP_COLLECTIVES:
-        raise CommbenchError(f"unknown sweep collective {collective!r}; valid: {', '.join(SWEEP_COLLECTIVES)}")
+    check_sweep_choices(collective, backend)
     if ranks < 2 or iters < 1 or warmup < 0:
         raise CommbenchError(f"need ranks >= 2, iters >= 1, warmup >= 0; got {ranks}, {iters}, {warmup}")
     from commbench.links import parse_link

@@ -9,6 +9,7 @@ busbw_gbps = algbw * factor(n) from commbench.collectives.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 
@@ -20,6 +21,7 @@ from commbench.collectives import get_collective
 from commbench.timing import time_calls
 
 SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "send_recv")
+BACKENDS = ("gloo", "mpi")
 TYPESIZE = 4  # float32
 
 
@@ -34,37 +36,68 @@ def sizes_between(min_bytes: int, max_bytes: int) -> list[int]:
     return sizes
 
 
-def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: int) -> pd.DataFrame:
+def check_sweep_choices(collective: str, backend: str = "gloo") -> None:
+    """Raise a one-line error naming a bad collective or backend and the valid choices."""
     if collective not in SWEEP_COLLECTIVES:
         raise CommbenchError(f"unknown sweep collective {collective!r}; valid: {', '.join(SWEEP_COLLECTIVES)}")
-    coll = get_collective(collective)
+    check_backend(backend)
+
+
+def check_backend(name: str) -> None:
+    if name not in BACKENDS:
+        raise CommbenchError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+
+
+def _collective_calls(backend, collective: str, per_rank: int):
+    """(timed op, verified call returning the error array) for one message size.
+
+    The timed op runs on buffers left as they are (all-reduce on zeros stays finite however many
+    iterations run); the correctness pass refills inputs and checks one call, as nccl-tests does.
+    """
     n, r = backend.world_size, backend.rank
+    if collective == "all_reduce":
+        buf = backend.buffer(per_rank, 0.0)
+
+        def verify():
+            backend.fill(buf, r + 1)
+            backend.all_reduce(buf)
+            return backend.to_numpy(buf) - n * (n + 1) / 2
+
+        return functools.partial(backend.all_reduce, buf), verify
+    if collective == "all_gather":
+        inp, out = backend.buffer(per_rank, r + 1), backend.buffer(per_rank * n, 0)
+        op = functools.partial(backend.all_gather, out, inp)
+
+        def verify():
+            op()
+            return backend.to_numpy(out) - np.repeat(np.arange(1, n + 1), per_rank)
+
+        return op, verify
+    buf = backend.buffer(per_rank, 1.0 if r == 0 else 0.0)
+    op = functools.partial(backend.send_recv, buf, 0, 1)
+
+    def verify():
+        backend.fill(buf, 1.0 if r == 0 else 0.0)
+        op()
+        return backend.to_numpy(buf) - 1.0 if r == 1 else np.zeros(1)
+
+    return op, verify
+
+
+def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: int) -> pd.DataFrame:
+    check_sweep_choices(collective)
+    coll = get_collective(collective)
+    n = backend.world_size
     rows = []
-    for msg_bytes in sizes:
-        per_rank = msg_bytes // TYPESIZE // (n if coll.gathers else 1)
+    for requested_bytes in sizes:
+        per_rank = requested_bytes // TYPESIZE // (n if coll.gathers else 1)
         if per_rank == 0:
             continue
-        if collective == "all_reduce":
-            buf = backend.buffer(per_rank, r + 1)
-
-            def op():
-                backend.fill(buf, r + 1)
-                backend.all_reduce(buf)
-
-            expected = n * (n + 1) / 2
-            check = lambda: backend.to_numpy(buf) - expected  # noqa: E731
-        elif collective == "all_gather":
-            inp, out = backend.buffer(per_rank, r + 1), backend.buffer(per_rank * n, 0)
-            op = lambda: backend.all_gather(out, inp)  # noqa: E731
-            check = lambda: backend.to_numpy(out) - np.repeat(np.arange(1, n + 1), per_rank)  # noqa: E731
-        else:
-            buf = backend.buffer(per_rank, 1.0 if r == 0 else 0.0)
-            op = lambda: backend.send_recv(buf, 0, 1)  # noqa: E731
-            check = lambda: backend.to_numpy(buf) - 1.0 if r == 1 else np.zeros(1)  # noqa: E731
+        op, verify = _collective_calls(backend, collective, per_rank)
         samples = time_calls(op, backend, iters, warmup)
-        wrong = int(np.count_nonzero(check()))
+        wrong = int(np.count_nonzero(verify()))
         t = float(np.median(samples))
-        S = per_rank * TYPESIZE * (n if coll.gathers else 1)
+        S = coll.msg_bytes(per_rank, TYPESIZE, n)
         rows.append({
             "collective": collective, "msg_bytes": S, "count": S // TYPESIZE, "type": "float32", "ranks": n,
             "time_us_p50": t * 1e6, "time_us_min": samples.min() * 1e6, "time_us_max": samples.max() * 1e6,
@@ -76,18 +109,13 @@ def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: in
 
 
 def _worker(rank: int, world: int, port: int, collective: str, sizes, iters, warmup, timeout_s, queue):
+    """One rank of the embedded world: it joins like a torchrun rank would, on loopback."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", "lo"))
-    from commbench.backends.torch_dist import TorchBackend
-
     try:
-        backend = TorchBackend(timeout_s)
-        if os.environ.get("COMMBENCH_FAULT_EXIT_RANK") == str(rank):  # fault injection for the dead-rank test
-            os._exit(17)
-        frame = run_sweep(backend, collective, sizes, iters, warmup)
+        _, frame = sweep_in_launched_world("gloo", collective, sizes, iters, warmup, timeout_s)
         if rank == 0:
             queue.put(("ok", frame.to_dict(orient="records")))
-        backend.close()
     except Exception as exc:  # reported by rank number to the parent
         queue.put(("error", f"rank {rank}: {type(exc).__name__}: {exc}".splitlines()[0]))
 
@@ -121,8 +149,6 @@ def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 
     return pd.DataFrame(payload)
 
 
-BACKENDS = ("gloo", "mpi")
-
 
 def launcher_world() -> str | None:
     """'mpi' under mpiexec, 'torch' under torchrun, None when no launcher started this process."""
@@ -134,8 +160,7 @@ def launcher_world() -> str | None:
 
 
 def make_backend(name: str, timeout_s: float):
-    if name not in BACKENDS:
-        raise CommbenchError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    check_backend(name)
     if name == "mpi":
         from commbench.backends.mpi import MpiBackend
 
@@ -156,6 +181,8 @@ def sweep_in_launched_world(backend_name: str, collective: str, sizes, iters, wa
         raise CommbenchError(f"rank {os.environ.get('RANK', '?')} could not join the {backend_name} world at {where} "
                              f"within {timeout_s:g} s (is rank 0 up, and MASTER_ADDR / GLOO_SOCKET_IFNAME right?): "
                              f"{type(exc).__name__}") from None
+    if os.environ.get("COMMBENCH_FAULT_EXIT_RANK") == str(backend.rank):  # fault injection for the dead-rank test
+        os._exit(17)
     frame = run_sweep(backend, collective, sizes, iters, warmup)
     backend.close()
     return backend.rank, frame
