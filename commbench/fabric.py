@@ -1,0 +1,197 @@
+"""Fabric: what a collective costs on a named interconnect, fitted or from a profile.
+
+A fabric model is piecewise latency-bandwidth (alpha-beta, Hockney) per size segment:
+
+    t(S) = alpha_i + S * f(n) / busbw_i        for S <= up_to_bytes_i (first segment that holds S)
+
+with S nccl-tests' message size and f(n) the collective's busbw factor (commbench.collectives),
+so one profile prices all_reduce, all_gather and send/recv alike. Segments exist because NCCL
+switches protocol (LL -> LL128 -> Simple) with size: small messages pay latency at a low
+incremental bandwidth, large ones stream near the link rate.
+
+Profiles live in fabrics/*.toml; `fit_sweep` builds one from a measured sweep (commbench sweep --out).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from commbench import CommbenchError
+from commbench.collectives import get_collective
+from commbench.data import data_dir, names_in, unknown_name_error
+
+
+@dataclass(frozen=True)
+class Segment:
+    up_to_bytes: float  # inclusive upper bound of S for this segment
+    alpha_s: float  # per-call latency, s
+    busbw_Bps: float  # incremental bus bandwidth, bytes/s
+    alpha_ci_s: tuple[float, float] | None = None  # 95% confidence interval when fitted
+    busbw_ci_Bps: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class FabricModel:
+    name: str
+    description: str
+    segments: tuple[Segment, ...]
+    link: str = ""
+    source: str = ""
+    per_collective: dict = field(default_factory=dict, hash=False, compare=False)  # name -> tuple[Segment]
+
+    def segment_for(self, msg_bytes: float, collective: str = "all_reduce") -> Segment:
+        segments = self.per_collective.get(collective, self.segments)
+        for seg in segments:
+            if msg_bytes <= seg.up_to_bytes:
+                return seg
+        return segments[-1]
+
+    def time_s(self, collective: str, msg_bytes: float, n: int) -> float:
+        """Seconds for one call of `collective` with nccl-tests size S = msg_bytes over n ranks."""
+        if msg_bytes <= 0:
+            return 0.0
+        seg = self.segment_for(msg_bytes, collective)
+        return seg.alpha_s + get_collective(collective).wire_bytes(msg_bytes, n) / seg.busbw_Bps
+
+    def latency_and_bandwidth_s(self, collective: str, msg_bytes: float, n: int) -> tuple[float, float]:
+        """time_s split into its two named terms: (alpha, S * f(n) / busbw)."""
+        if msg_bytes <= 0:
+            return 0.0, 0.0
+        seg = self.segment_for(msg_bytes, collective)
+        return seg.alpha_s, get_collective(collective).wire_bytes(msg_bytes, n) / seg.busbw_Bps
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = []
+        for coll, segs in [("any", self.segments), *self.per_collective.items()]:
+            lo = 0.0
+            for seg in segs:
+                rows.append({"fabric": self.name, "collective": coll, "from_bytes": lo, "up_to_bytes": seg.up_to_bytes,
+                             "alpha_us": seg.alpha_s * 1e6, "busbw_gbps": seg.busbw_Bps / 1e9,
+                             "alpha_ci_us": _fmt_ci(seg.alpha_ci_s, 1e6), "busbw_ci_gbps": _fmt_ci(seg.busbw_ci_Bps, 1e-9)})
+                lo = seg.up_to_bytes
+        return pd.DataFrame(rows)
+
+
+def _fmt_ci(ci, scale) -> str:
+    return "" if ci is None else f"[{ci[0] * scale:.4g}, {ci[1] * scale:.4g}]"
+
+
+def shipped_fabrics() -> list[str]:
+    return names_in("fabrics", ".toml")
+
+
+def load_fabric(name_or_path: str) -> FabricModel:
+    """A shipped profile name, a fabric .toml, or a saved sweep (.csv/.json/.parquet) to fit."""
+    path = Path(name_or_path)
+    if path.suffix in (".csv", ".json", ".parquet"):
+        if not path.is_file():
+            raise CommbenchError(f"fabric file {name_or_path!r} not found")
+        from commbench.results import load_table
+
+        return fit_sweep(load_table(path), name=path.stem)
+    if path.suffix != ".toml":
+        if name_or_path not in shipped_fabrics():
+            raise unknown_name_error("fabric", name_or_path, shipped_fabrics() + ["<sweep.csv>", "<fabric.toml>"])
+        path = data_dir("fabrics") / f"{name_or_path}.toml"
+    elif not path.is_file():
+        raise CommbenchError(f"fabric file {name_or_path!r} not found")
+    raw = tomllib.loads(path.read_text())
+    try:
+        segments = tuple(
+            Segment(float(s["up_to_bytes"]), float(s["alpha_us"]) * 1e-6, float(s["busbw_gbps"]) * 1e9)
+            for s in raw["segment"]
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CommbenchError(f"fabric file {path}: each [[segment]] needs up_to_bytes, alpha_us, busbw_gbps ({exc})") from None
+    return FabricModel(raw.get("name", path.stem), raw.get("description", ""), segments, raw.get("link", ""), str(path))
+
+
+# ---- fitting ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LineFit:
+    alpha_s: float
+    beta_Bps: float  # 1 / slope: bytes per second of S (algbw units)
+    alpha_ci_s: tuple[float, float]
+    beta_ci_Bps: tuple[float, float]
+    rss: float
+    points: int
+
+
+def fit_alpha_beta(msg_bytes, time_s) -> LineFit:
+    """Least squares t = alpha + S / beta with 95% confidence intervals (t distribution, n-2 dof).
+
+    Points are weighted by 1/t so a 64 MiB point does not drown the 8 B ones (relative error).
+    The CI on beta is the CI on the slope 1/beta, inverted (slope interval endpoints swap).
+    """
+    from scipy import stats
+
+    S = np.asarray(msg_bytes, dtype=float)
+    t = np.asarray(time_s, dtype=float)
+    if len(S) < 3:
+        raise CommbenchError(f"a fit needs at least 3 sizes, got {len(S)}")
+    w = 1.0 / t
+    A = np.c_[np.ones_like(S), S] * w[:, None]
+    coef, *_ = np.linalg.lstsq(A, t * w, rcond=None)
+    resid = t * w - A @ coef
+    dof = max(1, len(S) - 2)
+    rss = float(resid @ resid)
+    cov = rss / dof * np.linalg.pinv(A.T @ A)
+    q = stats.t.ppf(0.975, dof)
+    a, slope = coef
+    da, ds = q * math.sqrt(max(cov[0, 0], 0.0)), q * math.sqrt(max(cov[1, 1], 0.0))
+    slope = max(slope, 1e-30)
+    beta_ci = (1 / (slope + ds), 1 / (slope - ds) if slope - ds > 0 else math.inf)
+    return LineFit(float(a), float(1 / slope), (a - da, a + da), beta_ci, rss, len(S))
+
+
+def fit_piecewise(msg_bytes, time_s, min_points: int = 3) -> list[tuple[float, LineFit]]:
+    """One line, or two split at the break that lowers the residual the most (a protocol switch).
+
+    A split is kept only if it reduces the weighted residual by more than half (a clear kink);
+    returns [(up_to_bytes, fit), ...].
+    """
+    S = np.asarray(msg_bytes, dtype=float)
+    t = np.asarray(time_s, dtype=float)
+    order = np.argsort(S)
+    S, t = S[order], t[order]
+    whole = fit_alpha_beta(S, t)
+    best = None
+    for k in range(min_points, len(S) - min_points + 1):
+        left, right = fit_alpha_beta(S[:k], t[:k]), fit_alpha_beta(S[k:], t[k:])
+        if best is None or left.rss + right.rss < best[0]:
+            best = (left.rss + right.rss, k, left, right)
+    if best is not None and best[0] < 0.5 * whole.rss:
+        _, k, left, right = best
+        return [(float(S[k - 1]), left), (math.inf, right)]
+    return [(math.inf, whole)]
+
+
+def fit_sweep(frame: pd.DataFrame, name: str = "fitted") -> FabricModel:
+    """A FabricModel from a sweep table (columns collective, msg_bytes, ranks, time_us_p50).
+
+    Each collective's line t = alpha + S / beta is turned into busbw = beta * f(n) so the
+    model prices other collectives too; the all_reduce fit (else the first) is the default.
+    """
+    need = {"collective", "msg_bytes", "ranks", "time_us_p50"}
+    if not need <= set(frame.columns):
+        raise CommbenchError(f"sweep table lacks columns {sorted(need - set(frame.columns))}; "
+                             "give a file written by commbench sweep --out")
+    per_collective = {}
+    for coll, rows in frame.groupby("collective", sort=False):
+        n = int(rows["ranks"].iloc[0])
+        factor = get_collective(coll).busbw_factor(n)
+        segments = []
+        for up_to, fit in fit_piecewise(rows["msg_bytes"], rows["time_us_p50"] * 1e-6):
+            segments.append(Segment(up_to, max(fit.alpha_s, 0.0), fit.beta_Bps * factor,
+                                    fit.alpha_ci_s, tuple(b * factor for b in fit.beta_ci_Bps)))
+        per_collective[coll] = tuple(segments)
+    default = per_collective.get("all_reduce") or next(iter(per_collective.values()))
+    return FabricModel(name, f"fitted from a sweep of {', '.join(per_collective)}", default,
+                       source="fit", per_collective=per_collective)

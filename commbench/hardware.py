@@ -1,0 +1,76 @@
+"""Hardware profiles (hardware/*.toml): one accelerator's memory, bandwidth and peak FLOP/s.
+
+Every figure carries its source in the file. `local` is built from measurements on the machine
+at hand (commbench.compute.measure_local_profile) rather than read from a file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from commbench import CommbenchError
+from commbench.data import data_dir, names_in, unknown_name_error
+
+# Weight formats run on the tensor-core rate of their own dtype when the engine has W8A8 / W4A4
+# kernels for them (FP8, NVFP4); MXFP4 experts in gpt-oss run as weight-only (W4A16) on the
+# activation dtype's rate. Bytes per param -> dtype name for the FLOP rate.
+_FORMAT_DTYPE = {1.0: "fp8", 4.5 / 8: "fp4"}
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    description: str
+    memory_gb: float
+    memory_bandwidth_Bps: float  # peak, bytes/s
+    peak_flops: dict = field(hash=False, compare=False)  # dtype -> FLOP/s (dense)
+    fabric: str = "spark-200gbe"
+    source: str = ""
+
+    def flops_for(self, activation_dtype: str, weight_bytes_per_param: float) -> float:
+        """Peak FLOP/s for a matmul on weights stored at `weight_bytes_per_param`."""
+        dtype = _FORMAT_DTYPE.get(weight_bytes_per_param, activation_dtype)
+        if dtype not in self.peak_flops:
+            dtype = activation_dtype
+        try:
+            return self.peak_flops[dtype]
+        except KeyError:
+            raise CommbenchError(f"hardware {self.name} has no peak FLOP/s for {dtype}; "
+                                 f"it lists {', '.join(self.peak_flops)}") from None
+
+    def summary(self) -> dict:
+        return {"hardware": self.name, "memory_gb": self.memory_gb,
+                "memory_bandwidth_gbps": self.memory_bandwidth_Bps / 1e9,
+                **{f"peak_tflops_{k}": v / 1e12 for k, v in self.peak_flops.items()},
+                "fabric": self.fabric, "description": self.description}
+
+
+def shipped_hardware() -> list[str]:
+    return names_in("hardware", ".toml")
+
+
+def load_hardware(name_or_path: str) -> HardwareProfile:
+    """A shipped profile name, `local` (measured now), or a path to a profile .toml."""
+    if name_or_path == "local":
+        from commbench.compute import measure_local_profile
+
+        return measure_local_profile()
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        if name_or_path not in shipped_hardware():
+            raise unknown_name_error("hardware", name_or_path, shipped_hardware() + ["local"])
+        path = data_dir("hardware") / f"{name_or_path}.toml"
+    elif not path.is_file():
+        raise CommbenchError(f"hardware file {name_or_path!r} not found")
+    raw = tomllib.loads(path.read_text())
+    try:
+        return HardwareProfile(
+            name=raw.get("name", path.stem), description=raw.get("description", ""),
+            memory_gb=float(raw["memory_gb"]), memory_bandwidth_Bps=float(raw["memory_bandwidth_gbps"]) * 1e9,
+            peak_flops={k: float(v) * 1e12 for k, v in raw["peak_tflops"].items()},
+            fabric=raw.get("fabric", "spark-200gbe"), source=str(path))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CommbenchError(f"hardware file {path}: needs memory_gb, memory_bandwidth_gbps and "
+                             f"[peak_tflops] ({exc})") from None

@@ -1,0 +1,311 @@
+"""Serving model: per-stage compute + communication -> tok/s, TTFT, TPOT and a time breakdown.
+
+A full run is B concurrent requests of ISL input and OSL output tokens served with chunked prefill
+(commbench.workload.build_schedule: decode first, then prompt chunks up to the token budget).
+Each engine step costs, per rank (every term is in seconds and named in the breakdown):
+
+    compute = max(bytes / (BW_peak * MEMORY_BW_EFFICIENCY),  FLOPs / (FLOP_peak * FLOP_EFFICIENCY))
+        bytes = weights touched + KV cache read
+            weights: attention, dense MLP, router, LM head (last stage): all of the rank's shard;
+                     MoE experts: the expected fraction touched, 1 - (1 - k/E)^T for T tokens under
+                     uniform routing (k experts per token of E), of the rank's shard
+            KV: per sequence, context x kv_bytes_per_token_per_layer over the stage's layers, a
+                sliding-window layer reading at most `window` tokens; a rank holds kv_heads/tp heads
+        FLOPs = 2 x matmul params x tokens (+ LM head for sampled rows) + attention 4 x q_size x
+                (query, key) pairs per layer; each weight group at its own dtype's peak
+    TP comm = sum over the step's collectives (commbench.trace.step_ops) of
+              alpha + S x busbw_factor / busbw  (commbench.fabric), serialised with compute
+              -> reported as count x latency (tp_latency_s) and bytes / bandwidth (tp_bandwidth_s)
+    overhead = STEP_OVERHEAD_S per scheduled (micro-)batch
+
+TP: step = compute + TP comm + overhead.
+PP: the scheduler keeps pp micro-batches in flight (vLLM max_concurrent_batches = pp), so a round
+of the schedule (pp x token budget) is split into m = min(pp, sequences) micro-batches; with
+stage times s_k per micro-batch and boundary sends c,
+
+    round = max(m x max_k s_k,  sum_k s_k + sum c + overhead,  m x overhead)
+
+the first term is the busiest stage working through all m micro-batches, the second one
+micro-batch's trip through every stage (its next decode step needs its sampled token), the third
+the host scheduling every micro-batch. The engine core schedules one micro-batch while another
+runs (vLLM V1's batch queue), so host overhead is hidden except on that dependency path; TP
+steps (no batch queue) pay it serially. Per-rank terms are averaged over stages; the rest of
+the round, where a rank waits, is the bubble.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from commbench.fabric import FabricModel
+from commbench.hardware import HardwareProfile
+from commbench.model_card import ModelCard
+from commbench.plan import ParallelPlan
+from commbench.trace import StepShape, step_ops
+from commbench.workload import Workload, build_schedule
+
+# ---- the efficiency constants: global, never per model ----------------------------------------
+MEMORY_BW_EFFICIENCY = 0.90
+"""Fraction of peak memory bandwidth that decode kernels (GEMV, MoE, paged attention) sustain.
+Unitless. 0.8 is the usual STREAM-to-peak ratio of LPDDR5X/HBM parts and what vLLM decode reaches
+on weight-bound steps; checked (not fitted per model) against the PP=2 gpt-oss-120b rows of
+../shared/reference/calibration.md, whose PP side does not depend on collective bandwidth."""
+
+FLOP_EFFICIENCY = 0.35
+"""Fraction of dense peak FLOP/s that prefill GEMMs and attention reach. Unitless. Grouped MoE
+GEMMs with 4-8 active experts of 128 and mixed-precision dequantisation sit well below dense-GEMM
+efficiency (~0.6); 0.35 is checked against the prefill-heavy minus balanced PP difference."""
+
+STEP_OVERHEAD_S = 2e-3
+"""Host time per scheduled (micro-)batch that the accelerator waits on: scheduling, input prep,
+sampling, detokenisation. Seconds. vLLM V1 reports 2-5 ms per step on server CPUs; the Grace
+ARM cores of a Spark sit at the upper end."""
+
+BREAKDOWN_TERMS = ("weights_s", "kv_s", "flops_s", "tp_latency_s", "tp_bandwidth_s", "pp_send_s",
+                   "bubble_s", "overhead_s")
+
+
+def expert_coverage(tokens: np.ndarray | float, k: int, num_experts: int) -> np.ndarray | float:
+    """Expected fraction of E experts that T tokens touch, each picking k: 1 - (1 - k/E)^T."""
+    return 1.0 - (1.0 - k / num_experts) ** np.asarray(tokens, dtype=float)
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """Per-rank cost coefficients of one pipeline stage (its layers, its TP shard)."""
+
+    fixed_weight_bytes: float  # attention, dense MLP, router, LM head: read every step
+    expert_bytes_all: float  # all experts of the stage's MoE layers, this rank's shard
+    moe_k: int
+    moe_e: int
+    kv_bytes_per_token_layer: float  # this rank's share
+    full_layers: int
+    sliding_layers: int
+    window: int
+    s_per_token: float  # matmul seconds per token (2 x params / rate, summed over weight groups)
+    s_per_sampled: float  # LM head seconds per sampled row
+    s_per_pair: float  # attention seconds per (query, key) pair per layer
+    weight_bytes_total: float  # resident weights on the rank (memory check)
+
+
+def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost:
+    m: ModelCard = plan.model
+    tp = plan.tp
+    layers = list(plan.stage_layer_range(stage))
+    n_moe = sum(m.moe_layer_mask[i] for i in layers)
+    n_dense = len(layers) - n_moe
+    n_sliding = sum(m.sliding_layer_mask[i] for i in layers) if m.sliding_window else 0
+    act = m.activation_dtype
+    eff_flops = FLOP_EFFICIENCY
+
+    def rate(group: str) -> float:
+        return hw.flops_for(act, m.weight_bytes(group)) * eff_flops
+
+    attn = len(layers) * m.attention_params_per_layer / tp
+    dense = n_dense * m.dense_mlp_params_per_layer / tp
+    router = n_moe * m.router_params_per_layer  # ReplicatedLinear: every rank holds the full router
+    experts_all = n_moe * m.num_experts * m.params_per_expert / tp
+    last = stage == plan.pp - 1
+    lm_head = plan.padded_vocab * m.hidden_size / tp if last else 0.0
+    embed = plan.padded_vocab * m.hidden_size / tp if stage == 0 else 0.0
+    fixed = (attn * m.weight_bytes("attention") + dense * m.weight_bytes("dense_mlp")
+             + router * m.weight_bytes("router") + lm_head * m.weight_bytes("lm_head"))
+    expert_bytes = experts_all * m.weight_bytes("experts")
+    active_experts = n_moe * m.experts_per_token * m.params_per_expert / tp
+    s_per_token = 2 * (attn / rate("attention") + dense / rate("dense_mlp") + router / rate("router")
+                       + (active_experts / rate("experts") if n_moe else 0.0))
+    kv_share = plan.kv_heads_per_rank / m.num_key_value_heads
+    return StageCost(
+        fixed_weight_bytes=fixed, expert_bytes_all=expert_bytes, moe_k=m.experts_per_token, moe_e=m.num_experts,
+        kv_bytes_per_token_layer=m.kv_bytes_per_token_per_layer * kv_share,
+        full_layers=len(layers) - n_sliding, sliding_layers=n_sliding, window=m.sliding_window or 0,
+        s_per_token=s_per_token,
+        s_per_sampled=2 * lm_head / rate("lm_head") if last else 0.0,
+        s_per_pair=4 * m.q_size / tp / (hw.peak_flops.get(act, hw.flops_for(act, 2.0)) * eff_flops),
+        weight_bytes_total=fixed + expert_bytes + embed * m.weight_bytes("embedding"),
+    )
+
+
+@dataclass(frozen=True)
+class CommCoefficients:
+    """Each op of a step is S = a x tokens + b x sampled bytes, called `calls` times (trace.step_ops)."""
+
+    collective: tuple[str, ...]
+    a: np.ndarray
+    b: np.ndarray
+    calls: np.ndarray
+    group_size: np.ndarray
+    is_pp_send: np.ndarray
+
+
+@lru_cache(maxsize=512)
+def _comm_coefficients(plan: ParallelPlan) -> CommCoefficients:
+    per_token = step_ops(plan, StepShape(1, 0), "decode")
+    per_sampled = step_ops(plan, StepShape(0, 1), "decode")
+    return CommCoefficients(
+        tuple(o.collective for o in per_token),
+        np.array([o.msg_bytes for o in per_token], float), np.array([o.msg_bytes for o in per_sampled], float),
+        np.array([o.calls for o in per_token], float), np.array([o.group_size for o in per_token], float),
+        np.array([o.site.startswith("stage") for o in per_token]),
+    )
+
+
+def comm_times(plan: ParallelPlan, fabric: FabricModel, tokens: float, sampled: float) -> tuple[float, float, float]:
+    """(TP latency s, TP bandwidth s, PP send s) of one (micro-batch) step through all stages."""
+    cc = _comm_coefficients(plan)
+    lat = bw = send = 0.0
+    for i, coll in enumerate(cc.collective):
+        msg = cc.a[i] * tokens + cc.b[i] * sampled
+        alpha, stream = fabric.latency_and_bandwidth_s(coll, msg, int(cc.group_size[i]))
+        if cc.is_pp_send[i]:
+            send += cc.calls[i] * (alpha + stream)
+        else:
+            lat += cc.calls[i] * alpha
+            bw += cc.calls[i] * stream
+    return lat, bw, send
+
+
+def _sum_min(keys_sorted: np.ndarray, cumsum: np.ndarray, j: np.ndarray, cap: float) -> np.ndarray:
+    """For each j: sum_i min(keys_i + j, cap), keys sorted ascending with their cumsum."""
+    n = len(keys_sorted)
+    if n == 0:
+        return np.zeros_like(j, dtype=float)
+    idx = np.searchsorted(keys_sorted, cap - j, side="left")  # keys below cap - j are uncapped
+    below = np.where(idx > 0, cumsum[np.maximum(idx - 1, 0)], 0.0) + idx * j
+    return below + (n - idx) * cap
+
+
+def _prefill_pairs(start: int, n: int, cap: float | None) -> float:
+    """Causal (query, key) pairs of a prompt chunk at positions [start, start+n): sum of min(p+1, cap)."""
+    total = n * start + n * (n + 1) / 2
+    if cap is None:
+        return total
+    first_capped = max(start, int(cap) - 1)  # positions p >= cap-1 see cap keys
+    if first_capped >= start + n:
+        return total
+    uncapped_n = first_capped - start
+    return uncapped_n * start + uncapped_n * (uncapped_n + 1) / 2 + (start + n - first_capped) * cap
+
+
+@dataclass
+class Prediction:
+    wall_s: float
+    ttft_s: float
+    tpot_s: float
+    breakdown: dict
+    steps: int
+    weights_gb_per_rank: float
+    kv_gb_per_rank: float
+
+
+def _step_compute(sc: StageCost, tokens, sampled, kv_full, kv_slide, pairs_full, pairs_slide, bw_Bps):
+    """Per-rank (weights_s, kv_s, flops_s) of a micro-batch step; arrays broadcast over steps.
+
+    Only the binding roof counts: memory-bound steps charge weights and KV, compute-bound ones FLOPs.
+    """
+    cover = expert_coverage(tokens, sc.moe_k, sc.moe_e) if sc.moe_e else 0.0
+    weight_s = (sc.fixed_weight_bytes + sc.expert_bytes_all * cover) / bw_Bps
+    kv_s = (sc.full_layers * kv_full + sc.sliding_layers * kv_slide) * sc.kv_bytes_per_token_layer / bw_Bps
+    flop_s = (tokens * sc.s_per_token + sampled * sc.s_per_sampled
+              + (sc.full_layers * pairs_full + sc.sliding_layers * pairs_slide) * sc.s_per_pair)
+    mem_bound = weight_s + kv_s >= flop_s
+    return np.where(mem_bound, weight_s, 0.0), np.where(mem_bound, kv_s, 0.0), np.where(mem_bound, 0.0, flop_s)
+
+
+def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: FabricModel) -> Prediction:
+    """Walk the schedule and price every step (see the module docstring for the formulas)."""
+    pp = plan.pp
+    stages = [stage_cost(plan, s, hw) for s in range(pp)]
+    bw_Bps = hw.memory_bandwidth_Bps * MEMORY_BW_EFFICIENCY
+    schedule = build_schedule(w, w.token_budget * pp)
+    terms = dict.fromkeys(BREAKDOWN_TERMS, 0.0)
+    group_end_step, group_end_time = [], []
+    clock = 0.0
+    window = stages[0].window or None
+    for g in schedule.groups:
+        j = np.arange(g.count, dtype=float)
+        keys = np.sort(g.decode_keys.astype(float))
+        cumsum = np.cumsum(keys)
+        n_dec = len(keys)
+        kv_full = (cumsum[-1] if n_dec else 0.0) + n_dec * j  # sum of contexts, step j of the group
+        kv_slide = _sum_min(keys, cumsum, j, window) if window else kv_full
+        pairs_full, pairs_slide = kv_full.copy(), kv_slide.copy()
+        for start, n in g.prefill_segments:
+            kv_full = kv_full + (start + n)
+            kv_slide = kv_slide + (min(start + n, window) if window else start + n)
+            pairs_full = pairs_full + _prefill_pairs(start, n, None)
+            pairs_slide = pairs_slide + _prefill_pairs(start, n, window)
+        m = min(pp, g.seqs) if pp > 1 else 1
+        tokens, sampled = g.tokens / m, g.seqs / m
+        lat, stream, send = comm_times(plan, fabric, tokens, sampled)
+        tp_lat, tp_bw = lat / pp, stream / pp  # step_ops sums the TP calls of every stage
+        per_stage = [_step_compute(sc, tokens, sampled, kv_full / m, kv_slide / m, pairs_full / m,
+                                   pairs_slide / m, bw_Bps) for sc in stages]
+        stage_time = [ws + ks + fs + tp_lat + tp_bw for ws, ks, fs in per_stage]
+        if pp == 1:
+            step = stage_time[0] + STEP_OVERHEAD_S
+            busy = {"weights_s": per_stage[0][0], "kv_s": per_stage[0][1], "flops_s": per_stage[0][2]}
+            send_s = bubble = 0.0
+        else:
+            slowest = np.max(np.vstack(stage_time), axis=0) * m
+            path = np.sum(np.vstack(stage_time), axis=0) + send + STEP_OVERHEAD_S
+            step = np.maximum(np.maximum(slowest, path), m * STEP_OVERHEAD_S)
+            core = step - STEP_OVERHEAD_S  # one overhead per round is on the critical path
+            busy = {name: m * np.mean(np.vstack([ps[i] for ps in per_stage]), axis=0)
+                    for i, name in enumerate(("weights_s", "kv_s", "flops_s"))}
+            send_s = np.where(path >= slowest, send, 0.0)
+            bubble = core - send_s - sum(busy.values()) - m * (tp_lat + tp_bw)
+        step = np.broadcast_to(step, j.shape)
+        for name, value in busy.items():
+            terms[name] += float(np.sum(np.broadcast_to(value, j.shape)))
+        terms["tp_latency_s"] += g.count * m * tp_lat
+        terms["tp_bandwidth_s"] += g.count * m * tp_bw
+        terms["pp_send_s"] += float(np.sum(np.broadcast_to(send_s, j.shape)))
+        terms["bubble_s"] += float(np.sum(np.broadcast_to(bubble, j.shape)))
+        terms["overhead_s"] += g.count * STEP_OVERHEAD_S
+        clock += float(np.sum(step))
+        group_end_step.append(g.first_step + g.count - 1)
+        group_end_time.append(clock)
+    ends_step = np.array(group_end_step, float)
+    ends_time = np.array(group_end_time, float)
+    starts_time = np.concatenate([[0.0], ends_time[:-1]])
+    starts_step = np.array([g.first_step for g in schedule.groups], float)
+
+    def time_after(step_idx: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(ends_step, step_idx, side="left")
+        frac = (step_idx - starts_step[i] + 1) / (ends_step[i] - starts_step[i] + 1)
+        return starts_time[i] + frac * (ends_time[i] - starts_time[i])
+
+    first = time_after(schedule.prefill_done_step.astype(float))
+    last = time_after(schedule.finish_step.astype(float))
+    tpot = float(np.mean((last - first) / (w.osl - 1))) if w.osl > 1 else 0.0
+    max_context = w.isl + w.osl
+    kv_gb = max(_kv_resident_bytes(sc, max_context) for sc in stages) * w.batch / 1e9
+    return Prediction(clock, float(np.mean(first)), tpot, terms, schedule.num_steps,
+                      max(sc.weight_bytes_total for sc in stages) / 1e9, kv_gb)
+
+
+def _kv_resident_bytes(sc: StageCost, context: int) -> float:
+    slide = min(context, sc.window) if sc.window else context
+    return (sc.full_layers * context + sc.sliding_layers * slide) * sc.kv_bytes_per_token_layer
+
+
+def predict_row(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: FabricModel) -> dict:
+    """One tidy row: inputs, tok/s, TTFT, TPOT, the breakdown in ms per output token, memory fit."""
+    p = predict_run(plan, w, hw, fabric)
+    out_tokens = w.batch * w.osl
+    memory_gb = p.weights_gb_per_rank + p.kv_gb_per_rank
+    row = {
+        "model": plan.model.name, "mode": plan.mode, "tp": plan.tp, "pp": plan.pp, "batch": w.batch,
+        "scenario": w.scenario, "isl": w.isl, "osl": w.osl, "hardware": hw.name, "fabric": fabric.name,
+        "output_tok_s": out_tokens / p.wall_s, "total_tok_s": w.batch * (w.isl + w.osl) / p.wall_s,
+        "ttft_ms": p.ttft_s * 1e3, "tpot_ms": p.tpot_s * 1e3, "run_s": p.wall_s, "steps": p.steps,
+    }
+    for name in BREAKDOWN_TERMS:
+        row[name[:-2] + "_ms_per_token"] = p.breakdown[name] / out_tokens * 1e3
+    row["memory_gb_per_rank"] = memory_gb
+    row["fits_memory"] = bool(memory_gb <= hw.memory_gb)
+    return row
