@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -38,8 +39,12 @@ def print_frame(frame: pd.DataFrame, title: str = "", formats: dict | None = Non
         cells = []
         for col in frame.columns:
             value = row[col]
-            if col in formats:
+            if col in formats and (value is None or (isinstance(value, float) and value != value)):
+                cells.append("")
+            elif col in formats:
                 cells.append(formats[col].format(value))
+            elif isinstance(value, (bool, np.bool_)):
+                cells.append("yes" if value else "no")
             elif isinstance(value, float):
                 cells.append(f"{value:,.3f}" if abs(value) < 1e4 else f"{value:,.0f}")
             elif isinstance(value, int):
@@ -265,6 +270,187 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeo
                      "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}"})
     if frame["wrong"].sum():
         raise CommbenchError(f"{int(frame['wrong'].sum())} wrong values in the correctness pass")
+
+
+# ---------------------------------------------------------------------------------------------
+def _save_or_print(frame: pd.DataFrame, title: str, as_json: bool, out: str | None, meta: dict,
+                   formats: dict | None = None, drop: tuple = ()) -> None:
+    from commbench.results import environment_metadata, save_table
+
+    if out:
+        save_table(frame, out, environment_metadata(**meta))
+    if as_json:
+        click.echo(json.dumps({"rows": frame.to_dict(orient="records")}, default=_json_default))
+    else:
+        print_frame(frame.drop(columns=[c for c in drop if c in frame.columns]), title, formats)
+
+
+def _json_default(value):
+    if isinstance(value, float) or hasattr(value, "__float__"):
+        return float(value)
+    return str(value)
+
+
+@main.command("hardware")
+def hardware_cmd():
+    """List the hardware profiles (hardware/*.toml): memory, bandwidth, peak FLOP/s, default fabric.
+
+    \b
+    Example:
+      commbench hardware
+    """
+    from commbench.hardware import load_hardware, shipped_hardware
+
+    print_frame(pd.DataFrame([load_hardware(n).summary() for n in shipped_hardware()]),
+                "Hardware profiles (peaks from spec sheets; `--hardware local` measures this machine)")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--mode", default="tp", show_default=True, help="Parallel pattern: tp or pp.")
+@click.option("--tp", type=int, default=None, help="Tensor-parallel size (default 2 in tp mode).")
+@click.option("--pp", type=int, default=None, help="Pipeline-parallel size (default 2 in pp mode).")
+@click.option("--stage", type=int, default=0, show_default=True, help="Pipeline stage whose layers to build.")
+@click.option("--batch", type=int, default=8, show_default=True, help="Sequences in the decode step.")
+@click.option("--prefill-tokens", type=int, default=512, show_default=True, help="Tokens in the prefill chunk.")
+@click.option("--context", type=int, default=1024, show_default=True, help="Cached tokens each sequence attends to.")
+@click.option("--iters", type=int, default=3, show_default=True, help="Timed iterations per layer and phase.")
+@click.option("--device", default=None, help="torch device (default: cuda if present, else cpu).")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the table (.csv/.json/.parquet); "
+              "predict --hardware FILE composes with it.")
+def compute(model, mode, tp, pp, stage, batch, prefill_tokens, context, iters, device, as_json, out):
+    """Measure one rank's per-stage compute at MODEL's own layer shapes on this device.
+
+    Builds one layer of each kind the stage holds (TP shard or PP layer range) with random
+    weights, times a prefill chunk and a decode step, and scales by the stage's layer count.
+
+    \b
+    Example:
+      commbench compute gpt-oss-120b --mode tp --batch 128
+      commbench compute debug-tiny --mode pp --out compute.csv
+    """
+    from commbench.compute import measure_stage
+    from commbench.model_card import load_model_card
+    from commbench.plan import ParallelPlan
+    from commbench.results import check_output_path
+
+    for name, value in (("batch", batch), ("prefill-tokens", prefill_tokens), ("iters", iters)):
+        if value < 1:
+            raise CommbenchError(f"--{name} must be >= 1, got {value}")
+    if context < 0:
+        raise CommbenchError(f"--context must be >= 0, got {context}")
+    if out:
+        check_output_path(out)
+    plan = ParallelPlan.for_mode(load_model_card(model), mode, tp=tp, pp=pp)
+    with console.status(f"building {plan.model.name} stage {stage} layers") as status:
+        frame = measure_stage(plan, stage, prefill_tokens, batch, context, iters=iters, device=device,
+                              progress=lambda msg: status.update(f"timing {msg}"))
+    _save_or_print(frame, f"{plan.model.name} {plan.describe()}: stage {stage}, one rank, on {frame.device.iloc[0]} "
+                   f"(bf16 weights; quantised formats not emulated)", as_json, out,
+                   {"command": "compute", "model": model, "mode": mode, "stage": stage, "batch": batch,
+                    "prefill_tokens": prefill_tokens, "context": context, "iters": iters},
+                   {"time_ms_per_layer": "{:,.3f}", "stage_ms": "{:,.2f}", "bytes_per_layer": "{:,.0f}",
+                    "flops_per_layer": "{:.3g}", "effective_gbps": "{:.2f}", "effective_tflops": "{:.3f}"},
+                   drop=("samples_ms", "model", "tp", "pp"))
+
+
+def _predict_options(f):
+    f = click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the table (.csv/.json/.parquet) with metadata.")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")(f)
+    f = click.option("--fabric", default=None, help="Fabric profile name (fabrics/), a .toml, or a saved sweep .csv to fit "
+                     "(default: the hardware profile's).")(f)
+    f = click.option("--hardware", default="dgx-spark", show_default=True,
+                     help="Hardware profile: dgx-spark, h100, h200, rtx-pro-6000, local, a .toml, or a compute --out table.")(f)
+    return f
+
+
+@main.command()
+@click.argument("models")
+@_predict_options
+@click.option("--mode", default="both", show_default=True, help="tp, pp or both.")
+@click.option("--tp", type=int, default=None, help="Tensor-parallel size in tp mode (default 2).")
+@click.option("--pp", type=int, default=None, help="Pipeline-parallel size in pp mode (default 2).")
+@click.option("--batch", default="1,2,4,8,16,32,64,128", show_default=True, help="Comma-separated concurrencies.")
+@click.option("--scenario", default="balanced", show_default=True, help="Comma-separated presets, or all.")
+@click.option("--isl", type=int, default=None, help="Input tokens per request (overrides the scenario).")
+@click.option("--osl", type=int, default=None, help="Output tokens per request (overrides the scenario).")
+@click.option("--token-budget", type=int, default=8192, show_default=True, help="Chunked-prefill token budget per step.")
+def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenario, isl, osl, token_budget):
+    """Predict output tok/s, TTFT and TPOT of full runs, TP and PP side by side.
+
+    MODELS is one name or config.json, or several comma-separated. Rows with a published figure
+    (../shared/reference/calibration.md) show it and the error.
+
+    \b
+    Example:
+      commbench predict gpt-oss-120b --hardware dgx-spark --mode both --batch 1,2,4,8,16,32,64,128 --scenario balanced
+      commbench predict llama-3.1-8b-instruct --hardware dgx-spark --fabric sweep.csv
+    """
+    from commbench.explain import parse_modes, parse_scenarios, predict_grid
+    from commbench.fabric import load_fabric
+    from commbench.hardware import load_hardware
+    from commbench.results import check_output_path
+
+    modes, scenarios = parse_modes(mode), parse_scenarios(scenario)
+    batches = _parse_csv_ints(batch, "--batch")
+    if out:
+        check_output_path(out)
+    hw = load_hardware(hardware)
+    fab = load_fabric(fabric or hw.fabric)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp)
+    shown = ["model", "mode", "tp", "pp", "batch", "scenario", "output_tok_s", "ttft_ms", "tpot_ms",
+             "published_tok_s", "error_pct", "fits_memory"]
+    _save_or_print(frame, f"Predicted full runs on {hw.name} over {fab.name} (breakdown by term: --json, --out or "
+                   f"commbench explain)", as_json, out,
+                   {"command": "predict", "models": names, "hardware": hw.name, "fabric": fab.name,
+                    "fabric_segments": fab.to_frame().to_dict(orient="records"), "scenarios": scenarios,
+                    "token_budget": token_budget},
+                   {"output_tok_s": "{:,.1f}", "ttft_ms": "{:,.0f}", "tpot_ms": "{:,.1f}",
+                    "published_tok_s": "{:.2f}", "error_pct": "{:+.1f}"},
+                   drop=tuple(c for c in frame.columns if c not in shown))
+    if set(modes) == {"tp", "pp"} and not as_json:
+        ratio = frame.pivot_table(index=["model", "scenario"], columns="batch", values="output_tok_s", aggfunc=list)
+        rows = []
+        for (model_name, scen), cells in ratio.iterrows():
+            rows.append({"model": model_name, "scenario": scen,
+                         **{f"b{b}": f"{v[1] / v[0]:.2f}" if isinstance(v, list) and len(v) == 2 else "" for b, v in cells.items()}})
+        print_frame(pd.DataFrame(rows), "PP / TP output tok/s (above 1: PP ahead)")
+    if not frame.fits_memory.all() and not as_json:
+        bad = frame[~frame.fits_memory]
+        console.print(f"[yellow]warning:[/] {len(bad)} rows need more than {hw.memory_gb:g} GB per rank (weights + KV): "
+                      f"{', '.join(f'{r.model} {r.mode} b{r.batch}' for r in bad.itertuples())[:300]}")
+
+
+@main.command("explain")
+@click.argument("model")
+@click.option("--hardware", default="dgx-spark", show_default=True, help="Hardware profile (see `commbench hardware`).")
+@click.option("--fabric", default=None, help="Fabric profile or sweep file (default: the hardware profile's).")
+@click.option("--batch", type=int, default=128, show_default=True, help="Concurrency to explain beside batch 1.")
+@click.option("--scenario", default="balanced", show_default=True, help="Workload preset.")
+@click.option("--isl", type=int, default=None, help="Input tokens per request (overrides the scenario).")
+@click.option("--osl", type=int, default=None, help="Output tokens per request (overrides the scenario).")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...], \"sentences\": [...]} as JSON.")
+def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
+    """Why TP or PP wins for MODEL: per-token time by term at batch 1 and BATCH, in numbers and words.
+
+    \b
+    Example:
+      commbench explain gpt-oss-120b --hardware dgx-spark --batch 128
+    """
+    from commbench.explain import TERM_COLUMNS, explain
+
+    grid, lines = explain(model, hardware, fabric, batch, scenario, isl, osl)
+    if as_json:
+        click.echo(json.dumps({"rows": grid.to_dict(orient="records"), "sentences": lines}, default=_json_default))
+        return
+    cols = ["mode", "batch", "output_tok_s", "tpot_ms", "ttft_ms", *TERM_COLUMNS]
+    print_frame(grid[cols], f"{model}: time per output token by term (ms)",
+                {"output_tok_s": "{:,.1f}", "tpot_ms": "{:,.1f}", "ttft_ms": "{:,.0f}",
+                 **{c: "{:.3f}" for c in TERM_COLUMNS}})
+    for line in lines:
+        console.print(line, highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -59,12 +59,20 @@ class FabricModel:
         seg = self.segment_for(msg_bytes, collective)
         return seg.alpha_s + get_collective(collective).wire_bytes(msg_bytes, n) / seg.busbw_Bps
 
-    def latency_and_bandwidth_s(self, collective: str, msg_bytes: float, n: int) -> tuple[float, float]:
-        """time_s split into its two named terms: (alpha, S * f(n) / busbw)."""
-        if msg_bytes <= 0:
-            return 0.0, 0.0
-        seg = self.segment_for(msg_bytes, collective)
-        return seg.alpha_s, get_collective(collective).wire_bytes(msg_bytes, n) / seg.busbw_Bps
+    def latency_and_bandwidth_s(self, collective: str, msg_bytes, n: int):
+        """time_s split into its two named terms: (alpha, S * f(n) / busbw); S may be an array."""
+        segments = self.per_collective.get(collective, self.segments)
+        msg = np.asarray(msg_bytes, dtype=float)
+        bounds = np.array([seg.up_to_bytes for seg in segments])
+        idx = np.minimum(np.searchsorted(bounds, msg, side="left"), len(segments) - 1)
+        alpha = np.array([seg.alpha_s for seg in segments])[idx]
+        busbw = np.array([seg.busbw_Bps for seg in segments])[idx]
+        live = msg > 0
+        stream = np.where(live, get_collective(collective).wire_bytes(msg, n) / busbw, 0.0)
+        alpha = np.where(live, alpha, 0.0)
+        if alpha.ndim == 0:
+            return float(alpha), float(stream)
+        return alpha, stream
 
     def to_frame(self) -> pd.DataFrame:
         rows = []
@@ -94,7 +102,7 @@ def load_fabric(name_or_path: str) -> FabricModel:
             raise CommbenchError(f"fabric file {name_or_path!r} not found")
         from commbench.results import load_table
 
-        return fit_sweep(load_table(path), name=path.stem)
+        return fit_sweep(load_table(path)[0], name=path.stem)
     if path.suffix != ".toml":
         if name_or_path not in shipped_fabrics():
             raise unknown_name_error("fabric", name_or_path, shipped_fabrics() + ["<sweep.csv>", "<fabric.toml>"])

@@ -28,6 +28,20 @@ class HardwareProfile:
     peak_flops: dict = field(hash=False, compare=False)  # dtype -> FLOP/s (dense)
     fabric: str = "spark-200gbe"
     source: str = ""
+    compare_fabrics: tuple[str, ...] = ()  # fabrics `explain` sets beside the default one
+    measured: bool = False  # figures are achieved rates (local, compute table): no efficiency on top
+
+    @property
+    def memory_efficiency(self) -> float:
+        from commbench.serving import MEMORY_BW_EFFICIENCY
+
+        return 1.0 if self.measured else MEMORY_BW_EFFICIENCY
+
+    @property
+    def flop_efficiency(self) -> float:
+        from commbench.serving import FLOP_EFFICIENCY
+
+        return 1.0 if self.measured else FLOP_EFFICIENCY
 
     def flops_for(self, activation_dtype: str, weight_bytes_per_param: float) -> float:
         """Peak FLOP/s for a matmul on weights stored at `weight_bytes_per_param`."""
@@ -52,12 +66,19 @@ def shipped_hardware() -> list[str]:
 
 
 def load_hardware(name_or_path: str) -> HardwareProfile:
-    """A shipped profile name, `local` (measured now), or a path to a profile .toml."""
+    """A shipped profile name, `local` (measured now), a profile .toml, or a `compute --out` table."""
     if name_or_path == "local":
         from commbench.compute import measure_local_profile
 
         return measure_local_profile()
     path = Path(name_or_path)
+    if path.suffix in (".csv", ".json", ".parquet"):
+        if not path.is_file():
+            raise CommbenchError(f"compute table {name_or_path!r} not found")
+        from commbench.compute import profile_from_measurement
+        from commbench.results import load_table
+
+        return profile_from_measurement(load_table(path)[0], name=path.stem)
     if path.suffix != ".toml":
         if name_or_path not in shipped_hardware():
             raise unknown_name_error("hardware", name_or_path, shipped_hardware() + ["local"])
@@ -70,7 +91,8 @@ def load_hardware(name_or_path: str) -> HardwareProfile:
             name=raw.get("name", path.stem), description=raw.get("description", ""),
             memory_gb=float(raw["memory_gb"]), memory_bandwidth_Bps=float(raw["memory_bandwidth_gbps"]) * 1e9,
             peak_flops={k: float(v) * 1e12 for k, v in raw["peak_tflops"].items()},
-            fabric=raw.get("fabric", "spark-200gbe"), source=str(path))
+            fabric=raw.get("fabric", "spark-200gbe"), compare_fabrics=tuple(raw.get("compare_fabrics", ())),
+            source=str(path))
     except (KeyError, TypeError, ValueError) as exc:
         raise CommbenchError(f"hardware file {path}: needs memory_gb, memory_bandwidth_gbps and "
                              f"[peak_tflops] ({exc})") from None

@@ -99,7 +99,7 @@ def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost
     n_dense = len(layers) - n_moe
     n_sliding = sum(m.sliding_layer_mask[i] for i in layers) if m.sliding_window else 0
     act = m.activation_dtype
-    eff_flops = FLOP_EFFICIENCY
+    eff_flops = hw.flop_efficiency
 
     def rate(group: str) -> float:
         return hw.flops_for(act, m.weight_bytes(group)) * eff_flops
@@ -153,18 +153,21 @@ def _comm_coefficients(plan: ParallelPlan) -> CommCoefficients:
     )
 
 
-def comm_times(plan: ParallelPlan, fabric: FabricModel, tokens: float, sampled: float) -> tuple[float, float, float]:
-    """(TP latency s, TP bandwidth s, PP send s) of one (micro-batch) step through all stages."""
+def comm_times(plan: ParallelPlan, fabric: FabricModel, tokens, sampled):
+    """(TP latency s, TP bandwidth s, PP send s) of one (micro-batch) step through all stages.
+
+    tokens and sampled may be arrays (one entry per step); the results then are too.
+    """
     cc = _comm_coefficients(plan)
     lat = bw = send = 0.0
     for i, coll in enumerate(cc.collective):
         msg = cc.a[i] * tokens + cc.b[i] * sampled
         alpha, stream = fabric.latency_and_bandwidth_s(coll, msg, int(cc.group_size[i]))
         if cc.is_pp_send[i]:
-            send += cc.calls[i] * (alpha + stream)
+            send = send + cc.calls[i] * (alpha + stream)
         else:
-            lat += cc.calls[i] * alpha
-            bw += cc.calls[i] * stream
+            lat = lat + cc.calls[i] * alpha
+            bw = bw + cc.calls[i] * stream
     return lat, bw, send
 
 
@@ -215,16 +218,67 @@ def _step_compute(sc: StageCost, tokens, sampled, kv_full, kv_slide, pairs_full,
     return np.where(mem_bound, weight_s, 0.0), np.where(mem_bound, kv_s, 0.0), np.where(mem_bound, 0.0, flop_s)
 
 
+def round_cost(plan: ParallelPlan, stages: list[StageCost], fabric: FabricModel, bw_Bps: float, m: int,
+               tokens: float, seqs: float, kv_full, kv_slide, pairs_full, pairs_slide):
+    """Wall time of one engine step (TP) or schedule round of m micro-batches (PP), and its terms.
+
+    kv_* are summed contexts (keys read) over the round's sequences, pairs_* the attention
+    (query, key) pairs; a PP round splits tokens, sequences and both sums evenly over m.
+    Returns (wall_s, {weights_s, kv_s, flops_s} per rank, tp_latency_s and tp_bandwidth_s per
+    micro-batch step, pp_send_s on the critical path, bubble_s).
+    """
+    pp = plan.pp
+    tokens, sampled = tokens / m, seqs / m
+    lat, stream, send = comm_times(plan, fabric, tokens, sampled)
+    tp_lat, tp_bw = lat / pp, stream / pp  # step_ops sums the TP calls of every stage
+    per_stage = [_step_compute(sc, tokens, sampled, kv_full / m, kv_slide / m, pairs_full / m,
+                               pairs_slide / m, bw_Bps) for sc in stages]
+    stage_time = [ws + ks + fs + tp_lat + tp_bw for ws, ks, fs in per_stage]
+    if pp == 1:
+        busy = {"weights_s": per_stage[0][0], "kv_s": per_stage[0][1], "flops_s": per_stage[0][2]}
+        return stage_time[0] + STEP_OVERHEAD_S, busy, tp_lat, tp_bw, 0.0, 0.0
+    slowest = np.max(np.stack(stage_time), axis=0) * m
+    path = np.sum(np.stack(stage_time), axis=0) + send + STEP_OVERHEAD_S
+    step = np.maximum(np.maximum(slowest, path), m * STEP_OVERHEAD_S)
+    core = step - STEP_OVERHEAD_S  # one overhead per round is on the critical path
+    busy = {name: m * np.mean(np.stack([ps[i] for ps in per_stage]), axis=0)
+            for i, name in enumerate(("weights_s", "kv_s", "flops_s"))}
+    send_s = np.where(path >= slowest, send, 0.0)
+    bubble = core - send_s - sum(busy.values()) - m * (tp_lat + tp_bw)
+    return step, busy, tp_lat, tp_bw, send_s, bubble
+
+
+def decode_step(plan: ParallelPlan, hw: HardwareProfile, fabric: FabricModel, batch: int, context: int) -> dict:
+    """One steady decode step (TP) or round (PP) of `batch` sequences that each attend to `context` keys.
+
+    Returns seconds: wall_s and the terms of round_cost, each as a plain float.
+    """
+    stages = [stage_cost(plan, s, hw) for s in range(plan.pp)]
+    bw_Bps = hw.memory_bandwidth_Bps * hw.memory_efficiency
+    window = stages[0].window
+    kv_full = float(batch * context)
+    kv_slide = float(batch * min(context, window)) if window else kv_full
+    m = min(plan.pp, batch) if plan.pp > 1 else 1
+    step, busy, tp_lat, tp_bw, send_s, bubble = round_cost(
+        plan, stages, fabric, bw_Bps, m, batch, batch, kv_full, kv_slide, kv_full, kv_slide)
+    return {"wall_s": float(step), **{k: float(v) for k, v in busy.items()}, "tp_latency_s": m * tp_lat,
+            "tp_bandwidth_s": m * tp_bw, "pp_send_s": float(send_s), "bubble_s": float(bubble),
+            "overhead_s": STEP_OVERHEAD_S, "micro_batches": m}
+
+
 def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: FabricModel) -> Prediction:
-    """Walk the schedule and price every step (see the module docstring for the formulas)."""
+    """Walk the schedule and price every step (see the module docstring for the formulas).
+
+    Every step of the run becomes one entry of flat arrays (tokens, sequences, summed contexts),
+    priced in one vectorised round_cost call; runs of identical decode steps differ only in
+    their contexts, which grow by one key per sequence per step.
+    """
     pp = plan.pp
     stages = [stage_cost(plan, s, hw) for s in range(pp)]
-    bw_Bps = hw.memory_bandwidth_Bps * MEMORY_BW_EFFICIENCY
+    bw_Bps = hw.memory_bandwidth_Bps * hw.memory_efficiency
     schedule = build_schedule(w, w.token_budget * pp)
-    terms = dict.fromkeys(BREAKDOWN_TERMS, 0.0)
-    group_end_step, group_end_time = [], []
-    clock = 0.0
     window = stages[0].window or None
+    cols = {k: [] for k in ("tokens", "seqs", "m", "kv_full", "kv_slide", "pairs_full", "pairs_slide")}
     for g in schedule.groups:
         j = np.arange(g.count, dtype=float)
         keys = np.sort(g.decode_keys.astype(float))
@@ -232,60 +286,36 @@ def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: Fa
         n_dec = len(keys)
         kv_full = (cumsum[-1] if n_dec else 0.0) + n_dec * j  # sum of contexts, step j of the group
         kv_slide = _sum_min(keys, cumsum, j, window) if window else kv_full
-        pairs_full, pairs_slide = kv_full.copy(), kv_slide.copy()
+        pairs_full, pairs_slide = kv_full, kv_slide
         for start, n in g.prefill_segments:
             kv_full = kv_full + (start + n)
             kv_slide = kv_slide + (min(start + n, window) if window else start + n)
             pairs_full = pairs_full + _prefill_pairs(start, n, None)
             pairs_slide = pairs_slide + _prefill_pairs(start, n, window)
         m = min(pp, g.seqs) if pp > 1 else 1
-        tokens, sampled = g.tokens / m, g.seqs / m
-        lat, stream, send = comm_times(plan, fabric, tokens, sampled)
-        tp_lat, tp_bw = lat / pp, stream / pp  # step_ops sums the TP calls of every stage
-        per_stage = [_step_compute(sc, tokens, sampled, kv_full / m, kv_slide / m, pairs_full / m,
-                                   pairs_slide / m, bw_Bps) for sc in stages]
-        stage_time = [ws + ks + fs + tp_lat + tp_bw for ws, ks, fs in per_stage]
-        if pp == 1:
-            step = stage_time[0] + STEP_OVERHEAD_S
-            busy = {"weights_s": per_stage[0][0], "kv_s": per_stage[0][1], "flops_s": per_stage[0][2]}
-            send_s = bubble = 0.0
-        else:
-            slowest = np.max(np.vstack(stage_time), axis=0) * m
-            path = np.sum(np.vstack(stage_time), axis=0) + send + STEP_OVERHEAD_S
-            step = np.maximum(np.maximum(slowest, path), m * STEP_OVERHEAD_S)
-            core = step - STEP_OVERHEAD_S  # one overhead per round is on the critical path
-            busy = {name: m * np.mean(np.vstack([ps[i] for ps in per_stage]), axis=0)
-                    for i, name in enumerate(("weights_s", "kv_s", "flops_s"))}
-            send_s = np.where(path >= slowest, send, 0.0)
-            bubble = core - send_s - sum(busy.values()) - m * (tp_lat + tp_bw)
-        step = np.broadcast_to(step, j.shape)
-        for name, value in busy.items():
-            terms[name] += float(np.sum(np.broadcast_to(value, j.shape)))
-        terms["tp_latency_s"] += g.count * m * tp_lat
-        terms["tp_bandwidth_s"] += g.count * m * tp_bw
-        terms["pp_send_s"] += float(np.sum(np.broadcast_to(send_s, j.shape)))
-        terms["bubble_s"] += float(np.sum(np.broadcast_to(bubble, j.shape)))
-        terms["overhead_s"] += g.count * STEP_OVERHEAD_S
-        clock += float(np.sum(step))
-        group_end_step.append(g.first_step + g.count - 1)
-        group_end_time.append(clock)
-    ends_step = np.array(group_end_step, float)
-    ends_time = np.array(group_end_time, float)
-    starts_time = np.concatenate([[0.0], ends_time[:-1]])
-    starts_step = np.array([g.first_step for g in schedule.groups], float)
-
-    def time_after(step_idx: np.ndarray) -> np.ndarray:
-        i = np.searchsorted(ends_step, step_idx, side="left")
-        frac = (step_idx - starts_step[i] + 1) / (ends_step[i] - starts_step[i] + 1)
-        return starts_time[i] + frac * (ends_time[i] - starts_time[i])
-
-    first = time_after(schedule.prefill_done_step.astype(float))
-    last = time_after(schedule.finish_step.astype(float))
+        for name, value in (("tokens", g.tokens), ("seqs", g.seqs), ("m", m), ("kv_full", kv_full),
+                            ("kv_slide", kv_slide), ("pairs_full", pairs_full), ("pairs_slide", pairs_slide)):
+            cols[name].append(np.broadcast_to(np.asarray(value, dtype=float), j.shape))
+    a = {k: np.concatenate(v) for k, v in cols.items()}
+    m = a["m"]
+    step, busy, tp_lat, tp_bw, send_s, bubble = round_cost(
+        plan, stages, fabric, bw_Bps, m, a["tokens"], a["seqs"], a["kv_full"], a["kv_slide"], a["pairs_full"],
+        a["pairs_slide"])
+    n_steps = len(m)
+    terms = {name: float(np.sum(np.broadcast_to(value, (n_steps,)))) for name, value in busy.items()}
+    terms["tp_latency_s"] = float(np.sum(m * tp_lat))
+    terms["tp_bandwidth_s"] = float(np.sum(m * tp_bw))
+    terms["pp_send_s"] = float(np.sum(np.broadcast_to(send_s, (n_steps,))))
+    terms["bubble_s"] = float(np.sum(np.broadcast_to(bubble, (n_steps,))))
+    terms["overhead_s"] = n_steps * STEP_OVERHEAD_S
+    clock = np.cumsum(np.broadcast_to(step, (n_steps,)))  # end time of every step
+    first = clock[schedule.prefill_done_step]
+    last = clock[schedule.finish_step]
     tpot = float(np.mean((last - first) / (w.osl - 1))) if w.osl > 1 else 0.0
     max_context = w.isl + w.osl
     kv_gb = max(_kv_resident_bytes(sc, max_context) for sc in stages) * w.batch / 1e9
-    return Prediction(clock, float(np.mean(first)), tpot, terms, schedule.num_steps,
-                      max(sc.weight_bytes_total for sc in stages) / 1e9, kv_gb)
+    return Prediction(float(clock[-1]), float(np.mean(first)), tpot, {k: terms[k] for k in BREAKDOWN_TERMS},
+                      schedule.num_steps, max(sc.weight_bytes_total for sc in stages) / 1e9, kv_gb)
 
 
 def _kv_resident_bytes(sc: StageCost, context: int) -> float:

@@ -1,0 +1,16 @@
+"""The full predict grid: every shipped model x 2 modes x 8 batches x 3 scenarios (target: under 1 s)."""
+
+from commbench.explain import predict_grid
+from commbench.fabric import load_fabric
+from commbench.hardware import load_hardware
+from commbench.model_card import shipped_models
+from commbench.workload import SCENARIOS
+
+BATCHES = [1, 2, 4, 8, 16, 32, 64, 128]
+
+
+def test_full_grid(benchmark):
+    hw = load_hardware("dgx-spark")
+    fabric = load_fabric(hw.fabric)
+    frame = benchmark(predict_grid, shipped_models(), hw, fabric, ["tp", "pp"], BATCHES, list(SCENARIOS))
+    assert len(frame) == len(shipped_models()) * 2 * len(BATCHES) * len(SCENARIOS)

@@ -1,0 +1,123 @@
+"""Predict grids and explain them: TP vs PP in numbers and plain sentences.
+
+`predict_grid` runs the serving model (commbench.serving) over models x modes x batches x
+scenarios and sets published figures beside the rows they match. `explain` compares TP and PP at
+batch 1 and at the asked batch, names the term that decides, and shows how the verdict moves on
+the fabrics a hardware profile lists for comparison.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+
+from commbench import CommbenchError
+from commbench.calibrate import PUBLISHED_ROWS
+from commbench.fabric import FabricModel, load_fabric
+from commbench.hardware import HardwareProfile, load_hardware
+from commbench.model_card import load_model_card
+from commbench.plan import ParallelPlan
+from commbench.serving import BREAKDOWN_TERMS, predict_row
+from commbench.workload import SCENARIOS, Workload
+
+TERM_LABELS = {
+    "weights": "weight reads",
+    "kv": "KV-cache reads",
+    "flops": "FLOPs (compute-bound steps)",
+    "tp_latency": "TP collectives, count x latency",
+    "tp_bandwidth": "TP collectives, bytes / bandwidth",
+    "pp_send": "PP boundary sends",
+    "bubble": "pipeline bubble (a stage waiting)",
+    "overhead": "host overhead per step",
+}
+TERM_COLUMNS = [t[:-2] + "_ms_per_token" for t in BREAKDOWN_TERMS]
+
+
+def parse_modes(text: str) -> list[str]:
+    modes = {"both": ["tp", "pp"], "tp": ["tp"], "pp": ["pp"]}
+    if text not in modes:
+        raise CommbenchError(f"unknown mode {text!r}; valid: tp, pp, both")
+    return modes[text]
+
+
+def parse_scenarios(text: str) -> list[str]:
+    names = list(SCENARIOS) if text == "all" else [s.strip() for s in text.split(",") if s.strip()]
+    for name in names:
+        if name not in SCENARIOS:
+            raise CommbenchError(f"unknown scenario {name!r}; valid: {', '.join(SCENARIOS)}, all")
+    return names
+
+
+def published_for(row: dict) -> float | None:
+    if row["hardware"] != "dgx-spark" or row["isl"] != SCENARIOS.get(row["scenario"], (0, 0))[0]:
+        return None
+    for p in PUBLISHED_ROWS:
+        if (p.model, p.mode, p.batch, p.scenario) == (row["model"], row["mode"], row["batch"], row["scenario"]):
+            return p.output_tok_s
+    return None
+
+
+def predict_grid(models: list[str], hardware: HardwareProfile, fabric: FabricModel, modes: list[str],
+                 batches: list[int], scenarios: list[str], isl: int | None = None, osl: int | None = None,
+                 token_budget: int = 8192, tp: int | None = None, pp: int | None = None) -> pd.DataFrame:
+    rows = []
+    for name in models:
+        card = load_model_card(name)
+        plans = {mode: ParallelPlan.for_mode(card, mode, tp=tp if mode == "tp" else None, pp=pp if mode == "pp" else None)
+                 for mode in modes}
+        for scenario, batch, mode in itertools.product(scenarios, batches, modes):
+            w = Workload.from_options(batch, scenario, isl, osl, token_budget)
+            row = predict_row(plans[mode], w, hardware, fabric)
+            published = published_for(row)
+            row["published_tok_s"] = published
+            row["error_pct"] = (row["output_tok_s"] / published - 1) * 100 if published else None
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _per_token(row: pd.Series) -> dict[str, float]:
+    return {c[: -len("_ms_per_token")]: float(row[c]) for c in TERM_COLUMNS}
+
+
+def _top_terms(row: pd.Series, n: int = 3) -> str:
+    terms = sorted(_per_token(row).items(), key=lambda kv: -kv[1])
+    total = sum(v for _, v in terms) or 1.0
+    return ", ".join(f"{TERM_LABELS[k]} {v:.2f} ms ({v / total:.0%})" for k, v in terms[:n] if v > 0)
+
+
+def explain(model: str, hardware: str, fabric: str | None, batch: int, scenario: str,
+            isl: int | None = None, osl: int | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """TP vs PP at batch 1 and `batch`: a table of per-output-token terms and sentences saying why."""
+    hw = load_hardware(hardware)
+    fab = load_fabric(fabric or hw.fabric)
+    batches = sorted({1, batch})
+    grid = predict_grid([model], hw, fab, ["tp", "pp"], batches, [scenario], isl, osl)
+    lines = []
+    w = Workload.from_options(batch, scenario, isl, osl)
+    lines.append(f"{model} on two {hw.name} ({fab.name} fabric), {w.scenario} ISL {w.isl} / OSL {w.osl}; "
+                 f"time per output token of the whole system, split into named terms.")
+    for b in batches:
+        tp_row = grid[(grid.batch == b) & (grid["mode"] == "tp")].iloc[0]
+        pp_row = grid[(grid.batch == b) & (grid["mode"] == "pp")].iloc[0]
+        tp_s, pp_s = tp_row.output_tok_s, pp_row.output_tok_s
+        winner, loser = ("TP", "PP") if tp_s > pp_s else ("PP", "TP")
+        ratio = max(tp_s, pp_s) / min(tp_s, pp_s)
+        diff = {k: _per_token(tp_row)[k] - _per_token(pp_row)[k] for k in TERM_LABELS}
+        # the term that moves the gap most in the winner's favour
+        key = max(diff, key=lambda k: diff[k] if winner == "PP" else -diff[k])
+        lines.append(f"Batch {b}: {winner} ahead, {max(tp_s, pp_s):.1f} vs {min(tp_s, pp_s):.1f} output tok/s "
+                     f"({ratio:.2f}x). Deciding term: {TERM_LABELS[key]}, {abs(diff[key]):.2f} ms per token more on {loser}.")
+        lines.append(f"  TP: {_top_terms(tp_row)}.")
+        lines.append(f"  PP: {_top_terms(pp_row)}.")
+    for other in hw.compare_fabrics:
+        if other == fab.name:
+            continue
+        alt = predict_grid([model], hw, load_fabric(other), ["tp", "pp"], [batch], [scenario], isl, osl)
+        tp_s, pp_s = (float(alt[alt["mode"] == m].output_tok_s.iloc[0]) for m in ("tp", "pp"))
+        verdict = "TP" if tp_s > pp_s else "PP"
+        lines.append(f"On {other} instead ({load_fabric(other).description}): batch {batch} TP {tp_s:.1f} vs PP "
+                     f"{pp_s:.1f} tok/s, {verdict} ahead. The fabric, not the model, decides: "
+                     f"run `commbench fabric validate` before choosing.")
+    grid["fabric"] = fab.name
+    return grid, lines

@@ -1,0 +1,181 @@
+"""The serving model against physics worked out by hand, and against the published rows."""
+
+import json
+
+import numpy as np
+import pytest
+
+from commbench import CommbenchError
+from commbench.calibrate import PUBLISHED_ROWS, infer_fabric, predicted
+from commbench.fabric import load_fabric
+from commbench.hardware import load_hardware
+from commbench.model_card import load_model_card
+from commbench.plan import ParallelPlan
+from commbench.serving import MEMORY_BW_EFFICIENCY, STEP_OVERHEAD_S, decode_step, expert_coverage
+from commbench.explain import predict_grid
+
+# Llama-3.1-8B by hand from its config: hidden 4096, 32 q heads and 8 kv heads of 128, MLP 14336,
+# 32 layers, vocab 128256 (already a multiple of 64), BF16 weights, no biases, untied LM head.
+ATTN = 2 * 4096 * 4096 + 2 * 4096 * 1024  # q, o + k, v
+MLP = 3 * 4096 * 14336  # gate, up, down
+LM_HEAD = 128256 * 4096
+ALPHA_S, BUSBW = 10e-6, 10e9
+
+
+@pytest.fixture
+def flat_fabric(tmp_path):
+    path = tmp_path / "flat.toml"
+    path.write_text('name = "flat"\n[[segment]]\nup_to_bytes = inf\nalpha_us = 10\nbusbw_gbps = 10\n')
+    return load_fabric(str(path))
+
+
+@pytest.fixture
+def membound_hw(tmp_path):
+    path = tmp_path / "hw.toml"
+    path.write_text('name = "hw"\nmemory_gb = 1000\nmemory_bandwidth_gbps = 100\n[peak_tflops]\nbfloat16 = 100000\n')
+    return load_hardware(str(path))
+
+
+def test_dense_batch1_tp_decode_is_weight_bytes_over_bandwidth_plus_collectives(flat_fabric, membound_hw):
+    plan = ParallelPlan.for_mode(load_model_card("llama-3.1-8b-instruct"), "tp")
+    context = 1024
+    weight_bytes = (32 * (ATTN + MLP) + LM_HEAD) / 2 * 2  # half of every weight per rank, 2 B each
+    kv_bytes = context * 32 * 2 * 4 * 128 * 2  # keys x layers x (K, V) x 4 kv heads per rank x head_dim x 2 B
+    bw = 100e9 * MEMORY_BW_EFFICIENCY
+    # 1 embedding + 2 x 32 layer all-reduces of [1, 4096] bf16 (busbw factor 1 at n = 2);
+    # logits all-gather S = 2 ranks x 64128 x 2 B, busbw factor 1/2
+    comm = 65 * (ALPHA_S + 8192 / BUSBW) + ALPHA_S + 2 * 64128 * 2 * 0.5 / BUSBW
+    expected = (weight_bytes + kv_bytes) / bw + comm + STEP_OVERHEAD_S
+    step = decode_step(plan, membound_hw, flat_fabric, batch=1, context=context)
+    assert step["wall_s"] == pytest.approx(expected, rel=1e-9)
+    assert step["weights_s"] == pytest.approx(weight_bytes / bw, rel=1e-9)
+    assert step["tp_latency_s"] == pytest.approx(66 * ALPHA_S, rel=1e-9)
+
+
+def test_pp_bubble_at_batch_1_is_half_the_round(flat_fabric, membound_hw):
+    plan = ParallelPlan.for_mode(load_model_card("llama-3.1-8b-instruct"), "pp")
+    bw = 100e9 * MEMORY_BW_EFFICIENCY
+    s0 = 16 * (ATTN + MLP) * 2 / bw  # layers 0-15
+    s1 = (16 * (ATTN + MLP) + LM_HEAD) * 2 / bw  # layers 16-31 and the LM head
+    sends = 2 * (ALPHA_S + 4096 * 2 / BUSBW)  # hidden_states and residual [1, 4096] bf16
+    step = decode_step(plan, membound_hw, flat_fabric, batch=1, context=0)
+    assert step["micro_batches"] == 1
+    assert step["wall_s"] == pytest.approx(s0 + s1 + sends + STEP_OVERHEAD_S, rel=1e-9)
+    assert step["bubble_s"] == pytest.approx((s0 + s1) / 2, rel=1e-9)  # each stage idles while the other works
+    # two micro-batches fill the pipeline: the heavier last stage sets the round
+    assert decode_step(plan, membound_hw, flat_fabric, batch=2, context=0)["wall_s"] == pytest.approx(2 * s1, rel=1e-9)
+
+
+def test_expert_coverage_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    k, experts, tokens, trials = 4, 128, 64, 4000
+    touched = np.empty(trials)
+    for i in range(trials):
+        picks = np.argsort(rng.random((tokens, experts)), axis=1)[:, :k]  # k distinct experts per token
+        touched[i] = len(np.unique(picks)) / experts
+    expected = 1 - (1 - 4 / 128) ** 64
+    assert float(expert_coverage(tokens, k, experts)) == pytest.approx(expected, rel=1e-12)
+    assert abs(touched.mean() - expected) < 4 * touched.std() / np.sqrt(trials)
+
+
+def test_moe_decode_reads_only_the_covered_experts(flat_fabric, membound_hw):
+    card = load_model_card("gpt-oss-120b")
+    plan = ParallelPlan.for_mode(card, "tp")
+    one = decode_step(plan, membound_hw, flat_fabric, batch=1, context=0)["weights_s"]
+    many = decode_step(plan, membound_hw, flat_fabric, batch=64, context=0)["weights_s"]
+    expert_bytes = 36 * 128 * 3 * 2880 * 2880 / 2 * (4.25 / 8)  # all experts, half of each per rank, MXFP4
+    bw = 100e9 * MEMORY_BW_EFFICIENCY
+    delta = (expert_coverage(64, 4, 128) - expert_coverage(1, 4, 128)) * expert_bytes / bw
+    assert many - one == pytest.approx(delta, rel=1e-9)
+
+
+@pytest.fixture(scope="module")
+def spark_grid():
+    hw = load_hardware("dgx-spark")
+    fab = load_fabric(hw.fabric)
+    return predict_grid(["gpt-oss-120b", "llama-3.1-8b-instruct"], hw, fab, ["tp", "pp"],
+                        [1, 2, 4, 8, 16, 32, 64, 128], ["balanced", "prefill-heavy"])
+
+
+def _tok_s(grid, model, mode, batch, scenario):
+    sel = grid[(grid.model == model) & (grid["mode"] == mode) & (grid.batch == batch) & (grid.scenario == scenario)]
+    return float(sel.output_tok_s.iloc[0])
+
+
+def test_reproduces_published_dgx_spark_rows(spark_grid):
+    pp = _tok_s(spark_grid, "gpt-oss-120b", "pp", 128, "balanced")
+    tp = _tok_s(spark_grid, "gpt-oss-120b", "tp", 128, "balanced")
+    assert pp == pytest.approx(554.69, rel=0.15)
+    assert pp / tp == pytest.approx(2.20, rel=0.15)
+    assert _tok_s(spark_grid, "gpt-oss-120b", "pp", 128, "prefill-heavy") == pytest.approx(310.63, rel=0.20)
+    assert _tok_s(spark_grid, "gpt-oss-120b", "tp", 128, "prefill-heavy") == pytest.approx(164.99, rel=0.20)
+
+
+def test_tp_ahead_only_at_batch_1_for_gpt_oss_and_at_low_batch_for_llama(spark_grid):
+    for scenario in ("balanced", "prefill-heavy"):
+        for batch in (1, 2, 4, 8, 16, 32, 64, 128):
+            tp = _tok_s(spark_grid, "gpt-oss-120b", "tp", batch, scenario)
+            pp = _tok_s(spark_grid, "gpt-oss-120b", "pp", batch, scenario)
+            assert (tp > pp) == (batch == 1), (scenario, batch, tp, pp)
+    assert _tok_s(spark_grid, "llama-3.1-8b-instruct", "tp", 1, "balanced") > _tok_s(spark_grid, "llama-3.1-8b-instruct", "pp", 1, "balanced")
+    assert _tok_s(spark_grid, "llama-3.1-8b-instruct", "tp", 4, "balanced") > _tok_s(spark_grid, "llama-3.1-8b-instruct", "pp", 4, "balanced")
+    assert _tok_s(spark_grid, "llama-3.1-8b-instruct", "pp", 128, "balanced") > _tok_s(spark_grid, "llama-3.1-8b-instruct", "tp", 128, "balanced")
+
+
+def test_well_configured_link_flips_gpt_oss_back_to_tp():
+    """The calibration hypothesis: at 22 GB/s busbw, bandwidth physics puts TP ahead at batch 128."""
+    good = load_fabric("spark-200gbe")
+    tp = predicted(PUBLISHED_ROWS[1], good)
+    pp = predicted(PUBLISHED_ROWS[0], good)
+    assert tp > pp
+
+
+def test_spark_review_profile_is_what_inference_gives():
+    inferred = infer_fabric()
+    shipped = load_fabric("spark-review")
+    for a, b in zip(inferred.segments, shipped.segments):
+        assert a.busbw_Bps == pytest.approx(b.busbw_Bps, rel=0.01)
+        assert a.alpha_s == pytest.approx(b.alpha_s, rel=0.01, abs=1e-7)
+
+
+def test_predict_json_schema_and_published_error(cli):
+    result = cli("predict", "gpt-oss-120b", "--batch", "1,128", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.output)["rows"]
+    assert len(rows) == 4
+    need = {"model", "mode", "batch", "scenario", "isl", "osl", "output_tok_s", "ttft_ms", "tpot_ms"}
+    assert need <= set(rows[0])
+    pp128 = next(r for r in rows if r["mode"] == "pp" and r["batch"] == 128)
+    assert pp128["published_tok_s"] == 554.69
+    assert pp128["error_pct"] == pytest.approx((pp128["output_tok_s"] / 554.69 - 1) * 100)
+    # output tok/s is B x OSL over the run's wall time
+    assert pp128["output_tok_s"] == pytest.approx(128 * 1024 / pp128["run_s"])
+
+
+def test_explain_names_the_deciding_terms(cli):
+    result = cli("explain", "gpt-oss-120b", "--hardware", "dgx-spark", "--batch", "128")
+    assert result.exit_code == 0
+    assert "Batch 1: TP ahead" in result.output
+    assert "Batch 128: PP ahead" in result.output
+    assert "TP collectives" in result.output and "spark-200gbe" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("predict", "gpt-oss-120b", "--mode", "ep"), "unknown mode 'ep'; valid: tp, pp, both"),
+    (("predict", "gpt-oss-120b", "--hardware", "dgx-sprak"), "unknown hardware 'dgx-sprak'"),
+    (("predict", "gpt-oss-120b", "--fabric", "infiniband"), "unknown fabric 'infiniband'"),
+    (("predict", "gpt-oss-120b", "--scenario", "chat"), "unknown scenario 'chat'"),
+    (("predict", "gpt-oss-120b", "--batch", "0"), "--batch must be comma-separated positive integers"),
+])
+def test_predict_bad_input_is_one_line(cli, args, message, tmp_path):
+    out = tmp_path / "p.csv"
+    result = cli(*args, "--out", out)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not out.exists()
+
+
+def test_full_grid_fits_in_memory_flags(spark_grid):
+    assert spark_grid.fits_memory.all()  # gpt-oss-120b at 2 ranks: ~38 GB weights per Spark
+    with pytest.raises(CommbenchError, match="unknown hardware"):
+        load_hardware("gb300")
