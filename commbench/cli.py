@@ -199,6 +199,27 @@ def _parse_bytes(text: str) -> int:
     return value
 
 
+def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch_args):
+    """Run a sweep where the user is: embedded world, mpiexec relaunch, or a launcher's world.
+
+    Returns (frame, launcher, ranks) on the reporting rank, None on other ranks; an mpiexec
+    relaunch exits with the relaunched command's status.
+    """
+    from commbench.sweep import launcher_world, sweep_in_launched_world, sweep_local, sweep_via_mpiexec
+
+    world = launcher_world()
+    if world is None and backend == "mpi":
+        sys.exit(sweep_via_mpiexec(relaunch_args, ranks, timeout_s * (len(sizes) + 2)))
+    if world is None:
+        with console.status(f"{collective}: {len(sizes)} sizes on {ranks} gloo ranks (loopback)"):
+            frame = sweep_local(collective, sizes, ranks=ranks, iters=iters, warmup=warmup, timeout_s=timeout_s)
+        return frame, "embedded", ranks
+    rank, frame = sweep_in_launched_world(backend, collective, sizes, iters, warmup, timeout_s)
+    if rank != 0:
+        return None
+    return frame, "mpiexec" if world == "mpi" else "torchrun", int(frame["ranks"].iloc[0]) if len(frame) else ranks
+
+
 @main.command()
 @click.argument("collective")
 @click.option("--min-bytes", default="8", show_default=True, help="Smallest message (S), e.g. 8, 4K.")
@@ -224,8 +245,7 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeo
       mpiexec -n 2 -host a,b commbench sweep all_reduce --backend mpi
     """
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.sweep import (check_sweep_choices, launcher_world, sizes_between, sweep_in_launched_world,
-                                 sweep_local, sweep_via_mpiexec)
+    from commbench.sweep import check_sweep_choices, sizes_between
 
     check_sweep_choices(collective, backend)
     if ranks < 2 or iters < 1 or warmup < 0:
@@ -236,24 +256,15 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeo
     if out:
         check_output_path(out)
     sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
-    world = launcher_world()
-    if world is None and backend == "mpi":
-        args = ["sweep", collective, "--min-bytes", min_bytes, "--max-bytes", max_bytes, "--backend", "mpi",
+    relaunch = ["sweep", collective, "--min-bytes", min_bytes, "--max-bytes", max_bytes, "--backend", "mpi",
                 "--iters", str(iters), "--warmup", str(warmup), "--timeout", str(timeout_s)]
-        args += ["--json"] if as_json else []
-        args += ["--link", link] if link else []
-        args += ["--out", out] if out else []
-        sys.exit(sweep_via_mpiexec(args, ranks, timeout_s * (len(sizes) + 2)))
-    if world is None:
-        launcher = "embedded"
-        with console.status(f"{collective}: {len(sizes)} sizes on {ranks} gloo ranks (loopback)"):
-            frame = sweep_local(collective, sizes, ranks=ranks, iters=iters, warmup=warmup, timeout_s=timeout_s)
-    else:
-        launcher = "mpiexec" if world == "mpi" else "torchrun"
-        rank, frame = sweep_in_launched_world(backend, collective, sizes, iters, warmup, timeout_s)
-        if rank != 0:
-            return
-        ranks = int(frame["ranks"].iloc[0]) if len(frame) else ranks
+    relaunch += ["--json"] if as_json else []
+    relaunch += ["--link", link] if link else []
+    relaunch += ["--out", out] if out else []
+    result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch)
+    if result is None:
+        return
+    frame, launcher, ranks = result
     if link_profile is not None:
         frame[f"busbw_pct_{link_profile.name}"] = frame["busbw_gbps"] / link_profile.bandwidth_gbps * 100
     if out:
@@ -451,6 +462,207 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
                  **{c: "{:.3f}" for c in TERM_COLUMNS}})
     for line in lines:
         console.print(line, highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------
+@main.group()
+def fabric():
+    """Link theory, fitted latency-bandwidth models and a pass/fail verdict for a fabric.
+
+    \b
+    Example:
+      commbench fabric links
+      commbench fabric validate --expect 200gbe
+    """
+
+
+@fabric.command("links")
+@click.option("--ranks", type=int, default=2, show_default=True, help="Ranks n for the theory columns.")
+@click.option("--msg-bytes", default="64M", show_default=True, help="Message size S for the theory columns.")
+def fabric_links(ranks, msg_bytes):
+    """Known link profiles with their theory, and the shipped fabric profiles (fitted or inferred).
+
+    Theory for n ranks and size S: ring all_reduce 2(n-1) x latency + 2(n-1)/n x S / B; tree
+    all_reduce 2 ceil(log2 n) x latency + 2 S / B; all_gather (n-1) x latency + (n-1)/n x S / B;
+    send/recv latency + S / B.
+
+    \b
+    Example:
+      commbench fabric links --ranks 4 --msg-bytes 1M
+    """
+    from commbench.fabric import load_fabric, shipped_fabrics
+    from commbench.links import LINKS, theory_time_s
+
+    if ranks < 2:
+        raise CommbenchError(f"--ranks must be >= 2, got {ranks}")
+    S = _parse_bytes(msg_bytes)
+    rows = []
+    for link in LINKS.values():
+        row = {"link": link.name, "bandwidth_gbps": link.bandwidth_gbps,
+               "measured_gbps": link.measured_Bps / 1e9 if link.measured_Bps else None,
+               "latency_us": link.latency_s * 1e6}
+        for coll, algo in (("all_reduce", "ring"), ("all_reduce", "tree"), ("all_gather", "ring"), ("send_recv", "ring")):
+            t = theory_time_s(coll, S, ranks, link, algo)
+            row[f"{coll}{'_tree' if algo == 'tree' else ''}_us"] = t * 1e6
+        row["source"] = link.source
+        rows.append(row)
+    print_frame(pd.DataFrame(rows), f"Link theory for n = {ranks} ranks, S = {S:,} B (GB = 1e9 B, per direction)",
+                {"measured_gbps": "{:.2f}", "latency_us": "{:.1f}"})
+    frames = [load_fabric(name).to_frame() for name in shipped_fabrics()]
+    print_frame(pd.concat(frames, ignore_index=True).drop(columns=["collective", "alpha_ci_us", "busbw_ci_gbps"]),
+                "Fabric profiles (fabrics/): t(S) = alpha + S x busbw factor / busbw, per size segment",
+                {"from_bytes": "{:,.0f}", "up_to_bytes": "{:,.0f}", "alpha_us": "{:.1f}", "busbw_gbps": "{:.3f}"})
+
+
+@fabric.command("fit")
+@click.argument("sweep_file", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Save the fit as a fabric profile (.toml) for predict --fabric.")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
+def fabric_fit(sweep_file, out, as_json):
+    """Fit t(S) = alpha + S / beta per collective of a saved sweep, with 95% confidence intervals.
+
+    A second segment is kept where a protocol switch shows (a split that more than halves the
+    residual). busbw = beta x the collective's busbw factor.
+
+    \b
+    Example:
+      commbench fabric fit sweep.csv --out my-fabric.toml
+    """
+    from commbench.fabric import fabric_toml, load_fabric
+    from commbench.results import atomic_write
+
+    if out:
+        if not out.endswith(".toml"):
+            raise CommbenchError(f"--out {out!r}: a fitted fabric is saved as .toml")
+    model = load_fabric(sweep_file)
+    frame = model.to_frame()
+    frame = frame[frame.collective != "any"].reset_index(drop=True)
+    if out:
+        atomic_write(Path(out), lambda p: Path(p).write_text(fabric_toml(model, sweep_file)))
+    if as_json:
+        click.echo(json.dumps({"rows": frame.to_dict(orient="records")}, default=_json_default))
+        return
+    print_frame(frame, f"alpha-beta fit of {sweep_file} (weighted least squares on p50; CI: 95%, t distribution)",
+                {"from_bytes": "{:,.0f}", "up_to_bytes": "{:,.0f}", "alpha_us": "{:.2f}", "busbw_gbps": "{:.4f}"})
+
+
+@fabric.command("infer")
+@click.option("--base", default="spark-200gbe", show_default=True, help="Fabric whose small-message slope is kept.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the profile (.toml).")
+def fabric_infer(base, out):
+    """Infer the review's effective fabric from the published DGX Spark rows (commbench/calibrate.py).
+
+    Solves the per-call latency and the mid- and large-message busbw that make the published TP=2
+    gpt-oss-120b rows come out, with TP ahead only at batch 1; this is how fabrics/spark-review.toml
+    was made.
+
+    \b
+    Example:
+      commbench fabric infer --out fabrics/spark-review.toml
+    """
+    from commbench.calibrate import PUBLISHED_ROWS, fabric_toml as calibrated_toml, infer_fabric, predicted
+    from commbench.results import atomic_write, check_output_path
+
+    if out:
+        check_output_path(out)
+    with console.status("fitting the fabric to the published rows"):
+        model = infer_fabric(base)
+    text = "# Generated by commbench fabric infer: do not edit by hand (see commbench/calibrate.py).\n" + calibrated_toml(model) + "\n"
+    rows = [{"model": r.model, "mode": r.mode, "batch": r.batch, "scenario": r.scenario, "published_tok_s": r.output_tok_s,
+             "predicted_tok_s": predicted(r, model), "source": r.source} for r in PUBLISHED_ROWS]
+    frame = pd.DataFrame(rows)
+    frame["error_pct"] = (frame.predicted_tok_s / frame.published_tok_s - 1) * 100
+    print_frame(model.to_frame().drop(columns=["collective", "alpha_ci_us", "busbw_ci_gbps"]), f"Inferred fabric {model.name}",
+                {"from_bytes": "{:,.0f}", "up_to_bytes": "{:,.0f}", "alpha_us": "{:.1f}", "busbw_gbps": "{:.3f}"})
+    print_frame(frame, "Published rows with the inferred fabric", {"predicted_tok_s": "{:.1f}", "error_pct": "{:+.1f}"})
+    if out:
+        atomic_write(Path(out), lambda p: Path(p).write_text(text))
+    else:
+        click.echo(text)
+
+
+@fabric.command("validate")
+@click.option("--expect", required=True, help="Expected link: 200gbe, 100gbe, pcie5x4, pcie5x16, nvlink-h100, "
+              "loopback, or a rate like 1gbit, 12.5GB/s.")
+@click.option("--backend", default="gloo", show_default=True, help="gloo or mpi.")
+@click.option("--sweep", "sweep_file", type=click.Path(dir_okay=False), default=None, help="Judge a saved sweep instead of running one.")
+@click.option("--collective", default="all_reduce", show_default=True, help="Collective to sweep.")
+@click.option("--min-bytes", default="8", show_default=True, help="Smallest message.")
+@click.option("--max-bytes", default="64M", show_default=True, help="Largest message.")
+@click.option("--ranks", type=int, default=2, show_default=True, help="Local ranks of the embedded world.")
+@click.option("--iters", type=int, default=5, show_default=True, help="Timed iterations per size.")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Untimed iterations per size.")
+@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per collective.")
+@click.option("--json", "as_json", is_flag=True, help="Print {verdict, preflight, bands, rows} as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the sweep with the verdict in its metadata.")
+def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_bytes, ranks, iters, warmup, timeout_s,
+                    as_json, out):
+    """Preflight the environment, sweep, and judge each size band against the expected link.
+
+    Exit status: 0 pass, 1 fail, 2 bad input. Run it under torchrun or mpiexec across the real
+    hosts; without a launcher it checks the local loopback world.
+
+    \b
+    Example:
+      commbench fabric validate --expect 200gbe
+      commbench fabric validate --expect 1gbit --backend gloo
+      commbench fabric validate --expect 200gbe --sweep sweep.csv
+    """
+    from commbench.links import parse_link
+    from commbench.results import check_output_path, environment_metadata, load_table, save_table
+    from commbench.sweep import check_sweep_choices, sizes_between
+    from commbench.validate import bands_frame, findings_frame, judge, preflight, verdict
+
+    link = parse_link(expect)
+    check_sweep_choices(collective, backend)
+    if out:
+        check_output_path(out)
+    findings = preflight(link, backend) if sweep_file is None else []
+    frame = None
+    launcher = "file"
+    if sweep_file is not None:
+        frame = load_table(sweep_file)[0]
+    elif not any(f.status == "fail" for f in findings):
+        sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
+        relaunch = ["fabric", "validate", "--expect", expect, "--backend", "mpi", "--collective", collective,
+                    "--min-bytes", min_bytes, "--max-bytes", max_bytes, "--iters", str(iters), "--warmup", str(warmup),
+                    "--timeout", str(timeout_s)] + (["--json"] if as_json else []) + (["--out", out] if out else [])
+        result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch)
+        if result is None:
+            return
+        frame, launcher, ranks = result
+    bands = judge(frame, link, backend) if frame is not None else []
+    result_verdict = verdict(findings, bands)
+    if frame is not None and frame["wrong"].sum():
+        result_verdict = "FAIL"
+    if out and frame is not None:
+        save_table(frame, out, environment_metadata(command="fabric validate", expect=link.name, backend=backend,
+                                                    launcher=launcher, verdict=result_verdict,
+                                                    bands=bands_frame(bands).to_dict(orient="records")))
+    if as_json:
+        click.echo(json.dumps({"verdict": result_verdict, "expect": link.name,
+                               "preflight": findings_frame(findings).to_dict(orient="records"),
+                               "bands": bands_frame(bands).to_dict(orient="records"),
+                               "rows": [] if frame is None else frame.to_dict(orient="records")}, default=_json_default))
+    else:
+        if findings:
+            print_frame(findings_frame(findings), "Preflight")
+        if frame is not None:
+            print_frame(frame[["msg_bytes", "time_us_p50", "time_us_p99", "busbw_gbps", "wrong"]],
+                        f"{collective} sweep ({backend}, {launcher})", {"msg_bytes": "{:,.0f}", "time_us_p50": "{:,.1f}", "time_us_p99": "{:,.1f}",
+                                                                        "busbw_gbps": "{:.4f}"})
+            print_frame(bands_frame(bands).drop(columns=["diagnosis"]), f"Bands against {link.name} "
+                        f"({link.bandwidth_gbps:.4g} GB/s per direction)", {"measured": "{:.4g}", "expected": "{:.4g}",
+                                                                          "threshold": "{:.4g}"})
+        for b in bands:
+            if b.diagnosis:
+                console.print(f"diagnosis ({b.band}): {b.diagnosis}", highlight=False)
+        for f in findings:
+            if f.status == "fail":
+                console.print(f"preflight: {f.check}={f.value}: {f.note}", highlight=False)
+        console.print(f"[bold]{result_verdict}[/]: fabric against {link.name}", highlight=False)
+    sys.exit(0 if result_verdict == "PASS" else 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

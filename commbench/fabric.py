@@ -162,7 +162,8 @@ def fit_alpha_beta(msg_bytes, time_s) -> LineFit:
 def fit_piecewise(msg_bytes, time_s, min_points: int = 3) -> list[tuple[float, LineFit]]:
     """One line, or two split at the break that lowers the residual the most (a protocol switch).
 
-    A split is kept only if it reduces the weighted residual by more than half (a clear kink);
+    A split is kept only if it reduces the weighted residual by more than half (a clear kink) and
+    one line misses by more than ~1% RMS;
     returns [(up_to_bytes, fit), ...].
     """
     S = np.asarray(msg_bytes, dtype=float)
@@ -175,7 +176,8 @@ def fit_piecewise(msg_bytes, time_s, min_points: int = 3) -> list[tuple[float, L
         left, right = fit_alpha_beta(S[:k], t[:k]), fit_alpha_beta(S[k:], t[k:])
         if best is None or left.rss + right.rss < best[0]:
             best = (left.rss + right.rss, k, left, right)
-    if best is not None and best[0] < 0.5 * whole.rss:
+    # relative residuals (weights 1/t): a line already within ~1% RMS needs no split
+    if best is not None and best[0] < 0.5 * whole.rss and whole.rss / len(S) > 1e-4:
         _, k, left, right = best
         return [(float(S[k - 1]), left), (math.inf, right)]
     return [(math.inf, whole)]
@@ -203,3 +205,18 @@ def fit_sweep(frame: pd.DataFrame, name: str = "fitted") -> FabricModel:
     default = per_collective.get("all_reduce") or next(iter(per_collective.values()))
     return FabricModel(name, f"fitted from a sweep of {', '.join(per_collective)}", default,
                        source="fit", per_collective=per_collective)
+
+
+def fabric_toml(model: FabricModel, source: str = "") -> str:
+    """A fitted model as fabrics/*.toml text (the default collective's segments)."""
+    lines = [f"# Fitted by commbench fabric fit{' from ' + source if source else ''}.",
+             f'name = "{model.name}"', f'description = "{model.description}"', ""]
+    for seg in model.segments:
+        up_to = "inf" if math.isinf(seg.up_to_bytes) else f"{seg.up_to_bytes:.0f}"
+        lines += ["[[segment]]", f"up_to_bytes = {up_to}", f"alpha_us = {seg.alpha_s * 1e6:.3f}",
+                  f"busbw_gbps = {seg.busbw_Bps / 1e9:.5g}"]
+        if seg.alpha_ci_s:
+            lines.append(f"# 95% CI: alpha [{seg.alpha_ci_s[0] * 1e6:.3f}, {seg.alpha_ci_s[1] * 1e6:.3f}] us, "
+                         f"busbw [{seg.busbw_ci_Bps[0] / 1e9:.5g}, {seg.busbw_ci_Bps[1] / 1e9:.5g}] GB/s")
+        lines.append("")
+    return "\n".join(lines)

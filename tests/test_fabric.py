@@ -1,0 +1,112 @@
+"""Fabric: alpha-beta fits against synthetic truth, verdicts and diagnoses, preflight, the CLI."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from commbench.fabric import fit_alpha_beta, fit_piecewise, fit_sweep, load_fabric
+from commbench.links import LINKS, parse_link
+from commbench.validate import BANDWIDTH_MIN_FRACTION, judge, preflight
+
+SIZES = np.array([2.0**k for k in range(3, 27)])
+
+
+def test_fit_recovers_alpha_and_beta_within_its_confidence_intervals():
+    rng = np.random.default_rng(1)
+    alpha, beta = 35e-6, 12e9
+    hits = 0
+    for trial in range(40):
+        t = (alpha + SIZES / beta) * (1 + 0.03 * rng.standard_normal(len(SIZES)))
+        fit = fit_alpha_beta(SIZES, t)
+        assert fit.alpha_s == pytest.approx(alpha, rel=0.1)
+        assert fit.beta_Bps == pytest.approx(beta, rel=0.05)
+        hits += fit.alpha_ci_s[0] <= alpha <= fit.alpha_ci_s[1] and fit.beta_ci_Bps[0] <= beta <= fit.beta_ci_Bps[1]
+    assert hits >= 32  # both 95% intervals cover the truth in most trials (expected ~0.9 x 40)
+
+
+def test_fit_is_exact_on_noiseless_data():
+    fit = fit_alpha_beta(SIZES, 5e-6 + SIZES / 20e9)
+    assert fit.alpha_s == pytest.approx(5e-6, rel=1e-6)
+    assert fit.beta_Bps == pytest.approx(20e9, rel=1e-6)
+
+
+def test_piecewise_finds_a_protocol_switch():
+    # small messages: 20 us + S / 2 GB/s; from 256 KiB on: 150 us + S / 20 GB/s
+    t = np.where(SIZES <= 2**18, 20e-6 + SIZES / 2e9, 150e-6 + SIZES / 20e9)
+    pieces = fit_piecewise(SIZES, t)
+    assert len(pieces) == 2
+    (edge, small), (_, large) = pieces
+    assert edge == 2**18
+    assert small.beta_Bps == pytest.approx(2e9, rel=1e-3) and large.beta_Bps == pytest.approx(20e9, rel=1e-3)
+    assert len(fit_piecewise(SIZES, 20e-6 + SIZES / 2e9)) == 1
+
+
+def test_fit_sweep_converts_algbw_to_busbw_per_collective():
+    n = 4
+    rows = [{"collective": c, "msg_bytes": s, "ranks": n, "time_us_p50": (10e-6 + s / bw) * 1e6}
+            for c, bw in (("all_reduce", 8e9), ("all_gather", 6e9)) for s in SIZES]
+    model = fit_sweep(pd.DataFrame(rows))
+    assert model.per_collective["all_reduce"][0].busbw_Bps == pytest.approx(8e9 * 2 * 3 / 4, rel=1e-6)
+    assert model.per_collective["all_gather"][0].busbw_Bps == pytest.approx(6e9 * 3 / 4, rel=1e-6)
+    # the model prices a call back to the same time
+    assert model.time_s("all_gather", 2**20, n) == pytest.approx(10e-6 + 2**20 / 6e9, rel=1e-6)
+
+
+def _sweep(busbw_gbps, small_us):
+    return pd.DataFrame({"msg_bytes": SIZES, "time_us_p50": small_us + SIZES / (busbw_gbps * 1e3),
+                         "busbw_gbps": SIZES / (small_us * 1e3 + SIZES / busbw_gbps)})
+
+
+def test_judge_passes_a_healthy_link_and_diagnoses_one_nic_half():
+    good = judge(_sweep(23.0, 30.0), LINKS["200gbe"], "nccl")
+    assert [b.status for b in good] == ["PASS", "PASS", "PASS"]
+    half = judge(_sweep(12.0, 30.0), LINKS["200gbe"], "nccl")
+    assert half[2].status == "FAIL"
+    assert "PCIe Gen5 x4 half" in half[2].diagnosis and "NCCL_IB_HCA" in half[2].diagnosis
+    slow = judge(_sweep(0.124, 450.0), parse_link("4gbit"), "gloo")
+    assert slow[2].status == "FAIL" and "1 GbE" in slow[2].diagnosis
+    assert judge(_sweep(0.124, 450.0), parse_link("1gbit"), "gloo")[2].status == "PASS"
+    assert BANDWIDTH_MIN_FRACTION * 25 > 12  # one NIC half can never pass as 200GbE
+
+
+def test_preflight_names_a_missing_interface(tmp_path):
+    for name, mtu, speed in (("lo", "65536", ""), ("enp1s0", "1500", "10000")):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "mtu").write_text(mtu)
+        (d / "operstate").write_text("up")
+        (d / "speed").write_text(speed)
+    found = preflight(LINKS["200gbe"], "gloo", {"GLOO_SOCKET_IFNAME": "eth9"}, tmp_path)
+    fail = [f for f in found if f.status == "fail"]
+    assert fail and "no interface 'eth9'" in fail[0].note and "enp1s0" in fail[0].note
+    found = preflight(LINKS["200gbe"], "nccl", {"NCCL_SOCKET_IFNAME": "enp1s0", "NCCL_IB_HCA": "rocep1s0f0"}, tmp_path)
+    notes = " ".join(f.note for f in found)
+    assert "MTU below 9000" in notes and "port reports 10 Gb/s" in notes and "one HCA" in notes
+
+
+def test_validate_cli_on_a_saved_sweep(cli, tmp_path):
+    path = tmp_path / "sweep.csv"
+    frame = _sweep(0.124, 450.0).assign(collective="all_reduce", ranks=2, wrong=0, time_us_p99=1.0)
+    frame.to_csv(path, index=False)
+    ok = cli("fabric", "validate", "--expect", "1gbit", "--sweep", path, "--json")
+    assert ok.exit_code == 0 and json.loads(ok.output)["verdict"] == "PASS"
+    bad = cli("fabric", "validate", "--expect", "4gbit", "--sweep", path)
+    assert bad.exit_code == 1 and "FAIL" in bad.output and "1 GbE" in bad.output
+    wrong = cli("fabric", "validate", "--expect", "2OOgbe", "--sweep", path)
+    assert wrong.exit_code == 2 and "unknown link '2OOgbe'" in wrong.output
+
+
+def test_fit_cli_writes_a_reusable_profile(cli, tmp_path):
+    path = tmp_path / "sweep.csv"
+    pd.DataFrame({"collective": "all_reduce", "msg_bytes": SIZES, "ranks": 2,
+                  "time_us_p50": (40e-6 + SIZES / 3e9) * 1e6}).to_csv(path, index=False)
+    out = tmp_path / "mine.toml"
+    result = cli("fabric", "fit", path, "--out", out)
+    assert result.exit_code == 0, result.output
+    model = load_fabric(str(out))
+    assert model.segments[0].alpha_s == pytest.approx(40e-6, rel=1e-3)
+    assert model.segments[0].busbw_Bps == pytest.approx(3e9, rel=1e-3)  # n = 2: busbw = algbw
+    assert math.isinf(model.segments[-1].up_to_bytes)
