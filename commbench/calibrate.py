@@ -74,9 +74,14 @@ def infer_fabric(base: str = "spark-200gbe", rows=PUBLISHED_ROWS, name: str = "s
     def model(x: np.ndarray) -> FabricModel:
         alpha = math.exp(x[0])
         mid_bw, big_bw = np.exp(x[1:])
-        edge_t = alpha + small.up_to_bytes / small.busbw_Bps  # mid segment continuous at 64 KiB
-        return FabricModel(name, "", (Segment(small.up_to_bytes, alpha, small.busbw_Bps),
-                                      Segment(SPLIT_BYTES, max(edge_t - small.up_to_bytes / mid_bw, 0.0), mid_bw),
+        # t(S) continuous where the small line meets the mid one: at 64 KiB, or earlier where a
+        # slow mid regime crosses alpha + S / small_bw (then the mid line runs through the origin)
+        edge = small.up_to_bytes
+        mid_alpha = alpha + edge / small.busbw_Bps - edge / mid_bw
+        if mid_alpha < 0:
+            edge = alpha / (1 / mid_bw - 1 / small.busbw_Bps)
+            mid_alpha = 0.0
+        return FabricModel(name, "", (Segment(edge, alpha, small.busbw_Bps), Segment(SPLIT_BYTES, mid_alpha, mid_bw),
                                       Segment(math.inf, alpha, big_bw)))
 
     def ratio(fab: FabricModel, batch: int) -> float:

@@ -28,10 +28,15 @@ ENV_PREFIXES = ("NCCL_", "GLOO_", "MASTER_", "OMPI_", "UCX_", "CUDA_VISIBLE")
 def environment_metadata(**extra) -> dict:
     """Library versions, host, interpreter and the communication environment variables."""
     versions = {"commbench": __version__, "python": platform.python_version(), "pandas": pd.__version__}
-    for module in ("torch", "mpi4py", "cupy", "numpy"):
-        mod = sys.modules.get(module)
-        if mod is not None:
-            versions[module] = getattr(mod, "__version__", "?")
+    from importlib import metadata
+
+    for dist in ("torch", "mpi4py", "numpy", "matplotlib"):  # installed versions, imported or not
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    if "cupy" in sys.modules:  # its distribution name depends on the CUDA build
+        versions["cupy"] = sys.modules["cupy"].__version__
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         versions["torch_cuda"] = torch.version.cuda

@@ -1,0 +1,304 @@
+"""Reports: plots (PNG, with the plotted data beside them as CSV) and a report.md that renders on GitHub.
+
+A model report predicts TP and PP on a hardware profile and fabric and shows:
+    tokps_vs_batch      output tok/s vs batch, TP and PP, per workload, published points as markers
+    breakdown           stacked time per output token by term, TP vs PP, at batch 1 and the top batch
+    busbw_vs_size       the fabric's busbw curve against 200GbE, PCIe Gen5 x4/x16 lines, with markers
+                        at the model's own message sizes (and measured sweep points when given)
+    replay_sites        per-site communication time of a replay (when a replay table is given)
+A sweep report fits and plots a measured sweep. Every report.md names the command that made it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from commbench import CommbenchError
+from commbench.collectives import get_collective
+from commbench.explain import TERM_COLUMNS, TERM_LABELS, explain, predict_grid
+from commbench.fabric import FabricModel, fit_sweep, load_fabric
+from commbench.hardware import load_hardware
+from commbench.links import LINKS
+from commbench.model_card import load_model_card
+from commbench.plan import ParallelPlan
+from commbench.results import environment_metadata, load_table
+from commbench.serving import FLOP_EFFICIENCY, MEMORY_BW_EFFICIENCY, STEP_OVERHEAD_S
+from commbench.trace import StepShape, step_ops
+from commbench.workload import SCENARIOS, Workload
+
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
+MODE_COLORS = {"tp": "tab:blue", "pp": "tab:orange"}
+TERM_COLORS = dict(zip(TERM_LABELS, ("tab:blue", "tab:cyan", "tab:green", "tab:red", "tab:pink", "tab:purple",
+                                      "tab:gray", "tab:olive")))
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, frame: pd.DataFrame, out: Path, stem: str) -> str:
+    fig.savefig(out / f"{stem}.png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    frame.to_csv(out / f"{stem}.csv", index=False)
+    return f"{stem}.png"
+
+
+def _md_table(frame: pd.DataFrame, floats: str = "{:,.1f}") -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            if isinstance(v, (float, np.floating)):
+                cells.append("" if v != v else floats.format(v))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _machine_table(meta: dict) -> str:
+    row = {k: meta.get(k, "") for k in ("host", "platform", "cpu_count", "created_utc")}
+    row.update(meta.get("versions", {}))
+    return _md_table(pd.DataFrame([{k: str(v) for k, v in row.items()}]))
+
+
+def command_line(*args: str) -> str:
+    """The command that regenerates a report, from the arguments that made it."""
+    return "commbench " + " ".join(shlex.quote(str(a)) for a in args)
+
+
+# ---- plots --------------------------------------------------------------------------------------
+
+def plot_tokps(grid: pd.DataFrame, out: Path, title: str, alt: pd.DataFrame | None = None) -> str:
+    plt = _plt()
+    scenarios = list(dict.fromkeys(grid.scenario))
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.2 * len(scenarios), 4.2), squeeze=False)
+    for ax, scen in zip(axes[0], scenarios):
+        sub = grid[grid.scenario == scen]
+        for mode in ("tp", "pp"):
+            rows = sub[sub["mode"] == mode].sort_values("batch")
+            if rows.empty:
+                continue
+            label = f"{mode.upper()}={int(rows.tp.iloc[0] * rows.pp.iloc[0])} predicted"
+            ax.plot(rows.batch, rows.output_tok_s, "o-", color=MODE_COLORS[mode], label=label)
+            if alt is not None:
+                other = alt[(alt.scenario == scen) & (alt["mode"] == mode)].sort_values("batch")
+                ax.plot(other.batch, other.output_tok_s, "--", color=MODE_COLORS[mode], alpha=0.6,
+                        label=f"{mode.upper()} on {other.fabric.iloc[0]}")
+            pub = rows.dropna(subset=["published_tok_s"])
+            if not pub.empty:
+                ax.plot(pub.batch, pub.published_tok_s, "*", ms=14, color=MODE_COLORS[mode], mec="black",
+                        label=f"{mode.upper()} published")
+        isl, osl = SCENARIOS.get(scen, (sub.isl.iloc[0], sub.osl.iloc[0]))
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(sub.batch.unique()), [str(b) for b in sorted(sub.batch.unique())])
+        ax.set_xlabel("concurrent requests (batch)")
+        ax.set_ylabel("output tokens/s (whole system)")
+        ax.set_title(f"{scen}: ISL {isl} / OSL {osl}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    cols = ["model", "scenario", "mode", "tp", "pp", "batch", "fabric", "output_tok_s", "ttft_ms", "tpot_ms", "published_tok_s"]
+    data = grid[cols] if alt is None else pd.concat([grid[cols], alt[cols]], ignore_index=True)
+    return _save(fig, data, out, "tokps_vs_batch")
+
+
+def plot_breakdown(grid: pd.DataFrame, out: Path, scenario: str, batches: tuple[int, ...], title: str) -> str:
+    plt = _plt()
+    rows = grid[(grid.scenario == scenario) & grid.batch.isin(batches)].copy()
+    rows["label"] = rows["mode"].str.upper() + " b" + rows.batch.astype(str)
+    rows = rows.sort_values(["batch", "mode"], ascending=[True, False])
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.2 * len(batches), 4.4), squeeze=False)
+    for ax, b in zip(axes[0], batches):
+        sub = rows[rows.batch == b]
+        bottom = np.zeros(len(sub))
+        for term, col in zip(TERM_LABELS, TERM_COLUMNS):
+            values = sub[col].to_numpy(float)
+            if values.sum() <= 0:
+                continue
+            ax.bar(sub["mode"].str.upper(), values, bottom=bottom, color=TERM_COLORS[term], label=TERM_LABELS[term])
+            bottom += values
+        ax.set_title(f"batch {b}")
+        ax.set_ylabel("ms per output token")
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = [], []
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.08))
+    fig.suptitle(title)
+    return _save(fig, rows[["mode", "batch", "output_tok_s", *TERM_COLUMNS]], out, "breakdown")
+
+
+def model_message_sizes(model: str, batch: int) -> list[tuple[str, float]]:
+    """The model's own messages: TP decode all-reduce at batch 1 and `batch`, TP prefill chunk, PP send."""
+    card = load_model_card(model)
+    tp, pp = ParallelPlan.for_mode(card, "tp"), ParallelPlan.for_mode(card, "pp")
+    w = Workload.from_options(batch)
+    marks = []
+    for label, plan, shape in (("TP decode all-reduce, b1", tp, StepShape(1, 1)),
+                               (f"TP decode all-reduce, b{batch}", tp, StepShape(batch, batch)),
+                               (f"TP prefill chunk all-reduce ({w.prefill_chunk_tokens} tok)", tp,
+                                StepShape(w.prefill_chunk_tokens, 1)),
+                               (f"PP boundary send, b{batch}", pp, StepShape(-(-batch // 2), -(-batch // 2)))):
+        ops = step_ops(plan, shape, "decode")
+        op = next(o for o in ops if o.collective in ("all_reduce", "send_recv"))
+        marks.append((label, float(op.msg_bytes)))
+    return marks
+
+
+def plot_busbw(fabric: FabricModel, out: Path, title: str, marks: list[tuple[str, float]] = (),
+               sweep: pd.DataFrame | None = None, n: int = 2, compare: tuple[FabricModel, ...] = ()) -> str:
+    plt = _plt()
+    sizes = np.logspace(3, 27 * np.log10(2), 200)
+    factor = get_collective("all_reduce").busbw_factor(n)
+    model_busbw = np.array([s * factor / fabric.time_s("all_reduce", s, n) / 1e9 for s in sizes])
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    ax.plot(sizes, model_busbw, "-", color="black", lw=2, label=f"{fabric.name} model (alpha-beta)")
+    for name, style in (("200gbe", "--"), ("pcie5x4", ":"), ("pcie5x16", "-.")):
+        ax.axhline(LINKS[name].bandwidth_gbps, ls=style, color="gray", lw=1)
+        ax.text(sizes[0], LINKS[name].bandwidth_gbps * 1.05, f"{name} {LINKS[name].bandwidth_gbps:.1f} GB/s",
+                fontsize=8, color="dimgray")
+    data = pd.DataFrame({"msg_bytes": sizes, "model_busbw_gbps": model_busbw})
+    for other in compare:
+        curve = np.array([s * factor / other.time_s("all_reduce", s, n) / 1e9 for s in sizes])
+        ax.plot(sizes, curve, "--", color="tab:green", lw=1.5, label=f"{other.name} model")
+        data[f"{other.name}_busbw_gbps"] = curve
+    if sweep is not None and len(sweep):
+        ax.plot(sweep.msg_bytes, sweep.busbw_gbps, "o", color="tab:green", label="measured (p50)")
+    for i, (label, s) in enumerate(marks):
+        b = s * factor / fabric.time_s("all_reduce", s, n) / 1e9
+        ax.plot([s], [b], "D", ms=8, color=f"C{i + 3}", label=f"{label}: {s / 1e3:,.0f} KB")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("message size S (bytes, nccl-tests convention)")
+    ax.set_ylabel("all_reduce busbw (GB/s)")
+    ax.set_title(title)
+    ax.grid(which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, data, out, "busbw_vs_size")
+
+
+def plot_replay(replay: pd.DataFrame, out: Path, title: str) -> str:
+    plt = _plt()
+    rows = replay.sort_values("measured_us_per_step")
+    fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(rows) + 1.8))
+    y = np.arange(len(rows))
+    labels = rows["phase"] + " " + rows["site"]
+    ax.barh(y - 0.2, rows.measured_us_per_step / 1e3, height=0.4, label="measured in the step", color="tab:blue")
+    ax.barh(y + 0.2, rows.wire_us_per_step / 1e3, height=0.4, label="wire time at the link rate", color="tab:gray")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("ms per engine step")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, rows, out, "replay_sites")
+
+
+# ---- reports ------------------------------------------------------------------------------------
+
+def model_report(model: str, hardware: str, fabric: str | None, out: Path, scenarios: list[str],
+                 batches: tuple[int, ...] = BATCHES, sweep_file: str | None = None, replay_file: str | None = None,
+                 command: str = "") -> Path:
+    hw = load_hardware(hardware)
+    fab = load_fabric(fabric or hw.fabric)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = predict_grid([model], hw, fab, ["tp", "pp"], list(batches), scenarios)
+    compare = tuple(load_fabric(name) for name in hw.compare_fabrics if name != fab.name)
+    alt = predict_grid([model], hw, compare[0], ["tp", "pp"], list(batches), scenarios) if compare else None
+    top = max(batches)
+    where = f"two {hw.name} over {fab.name}"
+    images = [plot_tokps(grid, out, f"{model} on {where}: predicted output tok/s, TP vs PP", alt)]
+    images.append(plot_breakdown(grid, out, scenarios[0], tuple(sorted({1, top})),
+                                 f"{model} on {where}, {scenarios[0]}: where each output token's time goes"))
+    sweep = load_table(sweep_file)[0] if sweep_file else None
+    images.append(plot_busbw(fab, out, f"all_reduce busbw on {fab.name} (2 ranks) and {model}'s message sizes",
+                             model_message_sizes(model, top), sweep, compare=compare))
+    if replay_file:
+        images.append(plot_replay(load_table(replay_file)[0], out, f"{model}: replayed communication per site"))
+    _, sentences = explain(model, hardware, fabric, top, scenarios[0])
+    grid.to_csv(out / "predictions.csv", index=False)
+    meta = environment_metadata(command=command or command_line("report", model, "--hardware", hardware),
+                                hardware=hw.name, fabric=fab.name)
+    summary = grid[["scenario", "mode", "batch", "output_tok_s", "ttft_ms", "tpot_ms", "published_tok_s", "error_pct"]]
+    ratio = grid.pivot_table(index=["scenario", "batch"], columns="mode", values="output_tok_s").reset_index()
+    ratio["pp_over_tp"] = ratio["pp"] / ratio["tp"]
+    ratio["ahead"] = np.where(ratio.pp_over_tp > 1, "PP", "TP")
+    lines = [
+        f"# {model} on {where}: TP or PP?", "",
+        f"Predicted by commbench {meta['versions']['commbench']} (serving model: `commbench/serving.py`), not measured. "
+        "Regenerate with:", "",
+        "```", meta["command"], "```", "",
+        "## Verdict", "", *[f"- {s}" for s in sentences], "",
+        "## Throughput", "", f"![tok/s vs batch]({images[0]})", "",
+        _md_table(ratio[["scenario", "batch", "tp", "pp", "pp_over_tp", "ahead"]].rename(
+            columns={"tp": "tp_output_tok_s", "pp": "pp_output_tok_s"}), "{:,.2f}"), "",
+        "## Where the time goes", "", f"![breakdown]({images[1]})", "",
+        "## Communication against the fabric", "", f"![busbw]({images[2]})", "",
+        _md_table(fab.to_frame().drop(columns=["collective", "alpha_ci_us", "busbw_ci_gbps"]), "{:,.3f}"), "",
+    ]
+    if replay_file:
+        lines += ["## Replayed communication", "", f"![replay]({images[3]})", ""]
+    lines += [
+        "## All predictions", "", _md_table(summary), "",
+        "## Assumptions", "",
+        f"- Workloads: {', '.join(f'{s} ISL {SCENARIOS[s][0]} / OSL {SCENARIOS[s][1]}' for s in scenarios)} "
+        "(the review does not print ISL/OSL; these are the sweep convention); chunked prefill, token budget 8192.",
+        f"- Hardware `{hw.name}`: {hw.description}; memory {hw.memory_bandwidth_Bps / 1e9:,.0f} GB/s peak, "
+        f"BF16 {hw.peak_flops.get('bfloat16', float('nan')) / 1e12:,.0f} TFLOP/s peak ({hw.source}).",
+        f"- Fabric `{fab.name}`: {fab.description}.",
+        f"- Efficiency constants (global, `commbench/serving.py`): MEMORY_BW_EFFICIENCY = {MEMORY_BW_EFFICIENCY}, "
+        f"FLOP_EFFICIENCY = {FLOP_EFFICIENCY}, STEP_OVERHEAD_S = {STEP_OVERHEAD_S * 1e3:g} ms per scheduled batch.",
+        "- MoE routing uniform: T tokens touch 1 - (1 - k/E)^T of the experts.",
+        "", "## Machine that ran the prediction", "", _machine_table(meta), "",
+    ]
+    (out / "report.md").write_text("\n".join(lines))
+    return out / "report.md"
+
+
+def sweep_report(sweep_file: str, out: Path, expect: str | None = None, command: str = "") -> Path:
+    from commbench.links import parse_link
+    from commbench.validate import bands_frame, judge
+
+    frame, meta_in = load_table(sweep_file)
+    if "busbw_gbps" not in frame.columns:
+        raise CommbenchError(f"{sweep_file} is not a sweep table (no busbw_gbps column); give a file from commbench sweep --out")
+    out.mkdir(parents=True, exist_ok=True)
+    fitted = fit_sweep(frame, name=Path(sweep_file).stem)
+    n = int(frame["ranks"].iloc[0])
+    coll = str(frame["collective"].iloc[0])
+    images = [plot_busbw(fitted, out, f"{coll} on {meta_in.get('backend', '?')} ({n} ranks, "
+                         f"{meta_in.get('launcher', '?')}): measured busbw and the fitted model",
+                         sweep=frame[frame.collective == "all_reduce"] if "all_reduce" in set(frame.collective) else frame, n=n)]
+    meta = environment_metadata(command=command or command_line("report", "--sweep", sweep_file, "--out", out))
+    lines = [f"# Fabric report: {Path(sweep_file).name}", "",
+             "Regenerate with:", "", "```", meta["command"], "```", "",
+             f"Measured by `commbench sweep` ({meta_in.get('backend', '?')} backend, launcher {meta_in.get('launcher', '?')}, "
+             f"{meta_in.get('iters', '?')} iterations) on host {meta_in.get('host', '?')}.", "",
+             f"![busbw]({images[0]})", "", "## Fitted latency-bandwidth model", "",
+             _md_table(fitted.to_frame()[lambda f: f.collective != "any"], "{:,.4g}"), ""]
+    if expect:
+        link = parse_link(expect)
+        bands = bands_frame(judge(frame, link, meta_in.get("backend", "gloo")))
+        verdict = "FAIL" if (bands.status == "FAIL").any() else "PASS"
+        lines += [f"## Verdict against {link.name}: {verdict}", "", _md_table(bands, "{:,.4g}"), ""]
+    cols = [c for c in ("collective", "msg_bytes", "time_us_p50", "time_us_min", "time_us_max", "time_us_p99",
+                        "algbw_gbps", "busbw_gbps", "wrong") if c in frame.columns]
+    lines += ["## Measurements", "", _md_table(frame[cols], "{:,.4g}"), "",
+              "## Machine that measured", "", _machine_table(meta_in) if meta_in else "(no metadata saved)", ""]
+    frame[cols].to_csv(out / "sweep.csv", index=False)
+    (out / "report.md").write_text("\n".join(lines))
+    return out / "report.md"

@@ -1,0 +1,65 @@
+"""Reports from small data: the files, the tables' contents and the regenerate command."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from commbench.explain import predict_grid
+from commbench.fabric import load_fabric
+from commbench.hardware import load_hardware
+
+
+def test_model_report_files_and_tables(cli, tmp_path):
+    out = tmp_path / "llama"
+    result = cli("report", "llama-3.1-8b-instruct", "--hardware", "dgx-spark", "--scenario", "balanced",
+                 "--batch", "1,128", "--out", out)
+    assert result.exit_code == 0, result.output
+    for stem in ("tokps_vs_batch", "breakdown", "busbw_vs_size"):
+        assert (out / f"{stem}.png").stat().st_size > 10_000
+        assert (out / f"{stem}.csv").exists()
+    md = (out / "report.md").read_text()
+    assert f"commbench report llama-3.1-8b-instruct --hardware dgx-spark --scenario balanced --batch 1,128 --out {out}" in md
+    assert "ISL 1024 / OSL 1024" in md and "MEMORY_BW_EFFICIENCY" in md
+    # the plotted data: 2 modes x 2 batches on the profile's fabric and on the comparison fabric
+    data = pd.read_csv(out / "tokps_vs_batch.csv")
+    assert len(data) == 8 and set(data.fabric) == {"spark-review", "spark-200gbe"}
+    hw = load_hardware("dgx-spark")
+    grid = predict_grid(["llama-3.1-8b-instruct"], hw, load_fabric("spark-review"), ["tp", "pp"], [1, 128], ["balanced"])
+    ours = data[data.fabric == "spark-review"].sort_values(["batch", "mode"]).output_tok_s.to_numpy()
+    assert np.allclose(ours, grid.sort_values(["batch", "mode"]).output_tok_s.to_numpy())
+    # the ratio table row for batch 128 is PP tok/s / TP tok/s
+    tp, pp = (float(grid[(grid.batch == 128) & (grid["mode"] == m)].output_tok_s.iloc[0]) for m in ("tp", "pp"))
+    row = next(line for line in md.splitlines() if line.startswith("| balanced | 128 |"))
+    assert f"{pp / tp:,.2f}" in row
+    # breakdown bars sum to the time per output token
+    bars = pd.read_csv(out / "breakdown.csv")
+    per_token = bars.filter(like="_ms_per_token").sum(axis=1)
+    assert np.allclose(per_token, 1e3 / bars.output_tok_s, rtol=1e-6)
+
+
+def test_sweep_report_fits_and_judges(cli, tmp_path):
+    sizes = np.array([2.0**k for k in range(3, 25)])
+    t_us = (40e-6 + sizes / 0.12e9) * 1e6
+    sweep = pd.DataFrame({"collective": "all_reduce", "msg_bytes": sizes, "ranks": 2, "time_us_p50": t_us,
+                          "algbw_gbps": sizes / t_us / 1e3, "busbw_gbps": sizes / t_us / 1e3, "wrong": 0})
+    path = tmp_path / "sweep.csv"
+    sweep.to_csv(path, index=False)
+    out = tmp_path / "fabric"
+    result = cli("report", "--sweep", path, "--expect", "1gbit", "--out", out)
+    assert result.exit_code == 0, result.output
+    md = (out / "report.md").read_text()
+    assert (out / "busbw_vs_size.png").exists()
+    fit_row = next(line for line in md.splitlines() if line.startswith("| sweep | all_reduce |"))
+    assert re.search(r"\| 40 \| 0\.12 \|", fit_row), fit_row  # alpha 40 us, busbw 0.12 GB/s recovered
+    assert "Verdict against 1gbit: PASS" in md  # 0.12 GB/s is 96% of 1 Gbit/s
+    assert f"commbench report --sweep {path} --expect 1gbit --out {out}" in md
+    cli("report", "--sweep", path, "--expect", "4gbit", "--out", out)
+    assert "Verdict against 4gbit: FAIL" in (out / "report.md").read_text()
+
+
+def test_report_needs_a_model_or_a_sweep(cli, tmp_path):
+    result = cli("report", "--out", tmp_path / "x")
+    assert result.exit_code == 2 and "give a MODEL" in result.output
+    assert not (tmp_path / "x").exists()
