@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -199,22 +200,43 @@ def _parse_bytes(text: str) -> int:
     return value
 
 
-def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch_args):
+def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch_args, timing="blocking"):
     """Run a sweep where the user is: embedded world, mpiexec relaunch, or a launcher's world.
 
-    Returns (frame, launcher, ranks) on the reporting rank, None on other ranks; an mpiexec
-    relaunch exits with the relaunched command's status.
+    Shows a progress bar (one step per size, on stderr). Returns (frame, launcher, ranks) on the
+    reporting rank, None on other ranks; an mpiexec relaunch exits with its command's status.
     """
-    from commbench.sweep import launcher_world, sweep_in_launched_world, sweep_local, sweep_via_mpiexec
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from commbench.sweep import launcher_world, run_in_launched_world, sweep_job, sweep_local, sweep_via_mpiexec
 
     world = launcher_world()
     if world is None and backend == "mpi":
         sys.exit(sweep_via_mpiexec(relaunch_args, ranks, timeout_s * (len(sizes) + 2)))
+    if world is None and backend in ("nccl", "cupy"):
+        raise CommbenchError(f"--backend {backend} runs one rank per GPU under a launcher: "
+                             f"torchrun --nproc-per-node 2 -m commbench sweep {collective} --backend {backend}")
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[last]}"), console=Console(stderr=True), transient=True)
+    where = "gloo ranks (loopback)" if world is None else f"{backend} ranks"
+    task = progress.add_task(f"{collective}: {len(sizes)} sizes on {ranks if world is None else '?'} {where}",
+                             total=len(sizes), last="")
+
+    def on_row(row):
+        progress.update(task, advance=1, last=f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us")
+
+    job = sweep_job(collective, sizes, iters, warmup, timing)
     if world is None:
-        with console.status(f"{collective}: {len(sizes)} sizes on {ranks} gloo ranks (loopback)"):
-            frame = sweep_local(collective, sizes, ranks=ranks, iters=iters, warmup=warmup, timeout_s=timeout_s)
+        with progress:
+            frame = sweep_local(collective, sizes, ranks=ranks, iters=iters, warmup=warmup, timeout_s=timeout_s,
+                                timing=timing, on_row=on_row)
         return frame, "embedded", ranks
-    rank, frame = sweep_in_launched_world(backend, collective, sizes, iters, warmup, timeout_s)
+    rank = int(os.environ.get("RANK", os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0"))))
+    if rank == 0:
+        with progress:
+            rank, frame = run_in_launched_world(backend, job, timeout_s, on_row)
+    else:
+        rank, frame = run_in_launched_world(backend, job, timeout_s)
     if rank != 0:
         return None
     return frame, "mpiexec" if world == "mpi" else "torchrun", int(frame["ranks"].iloc[0]) if len(frame) else ranks
@@ -224,16 +246,22 @@ def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaun
 @click.argument("collective")
 @click.option("--min-bytes", default="8", show_default=True, help="Smallest message (S), e.g. 8, 4K.")
 @click.option("--max-bytes", default="4M", show_default=True, help="Largest message (S), e.g. 64M.")
-@click.option("--backend", default="gloo", show_default=True, help="gloo (torch.distributed) or mpi (mpi4py).")
+@click.option("--backend", default="gloo", show_default=True,
+              help="gloo (torch.distributed, CPU), mpi (mpi4py), nccl (torch.distributed, CUDA) or cupy (CuPy's NCCL).")
 @click.option("--ranks", type=int, default=2, show_default=True, help="Local ranks of the embedded world.")
 @click.option("--iters", type=int, default=20, show_default=True, help="Timed iterations per size.")
+@click.option("--timing", default="blocking", show_default=True,
+              help="blocking (a barrier before every timed call) or back-to-back (nccl-tests: mean of iters calls).")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Untimed iterations per size.")
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per collective before a peer counts as dead.")
 @click.option("--link", default=None, help="Add busbw as percent of a link: 200gbe, 100gbe, pcie5x4, pcie5x16, or a rate like 1gbit.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the tidy table (.csv/.json/.parquet) with environment metadata.")
-def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeout_s, link, as_json, out):
-    """nccl-tests-style size sweep of COLLECTIVE (all_reduce, all_gather, send_recv).
+def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, warmup, timeout_s, link, as_json, out):
+    """nccl-tests-style size sweep of COLLECTIVE.
+
+    COLLECTIVE: all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv (one-way,
+    rank 0 to rank 1, as PP sends) or send_recv_bidir (nccl-tests' ring shift).
 
     With no launcher it starts its own local world (the embedded default: 2 ranks on loopback, no
     GPU, no cluster); under torchrun or mpiexec it joins that world and rank 0 reports.
@@ -243,11 +271,15 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeo
       commbench sweep all_reduce --min-bytes 8 --max-bytes 64M
       commbench sweep send_recv --backend mpi
       mpiexec -n 2 -host a,b commbench sweep all_reduce --backend mpi
+      torchrun --nnodes 2 --nproc-per-node 1 --rdzv-endpoint HOST:29500 -m commbench sweep all_reduce --backend nccl
     """
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.sweep import check_sweep_choices, sizes_between
+    from commbench.sweep import WorldFailed, check_sweep_choices, sizes_between
+    from commbench.timing import TIMING_MODES
 
     check_sweep_choices(collective, backend)
+    if timing not in TIMING_MODES:
+        raise CommbenchError(f"unknown timing mode {timing!r}; valid: {', '.join(TIMING_MODES)}")
     if ranks < 2 or iters < 1 or warmup < 0:
         raise CommbenchError(f"need ranks >= 2, iters >= 1, warmup >= 0; got {ranks}, {iters}, {warmup}")
     from commbench.links import parse_link
@@ -257,21 +289,30 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, warmup, timeo
         check_output_path(out)
     sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
     relaunch = ["sweep", collective, "--min-bytes", min_bytes, "--max-bytes", max_bytes, "--backend", "mpi",
-                "--iters", str(iters), "--warmup", str(warmup), "--timeout", str(timeout_s)]
+                "--iters", str(iters), "--warmup", str(warmup), "--timeout", str(timeout_s), "--timing", timing]
     relaunch += ["--json"] if as_json else []
     relaunch += ["--link", link] if link else []
     relaunch += ["--out", out] if out else []
-    result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch)
+    meta = dict(backend=backend, ranks=ranks, iters=iters, warmup=warmup, collective=collective, timing=timing)
+    try:
+        result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch, timing)
+    except WorldFailed as failure:  # keep what finished, say so, and still fail
+        if failure.rows:
+            partial = pd.DataFrame(failure.rows)
+            if out:
+                save_table(partial, out, environment_metadata(**meta, launcher="embedded", complete=False,
+                                                              error=str(failure)))
+            print_frame(partial.drop(columns=["samples_us", "collective"]), f"{collective}: the {len(partial)} sizes "
+                        f"that finished before the failure" + (f" (saved to {out})" if out else ""))
+        raise
     if result is None:
         return
     frame, launcher, ranks = result
+    meta["ranks"] = ranks
     if link_profile is not None:
         frame[f"busbw_pct_{link_profile.name}"] = frame["busbw_gbps"] / link_profile.bandwidth_gbps * 100
     if out:
-        import torch  # noqa: F401  (so its version lands in the metadata)
-
-        save_table(frame, out, environment_metadata(backend=backend, launcher=launcher, ranks=ranks,
-                                                    iters=iters, warmup=warmup, collective=collective))
+        save_table(frame, out, environment_metadata(**meta, launcher=launcher, complete=True))
     if as_json:
         click.echo(json.dumps({"rows": frame.to_dict(orient="records")}, default=float))
     else:

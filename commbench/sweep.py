@@ -20,8 +20,10 @@ from commbench import CommbenchError
 from commbench.collectives import get_collective
 from commbench.timing import time_calls
 
-SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "send_recv")
-BACKENDS = ("gloo", "mpi")
+SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv",
+                     "send_recv_bidir")
+BACKENDS = ("gloo", "mpi", "nccl", "cupy")
+GPU_BACKENDS = ("nccl", "cupy")
 TYPESIZE = 4  # float32
 
 
@@ -51,10 +53,14 @@ def check_backend(name: str) -> None:
 def _collective_calls(backend, collective: str, per_rank: int):
     """(timed op, verified call returning the error array) for one message size.
 
-    The timed op runs on buffers left as they are (all-reduce on zeros stays finite however many
-    iterations run); the correctness pass refills inputs and checks one call, as nccl-tests does.
+    Rank r's input holds r + 1 (deterministic data, as nccl-tests). Expected results:
+    all_reduce and reduce_scatter n(n+1)/2; all_gather and all_to_all slot j = j + 1; broadcast
+    from rank 0 and one-way send 1.0; bidirectional ring shift: the left neighbour's value.
+    The timed op runs on buffers left as they are (a sum of zeros stays finite however many
+    iterations run); the correctness pass refills the inputs and checks one call.
     """
     n, r = backend.world_size, backend.rank
+    slots = np.repeat(np.arange(1, n + 1), per_rank)
     if collective == "all_reduce":
         buf = backend.buffer(per_rank, 0.0)
 
@@ -64,13 +70,35 @@ def _collective_calls(backend, collective: str, per_rank: int):
             return backend.to_numpy(buf) - n * (n + 1) / 2
 
         return functools.partial(backend.all_reduce, buf), verify
-    if collective == "all_gather":
-        inp, out = backend.buffer(per_rank, r + 1), backend.buffer(per_rank * n, 0)
-        op = functools.partial(backend.all_gather, out, inp)
+    if collective in ("all_gather", "reduce_scatter", "all_to_all"):
+        inp_len, out_len = {"all_gather": (per_rank, per_rank * n), "reduce_scatter": (per_rank * n, per_rank),
+                            "all_to_all": (per_rank * n, per_rank * n)}[collective]
+        inp, out = backend.buffer(inp_len, r + 1), backend.buffer(out_len, 0)
+        op = functools.partial(getattr(backend, collective), out, inp)
+        expected = n * (n + 1) / 2 if collective == "reduce_scatter" else slots
+
+        def verify():
+            backend.fill(inp, r + 1)
+            op()
+            return backend.to_numpy(out) - expected
+
+        return op, verify
+    if collective == "broadcast":
+        buf = backend.buffer(per_rank, 1.0 if r == 0 else 0.0)
+
+        def verify():
+            backend.fill(buf, 1.0 if r == 0 else 0.0)
+            backend.broadcast(buf, 0)
+            return backend.to_numpy(buf) - 1.0
+
+        return functools.partial(backend.broadcast, buf, 0), verify
+    if collective == "send_recv_bidir":
+        inp, out = backend.buffer(per_rank, r + 1), backend.buffer(per_rank, 0)
+        op = functools.partial(backend.send_recv_bidir, out, inp)
 
         def verify():
             op()
-            return backend.to_numpy(out) - np.repeat(np.arange(1, n + 1), per_rank)
+            return backend.to_numpy(out) - ((r - 1) % n + 1)
 
         return op, verify
     buf = backend.buffer(per_rank, 1.0 if r == 0 else 0.0)
@@ -79,12 +107,14 @@ def _collective_calls(backend, collective: str, per_rank: int):
     def verify():
         backend.fill(buf, 1.0 if r == 0 else 0.0)
         op()
-        return backend.to_numpy(buf) - 1.0 if r == 1 else np.zeros(1)
+        return backend.to_numpy(buf) - 1.0 if r in (0, 1) else np.zeros(1)
 
     return op, verify
 
 
-def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: int) -> pd.DataFrame:
+def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: int, timing: str = "blocking",
+              on_row=None) -> pd.DataFrame:
+    """One row per size (see the module docstring); `on_row(row)` is called as each size finishes."""
     check_sweep_choices(collective)
     coll = get_collective(collective)
     n = backend.world_size
@@ -94,7 +124,7 @@ def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: in
         if per_rank == 0:
             continue
         op, verify = _collective_calls(backend, collective, per_rank)
-        samples = time_calls(op, backend, iters, warmup)
+        samples = time_calls(op, backend, iters, warmup, timing)
         wrong = int(np.count_nonzero(verify()))
         t = float(np.median(samples))
         S = coll.msg_bytes(per_rank, TYPESIZE, n)
@@ -105,39 +135,79 @@ def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: in
             "algbw_gbps": coll.algbw_gbps(S, t), "busbw_gbps": coll.busbw_gbps(S, t, n), "wrong": wrong,
             "samples_us": [round(x * 1e6, 2) for x in samples],
         })
+        if on_row is not None:
+            on_row(rows[-1])
+        if os.environ.get("COMMBENCH_FAULT_EXIT_RANK_LATE") == str(backend.rank) and \
+                len(rows) >= int(os.environ.get("COMMBENCH_FAULT_EXIT_AFTER_ROWS", "0")):
+            os._exit(17)  # fault injection for the mid-sweep dead-rank test
     return pd.DataFrame(rows)
 
 
-def _worker(rank: int, world: int, port: int, collective: str, sizes, iters, warmup, timeout_s, queue):
+class WorldFailed(CommbenchError):
+    """A distributed run that ended early; `rows` holds what finished before it did."""
+
+    def __init__(self, message: str, rows: list[dict]):
+        super().__init__(message)
+        self.rows = rows
+
+
+def sweep_job(collective: str, sizes, iters: int, warmup: int, timing: str = "blocking"):
+    """A picklable job: backend, on_row -> the sweep table (run by every rank)."""
+    return functools.partial(_sweep_job, collective, tuple(sizes), iters, warmup, timing)
+
+
+def _sweep_job(collective, sizes, iters, warmup, timing, backend, on_row):
+    return run_sweep(backend, collective, list(sizes), iters, warmup, timing, on_row)
+
+
+def _worker(rank: int, world: int, port: int, job, timeout_s, queue):
     """One rank of the embedded world: it joins like a torchrun rank would, on loopback."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", "lo"))
     try:
-        _, frame = sweep_in_launched_world("gloo", collective, sizes, iters, warmup, timeout_s)
+        on_row = (lambda row: queue.put(("row", row))) if rank == 0 else None
+        _, frame = run_in_launched_world("gloo", job, timeout_s, on_row)
         if rank == 0:
             queue.put(("ok", frame.to_dict(orient="records")))
     except Exception as exc:  # reported by rank number to the parent
         queue.put(("error", f"rank {rank}: {type(exc).__name__}: {exc}".splitlines()[0]))
 
 
-def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 20, warmup: int = 3,
-                timeout_s: float = 60.0) -> pd.DataFrame:
-    """The embedded default: start `ranks` gloo processes on loopback and sweep."""
+def run_local(job, ranks: int = 2, timeout_s: float = 60.0, on_row=None) -> pd.DataFrame:
+    """The embedded default: start `ranks` gloo processes on loopback and run `job` on each.
+
+    Rank 0 streams each finished row back (`on_row` sees it: progress). A rank that dies or a
+    step that exceeds `timeout_s` ends the run with WorldFailed naming the rank, carrying the
+    rows that finished.
+    """
     import multiprocessing as mp
+    import queue as queue_mod
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(r, ranks, port, collective, sizes, iters, warmup, timeout_s, queue))
-             for r in range(ranks)]
+    procs = [ctx.Process(target=_worker, args=(r, ranks, port, job, timeout_s, queue)) for r in range(ranks)]
     for p in procs:
         p.start()
-    try:
-        status, payload = queue.get(timeout=timeout_s * (len(sizes) + 2))
-    except Exception:
-        status, payload = "error", "no result within the timeout"
+    rows: list[dict] = []
+    status, payload = "error", ""
+    startup_s = 60.0  # spawning interpreters and importing torch, before the first row
+    while True:
+        try:
+            kind, value = queue.get(timeout=timeout_s + (startup_s if not rows else 0.0))
+        except queue_mod.Empty:
+            dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0)]
+            payload = f"no progress within {timeout_s:g} s" + (f" (rank {dead[0]} is gone)" if dead else "")
+            break
+        if kind == "row":
+            rows.append(value)
+            if on_row is not None:
+                on_row(value)
+            continue
+        status, payload = kind, value
+        break
     for p in procs:
         p.join(timeout=10)
         if p.is_alive():
@@ -145,9 +215,14 @@ def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 
             p.join()
     if status != "ok":
         dead = [f"rank {r} exited with code {p.exitcode}" for r, p in enumerate(procs) if p.exitcode not in (0, 1)]
-        raise CommbenchError(f"sweep failed: {'; '.join(dead + [payload])}")
+        raise WorldFailed(f"run failed after {len(rows)} finished rows: {'; '.join(dead + [payload])}", rows)
     return pd.DataFrame(payload)
 
+
+def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 20, warmup: int = 3,
+                timeout_s: float = 60.0, timing: str = "blocking", on_row=None) -> pd.DataFrame:
+    """The embedded default for a sweep (see run_local)."""
+    return run_local(sweep_job(collective, sizes, iters, warmup, timing), ranks, timeout_s, on_row)
 
 
 def launcher_world() -> str | None:
@@ -165,13 +240,17 @@ def make_backend(name: str, timeout_s: float):
         from commbench.backends.mpi import MpiBackend
 
         return MpiBackend(timeout_s)
+    if name == "cupy":
+        from commbench.backends.cupy_nccl import CupyNcclBackend
+
+        return CupyNcclBackend(timeout_s)
     from commbench.backends.torch_dist import TorchBackend
 
-    return TorchBackend(timeout_s)
+    return TorchBackend(timeout_s, name)
 
 
-def sweep_in_launched_world(backend_name: str, collective: str, sizes, iters, warmup, timeout_s):
-    """Join the world a launcher made (torchrun or mpiexec); returns (rank, frame)."""
+def join_world(backend_name: str, timeout_s: float):
+    """The backend of the world a launcher made (torchrun or mpiexec), or an error naming this rank."""
     try:
         backend = make_backend(backend_name, timeout_s)
     except CommbenchError:
@@ -183,9 +262,21 @@ def sweep_in_launched_world(backend_name: str, collective: str, sizes, iters, wa
                              f"{type(exc).__name__}") from None
     if os.environ.get("COMMBENCH_FAULT_EXIT_RANK") == str(backend.rank):  # fault injection for the dead-rank test
         os._exit(17)
-    frame = run_sweep(backend, collective, sizes, iters, warmup)
+    return backend
+
+
+def run_in_launched_world(backend_name: str, job, timeout_s: float, on_row=None):
+    """Join the launcher's world and run `job(backend, on_row)`; returns (rank, frame)."""
+    backend = join_world(backend_name, timeout_s)
+    frame = job(backend, on_row if backend.rank == 0 else None)
     backend.close()
     return backend.rank, frame
+
+
+def sweep_in_launched_world(backend_name: str, collective: str, sizes, iters, warmup, timeout_s,
+                            timing: str = "blocking", on_row=None):
+    """Join the world a launcher made (torchrun or mpiexec) and sweep; returns (rank, frame)."""
+    return run_in_launched_world(backend_name, sweep_job(collective, sizes, iters, warmup, timing), timeout_s, on_row)
 
 
 def sweep_via_mpiexec(args: list[str], ranks: int, timeout_s: float) -> int:

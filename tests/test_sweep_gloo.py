@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from commbench.sweep import sizes_between, sweep_local
@@ -11,13 +12,16 @@ def test_sizes_between():
     assert sizes_between(8, 64) == [8, 16, 32, 64]
 
 
-@pytest.mark.parametrize("collective", ["all_reduce", "all_gather", "send_recv"])
+@pytest.mark.parametrize("collective", ["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",
+                                        "send_recv", "send_recv_bidir"])
 def test_gloo_sweep_identities(collective):
     frame = sweep_local(collective, [8, 1024, 65536], ranks=2, iters=3, warmup=1, timeout_s=30)
     assert list(frame.msg_bytes) == [8, 1024, 65536]
     assert (frame.wrong == 0).all()
-    # algbw = S / t (GB/s); busbw factor at n=2: all_reduce 2(n-1)/n = 1, all_gather (n-1)/n = 0.5, send_recv 1
-    factor = {"all_reduce": 1.0, "all_gather": 0.5, "send_recv": 1.0}[collective]
+    # algbw = S / t (GB/s); busbw factor at n=2: all_reduce 2(n-1)/n = 1; all_gather, reduce_scatter,
+    # all_to_all (n-1)/n = 0.5; broadcast and both send/recv 1
+    factor = {"all_reduce": 1.0, "all_gather": 0.5, "reduce_scatter": 0.5, "all_to_all": 0.5, "broadcast": 1.0,
+              "send_recv": 1.0, "send_recv_bidir": 1.0}[collective]
     for row in frame.itertuples():
         assert row.algbw_gbps == pytest.approx(row.msg_bytes / (row.time_us_p50 * 1e-6) / 1e9)
         assert row.busbw_gbps == pytest.approx(row.algbw_gbps * factor)
@@ -36,7 +40,8 @@ def test_sweep_cli_json_and_out(cli, tmp_path):
 
 def test_sweep_bad_collective(cli):
     result = cli("sweep", "all_reduse")
-    assert result.exit_code == 2 and "valid: all_reduce, all_gather, send_recv" in result.output
+    assert result.exit_code == 2
+    assert "valid: all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv, send_recv_bidir" in result.output
 
 
 def test_dead_rank_is_named_and_run_ends(monkeypatch):
@@ -45,6 +50,20 @@ def test_dead_rank_is_named_and_run_ends(monkeypatch):
     monkeypatch.setenv("COMMBENCH_FAULT_EXIT_RANK", "1")
     with pytest.raises(CommbenchError, match=r"rank 1 exited with code 17"):
         sweep_local("all_reduce", [8, 64], ranks=2, iters=2, warmup=0, timeout_s=10)
+
+
+def test_rank_dying_mid_sweep_keeps_finished_rows(monkeypatch, tmp_path, cli):
+    """Rank 1 dies after two sizes; the run ends within the timeout and the two rows are kept."""
+    monkeypatch.setenv("COMMBENCH_FAULT_EXIT_AFTER_ROWS", "2")
+    monkeypatch.setenv("COMMBENCH_FAULT_EXIT_RANK_LATE", "1")
+    out = tmp_path / "partial.csv"
+    result = cli("sweep", "all_reduce", "--max-bytes", "1K", "--iters", "2", "--timeout", "5", "--out", out)
+    assert result.exit_code == 2
+    assert "rank 1 exited with code 17" in result.output and "after 2 finished rows" in result.output
+    saved = pd.read_csv(out)
+    assert list(saved.msg_bytes) == [8, 16]
+    meta = json.loads((tmp_path / "partial.csv.meta.json").read_text())
+    assert meta["complete"] is False
 
 
 def test_sweep_link_percent_column(cli):

@@ -12,7 +12,9 @@ pytestmark = [pytest.mark.mpi, pytest.mark.skipif(mpiexec_path() is None, reason
 pytest.importorskip("mpi4py")
 
 
-@pytest.mark.parametrize("collective,factor", [("all_reduce", 1.0), ("all_gather", 0.5), ("send_recv", 1.0)])
+@pytest.mark.parametrize("collective,factor", [("all_reduce", 1.0), ("all_gather", 0.5), ("reduce_scatter", 0.5),
+                                               ("all_to_all", 0.5), ("broadcast", 1.0), ("send_recv", 1.0),
+                                               ("send_recv_bidir", 1.0)])
 def test_mpi_sweep_identities(collective, factor, tmp_path):
     out = tmp_path / "mpi.json"
     proc = subprocess.run([sys.executable, "-m", "commbench", "sweep", collective, "--backend", "mpi",

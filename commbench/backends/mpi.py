@@ -43,6 +43,19 @@ class MpiBackend:
     def all_gather(self, out, inp):
         self.comm.Allgather(inp, out)
 
+    def reduce_scatter(self, out, inp):
+        self.comm.Reduce_scatter_block(inp, out, op=self._sum)
+
+    def all_to_all(self, out, inp):
+        self.comm.Alltoall(inp, out)
+
+    def broadcast(self, buf, root: int):
+        self.comm.Bcast(buf, root=root)
+
+    def send_recv_bidir(self, out, inp):
+        n, r = self.world_size, self.rank
+        self.comm.Sendrecv(inp, dest=(r + 1) % n, recvbuf=out, source=(r - 1) % n)
+
     def send_recv(self, buf, src: int, dst: int):
         if self.rank == src:
             self.comm.Send(buf, dest=dst)

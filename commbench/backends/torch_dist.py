@@ -1,31 +1,51 @@
-"""torch.distributed backend: gloo on CPU (NCCL on CUDA is not wired up yet).
+"""torch.distributed backend: gloo on CPU tensors, NCCL on CUDA tensors.
 
-Protocol: rank, world_size, all_reduce(buf), all_gather(out, inp), send_recv(buf, src, dst),
-barrier(), synchronize(), max_over_ranks(array), buffer(elements, fill).
+Protocol (shared by every backend): rank, world_size, buffer(elements, fill), fill, to_numpy,
+all_reduce(buf), all_gather(out, inp), reduce_scatter(out, inp), all_to_all(out, inp),
+broadcast(buf, root), send_recv(buf, src, dst) one-way, send_recv_bidir(out, inp) ring shift,
+barrier(), synchronize(), max_over_ranks(array), close(); device backends add new_event() and
+elapsed_s(start, end) for CUDA-event timing.
 Every collective inherits the process group's timeout, so a dead peer ends the run with an error.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from commbench import CommbenchError
+
 
 class TorchBackend:
-    name = "gloo"
-    needs_sync = False  # CPU tensors: a returned call is a finished call
-
-    def __init__(self, timeout_s: float = 60.0):
+    def __init__(self, timeout_s: float = 60.0, name: str = "gloo"):
+        self.name = name
+        if name == "nccl":
+            if not torch.cuda.is_available() or not dist.is_nccl_available():
+                raise CommbenchError("the nccl backend needs CUDA and a torch build with NCCL; on CPU use --backend gloo")
+            local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0")))
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        else:
+            self.device = torch.device("cpu")
+        self.needs_sync = name == "nccl"
         if not dist.is_initialized():
-            dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout_s))
+            kwargs = {"device_id": self.device} if name == "nccl" else {}
+            dist.init_process_group(name, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
+        if name == "nccl":
+            self.new_event = lambda: torch.cuda.Event(enable_timing=True)
+
+    @staticmethod
+    def elapsed_s(start, end) -> float:
+        return start.elapsed_time(end) / 1e3
 
     def buffer(self, elements: int, fill: float) -> torch.Tensor:
-        return torch.full((elements,), fill, dtype=torch.float32)
+        return torch.full((elements,), fill, dtype=torch.float32, device=self.device)
 
     @staticmethod
     def fill(buf, value: float):
@@ -33,13 +53,22 @@ class TorchBackend:
 
     @staticmethod
     def to_numpy(buf) -> np.ndarray:
-        return buf.numpy()
+        return buf.cpu().numpy()
 
     def all_reduce(self, buf):
         dist.all_reduce(buf)
 
     def all_gather(self, out, inp):
-        dist.all_gather_single(out, inp) if hasattr(dist, "all_gather_single") else dist.all_gather_into_tensor(out, inp)
+        dist.all_gather_into_tensor(out, inp)
+
+    def reduce_scatter(self, out, inp):
+        dist.reduce_scatter_tensor(out, inp)
+
+    def all_to_all(self, out, inp):
+        dist.all_to_all_single(out, inp)
+
+    def broadcast(self, buf, root: int):
+        dist.broadcast(buf, src=root)
 
     def send_recv(self, buf, src: int, dst: int):
         if self.rank == src:
@@ -47,16 +76,23 @@ class TorchBackend:
         elif self.rank == dst:
             dist.recv(buf, src)
 
+    def send_recv_bidir(self, out, inp):
+        n, r = self.world_size, self.rank
+        for req in dist.batch_isend_irecv([dist.P2POp(dist.isend, inp, (r + 1) % n),
+                                            dist.P2POp(dist.irecv, out, (r - 1) % n)]):
+            req.wait()
+
     def barrier(self):
         dist.barrier()
 
     def synchronize(self):
-        pass
+        if self.needs_sync:
+            torch.cuda.synchronize(self.device)
 
     def max_over_ranks(self, samples: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(samples.copy())
+        t = torch.from_numpy(samples.astype(np.float64)).to(self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return t.numpy()
+        return t.cpu().numpy()
 
     def close(self):
         dist.destroy_process_group()

@@ -1,0 +1,143 @@
+"""CuPy's NCCL binding (cupy.cuda.nccl) on CUDA device arrays; same protocol as TorchBackend.
+
+The NCCL unique id is shared through a torch.distributed TCPStore at MASTER_ADDR:MASTER_PORT+1
+(torchrun's variables) or through MPI under mpiexec. All calls are issued on one CUDA stream;
+timing uses CUDA events on that stream. NCCL has no per-call timeout here: the launcher's
+wall-clock limit (and the rendezvous timeout) bounds a run with a dead peer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import numpy as np
+
+from commbench import CommbenchError
+
+
+def _world() -> tuple[int, int]:
+    for rank_var, size_var in (("RANK", "WORLD_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+                               ("PMI_RANK", "PMI_SIZE")):
+        if rank_var in os.environ and size_var in os.environ:
+            return int(os.environ[rank_var]), int(os.environ[size_var])
+    raise CommbenchError("the cupy backend needs a launcher: torchrun or mpiexec (RANK/WORLD_SIZE not set)")
+
+
+class CupyNcclBackend:
+    name = "cupy"
+    needs_sync = True
+
+    def __init__(self, timeout_s: float = 60.0):
+        try:
+            import cupy
+            from cupy.cuda import nccl
+        except ImportError:
+            raise CommbenchError("the cupy backend needs CuPy with NCCL: pip install cupy-cuda12x "
+                                 "(the wheel matching your CUDA)") from None
+        if cupy.cuda.runtime.getDeviceCount() == 0:
+            raise CommbenchError("the cupy backend needs a CUDA device; on CPU use --backend gloo or mpi")
+        self.cp, self.nccl = cupy, nccl
+        self.rank, self.world_size = _world()
+        local = int(os.environ.get("LOCAL_RANK", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0")))
+        cupy.cuda.Device(local % cupy.cuda.runtime.getDeviceCount()).use()
+        uid = self._share_unique_id(timeout_s)
+        self.comm = nccl.NcclCommunicator(self.world_size, uid, self.rank)
+        self.stream = cupy.cuda.Stream(non_blocking=True)
+        self._f32, self._f64, self._sum, self._max = nccl.NCCL_FLOAT32, nccl.NCCL_FLOAT64, nccl.NCCL_SUM, nccl.NCCL_MAX
+        self._one = cupy.zeros(1, dtype=cupy.float32)
+
+    def _share_unique_id(self, timeout_s: float):
+        if "OMPI_COMM_WORLD_SIZE" in os.environ or "PMI_SIZE" in os.environ:
+            from mpi4py import MPI
+
+            uid = self.nccl.get_unique_id() if self.rank == 0 else None
+            return MPI.COMM_WORLD.bcast(uid, root=0)
+        from torch.distributed import TCPStore
+
+        store = TCPStore(os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ.get("MASTER_PORT", "29500")) + 1,
+                         self.world_size, self.rank == 0, timeout=datetime.timedelta(seconds=timeout_s))
+        if self.rank == 0:
+            store.set("commbench_cupy_nccl_id", ",".join(map(str, self.nccl.get_unique_id())))
+        return tuple(int(x) for x in store.get("commbench_cupy_nccl_id").decode().split(","))
+
+    # ---- buffers and clocks
+    def buffer(self, elements: int, fill: float):
+        return self.cp.full((elements,), fill, dtype=self.cp.float32)
+
+    @staticmethod
+    def fill(buf, value: float):
+        buf.fill(value)
+
+    def to_numpy(self, buf) -> np.ndarray:
+        self.stream.synchronize()
+        return self.cp.asnumpy(buf)
+
+    def new_event(self):
+        event = self.cp.cuda.Event()
+        stream = self.stream
+        return _StreamEvent(event, stream)
+
+    def elapsed_s(self, start, end) -> float:
+        return self.cp.cuda.get_elapsed_time(start.event, end.event) / 1e3
+
+    # ---- collectives (nccl-tests semantics, float32)
+    def all_reduce(self, buf):
+        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._f32, self._sum, self.stream.ptr)
+
+    def all_gather(self, out, inp):
+        self.comm.allGather(inp.data.ptr, out.data.ptr, inp.size, self._f32, self.stream.ptr)
+
+    def reduce_scatter(self, out, inp):
+        self.comm.reduceScatter(inp.data.ptr, out.data.ptr, out.size, self._f32, self._sum, self.stream.ptr)
+
+    def all_to_all(self, out, inp):
+        n = self.world_size
+        chunk = inp.size // n
+        self.nccl.groupStart()
+        for peer in range(n):
+            self.comm.send(inp[peer * chunk:].data.ptr, chunk, self._f32, peer, self.stream.ptr)
+            self.comm.recv(out[peer * chunk:].data.ptr, chunk, self._f32, peer, self.stream.ptr)
+        self.nccl.groupEnd()
+
+    def broadcast(self, buf, root: int):
+        self.comm.broadcast(buf.data.ptr, buf.data.ptr, buf.size, self._f32, root, self.stream.ptr)
+
+    def send_recv(self, buf, src: int, dst: int):
+        if self.rank == src:
+            self.comm.send(buf.data.ptr, buf.size, self._f32, dst, self.stream.ptr)
+        elif self.rank == dst:
+            self.comm.recv(buf.data.ptr, buf.size, self._f32, src, self.stream.ptr)
+
+    def send_recv_bidir(self, out, inp):
+        n, r = self.world_size, self.rank
+        self.nccl.groupStart()
+        self.comm.send(inp.data.ptr, inp.size, self._f32, (r + 1) % n, self.stream.ptr)
+        self.comm.recv(out.data.ptr, out.size, self._f32, (r - 1) % n, self.stream.ptr)
+        self.nccl.groupEnd()
+
+    def barrier(self):
+        self.all_reduce(self._one)
+        self.stream.synchronize()
+
+    def synchronize(self):
+        self.stream.synchronize()
+
+    def max_over_ranks(self, samples: np.ndarray) -> np.ndarray:
+        buf = self.cp.asarray(samples.astype(np.float64))
+        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._f64, self._max, self.stream.ptr)
+        return self.to_numpy(buf)
+
+    def close(self):
+        self.stream.synchronize()
+        self.comm.destroy()
+
+
+class _StreamEvent:
+    """A CUDA event that records on the backend's stream (the timing loop calls record())."""
+
+    def __init__(self, event, stream):
+        self.event, self.stream = event, stream
+
+    def record(self):
+        self.event.record(self.stream)

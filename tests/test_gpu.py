@@ -1,0 +1,54 @@
+"""NCCL (torch.distributed) and CuPy NCCL paths: run where CUDA is present, skipped cleanly elsewhere."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
+
+
+def _gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    torchrun = shutil.which("torchrun") or str(__import__("pathlib").Path(sys.executable).parent / "torchrun")
+    return subprocess.run([torchrun, "--nproc-per-node", str(nproc), "-m", "commbench", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("backend", ["nccl", "cupy"])
+@pytest.mark.parametrize("collective,factor", [("all_reduce", 1.0), ("all_gather", 0.5), ("send_recv", 1.0)])
+def test_two_gpu_sweep_identities(backend, collective, factor):
+    if _gpus() < 2:
+        pytest.skip("needs 2 GPUs (NCCL refuses two ranks on one device)")
+    if backend == "cupy":
+        pytest.importorskip("cupy")
+    proc = _torchrun(2, "sweep", collective, "--backend", backend, "--max-bytes", "16M", "--iters", "10", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    for r in rows:
+        assert r["wrong"] == 0
+        assert r["busbw_gbps"] == pytest.approx(r["algbw_gbps"] * factor)
+
+
+def test_one_gpu_world_all_reduce_is_identity():
+    """A 1-rank NCCL world: the all_reduce of rank 0's value 1 is 1 (n(n+1)/2 at n = 1)."""
+    proc = _torchrun(1, "sweep", "all_reduce", "--backend", "nccl", "--max-bytes", "64M", "--iters", "5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert rows and all(r["wrong"] == 0 for r in rows)
+
+
+def test_compute_runs_on_cuda():
+    from commbench.compute import measure_stage
+    from commbench.model_card import load_model_card
+    from commbench.plan import ParallelPlan
+
+    plan = ParallelPlan.for_mode(load_model_card("llama-3.1-8b-instruct"), "tp")
+    frame = measure_stage(plan, 0, prefill_tokens=512, decode_batch=64, context=1024, iters=5, device="cuda")
+    assert (frame.device == "cuda").all() and (frame.time_ms_per_layer > 0).all()
