@@ -15,8 +15,11 @@ from rich.table import Table
 
 from commbench import CommbenchError
 
-# Wide tables stay readable when piped (rich assumes 80 columns off a terminal).
-console = Console(width=None if sys.stdout.isatty() else 200)
+# Wide tables stay readable when piped (rich assumes 80 columns off a terminal). Under mpiexec
+# the output is forwarded through a pseudo-terminal of 80 columns: treat it as piped.
+_UNDER_MPI = "OMPI_COMM_WORLD_SIZE" in os.environ or "PMI_SIZE" in os.environ
+console = Console(width=200 if _UNDER_MPI or not sys.stdout.isatty() else None,
+                  force_terminal=False if _UNDER_MPI else None)
 
 
 class CommbenchGroup(click.Group):
@@ -145,9 +148,18 @@ def workload_options(f):
 @click.option("--pp", type=int, default=None, help="Pipeline-parallel size (default 2 in pp mode, 1 in tp mode).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Concurrent requests.")
 @workload_options
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (inputs, ops, totals).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (inputs, ops, totals; with --replay, rows).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the op rows as CSV.")
-def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json, csv_path):
+@click.option("--replay", is_flag=True, help="Run the traced ops for real, in engine order, per step kind.")
+@click.option("--backend", default="gloo", show_default=True, help="Replay backend: gloo, mpi, nccl or cupy.")
+@click.option("--phase", default="both", show_default=True, help="Replay prefill, decode or both.")
+@click.option("--iters", type=int, default=3, show_default=True, help="Replayed steps timed per phase.")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Untimed steps per phase.")
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True, help="Seconds per replayed row before a peer counts as dead.")
+@click.option("--link", default="200gbe", show_default=True, help="Link for the replay's wire-time column.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the replay table (.csv/.json/.parquet) with metadata.")
+def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json, csv_path, replay, backend, phase,
+          iters, warmup, timeout_s, link, out):
     """The exact communication of MODEL under TP or PP: every site per prefill chunk and decode step.
 
     MODEL is a shipped name (see `commbench models`) or a path to a Hugging Face config.json.
@@ -156,6 +168,7 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
     Example:
       commbench trace gpt-oss-120b --mode pp
       commbench trace gpt-oss-120b --mode tp --batch 128 --scenario balanced --json
+      commbench trace gpt-oss-120b --mode tp --batch 128 --replay
     """
     from commbench.model_card import load_model_card
     from commbench.plan import ParallelPlan
@@ -167,6 +180,14 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
     plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp)
     workload = Workload.from_options(batch, scenario, isl, osl, token_budget)
     result = make_trace(plan, workload)
+    if replay:
+        _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json,
+                ["trace", model, "--mode", mode, "--batch", str(batch), "--scenario", scenario, "--token-budget",
+                 str(token_budget), "--replay", "--backend", "mpi", "--phase", phase, "--iters", str(iters), "--warmup",
+                 str(warmup), "--timeout", str(timeout_s), "--link", link]
+                + [x for flag, v in (("--tp", tp), ("--pp", pp), ("--isl", isl), ("--osl", osl)) if v for x in (flag, str(v))]
+                + (["--json"] if as_json else []) + (["--out", out] if out else []))
+        return
     if csv_path:
         atomic_write(Path(csv_path), lambda p: result.ops_frame().to_csv(p, index=False))
     if as_json:
@@ -188,6 +209,46 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
                   "200gbe = 25 GB/s, pcie5x16 = 63 GB/s per direction.")
 
 
+def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json, relaunch):
+    from commbench.links import parse_link
+    from commbench.replay import replay_job, replay_plan, total_steps
+    from commbench.results import check_output_path, environment_metadata, save_table
+    from commbench.sweep import check_backend
+
+    check_backend(backend)
+    phases = {"both": ("prefill", "decode"), "prefill": ("prefill",), "decode": ("decode",)}.get(phase)
+    if phases is None:
+        raise CommbenchError(f"unknown phase {phase!r}; valid: prefill, decode, both")
+    if iters < 1 or warmup < 0:
+        raise CommbenchError(f"need iters >= 1 and warmup >= 0; got {iters}, {warmup}")
+    link_profile = parse_link(link)
+    if out:
+        check_output_path(out)
+    calls, wire = replay_plan(result, link_profile, phases)
+    plan = result.plan
+    ran = _run_job(replay_job(calls, iters, warmup, wire, plan.world_size), total_steps(calls),
+                   f"replaying {plan.model.name} {plan.describe()}", backend, plan.world_size, timeout_s, relaunch,
+                   lambda row: f"{row['phase']} {row['site']}")
+    if ran is None:
+        return
+    frame, launcher, _ = ran
+    frame = frame.rename(columns={"wire_us_per_step": f"wire_us_per_step_{link_profile.name}"})
+    if out:
+        save_table(frame, out, environment_metadata(command="trace --replay", **result.inputs, backend=backend,
+                                                    launcher=launcher, iters=iters, warmup=warmup, link=link_profile.name))
+    if as_json:
+        click.echo(json.dumps({**result.inputs, "backend": backend, "rows": frame.to_dict(orient="records")},
+                              default=_json_default))
+        return
+    w = result.workload
+    print_frame(frame, f"Replay of {plan.model.name} {plan.describe()}, batch {w.batch} {w.scenario}: one engine step "
+                f"per phase on {backend} ({launcher}), p50 of {iters}; float32 buffers of the traced sizes",
+                {"msg_bytes": "{:,.0f}", "measured_us_per_step": "{:,.1f}", "isolated_us_per_step": "{:,.1f}",
+                 f"wire_us_per_step_{link_profile.name}": "{:,.1f}"})
+    console.print("measured: inside the replayed step; isolated: calls x the same call timed alone; "
+                  f"wire: calls x S x busbw factor / {link_profile.name} rate.", highlight=False)
+
+
 # ---------------------------------------------------------------------------------------------
 def _parse_bytes(text: str) -> int:
     units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
@@ -200,36 +261,33 @@ def _parse_bytes(text: str) -> int:
     return value
 
 
-def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch_args, timing="blocking"):
-    """Run a sweep where the user is: embedded world, mpiexec relaunch, or a launcher's world.
+def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, timeout_s: float, relaunch_args,
+             row_label=lambda row: ""):
+    """Run a distributed job where the user is: embedded world, mpiexec relaunch, or a launcher's world.
 
-    Shows a progress bar (one step per size, on stderr). Returns (frame, launcher, ranks) on the
-    reporting rank, None on other ranks; an mpiexec relaunch exits with its command's status.
+    Shows a progress bar (one step per finished row, on stderr). Returns (frame, launcher, ranks)
+    on the reporting rank, None on other ranks; an mpiexec relaunch exits with its command's status.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from commbench.sweep import launcher_world, run_in_launched_world, sweep_job, sweep_local, sweep_via_mpiexec
+    from commbench.sweep import launcher_world, run_in_launched_world, run_local, sweep_via_mpiexec
 
     world = launcher_world()
     if world is None and backend == "mpi":
-        sys.exit(sweep_via_mpiexec(relaunch_args, ranks, timeout_s * (len(sizes) + 2)))
+        sys.exit(sweep_via_mpiexec(relaunch_args, ranks, timeout_s * (total_rows + 2)))
     if world is None and backend in ("nccl", "cupy"):
-        raise CommbenchError(f"--backend {backend} runs one rank per GPU under a launcher: "
-                             f"torchrun --nproc-per-node 2 -m commbench sweep {collective} --backend {backend}")
+        raise CommbenchError(f"--backend {backend} runs one rank per GPU under a launcher, e.g. "
+                             f"torchrun --nproc-per-node 2 -m commbench {' '.join(relaunch_args[:2])} --backend {backend}")
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[last]}"), console=Console(stderr=True), transient=True)
-    where = "gloo ranks (loopback)" if world is None else f"{backend} ranks"
-    task = progress.add_task(f"{collective}: {len(sizes)} sizes on {ranks if world is None else '?'} {where}",
-                             total=len(sizes), last="")
+    task = progress.add_task(description, total=total_rows, last="")
 
     def on_row(row):
-        progress.update(task, advance=1, last=f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us")
+        progress.update(task, advance=1, last=row_label(row))
 
-    job = sweep_job(collective, sizes, iters, warmup, timing)
     if world is None:
         with progress:
-            frame = sweep_local(collective, sizes, ranks=ranks, iters=iters, warmup=warmup, timeout_s=timeout_s,
-                                timing=timing, on_row=on_row)
+            frame = run_local(job, ranks, timeout_s, on_row)
         return frame, "embedded", ranks
     rank = int(os.environ.get("RANK", os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0"))))
     if rank == 0:
@@ -239,7 +297,16 @@ def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaun
         rank, frame = run_in_launched_world(backend, job, timeout_s)
     if rank != 0:
         return None
-    return frame, "mpiexec" if world == "mpi" else "torchrun", int(frame["ranks"].iloc[0]) if len(frame) else ranks
+    return frame, "mpiexec" if world == "mpi" else "torchrun", int(frame["ranks"].iloc[0]) if "ranks" in frame else ranks
+
+
+def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch_args, timing="blocking"):
+    """A sweep through _run_job."""
+    from commbench.sweep import sweep_job
+
+    return _run_job(sweep_job(collective, sizes, iters, warmup, timing), len(sizes),
+                    f"{collective}: {len(sizes)} sizes on {backend}", backend, ranks, timeout_s, relaunch_args,
+                    lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us")
 
 
 @main.command()

@@ -193,19 +193,23 @@ def plot_busbw(fabric: FabricModel, out: Path, title: str, marks: list[tuple[str
 
 
 def plot_replay(replay: pd.DataFrame, out: Path, title: str) -> str:
+    """Per-site time inside the replayed step, beside the same calls timed alone and the wire time."""
     plt = _plt()
-    rows = replay.sort_values("measured_us_per_step")
-    fig, ax = plt.subplots(figsize=(8.5, 0.5 * len(rows) + 1.8))
+    wire_col = next(c for c in replay.columns if c.startswith("wire_us_per_step"))
+    rows = replay[replay.site != "step"].sort_values(["phase", "measured_us_per_step"])
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 2))
     y = np.arange(len(rows))
-    labels = rows["phase"] + " " + rows["site"]
-    ax.barh(y - 0.2, rows.measured_us_per_step / 1e3, height=0.4, label="measured in the step", color="tab:blue")
-    ax.barh(y + 0.2, rows.wire_us_per_step / 1e3, height=0.4, label="wire time at the link rate", color="tab:gray")
+    labels = rows["phase"] + " " + rows["site"] + " x" + rows["calls"].astype(str)
+    ax.barh(y - 0.27, rows.measured_us_per_step / 1e3, height=0.27, label="measured inside the step", color="tab:blue")
+    ax.barh(y, rows.isolated_us_per_step / 1e3, height=0.27, label="same calls timed alone", color="tab:orange")
+    ax.barh(y + 0.27, rows[wire_col] / 1e3, height=0.27, label=f"wire time ({wire_col.rsplit('_', 1)[-1]})", color="tab:gray")
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel("ms per engine step")
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per engine step (log)")
     ax.set_title(title)
-    ax.grid(axis="x", alpha=0.3)
+    ax.grid(axis="x", alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _save(fig, rows, out, "replay_sites")
+    return _save(fig, replay, out, "replay_sites")
 
 
 # ---- reports ------------------------------------------------------------------------------------

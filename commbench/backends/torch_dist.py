@@ -58,11 +58,15 @@ class TorchBackend:
     def all_reduce(self, buf):
         dist.all_reduce(buf)
 
+    # torch 2.13 renamed the *_tensor collectives *_single; older releases only have the former
+    _all_gather = staticmethod(getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor)
+    _reduce_scatter = staticmethod(getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor)
+
     def all_gather(self, out, inp):
-        dist.all_gather_into_tensor(out, inp)
+        self._all_gather(out, inp)
 
     def reduce_scatter(self, out, inp):
-        dist.reduce_scatter_tensor(out, inp)
+        self._reduce_scatter(out, inp)
 
     def all_to_all(self, out, inp):
         dist.all_to_all_single(out, inp)
