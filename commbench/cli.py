@@ -746,7 +746,9 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
         result_verdict = "FAIL"
     if out and frame is not None:
         save_table(frame, out, environment_metadata(command="fabric validate", expect=link.name, backend=backend,
-                                                    launcher=launcher, verdict=result_verdict,
+                                                    launcher=launcher, verdict=result_verdict, collective=collective,
+                                                    ranks=int(frame["ranks"].iloc[0]) if len(frame) else ranks,
+                                                    iters=iters, warmup=warmup, timing="blocking",
                                                     bands=bands_frame(bands).to_dict(orient="records")))
     if as_json:
         click.echo(json.dumps({"verdict": result_verdict, "expect": link.name,
@@ -780,14 +782,15 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
 @click.option("--fabric", default=None, help="Fabric profile or sweep file (default: the hardware profile's).")
 @click.option("--scenario", default="all", show_default=True, help="Comma-separated presets, or all.")
 @click.option("--batch", default="1,2,4,8,16,32,64,128", show_default=True, help="Comma-separated concurrencies.")
-@click.option("--sweep", "sweep_file", type=click.Path(dir_okay=False), default=None,
-              help="A saved sweep: alone, a fabric report; with MODEL, measured points on the busbw plot.")
+@click.option("--sweep", "sweep_files", type=click.Path(dir_okay=False), multiple=True,
+              help="A saved sweep (repeatable): alone, a measured-fabric report; with MODEL, measured points on the busbw plot.")
 @click.option("--replay", "replay_file", type=click.Path(dir_okay=False), default=None,
               help="A saved replay (trace --replay --out) to plot per site.")
 @click.option("--expect", default=None, help="With --sweep alone: judge it against this link.")
+@click.option("--title", default="", help="Title of a measured-fabric report.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder to write (default reports/MODEL or reports/SWEEP-NAME).")
-def report(model, hardware, fabric, scenario, batch, sweep_file, replay_file, expect, out):
+def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, expect, title, out):
     """Write a report folder: report.md with tables, PNG plots and their data as CSV.
 
     \b
@@ -798,15 +801,18 @@ def report(model, hardware, fabric, scenario, batch, sweep_file, replay_file, ex
     from commbench.explain import parse_scenarios
     from commbench.report import command_line, model_report, sweep_report
 
-    if model is None and sweep_file is None:
+    if model is None and not sweep_files:
         raise CommbenchError("give a MODEL (a predicted report) or --sweep FILE (a fabric report)")
+    for f in (*sweep_files, replay_file):
+        if f and not Path(f).is_file():
+            raise CommbenchError(f"file {f!r} not found")
     if model is None:
-        if not Path(sweep_file).is_file():
-            raise CommbenchError(f"sweep file {sweep_file!r} not found")
-        target = Path(out or Path("reports") / Path(sweep_file).stem)
+        target = Path(out or Path("reports") / Path(sweep_files[0]).stem)
+        args = ["report", *[x for f in sweep_files for x in ("--sweep", f)]]
+        args += (["--replay", replay_file] if replay_file else []) + (["--expect", expect] if expect else [])
+        args += (["--title", title] if title else []) + ["--out", target]
         with console.status(f"writing {target}"):
-            args = ["report", "--sweep", sweep_file] + (["--expect", expect] if expect else []) + ["--out", target]
-            path = sweep_report(sweep_file, target, expect, command_line(*args))
+            path = sweep_report(list(sweep_files), target, expect, command_line(*args), replay_file, title)
     else:
         scenarios = parse_scenarios(scenario)
         batches = tuple(_parse_csv_ints(batch, "--batch"))
@@ -817,15 +823,14 @@ def report(model, hardware, fabric, scenario, batch, sweep_file, replay_file, ex
         name = load_model_card(model).name
         hw = load_hardware(hardware)
         load_fabric(fabric or hw.fabric)  # bad names fail before anything is written
-        for f in (sweep_file, replay_file):
-            if f and not Path(f).is_file():
-                raise CommbenchError(f"file {f!r} not found")
         target = Path(out or Path("reports") / name)
         with console.status(f"writing {target}"):
             args = ["report", model, "--hardware", hardware, "--scenario", scenario, "--batch", batch]
-            for flag, value in (("--fabric", fabric), ("--sweep", sweep_file), ("--replay", replay_file)):
+            for flag, value in (("--fabric", fabric), ("--sweep", sweep_files[0] if sweep_files else None),
+                                ("--replay", replay_file)):
                 args += [flag, value] if value else []
-            path = model_report(model, hardware, fabric, target, scenarios, batches, sweep_file, replay_file,
+            path = model_report(model, hardware, fabric, target, scenarios, batches,
+                                sweep_files[0] if sweep_files else None, replay_file,
                                 command_line(*args, "--out", target))
     console.print(f"wrote {path} and its plots in {path.parent}")
 

@@ -273,36 +273,92 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
     return out / "report.md"
 
 
-def sweep_report(sweep_file: str, out: Path, expect: str | None = None, command: str = "") -> Path:
+def plot_measured(sweeps: list[tuple[str, pd.DataFrame, FabricModel]], out: Path, title: str, expect=None) -> str:
+    """Measured busbw (p50) of one or more sweeps with their fitted alpha-beta curves and link lines."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    data = []
+    for i, (label, frame, fitted) in enumerate(sweeps):
+        n = int(frame["ranks"].iloc[0])
+        coll = str(frame["collective"].iloc[0])
+        factor = get_collective(coll).busbw_factor(n)
+        sizes = np.logspace(np.log10(frame.msg_bytes.min()), np.log10(frame.msg_bytes.max()), 120)
+        curve = np.array([s * factor / fitted.time_s(coll, s, n) / 1e9 for s in sizes])
+        ax.plot(frame.msg_bytes, frame.busbw_gbps, "o", color=f"C{i}", label=f"{label}: measured p50")
+        ax.plot(sizes, curve, "-", color=f"C{i}", alpha=0.7, label=f"{label}: alpha-beta fit")
+        data.append(frame.assign(sweep=label)[["sweep", "collective", "msg_bytes", "time_us_p50", "busbw_gbps"]])
+    top = max(float(f.busbw_gbps.max()) for _, f, _ in sweeps)
+    for name, style in (("200gbe", "--"), ("pcie5x4", ":"), ("pcie5x16", "-."), ("loopback", (0, (1, 3)))):
+        rate = LINKS[name].bandwidth_gbps
+        if rate < 50 * top:
+            ax.axhline(rate, ls=style, color="gray", lw=1)
+            ax.text(sweeps[0][1].msg_bytes.min(), rate * 1.06, f"{name} {rate:.3g} GB/s", fontsize=8, color="dimgray")
+    if expect is not None:
+        ax.axhline(expect.bandwidth_gbps, ls="--", color="tab:red", lw=1.5,
+                   label=f"expected: {expect.name} {expect.bandwidth_gbps:.3g} GB/s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("message size S (bytes, nccl-tests convention)")
+    ax.set_ylabel("busbw (GB/s)")
+    ax.set_title(title)
+    ax.grid(which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, pd.concat(data, ignore_index=True), out, "busbw_vs_size")
+
+
+def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, command: str = "",
+                 replay_file: str | None = None, title: str = "") -> Path:
+    """A measured-fabric report: one or more saved sweeps (and a replay), fitted and judged."""
     from commbench.links import parse_link
     from commbench.validate import bands_frame, judge
 
-    frame, meta_in = load_table(sweep_file)
-    if "busbw_gbps" not in frame.columns:
-        raise CommbenchError(f"{sweep_file} is not a sweep table (no busbw_gbps column); give a file from commbench sweep --out")
+    loaded = []
+    for path in sweep_files:
+        frame, meta_in = load_table(path)
+        if "busbw_gbps" not in frame.columns:
+            raise CommbenchError(f"{path} is not a sweep table (no busbw_gbps column); give a file from commbench sweep --out")
+        label = f"{meta_in.get('collective', frame.collective.iloc[0])} on {meta_in.get('backend', '?')} ({meta_in.get('launcher', '?')})"
+        loaded.append((path, frame, meta_in, label, fit_sweep(frame, name=Path(path).stem)))
     out.mkdir(parents=True, exist_ok=True)
-    fitted = fit_sweep(frame, name=Path(sweep_file).stem)
-    n = int(frame["ranks"].iloc[0])
-    coll = str(frame["collective"].iloc[0])
-    images = [plot_busbw(fitted, out, f"{coll} on {meta_in.get('backend', '?')} ({n} ranks, "
-                         f"{meta_in.get('launcher', '?')}): measured busbw and the fitted model",
-                         sweep=frame[frame.collective == "all_reduce"] if "all_reduce" in set(frame.collective) else frame, n=n)]
-    meta = environment_metadata(command=command or command_line("report", "--sweep", sweep_file, "--out", out))
-    lines = [f"# Fabric report: {Path(sweep_file).name}", "",
-             "Regenerate with:", "", "```", meta["command"], "```", "",
-             f"Measured by `commbench sweep` ({meta_in.get('backend', '?')} backend, launcher {meta_in.get('launcher', '?')}, "
-             f"{meta_in.get('iters', '?')} iterations) on host {meta_in.get('host', '?')}.", "",
-             f"![busbw]({images[0]})", "", "## Fitted latency-bandwidth model", "",
-             _md_table(fitted.to_frame()[lambda f: f.collective != "any"], "{:,.4g}"), ""]
-    if expect:
-        link = parse_link(expect)
-        bands = bands_frame(judge(frame, link, meta_in.get("backend", "gloo")))
-        verdict = "FAIL" if (bands.status == "FAIL").any() else "PASS"
-        lines += [f"## Verdict against {link.name}: {verdict}", "", _md_table(bands, "{:,.4g}"), ""]
-    cols = [c for c in ("collective", "msg_bytes", "time_us_p50", "time_us_min", "time_us_max", "time_us_p99",
-                        "algbw_gbps", "busbw_gbps", "wrong") if c in frame.columns]
-    lines += ["## Measurements", "", _md_table(frame[cols], "{:,.4g}"), "",
-              "## Machine that measured", "", _machine_table(meta_in) if meta_in else "(no metadata saved)", ""]
-    frame[cols].to_csv(out / "sweep.csv", index=False)
+    hosts = sorted({m.get("host", "?") for _, _, m, _, _ in loaded})
+    images = [plot_measured([(label, frame, fitted) for _, frame, _, label, fitted in loaded], out,
+                            title or f"Measured busbw on {', '.join(hosts)}: {len(loaded)} sweep(s) and their fits",
+                            parse_link(expect) if expect else None)]
+    if replay_file:
+        replay, replay_meta = load_table(replay_file)
+        images.append(plot_replay(replay, out, f"{replay_meta.get('model', '?')} {replay_meta.get('mode', '')} batch "
+                                  f"{replay_meta.get('batch', '?')}: replayed on {replay_meta.get('backend', '?')} "
+                                  f"({replay_meta.get('launcher', '?')}), host {replay_meta.get('host', '?')}"))
+    first = " ".join(f"--sweep {p}" for p in sweep_files)
+    meta = environment_metadata(command=command or f"commbench report {first} --out {out}")
+    lines = [f"# Fabric report: {title or ', '.join(Path(p).name for p in sweep_files)}", "",
+             "Measured, not predicted. Regenerate this report from the saved measurements with:", "",
+             "```", meta["command"], "```", "", f"![busbw]({images[0]})", ""]
+    for path, frame, meta_in, label, fitted in loaded:
+        lines += [f"## {label}", "",
+                  f"`{path}`: measured by `commbench sweep` ({meta_in.get('backend', '?')} backend, launcher "
+                  f"{meta_in.get('launcher', '?')}, {meta_in.get('ranks', '?')} ranks, {meta_in.get('iters', '?')} "
+                  f"iterations, timing {meta_in.get('timing', 'blocking')}) on host {meta_in.get('host', '?')} "
+                  f"({meta_in.get('cpu_count', '?')} CPUs).", "",
+                  *([f"Rank 0 ran: `commbench {' '.join(meta_in['argv'][1:])}`" + (
+                      f" with {', '.join(f'{k}={v}' for k, v in meta_in.get('env', {}).items())}" if meta_in.get("env") else ""), ""]
+                    if meta_in.get("argv") else []),
+                  "Fitted latency-bandwidth model (95% confidence intervals):", "",
+                  _md_table(fitted.to_frame()[lambda f: f.collective != "any"].drop(columns=["fabric"]), "{:,.4g}"), ""]
+        if expect:
+            link = parse_link(expect)
+            bands = bands_frame(judge(frame, link, meta_in.get("backend", "gloo")))
+            verdict = "FAIL" if (bands.status == "FAIL").any() else "PASS"
+            lines += [f"### Verdict against {link.name}: {verdict}", "", _md_table(bands, "{:,.4g}"), ""]
+        cols = [c for c in ("msg_bytes", "time_us_p50", "time_us_min", "time_us_max", "time_us_p99",
+                            "algbw_gbps", "busbw_gbps", "wrong") if c in frame.columns]
+        lines += ["<details><summary>measurements</summary>", "", _md_table(frame[cols], "{:,.4g}"), "", "</details>", ""]
+    if replay_file:
+        lines += ["## Replay", "", f"`{replay_file}`: one engine step per phase, run for real in engine order; "
+                  "measured inside the step, the same calls timed alone, and wire time at the link rate.", "",
+                  f"![replay]({images[1]})", "",
+                  _md_table(replay[replay.site == "step"].drop(columns=["collective"]), "{:,.1f}"), ""]
+    metas = [m for _, _, m, _, _ in loaded if m]
+    lines += ["## Machine that measured", "", _machine_table(metas[0]) if metas else "(no metadata saved)", ""]
     (out / "report.md").write_text("\n".join(lines))
     return out / "report.md"
