@@ -65,10 +65,12 @@ def test_validate_passes_against_the_shaped_rate(shaped_link):
     assert code == 0, outs[0][1]
     assert doc["verdict"] == "PASS"
     big = [r for r in doc["rows"] if r["msg_bytes"] >= 4 * 2**20]  # far above the 256 KiB tbf burst
-    assert big
-    for row in big:
-        assert row["busbw_gbps"] == pytest.approx(SHAPED_GBPS, rel=0.05)
-        assert row["wrong"] == 0
+    assert len(big) == 3 and all(r["wrong"] == 0 for r in big)
+    # the bandwidth band's median over 4, 8 and 16 MiB (p50 of each size): one noisy size on a
+    # busy 2-vCPU machine must not decide, the band must
+    band = next(b for b in doc["bands"] if b["band"] == "bandwidth-bound")
+    assert band["measured"] == pytest.approx(sorted(r["busbw_gbps"] for r in big)[1])
+    assert band["measured"] == pytest.approx(SHAPED_GBPS, rel=0.05)
 
 
 def test_validate_fails_a_faster_expectation_with_a_diagnosis(shaped_link):
