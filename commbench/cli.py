@@ -300,6 +300,18 @@ def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, t
     return frame, "mpiexec" if world == "mpi" else "torchrun", int(frame["ranks"].iloc[0]) if "ranks" in frame else ranks
 
 
+def _add_theory_columns(frame: pd.DataFrame, link_profile) -> None:
+    """busbw as percent of PCIe Gen5 x4 and x16 always, of --link and its theory time when given."""
+    from commbench.links import LINKS, theory_time_s
+
+    links = [LINKS["pcie5x4"], LINKS["pcie5x16"]] + ([link_profile] if link_profile is not None else [])
+    for link in dict.fromkeys(links):
+        frame[f"busbw_pct_{link.name}"] = frame["busbw_gbps"] / link.bandwidth_gbps * 100
+    if link_profile is not None and len(frame):
+        frame[f"theory_us_{link_profile.name}"] = [
+            theory_time_s(c, s, int(n), link_profile) * 1e6 for c, s, n in zip(frame.collective, frame.msg_bytes, frame.ranks)]
+
+
 def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch_args, timing="blocking"):
     """A sweep through _run_job."""
     from commbench.sweep import sweep_job
@@ -376,17 +388,18 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, warmu
         return
     frame, launcher, ranks = result
     meta["ranks"] = ranks
-    if link_profile is not None:
-        frame[f"busbw_pct_{link_profile.name}"] = frame["busbw_gbps"] / link_profile.bandwidth_gbps * 100
+    _add_theory_columns(frame, link_profile)
     if out:
         save_table(frame, out, environment_metadata(**meta, launcher=launcher, complete=True))
     if as_json:
         click.echo(json.dumps({"rows": frame.to_dict(orient="records")}, default=float))
     else:
+        pct = {c: "{:.3g}" for c in frame.columns if c.startswith("busbw_pct_")}
         print_frame(frame.drop(columns=["samples_us", "collective"]), f"{collective}, {backend}, {ranks} ranks ({launcher}), "
-                    f"{iters} iterations (time = max over ranks per iteration)",
+                    f"{iters} iterations (time = max over ranks per iteration; busbw_pct_*: percent of that link's rate)",
                     {"algbw_gbps": "{:.4f}", "busbw_gbps": "{:.4f}", "time_us_p50": "{:,.1f}", "time_us_min": "{:,.1f}",
-                     "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}"})
+                     "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}", **pct,
+                     **{c: "{:,.1f}" for c in frame.columns if c.startswith("theory_us_")}})
     if frame["wrong"].sum():
         raise CommbenchError(f"{int(frame['wrong'].sum())} wrong values in the correctness pass")
 

@@ -245,7 +245,7 @@ def measure_stage(plan: ParallelPlan, stage: int, prefill_tokens: int, decode_ba
                 "effective_gbps": (wbytes + kv_bytes) / t / 1e9, "effective_tflops": flops / t / 1e12,
                 "device": device, "samples_ms": [round(s * 1e3, 4) for s in samples],
             })
-        del layer
+        layer = None  # free this kind's weights before building the next
     return pd.DataFrame(rows)
 
 

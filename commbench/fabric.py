@@ -102,7 +102,10 @@ def load_fabric(name_or_path: str) -> FabricModel:
             raise CommbenchError(f"fabric file {name_or_path!r} not found")
         from commbench.results import load_table
 
-        return fit_sweep(load_table(path)[0], name=path.stem)
+        table = load_table(path)[0]
+        if "measured_us_per_step" in table.columns:
+            return fit_replay(table, name=path.stem)
+        return fit_sweep(table, name=path.stem)
     if path.suffix != ".toml":
         if name_or_path not in shipped_fabrics():
             raise unknown_name_error("fabric", name_or_path, shipped_fabrics() + ["<sweep.csv>", "<fabric.toml>"])
@@ -142,8 +145,13 @@ def fit_alpha_beta(msg_bytes, time_s) -> LineFit:
 
     S = np.asarray(msg_bytes, dtype=float)
     t = np.asarray(time_s, dtype=float)
-    if len(S) < 3:
-        raise CommbenchError(f"a fit needs at least 3 sizes, got {len(S)}")
+    if len(S) < 2 or len(np.unique(S)) < 2:
+        raise CommbenchError(f"a fit needs at least 2 distinct sizes, got {len(np.unique(S))}")
+    if len(S) == 2:  # a line through two points: exact, no interval
+        slope = (t[1] - t[0]) / (S[1] - S[0])
+        a = t[0] - slope * S[0]
+        slope = max(slope, 1e-30)
+        return LineFit(float(a), float(1 / slope), (float(a), float(a)), (1 / slope, 1 / slope), 0.0, 2)
     w = 1.0 / t
     A = np.c_[np.ones_like(S), S] * w[:, None]
     coef, *_ = np.linalg.lstsq(A, t * w, rcond=None)
@@ -171,6 +179,8 @@ def fit_piecewise(msg_bytes, time_s, min_points: int = 3) -> list[tuple[float, L
     order = np.argsort(S)
     S, t = S[order], t[order]
     whole = fit_alpha_beta(S, t)
+    if len(S) < 2 * min_points:
+        return [(math.inf, whole)]
     best = None
     for k in range(min_points, len(S) - min_points + 1):
         left, right = fit_alpha_beta(S[:k], t[:k]), fit_alpha_beta(S[k:], t[k:])
@@ -181,6 +191,22 @@ def fit_piecewise(msg_bytes, time_s, min_points: int = 3) -> list[tuple[float, L
         _, k, left, right = best
         return [(float(S[k - 1]), left), (math.inf, right)]
     return [(math.inf, whole)]
+
+
+def fit_replay(frame: pd.DataFrame, name: str = "replayed") -> FabricModel:
+    """A FabricModel from a replay table (commbench trace --replay --out): the in-step cost per call.
+
+    Each site row gives one point per collective: (S, measured time in the step / calls). These
+    are the model's own message sizes measured in engine order, so back-to-back effects are in.
+    """
+    rows = frame[frame.site != "step"]
+    n = int(rows["group_size"].iloc[0]) if "group_size" in rows else 2
+    points = rows.assign(time_us_p50=rows.measured_us_per_step / rows.calls, ranks=n)
+    points = points.groupby(["collective", "msg_bytes"], as_index=False).agg(time_us_p50=("time_us_p50", "median"),
+                                                                           ranks=("ranks", "first"))
+    model = fit_sweep(points, name)
+    return FabricModel(name, f"fitted from a replay of {', '.join(model.per_collective)} in engine order",
+                       model.segments, source="replay", per_collective=model.per_collective)
 
 
 def fit_sweep(frame: pd.DataFrame, name: str = "fitted") -> FabricModel:
@@ -195,6 +221,8 @@ def fit_sweep(frame: pd.DataFrame, name: str = "fitted") -> FabricModel:
                              "give a file written by commbench sweep --out")
     per_collective = {}
     for coll, rows in frame.groupby("collective", sort=False):
+        if len(rows["msg_bytes"].unique()) < 2:
+            continue  # one size cannot separate latency from bandwidth
         n = int(rows["ranks"].iloc[0])
         factor = get_collective(coll).busbw_factor(n)
         segments = []
@@ -202,6 +230,8 @@ def fit_sweep(frame: pd.DataFrame, name: str = "fitted") -> FabricModel:
             segments.append(Segment(up_to, max(fit.alpha_s, 0.0), fit.beta_Bps * factor,
                                     fit.alpha_ci_s, tuple(b * factor for b in fit.beta_ci_Bps)))
         per_collective[coll] = tuple(segments)
+    if not per_collective:
+        raise CommbenchError("no collective in the table has two or more sizes to fit")
     default = per_collective.get("all_reduce") or next(iter(per_collective.values()))
     return FabricModel(name, f"fitted from a sweep of {', '.join(per_collective)}", default,
                        source="fit", per_collective=per_collective)

@@ -43,10 +43,26 @@ LINKS = {
 
 
 def parse_link(text: str) -> LinkProfile:
-    """A named profile, or a rate such as '1gbit', '400Mbit', '12.5GB/s', '25GBps'."""
+    """A named profile, a rate such as '1gbit', '400Mbit', '12.5GB/s', '25GBps', or a link .toml file.
+
+    A link file holds name, bandwidth_gbps (GB/s per direction), latency_us and source.
+    """
     key = text.strip().lower()
     if key in LINKS:
         return LINKS[key]
+    if key.endswith(".toml"):
+        import tomllib
+        from pathlib import Path
+
+        path = Path(text.strip())
+        if not path.is_file():
+            raise CommbenchError(f"link file {text!r} not found")
+        raw = tomllib.loads(path.read_text())
+        try:
+            return LinkProfile(raw.get("name", path.stem), float(raw["bandwidth_gbps"]) * 1e9,
+                               float(raw.get("latency_us", 10.0)) * 1e-6, raw.get("source", str(path)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CommbenchError(f"link file {text}: needs bandwidth_gbps (and optionally latency_us) ({exc})") from None
     m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(k|m|g|t)?(bit/s|bit|b/s|bps|B)", text.strip(), re.IGNORECASE)
     if m:
         value, prefix, unit = float(m.group(1)), (m.group(2) or "").lower(), m.group(3)
@@ -56,7 +72,7 @@ def parse_link(text: str) -> LinkProfile:
         if rate > 0:
             return LinkProfile(text.strip(), rate, 10e-6, f"user-given rate {text.strip()}")
     raise CommbenchError(
-        f"unknown link {text!r}; valid: {', '.join(LINKS)}, or a rate like 1gbit, 400Mbit, 12.5GB/s"
+        f"unknown link {text!r}; valid: {', '.join(LINKS)}, a rate like 1gbit, 400Mbit, 12.5GB/s, or a link .toml"
     )
 
 

@@ -166,7 +166,7 @@ def judge(sweep: pd.DataFrame, expect: LinkProfile, backend: str) -> list[BandVe
     ):
         if rows.empty:
             out.append(BandVerdict(band, "-", f"{how} busbw, GB/s", float("nan"), rate_gbps, fraction * rate_gbps, "SKIP",
-                                   f"no sizes in this band swept"))
+                                   "no sizes in this band swept"))
             continue
         busbw = float(rows["busbw_gbps"].max() if how == "max" else rows["busbw_gbps"].median())
         ok = busbw >= fraction * rate_gbps

@@ -110,3 +110,32 @@ def test_fit_cli_writes_a_reusable_profile(cli, tmp_path):
     assert model.segments[0].alpha_s == pytest.approx(40e-6, rel=1e-3)
     assert model.segments[0].busbw_Bps == pytest.approx(3e9, rel=1e-3)  # n = 2: busbw = algbw
     assert math.isinf(model.segments[-1].up_to_bytes)
+
+
+def test_replay_table_becomes_a_fabric(tmp_path):
+    """Each site's in-step time per call is a point; two sizes of all_reduce give an exact line."""
+    from commbench.fabric import fit_replay
+
+    alpha, busbw = 300e-6, 1.5e9  # n = 2: all_reduce busbw = algbw
+    rows = []
+    for phase, size in (("prefill", 47_185_920), ("decode", 737_280)):
+        per_call = alpha + size / busbw
+        rows += [{"phase": phase, "site": "layer.attn.o_proj", "collective": "all_reduce", "msg_bytes": size,
+                  "calls": 36, "measured_us_per_step": 36 * per_call * 1e6},
+                 {"phase": phase, "site": "step", "collective": "", "msg_bytes": 0, "calls": 36,
+                  "measured_us_per_step": 1.0}]
+    model = fit_replay(pd.DataFrame(rows))
+    assert model.time_s("all_reduce", 4_000_000, 2) == pytest.approx(alpha + 4e6 / busbw, rel=1e-9)
+    path = tmp_path / "replay.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert load_fabric(str(path)).segments[0].busbw_Bps == pytest.approx(busbw, rel=1e-9)
+
+
+def test_link_from_a_file(tmp_path):
+    path = tmp_path / "mylink.toml"
+    path.write_text('name = "lab-25g"\nbandwidth_gbps = 3.125\nlatency_us = 4\n')
+    link = parse_link(str(path))
+    assert (link.name, link.bandwidth_Bps, link.latency_s) == ("lab-25g", 3.125e9, 4e-6)
+    with pytest.raises(Exception, match="needs bandwidth_gbps"):
+        (tmp_path / "bad.toml").write_text('name = "x"\n')
+        parse_link(str(tmp_path / "bad.toml"))

@@ -4,7 +4,6 @@ import re
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from commbench.explain import predict_grid
 from commbench.fabric import load_fabric

@@ -69,8 +69,11 @@ def test_rank_dying_mid_sweep_keeps_finished_rows(monkeypatch, tmp_path, cli):
 def test_sweep_link_percent_column(cli):
     result = cli("sweep", "send_recv", "--max-bytes", "64", "--iters", "2", "--link", "1gbit", "--json")
     rows = json.loads(result.output)["rows"]
-    for r in rows:  # 1 Gbit/s = 0.125 GB/s
+    for r in rows:  # 1 Gbit/s = 0.125 GB/s; PCIe Gen5 x4 = 4 lanes x 32 GT/s x 128/130 / 8 = 15.754 GB/s
         assert r["busbw_pct_1gbit"] == pytest.approx(r["busbw_gbps"] / 0.125 * 100)
+        assert r["busbw_pct_pcie5x4"] == pytest.approx(r["busbw_gbps"] / (4 * 32 * 128 / 130 / 8) * 100)
+        # one-way send at 1 Gbit/s: 10 us assumed latency + S / 0.125 GB/s
+        assert r["theory_us_1gbit"] == pytest.approx(10 + r["msg_bytes"] / 0.125e9 * 1e6)
 
 
 def test_unreachable_peer_named_and_bounded(tmp_path):
