@@ -141,11 +141,16 @@ def workload_options(f):
     return f
 
 
+def plan_options(f):
+    """MODEL and the parallel plan (--mode, --tp, --pp), shared by trace and compute."""
+    f = click.option("--pp", type=int, default=None, help="Pipeline-parallel size (default 2 in pp mode, 1 in tp mode).")(f)
+    f = click.option("--tp", type=int, default=None, help="Tensor-parallel size (default 2 in tp mode, 1 in pp mode).")(f)
+    f = click.option("--mode", default="tp", show_default=True, help="Parallel pattern: tp or pp.")(f)
+    return click.argument("model")(f)
+
+
 @main.command()
-@click.argument("model")
-@click.option("--mode", default="tp", show_default=True, help="Parallel pattern: tp or pp.")
-@click.option("--tp", type=int, default=None, help="Tensor-parallel size (default 2 in tp mode, 1 in pp mode).")
-@click.option("--pp", type=int, default=None, help="Pipeline-parallel size (default 2 in pp mode, 1 in tp mode).")
+@plan_options
 @click.option("--batch", type=int, default=1, show_default=True, help="Concurrent requests.")
 @workload_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (inputs, ops, totals; with --replay, rows).")
@@ -438,10 +443,7 @@ def hardware_cmd():
 
 
 @main.command()
-@click.argument("model")
-@click.option("--mode", default="tp", show_default=True, help="Parallel pattern: tp or pp.")
-@click.option("--tp", type=int, default=None, help="Tensor-parallel size (default 2 in tp mode).")
-@click.option("--pp", type=int, default=None, help="Pipeline-parallel size (default 2 in pp mode).")
+@plan_options
 @click.option("--stage", type=int, default=0, show_default=True, help="Pipeline stage whose layers to build.")
 @click.option("--batch", type=int, default=8, show_default=True, help="Sequences in the decode step.")
 @click.option("--prefill-tokens", type=int, default=512, show_default=True, help="Tokens in the prefill chunk.")

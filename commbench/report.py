@@ -160,6 +160,23 @@ def model_message_sizes(model: str, batch: int) -> list[tuple[str, float]]:
     return marks
 
 
+def _busbw_axes(ax, title: str, ylabel: str, x0: float, links=("200gbe", "pcie5x4", "pcie5x16"), top=None) -> None:
+    """Log-log busbw axes with labelled horizontal lines at the named links' rates."""
+    styles = {"200gbe": "--", "pcie5x4": ":", "pcie5x16": "-.", "loopback": (0, (1, 3))}
+    for name in links:
+        rate = LINKS[name].bandwidth_gbps
+        if top is None or rate < 50 * top:
+            ax.axhline(rate, ls=styles.get(name, "--"), color="gray", lw=1)
+            ax.text(x0, rate * 1.06, f"{name} {rate:.3g} GB/s", fontsize=8, color="dimgray")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("message size S (bytes, nccl-tests convention)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(which="both", alpha=0.25)
+    ax.legend(fontsize=8, loc="lower right")
+
+
 def plot_busbw(fabric: FabricModel, out: Path, title: str, marks: list[tuple[str, float]] = (),
                sweep: pd.DataFrame | None = None, n: int = 2, compare: tuple[FabricModel, ...] = ()) -> str:
     plt = _plt()
@@ -168,10 +185,6 @@ def plot_busbw(fabric: FabricModel, out: Path, title: str, marks: list[tuple[str
     model_busbw = np.array([s * factor / fabric.time_s("all_reduce", s, n) / 1e9 for s in sizes])
     fig, ax = plt.subplots(figsize=(8.5, 5))
     ax.plot(sizes, model_busbw, "-", color="black", lw=2, label=f"{fabric.name} model (alpha-beta)")
-    for name, style in (("200gbe", "--"), ("pcie5x4", ":"), ("pcie5x16", "-.")):
-        ax.axhline(LINKS[name].bandwidth_gbps, ls=style, color="gray", lw=1)
-        ax.text(sizes[0], LINKS[name].bandwidth_gbps * 1.05, f"{name} {LINKS[name].bandwidth_gbps:.1f} GB/s",
-                fontsize=8, color="dimgray")
     data = pd.DataFrame({"msg_bytes": sizes, "model_busbw_gbps": model_busbw})
     for other in compare:
         curve = np.array([s * factor / other.time_s("all_reduce", s, n) / 1e9 for s in sizes])
@@ -182,13 +195,7 @@ def plot_busbw(fabric: FabricModel, out: Path, title: str, marks: list[tuple[str
     for i, (label, s) in enumerate(marks):
         b = s * factor / fabric.time_s("all_reduce", s, n) / 1e9
         ax.plot([s], [b], "D", ms=8, color=f"C{i + 3}", label=f"{label}: {s / 1e3:,.0f} KB")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("message size S (bytes, nccl-tests convention)")
-    ax.set_ylabel("all_reduce busbw (GB/s)")
-    ax.set_title(title)
-    ax.grid(which="both", alpha=0.25)
-    ax.legend(fontsize=8, loc="lower right")
+    _busbw_axes(ax, title, "all_reduce busbw (GB/s)", sizes[0])
     return _save(fig, data, out, "busbw_vs_size")
 
 
@@ -287,22 +294,12 @@ def plot_measured(sweeps: list[tuple[str, pd.DataFrame, FabricModel]], out: Path
         ax.plot(frame.msg_bytes, frame.busbw_gbps, "o", color=f"C{i}", label=f"{label}: measured p50")
         ax.plot(sizes, curve, "-", color=f"C{i}", alpha=0.7, label=f"{label}: alpha-beta fit")
         data.append(frame.assign(sweep=label)[["sweep", "collective", "msg_bytes", "time_us_p50", "busbw_gbps"]])
-    top = max(float(f.busbw_gbps.max()) for _, f, _ in sweeps)
-    for name, style in (("200gbe", "--"), ("pcie5x4", ":"), ("pcie5x16", "-."), ("loopback", (0, (1, 3)))):
-        rate = LINKS[name].bandwidth_gbps
-        if rate < 50 * top:
-            ax.axhline(rate, ls=style, color="gray", lw=1)
-            ax.text(sweeps[0][1].msg_bytes.min(), rate * 1.06, f"{name} {rate:.3g} GB/s", fontsize=8, color="dimgray")
     if expect is not None:
         ax.axhline(expect.bandwidth_gbps, ls="--", color="tab:red", lw=1.5,
                    label=f"expected: {expect.name} {expect.bandwidth_gbps:.3g} GB/s")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("message size S (bytes, nccl-tests convention)")
-    ax.set_ylabel("busbw (GB/s)")
-    ax.set_title(title)
-    ax.grid(which="both", alpha=0.25)
-    ax.legend(fontsize=8, loc="lower right")
+    top = max(float(f.busbw_gbps.max()) for _, f, _ in sweeps)
+    _busbw_axes(ax, title, "busbw (GB/s)", float(sweeps[0][1].msg_bytes.min()),
+                ("200gbe", "pcie5x4", "pcie5x16", "loopback"), top)
     return _save(fig, pd.concat(data, ignore_index=True), out, "busbw_vs_size")
 
 
