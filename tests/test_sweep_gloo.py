@@ -90,3 +90,27 @@ def test_unreachable_peer_named_and_bounded(tmp_path):
                            "--timeout", "3"], env=env, capture_output=True, text=True, timeout=90)
     assert proc.returncode == 2
     assert f"rank 1 could not join the gloo world at 127.0.0.1:{port} within 3 s" in proc.stderr
+
+
+def test_missing_optional_backends_say_what_to_install(monkeypatch):
+    """Without CUDA, the GPU backends refuse with what to do instead; without CuPy, what to install."""
+    import importlib.util
+
+    import torch
+
+    from commbench import CommbenchError
+    from commbench.sweep import make_backend
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the GPU backends can start here")
+    with pytest.raises(CommbenchError, match="the nccl backend needs CUDA"):
+        make_backend("nccl", 5)
+    expected = "pip install cupy-cuda12x" if importlib.util.find_spec("cupy") is None else "needs a CUDA device"
+    with pytest.raises(CommbenchError, match=expected):
+        make_backend("cupy", 5)
+
+
+def test_gpu_backend_without_launcher_explains_how_to_launch(cli):
+    result = cli("sweep", "all_reduce", "--backend", "nccl")
+    assert result.exit_code == 2
+    assert "torchrun --nproc-per-node 2 -m commbench sweep all_reduce --backend nccl" in result.output
