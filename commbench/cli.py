@@ -502,9 +502,9 @@ def _predict_options(f):
 @main.command()
 @click.argument("models")
 @_predict_options
-@click.option("--mode", default="both", show_default=True, help="tp, pp or both.")
-@click.option("--tp", type=int, default=None, help="Tensor-parallel size in tp mode (default 2).")
-@click.option("--pp", type=int, default=None, help="Pipeline-parallel size in pp mode (default 2).")
+@click.option("--mode", default="both", show_default=True, help="both (tp and pp), or a comma list of tp, pp, tp+pp.")
+@click.option("--tp", type=int, default=None, help="Tensor-parallel size in tp and tp+pp modes (default 2).")
+@click.option("--pp", type=int, default=None, help="Pipeline-parallel size in pp and tp+pp modes (default 2).")
 @click.option("--batch", default="1,2,4,8,16,32,64,128", show_default=True, help="Comma-separated concurrencies.")
 @click.option("--scenario", default="balanced", show_default=True, help="Comma-separated presets, or all.")
 @click.option("--isl", type=int, default=None, help="Input tokens per request (overrides the scenario).")
@@ -544,12 +544,13 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
                    {"output_tok_s": "{:,.1f}", "ttft_ms": "{:,.0f}", "tpot_ms": "{:,.1f}",
                     "published_tok_s": "{:.2f}", "error_pct": "{:+.1f}"},
                    drop=tuple(c for c in frame.columns if c not in shown))
-    if set(modes) == {"tp", "pp"} and not as_json:
-        ratio = frame.pivot_table(index=["model", "scenario"], columns="batch", values="output_tok_s", aggfunc=list)
-        rows = []
-        for (model_name, scen), cells in ratio.iterrows():
-            rows.append({"model": model_name, "scenario": scen,
-                         **{f"b{b}": f"{v[1] / v[0]:.2f}" if isinstance(v, list) and len(v) == 2 else "" for b, v in cells.items()}})
+    if {"tp", "pp"} <= set(modes) and not as_json:
+        ratio = frame[frame["mode"].isin(["tp", "pp"])].pivot_table(
+            index=["model", "scenario", "batch"], columns="mode", values="output_tok_s").reset_index()
+        ratio["pp_over_tp"] = ratio["pp"] / ratio["tp"]
+        table = ratio.pivot_table(index=["model", "scenario"], columns="batch", values="pp_over_tp")
+        rows = [{"model": model_name, "scenario": scen, **{f"b{b}": f"{v:.2f}" for b, v in cells.items()}}
+                for (model_name, scen), cells in table.iterrows()]
         print_frame(pd.DataFrame(rows), "PP / TP output tok/s (above 1: PP ahead)")
     if not frame.fits_memory.all() and not as_json:
         bad = frame[~frame.fits_memory]

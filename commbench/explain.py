@@ -35,10 +35,21 @@ TERM_COLUMNS = [t[:-2] + "_ms_per_token" for t in BREAKDOWN_TERMS]
 
 
 def parse_modes(text: str) -> list[str]:
-    modes = {"both": ["tp", "pp"], "tp": ["tp"], "pp": ["pp"]}
-    if text not in modes:
-        raise CommbenchError(f"unknown mode {text!r}; valid: tp, pp, both")
-    return modes[text]
+    """'both' (tp and pp), or a comma list of tp, pp and tp+pp (tensor inside pipeline stages)."""
+    if text == "both":
+        return ["tp", "pp"]
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    for mode in modes or [text]:
+        if mode not in ("tp", "pp", "tp+pp"):
+            raise CommbenchError(f"unknown mode {mode!r}; valid: tp, pp, tp+pp, both (or a comma list)")
+    return modes
+
+
+def plan_for(card, mode: str, tp: int | None, pp: int | None) -> ParallelPlan:
+    """tp: tp ranks (default 2); pp: pp stages (default 2); tp+pp: both (default 2 x 2)."""
+    if mode == "tp+pp":
+        return ParallelPlan(card, tp=tp or 2, pp=pp or 2)
+    return ParallelPlan.for_mode(card, mode, tp=tp if mode == "tp" else None, pp=pp if mode == "pp" else None)
 
 
 def parse_scenarios(text: str) -> list[str]:
@@ -50,7 +61,8 @@ def parse_scenarios(text: str) -> list[str]:
 
 
 def published_for(row: dict) -> float | None:
-    if row["hardware"] != "dgx-spark" or row["isl"] != SCENARIOS.get(row["scenario"], (0, 0))[0]:
+    if row["hardware"] != "dgx-spark" or row["isl"] != SCENARIOS.get(row["scenario"], (0, 0))[0] \
+            or row["tp"] * row["pp"] != 2:  # the review ran two boxes: TP=2 or PP=2
         return None
     for p in PUBLISHED_ROWS:
         if (p.model, p.mode, p.batch, p.scenario) == (row["model"], row["mode"], row["batch"], row["scenario"]):
@@ -64,8 +76,7 @@ def predict_grid(models: list[str], hardware: HardwareProfile, fabric: FabricMod
     rows = []
     for name in models:
         card = load_model_card(name)
-        plans = {mode: ParallelPlan.for_mode(card, mode, tp=tp if mode == "tp" else None, pp=pp if mode == "pp" else None)
-                 for mode in modes}
+        plans = {mode: plan_for(card, mode, tp, pp) for mode in modes}
         for scenario, batch, mode in itertools.product(scenarios, batches, modes):
             w = Workload.from_options(batch, scenario, isl, osl, token_budget)
             row = predict_row(plans[mode], w, hardware, fabric)

@@ -161,7 +161,7 @@ def test_explain_names_the_deciding_terms(cli):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("predict", "gpt-oss-120b", "--mode", "ep"), "unknown mode 'ep'; valid: tp, pp, both"),
+    (("predict", "gpt-oss-120b", "--mode", "ep"), "unknown mode 'ep'; valid: tp, pp, tp+pp, both"),
     (("predict", "gpt-oss-120b", "--hardware", "dgx-sprak"), "unknown hardware 'dgx-sprak'"),
     (("predict", "gpt-oss-120b", "--fabric", "infiniband"), "unknown fabric 'infiniband'"),
     (("predict", "gpt-oss-120b", "--scenario", "chat"), "unknown scenario 'chat'"),
@@ -179,3 +179,20 @@ def test_full_grid_fits_in_memory_flags(spark_grid):
     assert spark_grid.fits_memory.all()  # gpt-oss-120b at 2 ranks: ~38 GB weights per Spark
     with pytest.raises(CommbenchError, match="unknown hardware"):
         load_hardware("gb300")
+
+
+def test_tp_inside_pp_stages_on_four_ranks(flat_fabric, membound_hw):
+    """tp=2 x pp=2: each rank holds half of half the layers; batch 1 still walks both stages."""
+    plan = ParallelPlan(load_model_card("llama-3.1-8b-instruct"), tp=2, pp=2)
+    bw = 100e9 * MEMORY_BW_EFFICIENCY
+    s0 = 16 * (ATTN + MLP) * 2 / 2 / bw
+    s1 = (16 * (ATTN + MLP) + LM_HEAD) * 2 / 2 / bw
+    step = decode_step(plan, membound_hw, flat_fabric, batch=1, context=0)
+    # per stage: 2 all-reduces x 16 layers (+1 embedding on stage 0) of 8 KB; the logits gather on the
+    # last; the stage boundary: hidden_states and residual split over 2 TP ranks (4 KB each), then
+    # all-gathered (8 KB, factor 1/2) on the receiving stage
+    tp_all = 65 * (ALPHA_S + 8192 / BUSBW) + ALPHA_S + 2 * 64128 * 2 * 0.5 / BUSBW
+    sends = 2 * (ALPHA_S + 4096 / BUSBW) + 2 * (ALPHA_S + 8192 * 0.5 / BUSBW)
+    per_stage_tp = tp_all / 2  # the model splits the step's TP calls evenly over the stages
+    expected = s0 + s1 + 2 * per_stage_tp + sends + STEP_OVERHEAD_S
+    assert step["wall_s"] == pytest.approx(expected, rel=1e-9)
