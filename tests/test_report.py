@@ -1,13 +1,16 @@
 """Reports from small data: the files, the tables' contents and the regenerate command."""
 
 import re
+import shlex
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from commbench.explain import predict_grid
 from commbench.fabric import load_fabric
 from commbench.hardware import load_hardware
+from tests.conftest import ROOT
 
 
 def test_model_report_files_and_tables(cli, tmp_path):
@@ -62,3 +65,22 @@ def test_report_needs_a_model_or_a_sweep(cli, tmp_path):
     result = cli("report", "--out", tmp_path / "x")
     assert result.exit_code == 2 and "give a MODEL" in result.output
     assert not (tmp_path / "x").exists()
+
+
+REPORTS = ROOT / "reports"
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent.name for p in REPORTS.glob("*/report.md")))
+def test_committed_example_regenerates_with_its_printed_command(cli, folder, tmp_path, monkeypatch):
+    md = (REPORTS / folder / "report.md").read_text()
+    command = md.split("```\n", 2)[1].splitlines()[0]
+    args = shlex.split(command)
+    assert args[:2] == ["commbench", "report"]
+    out_at = args.index("--out")
+    args[out_at + 1] = str(tmp_path / folder)
+    monkeypatch.chdir(ROOT)  # the printed command runs from the repository root
+    result = cli(*args[1:])
+    assert result.exit_code == 0, result.output
+    for table in sorted((REPORTS / folder).glob("*.csv")):
+        committed, fresh = pd.read_csv(table), pd.read_csv(tmp_path / folder / table.name)
+        pd.testing.assert_frame_equal(committed, fresh, check_exact=False, rtol=1e-6)
