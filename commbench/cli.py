@@ -336,12 +336,15 @@ def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaun
 @click.option("--iters", type=int, default=20, show_default=True, help="Timed iterations per size.")
 @click.option("--timing", default="blocking", show_default=True,
               help="blocking (a barrier before every timed call) or back-to-back (nccl-tests: mean of iters calls).")
+@click.option("--mpi-buffers", default="host", show_default=True,
+              help="mpi backend: host (numpy) or cuda (device buffers; needs a CUDA-aware MPI).")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Untimed iterations per size.")
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per collective before a peer counts as dead.")
 @click.option("--link", default=None, help="Add busbw as percent of a link: 200gbe, 100gbe, pcie5x4, pcie5x16, or a rate like 1gbit.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the tidy table (.csv/.json/.parquet) with environment metadata.")
-def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, warmup, timeout_s, link, as_json, out):
+def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_buffers, warmup, timeout_s, link, as_json,
+          out):
     """nccl-tests-style size sweep of COLLECTIVE.
 
     COLLECTIVE: all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv (one-way,
@@ -362,6 +365,16 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, warmu
     from commbench.timing import TIMING_MODES
 
     check_sweep_choices(collective, backend)
+    if mpi_buffers not in ("host", "cuda"):
+        raise CommbenchError(f"unknown --mpi-buffers {mpi_buffers!r}; valid: host, cuda")
+    if mpi_buffers == "cuda":
+        if backend != "mpi":
+            raise CommbenchError(f"--mpi-buffers cuda goes with --backend mpi, not {backend}")
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CommbenchError("--mpi-buffers cuda needs a CUDA device; use host buffers on CPU")
+        os.environ["COMMBENCH_MPI_BUFFERS"] = "cuda"  # read by every rank's MpiBackend (mpiexec passes it on)
     if timing not in TIMING_MODES:
         raise CommbenchError(f"unknown timing mode {timing!r}; valid: {', '.join(TIMING_MODES)}")
     if ranks < 2 or iters < 1 or warmup < 0:
@@ -373,11 +386,13 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, warmu
         check_output_path(out)
     sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
     relaunch = ["sweep", collective, "--min-bytes", min_bytes, "--max-bytes", max_bytes, "--backend", "mpi",
-                "--iters", str(iters), "--warmup", str(warmup), "--timeout", str(timeout_s), "--timing", timing]
+                "--iters", str(iters), "--warmup", str(warmup), "--timeout", str(timeout_s), "--timing", timing,
+                "--mpi-buffers", mpi_buffers]
     relaunch += ["--json"] if as_json else []
     relaunch += ["--link", link] if link else []
     relaunch += ["--out", out] if out else []
-    meta = dict(backend=backend, ranks=ranks, iters=iters, warmup=warmup, collective=collective, timing=timing)
+    meta = dict(backend=backend, ranks=ranks, iters=iters, warmup=warmup, collective=collective, timing=timing,
+                mpi_buffers=mpi_buffers if backend == "mpi" else None)
     try:
         result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch, timing)
     except WorldFailed as failure:  # keep what finished, say so, and still fail

@@ -52,3 +52,15 @@ def test_compute_runs_on_cuda():
     plan = ParallelPlan.for_mode(load_model_card("llama-3.1-8b-instruct"), "tp")
     frame = measure_stage(plan, 0, prefill_tokens=512, decode_batch=64, context=1024, iters=5, device="cuda")
     assert (frame.device == "cuda").all() and (frame.time_ms_per_layer > 0).all()
+
+
+def test_mpi_on_device_buffers():
+    """CUDA-aware MPI on device buffers; skipped where the MPI was built without CUDA support."""
+    pytest.importorskip("mpi4py")
+    proc = subprocess.run([sys.executable, "-m", "commbench", "sweep", "all_reduce", "--backend", "mpi",
+                           "--mpi-buffers", "cuda", "--max-bytes", "1M", "--iters", "5", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    if "built without CUDA support" in proc.stderr:
+        pytest.skip("this MPI is not CUDA-aware")
+    assert proc.returncode == 0, proc.stderr
+    assert all(r["wrong"] == 0 for r in json.loads(proc.stdout)["rows"])

@@ -114,3 +114,14 @@ def test_gpu_backend_without_launcher_explains_how_to_launch(cli):
     result = cli("sweep", "all_reduce", "--backend", "nccl")
     assert result.exit_code == 2
     assert "torchrun --nproc-per-node 2 -m commbench sweep all_reduce --backend nccl" in result.output
+
+
+def test_mpi_device_buffers_need_cuda(cli):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    result = cli("sweep", "all_reduce", "--backend", "mpi", "--mpi-buffers", "cuda")
+    assert result.exit_code == 2 and "--mpi-buffers cuda needs a CUDA device" in result.output
+    result = cli("sweep", "all_reduce", "--mpi-buffers", "gpu")
+    assert result.exit_code == 2 and "unknown --mpi-buffers 'gpu'; valid: host, cuda" in result.output

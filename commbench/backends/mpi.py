@@ -1,5 +1,10 @@
-"""mpi4py backend on host (numpy) buffers; same protocol as backends.torch_dist.TorchBackend.
+"""mpi4py backend; same protocol as backends.torch_dist.TorchBackend.
 
+Buffers are host numpy arrays by default. With COMMBENCH_MPI_BUFFERS=cuda (the `--mpi-buffers
+cuda` option) they are torch CUDA tensors handed to MPI through __cuda_array_interface__, which
+needs a CUDA-aware MPI: Open MPI is asked (ompi_info) and a build without CUDA support is refused
+before any call could crash; other MPIs are taken at their word. Device buffers are synchronised
+before each MPI call's timing and after it (the host clock then times the whole transfer).
 MPI has no per-call timeout: the launcher (mpiexec) aborts the job when a rank dies, and the
 embedded launcher in commbench.sweep puts a wall-clock limit on the whole mpiexec run.
 """
@@ -7,6 +12,9 @@ embedded launcher in commbench.sweep puts a wall-clock limit on the whole mpiexe
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import subprocess
 
 import numpy as np
 
@@ -31,17 +39,30 @@ class MpiBackend:
         # so the timed op is one C-level call with positional arguments (a keyword costs ~0.1 us)
         self.all_reduce = functools.partial(self.comm.Allreduce, MPI.IN_PLACE)  # op defaults to MPI.SUM
         self.barrier = self.comm.Barrier
+        self.device = os.environ.get("COMMBENCH_MPI_BUFFERS", "host")
+        if self.device not in ("host", "cuda"):
+            raise CommbenchError(f"unknown MPI buffer kind {self.device!r}; valid: host, cuda")
+        if self.device == "cuda":
+            self._torch = _cuda_torch()
+            _check_cuda_aware_mpi(MPI.Get_library_version())
+            self.needs_sync = True
 
-    def buffer(self, elements: int, fill: float) -> np.ndarray:
+    def buffer(self, elements: int, fill: float):
+        if self.device == "cuda":
+            buf = self._torch.full((elements,), fill, dtype=self._torch.float32, device="cuda")
+            self._torch.cuda.synchronize()
+            return buf
         return np.full(elements, fill, dtype=np.float32)
 
-    @staticmethod
-    def fill(buf, value: float):
-        buf.fill(value)
+    def fill(self, buf, value: float):
+        if self.device == "cuda":
+            buf.fill_(value)
+            self._torch.cuda.synchronize()
+        else:
+            buf.fill(value)
 
-    @staticmethod
-    def to_numpy(buf) -> np.ndarray:
-        return buf
+    def to_numpy(self, buf) -> np.ndarray:
+        return buf.cpu().numpy() if self.device == "cuda" else buf
 
     def all_gather(self, out, inp):
         self.comm.Allgather(inp, out)
@@ -66,7 +87,8 @@ class MpiBackend:
             self.comm.Recv(buf, source=src)
 
     def synchronize(self):
-        pass
+        if self.device == "cuda":
+            self._torch.cuda.synchronize()
 
     def max_over_ranks(self, samples: np.ndarray) -> np.ndarray:
         out = samples.copy()
@@ -75,3 +97,26 @@ class MpiBackend:
 
     def close(self):
         pass
+
+
+def _cuda_torch():
+    import torch
+
+    if not torch.cuda.is_available():
+        raise CommbenchError("--mpi-buffers cuda needs a CUDA device; use host buffers on CPU")
+    local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", os.environ.get("LOCAL_RANK", "0")))
+    torch.cuda.set_device(local % torch.cuda.device_count())
+    return torch
+
+
+def _check_cuda_aware_mpi(library_version: str) -> None:
+    """Refuse an Open MPI built without CUDA support (a device buffer would crash it)."""
+    if "Open MPI" not in library_version:
+        return
+    info = shutil.which("ompi_info")
+    if info is None:
+        return
+    out = subprocess.run([info, "--parsable", "--all"], capture_output=True, text=True).stdout
+    if "mpi_built_with_cuda_support:value:false" in out:
+        raise CommbenchError("this Open MPI was built without CUDA support: device buffers need a CUDA-aware MPI "
+                             "(e.g. an Open MPI built --with-cuda, or HPC-X); use --mpi-buffers host")
