@@ -19,6 +19,8 @@ from commbench.hardware import HardwareProfile, load_hardware
 from commbench.model_card import load_model_card
 from commbench.plan import ParallelPlan
 from commbench.serving import BREAKDOWN_TERMS, predict_row
+from commbench.links import LINKS
+from commbench.trace import StepShape, step_ops
 from commbench.workload import SCENARIOS, Workload
 
 TERM_LABELS = {
@@ -121,6 +123,13 @@ def explain(model: str, hardware: str, fabric: str | None, batch: int, scenario:
                      f"({ratio:.2f}x). Deciding term: {TERM_LABELS[key]}, {abs(diff[key]):.2f} ms per token more on {loser}.")
         lines.append(f"  TP: {_top_terms(tp_row)}.")
         lines.append(f"  PP: {_top_terms(pp_row)}.")
+    ladder = theory_ladder(model, fab, batch)
+    decode = ladder[ladder.level.str.contains(f"TP decode all-reduce, b{batch}")]
+    if not decode.empty:
+        row = decode.iloc[0]
+        lines.append(f"Percent of theory: a TP decode all-reduce at batch {batch} ({row.msg_bytes / 1e3:,.0f} KB) runs at "
+                     f"{row.busbw_gbps:.3g} GB/s busbw on {fab.name}, {row.pct_of_line_rate:.2g}% of the "
+                     f"{ladder.iloc[0].busbw_gbps:.3g} GB/s line rate.")
     for other in hw.compare_fabrics:
         if other == fab.name:
             continue
@@ -132,3 +141,42 @@ def explain(model: str, hardware: str, fabric: str | None, batch: int, scenario:
                      f"run `commbench fabric validate` before choosing.")
     grid["fabric"] = fab.name
     return grid, lines
+
+
+def model_message_sizes(model: str, batch: int) -> list[tuple[str, float]]:
+    """The model's own messages: TP decode all-reduce at batch 1 and `batch`, TP prefill chunk, PP send."""
+    card = load_model_card(model)
+    tp, pp = ParallelPlan.for_mode(card, "tp"), ParallelPlan.for_mode(card, "pp")
+    w = Workload.from_options(batch)
+    marks = []
+    for label, plan, shape in (("TP decode all-reduce, b1", tp, StepShape(1, 1)),
+                               (f"TP decode all-reduce, b{batch}", tp, StepShape(batch, batch)),
+                               (f"TP prefill chunk all-reduce ({w.prefill_chunk_tokens} tok)", tp,
+                                StepShape(w.prefill_chunk_tokens, 1)),
+                               (f"PP boundary send, b{batch}", pp, StepShape(-(-batch // 2), -(-batch // 2)))):
+        ops = step_ops(plan, shape, "decode")
+        op = next(o for o in ops if o.collective in ("all_reduce", "send_recv"))
+        marks.append((label, float(op.msg_bytes)))
+    return marks
+
+
+def theory_ladder(model: str, fabric: FabricModel, batch: int, n: int = 2) -> pd.DataFrame:
+    """Percent of theory from the line rate down to the model's own messages on `fabric`.
+
+    Rows: the link's line rate, its best published point-to-point figure, the fabric's
+    large-message busbw, then busbw = S x f / t(S) at each of the model's message sizes.
+    """
+    link = LINKS.get(fabric.link)
+    line = link.bandwidth_Bps if link else fabric.segments[-1].busbw_Bps
+    rows = [{"level": f"{fabric.link or fabric.name} line rate", "msg_bytes": None, "busbw_gbps": line / 1e9}]
+    if link is not None and link.measured_Bps:
+        rows.append({"level": "published point-to-point (RDMA write)", "msg_bytes": None, "busbw_gbps": link.measured_Bps / 1e9})
+    rows.append({"level": f"{fabric.name}: large-message busbw", "msg_bytes": None,
+                 "busbw_gbps": fabric.segments[-1].busbw_Bps / 1e9})
+    factor = 2 * (n - 1) / n
+    for label, size in model_message_sizes(model, batch):
+        rows.append({"level": f"{fabric.name}: {label}", "msg_bytes": size,
+                     "busbw_gbps": size * factor / fabric.time_s("all_reduce", size, n) / 1e9})
+    frame = pd.DataFrame(rows)
+    frame["pct_of_line_rate"] = frame.busbw_gbps / (line / 1e9) * 100
+    return frame

@@ -19,16 +19,13 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.collectives import get_collective
-from commbench.explain import TERM_COLUMNS, TERM_LABELS, explain, predict_grid
+from commbench.explain import TERM_COLUMNS, TERM_LABELS, explain, model_message_sizes, predict_grid, theory_ladder
 from commbench.fabric import FabricModel, fit_sweep, load_fabric
 from commbench.hardware import load_hardware
 from commbench.links import LINKS
-from commbench.model_card import load_model_card
-from commbench.plan import ParallelPlan
 from commbench.results import environment_metadata, load_table
 from commbench.serving import FLOP_EFFICIENCY, MEMORY_BW_EFFICIENCY, STEP_OVERHEAD_S
-from commbench.trace import StepShape, step_ops
-from commbench.workload import SCENARIOS, Workload
+from commbench.workload import SCENARIOS
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 MODE_COLORS = {"tp": "tab:blue", "pp": "tab:orange"}
@@ -143,23 +140,6 @@ def plot_breakdown(grid: pd.DataFrame, out: Path, scenario: str, batches: tuple[
     return _save(fig, rows[["mode", "batch", "output_tok_s", *TERM_COLUMNS]], out, "breakdown")
 
 
-def model_message_sizes(model: str, batch: int) -> list[tuple[str, float]]:
-    """The model's own messages: TP decode all-reduce at batch 1 and `batch`, TP prefill chunk, PP send."""
-    card = load_model_card(model)
-    tp, pp = ParallelPlan.for_mode(card, "tp"), ParallelPlan.for_mode(card, "pp")
-    w = Workload.from_options(batch)
-    marks = []
-    for label, plan, shape in (("TP decode all-reduce, b1", tp, StepShape(1, 1)),
-                               (f"TP decode all-reduce, b{batch}", tp, StepShape(batch, batch)),
-                               (f"TP prefill chunk all-reduce ({w.prefill_chunk_tokens} tok)", tp,
-                                StepShape(w.prefill_chunk_tokens, 1)),
-                               (f"PP boundary send, b{batch}", pp, StepShape(-(-batch // 2), -(-batch // 2)))):
-        ops = step_ops(plan, shape, "decode")
-        op = next(o for o in ops if o.collective in ("all_reduce", "send_recv"))
-        marks.append((label, float(op.msg_bytes)))
-    return marks
-
-
 def _busbw_axes(ax, title: str, ylabel: str, x0: float, links=("200gbe", "pcie5x4", "pcie5x16"), top=None) -> None:
     """Log-log busbw axes with labelled horizontal lines at the named links' rates."""
     styles = {"200gbe": "--", "pcie5x4": ":", "pcie5x16": "-.", "loopback": (0, (1, 3))}
@@ -259,6 +239,8 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
             columns={"tp": "tp_output_tok_s", "pp": "pp_output_tok_s"}), "{:,.2f}"), "",
         "## Where the time goes", "", f"![breakdown]({images[1]})", "",
         "## Communication against the fabric", "", f"![busbw]({images[2]})", "",
+        "Percent of theory, from the line rate down to this model's own messages:", "",
+        _md_table(theory_ladder(model, fab, top).astype(object).fillna(""), "{:,.3g}"), "",
         _md_table(fab.to_frame().drop(columns=["collective", "alpha_ci_us", "busbw_ci_gbps"]), "{:,.3f}"), "",
     ]
     if replay_file:
