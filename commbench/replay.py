@@ -3,7 +3,8 @@
 For each phase (a prefill chunk, a decode step) the step's calls are issued in the order the
 engine makes them: the embedding all-reduce, then layer by layer the attention o_proj all-reduce
 and the MLP / MoE all-reduce, then the logits all-gather (TP); or every stage boundary's
-hidden_states and residual sends (PP). Buffers are float32 of the same byte size as the traced
+hidden_states and residual sends (PP); with both, each stage's TP calls in its own group, then
+the boundary. Buffers are float32 of the same byte size as the traced
 tensors (gloo and MPI reduce float32 everywhere; the bytes on the wire are what matter).
 
 Per phase and site the table gives:
@@ -31,62 +32,97 @@ from commbench.trace import Trace
 TYPESIZE = 4  # float32 buffers of the traced byte size
 
 
-def engine_order(trace: Trace, phase: str) -> list[tuple[str, str, float, int, int]]:
-    """(site, collective, msg_bytes, src, dst) of every call of one step of `phase`, in engine order.
+Call = tuple  # (site, collective, msg_bytes, members): members = TP group ranks, or (src, dst) pairs
 
-    src/dst are the sending and receiving ranks of a PP send (-1 for TP collectives).
+
+def engine_order(trace: Trace, phase: str) -> list[Call]:
+    """Every call of one step of `phase`, in engine order: (site, collective, msg_bytes, members).
+
+    members is the rank tuple of the TP group for a collective, or the (src, dst) pairs of a PP
+    send. With pp > 1 stages run in turn: stage s's TP calls, then its boundary to stage s + 1
+    (sends, and the receiving stage's all-gather when the tensors were split across TP ranks).
     """
     plan: ParallelPlan = trace.plan
     ops = {op.site: op for op in trace.ops if op.phase == phase}
-    calls = []
-    if plan.tp > 1:
-        if plan.pp > 1:
-            raise CommbenchError(f"replay runs tp-only or pp-only plans for now; got {plan.describe()}")
-        sites = load_pattern("tp").sites
-        model = plan.model
+    model = plan.model
+    sites = load_pattern("tp").sites if plan.tp > 1 else []
+    calls: list[Call] = []
+    for stage in range(plan.pp):
+        group = tuple(plan.ranks_of_stage(stage))
+        prefix = f"stage{stage}." if plan.pp > 1 else ""
 
         def emit(site):
             if site.name in ops:
-                calls.append((site.name, site.collective, ops[site.name].msg_bytes, -1, -1))
+                calls.append((prefix + site.name, site.collective, ops[site.name].msg_bytes, group))
 
         for site in sites:
-            if site.repeat == "per_forward" and site.owner == "first_stage":
+            if site.repeat == "per_forward" and site.owner == "first_stage" and stage == 0:
                 emit(site)
-        for layer in range(model.num_hidden_layers):
+        for layer in plan.stage_layer_range(stage):
             for site in sites:
                 if site.repeat == "per_layer" or (site.repeat == "per_moe_layer" and model.moe_layer_mask[layer]) or \
                         (site.repeat == "per_dense_layer" and not model.moe_layer_mask[layer]):
                     emit(site)
         for site in sites:
-            if site.repeat == "per_forward" and site.owner == "last_stage":
+            if site.repeat == "per_forward" and site.owner == "last_stage" and stage == plan.pp - 1:
                 emit(site)
-        return calls
-    for op in trace.ops:
-        if op.phase == phase and op.collective == "send_recv":
-            src, dst = (int(x) for x in op.peers.split(",")[0].split("->"))
-            calls.append((op.site, op.collective, op.msg_bytes, src, dst))
+        for op in trace.ops:
+            if op.phase != phase or not op.site.startswith(f"stage{stage}->"):
+                continue
+            if op.collective == "send_recv":
+                pairs = tuple(tuple(int(x) for x in pair.split("->")) for pair in op.peers.split(","))
+                calls.append((op.site, op.collective, op.msg_bytes, pairs))
+            else:
+                members = tuple(int(x) for x in op.peers.strip("[]").split(","))
+                calls.append((op.site, op.collective, op.msg_bytes, members))
     return calls
 
 
-def _call(backend, collective: str, msg_bytes: float, src: int, dst: int, buffers: dict):
-    """A zero-argument op for one call; buffers are shared per (collective, size) as an engine reuses them."""
-    n = backend.world_size
+def _groups(backend, calls_by_phase: dict) -> dict:
+    """A communicator handle per TP group the calls use (None where this rank is not a member).
+
+    Every rank creates every group in the same order, as torch.distributed and MPI require.
+    """
+    handles = {}
+    world = tuple(range(backend.world_size))
+    for calls in calls_by_phase.values():
+        for _, coll, _, members in calls:
+            if coll == "send_recv" or members in handles:
+                continue
+            handles[members] = backend if members == world else backend.subgroup(members)
+    return handles
+
+
+def _call(backend, handles: dict, collective: str, msg_bytes: float, members, buffers: dict):
+    """A zero-argument op for this rank's part of one call (a no-op where it takes no part)."""
     key = (collective, int(msg_bytes))
+    if collective == "send_recv":
+        if key not in buffers:
+            buffers[key] = backend.buffer(max(1, int(msg_bytes) // TYPESIZE), 1.0)
+        mine = [(src, dst) for src, dst in members if backend.rank in (src, dst)]
+        if not mine:
+            return _noop
+        return functools.partial(backend.send_recv, buffers[key], *mine[0])
+    group = handles[members]
+    if group is None:
+        return _noop
+    n = len(members)
     if collective == "all_reduce":
         if key not in buffers:
             buffers[key] = backend.buffer(max(1, int(msg_bytes) // TYPESIZE), 0.0)
-        return functools.partial(backend.all_reduce, buffers[key])
+        return functools.partial(group.all_reduce, buffers[key])
     if collective == "all_gather":
+        key = (collective, int(msg_bytes), n)
         if key not in buffers:
             per_rank = max(1, int(msg_bytes) // TYPESIZE // n)
             buffers[key] = (backend.buffer(per_rank * n, 0.0), backend.buffer(per_rank, 1.0))
         out, inp = buffers[key]
-        return functools.partial(backend.all_gather, out, inp)
-    if collective == "send_recv":
-        if key not in buffers:
-            buffers[key] = backend.buffer(max(1, int(msg_bytes) // TYPESIZE), 1.0)
-        return functools.partial(backend.send_recv, buffers[key], src, dst)
+        return functools.partial(group.all_gather, out, inp)
     raise CommbenchError(f"replay cannot run {collective!r} yet")
+
+
+def _noop():
+    pass
 
 
 def replay_job(calls_by_phase: dict, iters: int, warmup: int, wire: dict, world_size: int):
@@ -97,24 +133,27 @@ def replay_job(calls_by_phase: dict, iters: int, warmup: int, wire: dict, world_
 def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
     if backend.world_size != world_size:
         raise CommbenchError(f"this replay needs a world of {world_size} ranks; the launcher made {backend.world_size}")
+    handles = _groups(backend, calls_by_phase)
     rows = []
     buffers: dict = {}
     sync = backend.synchronize
     clock = time.perf_counter
     for phase, calls in calls_by_phase.items():
-        ops = [_call(backend, coll, size, src, dst, buffers) for _, coll, size, src, dst in calls]
+        ops = [_call(backend, handles, coll, size, members, buffers) for _, coll, size, members in calls]
         sites = [site for site, *_ in calls]
-        per_site = {site: np.zeros(iters) for site in dict.fromkeys(sites)}
+        names = list(dict.fromkeys(sites))
+        per_site = np.zeros((len(names), iters))
+        index = [names.index(site) for site in sites]
         counter = {"i": None}  # None while warming up
 
         def step_instrumented():
             i = counter["i"]
-            for site, op in zip(sites, ops):
+            for k, op in zip(index, ops):
                 t0 = clock()
                 op()
                 sync()
                 if i is not None:
-                    per_site[site][i] += clock() - t0
+                    per_site[k, i] += clock() - t0
             if i is not None:
                 counter["i"] = i + 1
 
@@ -126,24 +165,28 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
         step_samples = time_calls(step_instrumented, backend, iters, 0)
         if getattr(backend, "new_event", None):
             step_samples = time_calls(lambda: [op() for op in ops], backend, iters, warmup)
+        # a site's time is its slowest rank's (ranks outside a stage's group record zeros)
+        per_site = backend.max_over_ranks(per_site.ravel()).reshape(per_site.shape)
         isolated = {}
-        for (site, coll, size, src, dst), op in zip(calls, ops):
-            if (coll, size) not in isolated:
-                isolated[(coll, size)] = float(np.median(time_calls(op, backend, iters, warmup)))
-        for site in per_site:
+        for (site, coll, size, members), op in zip(calls, ops):
+            if (coll, size, members) not in isolated:
+                isolated[(coll, size, members)] = float(np.median(time_calls(op, backend, iters, warmup)))
+        for k, site in enumerate(names):
             first = calls[sites.index(site)]
-            coll, size = first[1], first[2]
+            coll, size, members = first[1], first[2], first[3]
             n_calls = sites.count(site)
             row = {"phase": phase, "site": site, "collective": coll, "msg_bytes": size, "calls": n_calls,
-                   "measured_us_per_step": float(np.median(per_site[site])) * 1e6,
-                   "isolated_us_per_step": n_calls * isolated[(coll, size)] * 1e6,
+                   "group_size": 2 if coll == "send_recv" else len(members),
+                   "measured_us_per_step": float(np.median(per_site[k])) * 1e6,
+                   "isolated_us_per_step": n_calls * isolated[(coll, size, members)] * 1e6,
                    "wire_us_per_step": n_calls * wire[phase][site] * 1e6}
             rows.append(row)
             if on_row is not None:
                 on_row(row)
         site_rows = [r for r in rows if r["phase"] == phase]
         rows.append({"phase": phase, "site": "step", "collective": "", "msg_bytes": sum(r["msg_bytes"] * r["calls"] for r in site_rows),
-                     "calls": len(calls), "measured_us_per_step": float(np.median(step_samples)) * 1e6,
+                     "calls": len(calls), "group_size": backend.world_size,
+                     "measured_us_per_step": float(np.median(step_samples)) * 1e6,
                      "isolated_us_per_step": sum(r["isolated_us_per_step"] for r in site_rows),
                      "wire_us_per_step": sum(r["wire_us_per_step"] for r in site_rows)})
         if on_row is not None:
@@ -154,12 +197,11 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
 def replay_plan(trace: Trace, link: LinkProfile, phases=("prefill", "decode")) -> tuple[dict, dict]:
     """(calls by phase, wire seconds per call by phase and site) for replay_job."""
     calls_by_phase, wire = {}, {}
-    n = trace.plan.world_size
     for phase in phases:
         calls = engine_order(trace, phase)
         calls_by_phase[phase] = calls
-        wire[phase] = {site: wire_time_s(coll, size, n, link)
-                       for site, coll, size, _, _ in calls}
+        wire[phase] = {site: wire_time_s(coll, size, 2 if coll == "send_recv" else len(members), link)
+                       for site, coll, size, members in calls}
     return calls_by_phase, wire
 
 

@@ -35,12 +35,26 @@ def test_llama_dense_and_pp_order():
     assert [c[0] for c in calls[1:3]] == ["layer.attn.o_proj", "layer.mlp.down_proj"]
     pp = engine_order(_trace("gpt-oss-120b", "pp", 128), "decode")
     # one micro-batch of 64 requests: hidden_states and residual [64, 2880] bf16, rank 0 -> rank 1
-    assert [(c[0], c[1], c[2], c[3], c[4]) for c in pp] == [
-        ("stage0->stage1.hidden_states", "send_recv", 368_640, 0, 1),
-        ("stage0->stage1.residual", "send_recv", 368_640, 0, 1)]
+    assert pp == [("stage0->stage1.hidden_states", "send_recv", 368_640, ((0, 1),)),
+                  ("stage0->stage1.residual", "send_recv", 368_640, ((0, 1),))]
 
 
-def _check_rows(rows, link_Bps, n):
+def test_tp_inside_pp_order():
+    """tp=2 x pp=2 on 4 ranks: stage 0's TP group [0, 1], then the split boundary, then stage 1's [2, 3]."""
+    trace = make_trace(ParallelPlan(load_model_card("llama-3.1-8b-instruct"), tp=2, pp=2), Workload.from_options(8))
+    calls = engine_order(trace, "decode")
+    stage0 = [c for c in calls if c[0].startswith("stage0.")]
+    stage1 = [c for c in calls if c[0].startswith("stage1.")]
+    assert len(stage0) == 1 + 2 * 16 and {c[3] for c in stage0} == {(0, 1)}
+    assert len(stage1) == 2 * 16 + 1 and {c[3] for c in stage1} == {(2, 3)}
+    boundary = calls[len(stage0):len(stage0) + 4]
+    # a decode micro-batch holds 8 / pp = 4 requests: [4, 4096] bf16 split over 2 TP ranks is 16 KB per
+    # rank pair, then all-gathered (S = 32 KB) in stage 1
+    assert boundary[0] == ("stage0->stage1.hidden_states", "send_recv", 4 * 4096 * 2 / 2, ((0, 2), (1, 3)))
+    assert boundary[1] == ("stage0->stage1.hidden_states.all_gather", "all_gather", 4 * 4096 * 2, (2, 3))
+
+
+def _check_rows(rows, link_Bps):
     steps = [r for r in rows if r["site"] == "step"]
     assert {r["phase"] for r in steps} == {"prefill", "decode"}
     for step in steps:
@@ -49,6 +63,7 @@ def _check_rows(rows, link_Bps, n):
         assert step["isolated_us_per_step"] == pytest.approx(sum(r["isolated_us_per_step"] for r in sites))
         assert step["measured_us_per_step"] > 0
         for r in sites:
+            n = r["group_size"]
             factor = {"all_reduce": 2 * (n - 1) / n, "all_gather": (n - 1) / n, "send_recv": 1.0}[r["collective"]]
             assert r["wire_us_per_step_200gbe"] == pytest.approx(r["calls"] * r["msg_bytes"] * factor / link_Bps * 1e6)
 
@@ -63,7 +78,7 @@ def test_replay_on_gloo_cli(cli):
     decode = {r["site"]: r for r in rows if r["phase"] == "decode"}
     assert decode["layer.attn.o_proj"]["calls"] == 4 and decode["layer.attn.o_proj"]["msg_bytes"] == 4 * 64 * 2
     assert decode["step"]["calls"] == 10
-    _check_rows(rows, LINKS["200gbe"].bandwidth_Bps, 2)
+    _check_rows(rows, LINKS["200gbe"].bandwidth_Bps)
 
 
 @pytest.mark.mpi
@@ -76,9 +91,23 @@ def test_replay_on_mpi_pp():
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)["rows"]
     assert {r["collective"] for r in rows if r["site"] != "step"} == {"send_recv"}
-    _check_rows(rows, LINKS["200gbe"].bandwidth_Bps, 2)
+    _check_rows(rows, LINKS["200gbe"].bandwidth_Bps)
 
 
 def test_replay_bad_phase(cli):
     result = cli("trace", "debug-tiny", "--replay", "--phase", "both-ways")
     assert result.exit_code == 2 and "unknown phase 'both-ways'; valid: prefill, decode, both" in result.output
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(mpiexec_path() is None, reason="no mpiexec")
+def test_replay_tp_inside_pp_on_four_mpi_ranks():
+    pytest.importorskip("mpi4py")
+    proc = subprocess.run([sys.executable, "-m", "commbench", "trace", "debug-tiny", "--tp", "2", "--pp", "2",
+                           "--batch", "4", "--isl", "32", "--replay", "--backend", "mpi", "--iters", "2", "--json"],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    sites = {r["site"] for r in rows if r["phase"] == "decode"}
+    assert {"stage0.embed", "stage1.lm_head", "stage0->stage1.residual.all_gather"} <= sites
+    _check_rows(rows, LINKS["200gbe"].bandwidth_Bps)

@@ -61,6 +61,10 @@ class CupyNcclBackend:
             store.set("commbench_cupy_nccl_id", ",".join(map(str, self.nccl.get_unique_id())))
         return tuple(int(x) for x in store.get("commbench_cupy_nccl_id").decode().split(","))
 
+    def subgroup(self, ranks):
+        raise CommbenchError("the cupy backend replays only plans whose collectives span the whole world; "
+                             "use --backend nccl for tp x pp plans")
+
     # ---- buffers and clocks
     def buffer(self, elements: int, fill: float):
         return self.cp.full((elements,), fill, dtype=self.cp.float32)

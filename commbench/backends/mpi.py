@@ -15,6 +15,7 @@ import functools
 import os
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -60,6 +61,15 @@ class MpiBackend:
             self._torch.cuda.synchronize()
         else:
             buf.fill(value)
+
+    def subgroup(self, ranks):
+        """Collectives within `ranks` (every rank must call this in the same order); None for non-members."""
+        member = self.rank in ranks
+        sub = self.comm.Split(0 if member else self.MPI.UNDEFINED, self.rank)
+        if not member:
+            return None
+        return SimpleNamespace(all_reduce=functools.partial(sub.Allreduce, self.MPI.IN_PLACE),
+                               all_gather=lambda out, inp: sub.Allgather(inp, out))
 
     def to_numpy(self, buf) -> np.ndarray:
         return buf.cpu().numpy() if self.device == "cuda" else buf

@@ -11,7 +11,9 @@ Every collective inherits the process group's timeout, so a dead peer ends the r
 from __future__ import annotations
 
 import datetime
+import functools
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -42,6 +44,14 @@ class TorchBackend:
         # the library's own functions, so a timed op is the same call a raw torch.distributed loop makes
         self.all_reduce = dist.all_reduce
         self.barrier = dist.barrier
+
+    def subgroup(self, ranks):
+        """Collectives within `ranks` (every rank must call this in the same order); None for non-members."""
+        group = dist.new_group(list(ranks))
+        if self.rank not in ranks:
+            return None
+        return SimpleNamespace(all_reduce=functools.partial(dist.all_reduce, group=group),
+                               all_gather=functools.partial(self._all_gather, group=group))
 
     @staticmethod
     def elapsed_s(start, end) -> float:
