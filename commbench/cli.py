@@ -237,9 +237,10 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
     if ran is None:
         return
     frame, launcher, _ = ran
+    hosts = frame.attrs.get("hosts", [])
     frame = frame.rename(columns={"wire_us_per_step": f"wire_us_per_step_{link_profile.name}"})
     if out:
-        save_table(frame, out, environment_metadata(command="trace --replay", **result.inputs, backend=backend,
+        save_table(frame, out, environment_metadata(command="trace --replay", **result.inputs, backend=backend, hosts=hosts,
                                                     launcher=launcher, iters=iters, warmup=warmup, link=link_profile.name))
     if as_json:
         click.echo(json.dumps({**result.inputs, "backend": backend, "rows": frame.to_dict(orient="records")},
@@ -407,7 +408,7 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
     if result is None:
         return
     frame, launcher, ranks = result
-    meta["ranks"] = ranks
+    meta.update(ranks=ranks, hosts=frame.attrs.get("hosts", []))
     _add_theory_columns(frame, link_profile)
     if out:
         save_table(frame, out, environment_metadata(**meta, launcher=launcher, complete=True))
@@ -778,6 +779,7 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
     if out and frame is not None:
         save_table(frame, out, environment_metadata(command="fabric validate", expect=link.name, backend=backend,
                                                     launcher=launcher, verdict=result_verdict, collective=collective,
+                                                    hosts=frame.attrs.get("hosts", []),
                                                     ranks=int(frame["ranks"].iloc[0]) if len(frame) else ranks,
                                                     iters=iters, warmup=warmup, timing="blocking",
                                                     bands=bands_frame(bands).to_dict(orient="records")))

@@ -168,7 +168,7 @@ def _worker(rank: int, world: int, port: int, job, timeout_s, queue):
         on_row = (lambda row: queue.put(("row", row))) if rank == 0 else None
         _, frame = run_in_launched_world("gloo", job, timeout_s, on_row)
         if rank == 0:
-            queue.put(("ok", frame.to_dict(orient="records")))
+            queue.put(("ok", {"rows": frame.to_dict(orient="records"), "hosts": frame.attrs.get("hosts", [])}))
     except Exception as exc:  # reported by rank number to the parent
         queue.put(("error", f"rank {rank}: {type(exc).__name__}: {exc}".splitlines()[0]))
 
@@ -216,7 +216,9 @@ def run_local(job, ranks: int = 2, timeout_s: float = 60.0, on_row=None) -> pd.D
     if status != "ok":
         dead = [f"rank {r} exited with code {p.exitcode}" for r, p in enumerate(procs) if p.exitcode not in (0, 1)]
         raise WorldFailed(f"run failed after {len(rows)} finished rows: {'; '.join(dead + [payload])}", rows)
-    return pd.DataFrame(payload)
+    frame = pd.DataFrame(payload["rows"])
+    frame.attrs["hosts"] = payload["hosts"]
+    return frame
 
 
 def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 20, warmup: int = 3,
@@ -269,6 +271,7 @@ def run_in_launched_world(backend_name: str, job, timeout_s: float, on_row=None)
     """Join the launcher's world and run `job(backend, on_row)`; returns (rank, frame)."""
     backend = join_world(backend_name, timeout_s)
     frame = job(backend, on_row if backend.rank == 0 else None)
+    frame.attrs["hosts"] = backend.hostnames()  # every rank's host, rank order: the metadata's "hosts"
     backend.close()
     return backend.rank, frame
 

@@ -36,6 +36,7 @@ def test_sweep_cli_json_and_out(cli, tmp_path):
     assert [r["msg_bytes"] for r in rows] == [8, 16, 32, 64, 128, 256, 512, 1024]
     meta = json.loads((tmp_path / "sweep.csv.meta.json").read_text())
     assert meta["backend"] == "gloo" and "torch" in meta["versions"]
+    assert meta["hosts"] == [__import__("socket").gethostname()] * 2  # every rank's host, in rank order
 
 
 def test_sweep_bad_collective(cli):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 
 import numpy as np
 
@@ -131,6 +132,15 @@ class CupyNcclBackend:
         buf = self.cp.asarray(samples.astype(np.float64))
         self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._f64, self._max, self.stream.ptr)
         return self.to_numpy(buf)
+
+    def hostnames(self) -> list[str]:
+        """Hosts in rank order, each as its characters summed through an int64 all-gather."""
+        name = socket.gethostname().encode()[:64].ljust(64, b"\0")
+        mine = self.cp.asarray(np.frombuffer(name, dtype=np.uint8).astype(np.float32))
+        out = self.cp.zeros(64 * self.world_size, dtype=self.cp.float32)
+        self.all_gather(out, mine)
+        raw = self.cp.asnumpy(out).astype(np.uint8).reshape(self.world_size, 64)
+        return [bytes(row).rstrip(b"\0").decode(errors="replace") for row in raw]
 
     def close(self):
         self.stream.synchronize()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import shutil
 import subprocess
 from types import SimpleNamespace
@@ -104,6 +105,9 @@ class MpiBackend:
         out = samples.copy()
         self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.MAX)
         return out
+
+    def hostnames(self) -> list[str]:
+        return self.comm.allgather(socket.gethostname())
 
     def close(self):
         pass

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import functools
 import os
+import socket
 from types import SimpleNamespace
 
 import numpy as np
@@ -104,6 +105,11 @@ class TorchBackend:
         t = torch.from_numpy(samples.astype(np.float64)).to(self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return t.cpu().numpy()
+
+    def hostnames(self) -> list[str]:
+        names = [None] * self.world_size
+        dist.all_gather_object(names, socket.gethostname())
+        return names
 
     def close(self):
         dist.destroy_process_group()
