@@ -243,7 +243,7 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
         save_table(frame, out, environment_metadata(command="trace --replay", **result.inputs, backend=backend, hosts=hosts,
                                                     launcher=launcher, iters=iters, warmup=warmup, link=link_profile.name))
     if as_json:
-        click.echo(json.dumps({**result.inputs, "backend": backend, "rows": frame.to_dict(orient="records")},
+        click.echo(json.dumps({**result.inputs, "backend": backend, "rows": _records(frame)},
                               default=_json_default))
         return
     w = result.workload
@@ -413,7 +413,7 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
     if out:
         save_table(frame, out, environment_metadata(**meta, launcher=launcher, complete=True))
     if as_json:
-        click.echo(json.dumps({"rows": frame.to_dict(orient="records")}, default=float))
+        click.echo(json.dumps({"rows": _records(frame)}, default=_json_default))
     else:
         pct = {c: "{:.3g}" for c in frame.columns if c.startswith("busbw_pct_")}
         print_frame(frame.drop(columns=["samples_us", "collective"]), f"{collective}, {backend}, {ranks} ranks ({launcher}), "
@@ -433,9 +433,14 @@ def _save_or_print(frame: pd.DataFrame, title: str, as_json: bool, out: str | No
     if out:
         save_table(frame, out, environment_metadata(**meta))
     if as_json:
-        click.echo(json.dumps({"rows": frame.to_dict(orient="records")}, default=_json_default))
+        click.echo(json.dumps({"rows": _records(frame)}, default=_json_default))
     else:
         print_frame(frame.drop(columns=[c for c in drop if c in frame.columns]), title, formats)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows for --json: missing values become null (JSON has no NaN)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 def _json_default(value):
@@ -526,7 +531,11 @@ def _predict_options(f):
 @click.option("--isl", type=int, default=None, help="Input tokens per request (overrides the scenario).")
 @click.option("--osl", type=int, default=None, help="Output tokens per request (overrides the scenario).")
 @click.option("--token-budget", type=int, default=8192, show_default=True, help="Chunked-prefill token budget per step.")
-def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenario, isl, osl, token_budget):
+@click.option("--published", "published_file", type=click.Path(dir_okay=False), default=None,
+              help="Your measured or published tok/s (CSV/JSON/Parquet: model, mode, batch, scenario, output_tok_s) "
+                   "to set beside the predictions, with the error.")
+def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenario, isl, osl, token_budget,
+            published_file):
     """Predict output tok/s, TTFT and TPOT of full runs, TP and PP side by side.
 
     MODELS is one name or config.json, or several comma-separated. Rows with a published figure
@@ -536,8 +545,9 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     Example:
       commbench predict gpt-oss-120b --hardware dgx-spark --mode both --batch 1,2,4,8,16,32,64,128 --scenario balanced
       commbench predict llama-3.1-8b-instruct --hardware dgx-spark --fabric sweep.csv
+      commbench predict llama-3.1-8b-instruct --published my-measurements.csv
     """
-    from commbench.explain import parse_modes, parse_scenarios, predict_grid
+    from commbench.explain import load_published, parse_modes, parse_scenarios, predict_grid
     from commbench.fabric import load_fabric
     from commbench.hardware import load_hardware
     from commbench.results import check_output_path
@@ -549,7 +559,8 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     hw = load_hardware(hardware)
     fab = load_fabric(fabric or hw.fabric)
     names = [m.strip() for m in models.split(",") if m.strip()]
-    frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp)
+    published = load_published(published_file) if published_file else None
+    frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp, published)
     shown = ["model", "mode", "tp", "pp", "batch", "scenario", "output_tok_s", "ttft_ms", "tpot_ms",
              "published_tok_s", "error_pct", "fits_memory"]
     _save_or_print(frame, f"Predicted full runs on {hw.name} over {fab.name} (breakdown by term: --json, --out or "
@@ -594,7 +605,7 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
 
     grid, lines = explain(model, hardware, fabric, batch, scenario, isl, osl)
     if as_json:
-        click.echo(json.dumps({"rows": grid.to_dict(orient="records"), "sentences": lines}, default=_json_default))
+        click.echo(json.dumps({"rows": _records(grid), "sentences": lines}, default=_json_default))
         return
     cols = ["mode", "batch", "output_tok_s", "tpot_ms", "ttft_ms", *TERM_COLUMNS]
     print_frame(grid[cols], f"{model}: time per output token by term (ms)",
@@ -681,7 +692,7 @@ def fabric_fit(sweep_file, out, as_json):
     if out:
         atomic_write(Path(out), lambda p: Path(p).write_text(fabric_toml(model, sweep_file)))
     if as_json:
-        click.echo(json.dumps({"rows": frame.to_dict(orient="records")}, default=_json_default))
+        click.echo(json.dumps({"rows": _records(frame)}, default=_json_default))
         return
     print_frame(frame, f"alpha-beta fit of {sweep_file} (weighted least squares on p50; CI: 95%, t distribution)",
                 {"from_bytes": "{:,.0f}", "up_to_bytes": "{:,.0f}", "alpha_us": "{:.2f}", "busbw_gbps": "{:.4f}"})
@@ -785,9 +796,9 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
                                                     bands=bands_frame(bands).to_dict(orient="records")))
     if as_json:
         click.echo(json.dumps({"verdict": result_verdict, "expect": link.name,
-                               "preflight": findings_frame(findings).to_dict(orient="records"),
-                               "bands": bands_frame(bands).to_dict(orient="records"),
-                               "rows": [] if frame is None else frame.to_dict(orient="records")}, default=_json_default))
+                               "preflight": _records(findings_frame(findings)),
+                               "bands": _records(bands_frame(bands)),
+                               "rows": [] if frame is None else _records(frame)}, default=_json_default))
     else:
         if findings:
             print_frame(findings_frame(findings), "Preflight")

@@ -62,7 +62,20 @@ def parse_scenarios(text: str) -> list[str]:
     return names
 
 
-def published_for(row: dict) -> float | None:
+def published_for(row: dict, extra: pd.DataFrame | None = None) -> float | None:
+    """The measured or published output tok/s for a predicted row, or None.
+
+    Built in: the calibration rows (two DGX Sparks, TP=2 or PP=2, preset ISL/OSL). `extra` is a
+    user's table (predict --published FILE) with columns model, mode, batch, scenario,
+    output_tok_s and optionally hardware, tp, pp: matched on every column it has.
+    """
+    if extra is not None:
+        match = extra
+        for col in ("model", "mode", "batch", "scenario", "hardware", "tp", "pp"):
+            if col in extra.columns:
+                match = match[match[col] == row[col]]
+        if len(match):
+            return float(match.output_tok_s.iloc[0])
     if row["hardware"] != "dgx-spark" or row["isl"] != SCENARIOS.get(row["scenario"], (0, 0))[0] \
             or row["tp"] * row["pp"] != 2:  # the review ran two boxes: TP=2 or PP=2
         return None
@@ -72,9 +85,22 @@ def published_for(row: dict) -> float | None:
     return None
 
 
+def load_published(path: str) -> pd.DataFrame:
+    """A table of measured/published tok/s to set beside predictions (see published_for)."""
+    from commbench.results import load_table
+
+    frame = load_table(path)[0]
+    need = {"model", "mode", "batch", "scenario", "output_tok_s"}
+    if not need <= set(frame.columns):
+        raise CommbenchError(f"published table {path} lacks columns {sorted(need - set(frame.columns))}; "
+                             f"it needs {', '.join(sorted(need))} (optionally hardware, tp, pp)")
+    return frame
+
+
 def predict_grid(models: list[str], hardware: HardwareProfile, fabric: FabricModel, modes: list[str],
                  batches: list[int], scenarios: list[str], isl: int | None = None, osl: int | None = None,
-                 token_budget: int = 8192, tp: int | None = None, pp: int | None = None) -> pd.DataFrame:
+                 token_budget: int = 8192, tp: int | None = None, pp: int | None = None,
+                 published: pd.DataFrame | None = None) -> pd.DataFrame:
     rows = []
     for name in models:
         card = load_model_card(name)
@@ -82,9 +108,9 @@ def predict_grid(models: list[str], hardware: HardwareProfile, fabric: FabricMod
         for scenario, batch, mode in itertools.product(scenarios, batches, modes):
             w = Workload.from_options(batch, scenario, isl, osl, token_budget)
             row = predict_row(plans[mode], w, hardware, fabric)
-            published = published_for(row)
-            row["published_tok_s"] = published
-            row["error_pct"] = (row["output_tok_s"] / published - 1) * 100 if published else None
+            figure = published_for(row, published)
+            row["published_tok_s"] = figure
+            row["error_pct"] = (row["output_tok_s"] / figure - 1) * 100 if figure else None
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -196,3 +196,18 @@ def test_tp_inside_pp_stages_on_four_ranks(flat_fabric, membound_hw):
     per_stage_tp = tp_all / 2  # the model splits the step's TP calls evenly over the stages
     expected = s0 + s1 + 2 * per_stage_tp + sends + STEP_OVERHEAD_S
     assert step["wall_s"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_predict_sets_a_users_measurements_beside_the_rows(cli, tmp_path):
+    path = tmp_path / "measured.csv"
+    path.write_text("model,mode,batch,scenario,output_tok_s\nllama-3.1-8b-instruct,pp,64,balanced,500\n")
+    result = cli("predict", "llama-3.1-8b-instruct", "--batch", "64", "--published", path, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["mode"]: r for r in json.loads(result.output)["rows"]}
+    assert rows["pp"]["published_tok_s"] == 500
+    assert rows["pp"]["error_pct"] == pytest.approx((rows["pp"]["output_tok_s"] / 500 - 1) * 100)
+    assert rows["tp"]["published_tok_s"] is None
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,tok_s\nx,1\n")
+    result = cli("predict", "llama-3.1-8b-instruct", "--published", bad)
+    assert result.exit_code == 2 and "lacks columns" in result.output
