@@ -402,7 +402,7 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
             if out:
                 save_table(partial, out, environment_metadata(**meta, launcher="embedded", complete=False,
                                                               error=str(failure)))
-            print_frame(partial.drop(columns=["samples_us", "collective"]), f"{collective}: the {len(partial)} sizes "
+            print_frame(partial.drop(columns=["samples_us", "collective", "time_us"]), f"{collective}: the {len(partial)} sizes "
                         f"that finished before the failure" + (f" (saved to {out})" if out else ""))
         raise
     if result is None:
@@ -416,7 +416,7 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
         click.echo(json.dumps({"rows": _records(frame)}, default=_json_default))
     else:
         pct = {c: "{:.3g}" for c in frame.columns if c.startswith("busbw_pct_")}
-        print_frame(frame.drop(columns=["samples_us", "collective"]), f"{collective}, {backend}, {ranks} ranks ({launcher}), "
+        print_frame(frame.drop(columns=["samples_us", "collective", "time_us"]), f"{collective}, {backend}, {ranks} ranks ({launcher}), "
                     f"{iters} iterations (time = max over ranks per iteration; busbw_pct_*: percent of that link's rate)",
                     {"algbw_gbps": "{:.4f}", "busbw_gbps": "{:.4f}", "time_us_p50": "{:,.1f}", "time_us_min": "{:,.1f}",
                      "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}", **pct,

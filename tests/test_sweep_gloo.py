@@ -34,6 +34,10 @@ def test_sweep_cli_json_and_out(cli, tmp_path):
     assert result.exit_code == 0
     rows = json.loads(result.output)["rows"]
     assert [r["msg_bytes"] for r in rows] == [8, 16, 32, 64, 128, 256, 512, 1024]
+    for r in rows:  # the documented --json keys; time_us is the p50 that algbw = S / t uses
+        assert {"msg_bytes", "time_us", "algbw_gbps", "busbw_gbps", "wrong"} <= set(r)
+        assert r["time_us"] == r["time_us_p50"]
+        assert r["algbw_gbps"] == pytest.approx(r["msg_bytes"] / r["time_us"] / 1e3)
     meta = json.loads((tmp_path / "sweep.csv.meta.json").read_text())
     assert meta["backend"] == "gloo" and "torch" in meta["versions"]
     assert meta["hosts"] == [__import__("socket").gethostname()] * 2  # every rank's host, in rank order
