@@ -769,7 +769,12 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
     check_sweep_choices(collective, backend)
     if out:
         check_output_path(out)
-    findings = preflight(link, backend) if sweep_file is None else []
+    from commbench.sweep import launcher_world
+
+    env = dict(os.environ)
+    if launcher_world() is None and backend == "gloo":
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the embedded world's ranks talk over loopback
+    findings = preflight(link, backend, env) if sweep_file is None else []
     frame = None
     launcher = "file"
     if sweep_file is not None:
