@@ -84,3 +84,18 @@ def test_committed_example_regenerates_with_its_printed_command(cli, folder, tmp
     for table in sorted((REPORTS / folder).glob("*.csv")):
         committed, fresh = pd.read_csv(table), pd.read_csv(tmp_path / folder / table.name)
         pd.testing.assert_frame_equal(committed, fresh, check_exact=False, rtol=1e-6)
+
+
+def test_model_report_with_measured_sweep_and_replay(cli, tmp_path):
+    out = tmp_path / "gpt"
+    result = cli("report", "gpt-oss-120b", "--scenario", "balanced", "--batch", "1,128",
+                 "--sweep", REPORTS / "data" / "loopback-gloo-all_reduce.csv",
+                 "--replay", REPORTS / "data" / "replay-gpt-oss-120b-tp-b128-gloo.csv", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "replay_sites.png").exists()
+    replay = pd.read_csv(out / "replay_sites.csv")
+    # the decode step replays 73 all-reduces of [128, 2880] bf16 and one logits all-gather
+    decode = replay[(replay.phase == "decode") & (replay.site != "step")]
+    assert decode.calls.sum() == 74
+    assert set(decode[decode.collective == "all_reduce"].msg_bytes) == {128 * 2880 * 2}
+    assert "## Replayed communication" in (out / "report.md").read_text()
