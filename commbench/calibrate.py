@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from commbench.fabric import FabricModel, Segment, load_fabric
-from commbench.hardware import load_hardware
+from commbench.hardware import HardwareProfile, load_hardware
 from commbench.model_card import load_model_card
 from commbench.plan import ParallelPlan
 from commbench.serving import predict_row
@@ -51,9 +51,14 @@ PUBLISHED_ROWS = (
 )
 
 
-def predicted(row: PublishedRow, fabric: FabricModel, hardware: str = "dgx-spark") -> float:
-    plan = ParallelPlan.for_mode(load_model_card(row.model), row.mode)
-    return predict_row(plan, Workload.from_options(row.batch, row.scenario), load_hardware(hardware), fabric)["output_tok_s"]
+def predicted(row: PublishedRow, fabric: FabricModel, hardware: HardwareProfile | None = None, cards: dict | None = None) -> float:
+    """Output tok/s the serving model gives for a published row (cards: a cache of loaded model cards)."""
+    cards = {} if cards is None else cards
+    if row.model not in cards:
+        cards[row.model] = load_model_card(row.model)
+    plan = ParallelPlan.for_mode(cards[row.model], row.mode)
+    hw = hardware or load_hardware("dgx-spark")
+    return predict_row(plan, Workload.from_options(row.batch, row.scenario), hw, fabric)["output_tok_s"]
 
 
 def infer_fabric(base: str = "spark-200gbe", rows=PUBLISHED_ROWS, name: str = "spark-review") -> FabricModel:
@@ -70,6 +75,7 @@ def infer_fabric(base: str = "spark-200gbe", rows=PUBLISHED_ROWS, name: str = "s
     small = load_fabric(base).segments[0]
     tp_rows = [r for r in rows if r.mode == "tp"]
     anchor = tp_rows[0]
+    hw, cards = load_hardware("dgx-spark"), {}  # loaded once, not per solver iteration
 
     def model(x: np.ndarray) -> FabricModel:
         alpha = math.exp(x[0])
@@ -85,13 +91,13 @@ def infer_fabric(base: str = "spark-200gbe", rows=PUBLISHED_ROWS, name: str = "s
                                       Segment(math.inf, alpha, big_bw)))
 
     def ratio(fab: FabricModel, batch: int) -> float:
-        tp = predicted(replace(anchor, mode="tp", batch=batch), fab)
-        pp = predicted(replace(anchor, mode="pp", batch=batch), fab)
+        tp = predicted(replace(anchor, mode="tp", batch=batch), fab, hw, cards)
+        pp = predicted(replace(anchor, mode="pp", batch=batch), fab, hw, cards)
         return tp / pp
 
     def residual(x: np.ndarray) -> np.ndarray:
         fab = model(x)
-        errors = [math.log(predicted(r, fab) / r.output_tok_s) for r in tp_rows]
+        errors = [math.log(predicted(r, fab, hw, cards) / r.output_tok_s) for r in tp_rows]
         return np.array(errors + [math.log(ratio(fab, 1) * ratio(fab, 2))])
 
     fit = least_squares(residual, x0=np.log([50e-6, 1e9, 5e9]), bounds=(np.log([1e-6, 1e7, 1e7]), np.log([1e-2, 1e11, 1e11])))

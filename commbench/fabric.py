@@ -45,19 +45,10 @@ class FabricModel:
     source: str = ""
     per_collective: dict = field(default_factory=dict, hash=False, compare=False)  # name -> tuple[Segment]
 
-    def segment_for(self, msg_bytes: float, collective: str = "all_reduce") -> Segment:
-        segments = self.per_collective.get(collective, self.segments)
-        for seg in segments:
-            if msg_bytes <= seg.up_to_bytes:
-                return seg
-        return segments[-1]
-
     def time_s(self, collective: str, msg_bytes: float, n: int) -> float:
         """Seconds for one call of `collective` with nccl-tests size S = msg_bytes over n ranks."""
-        if msg_bytes <= 0:
-            return 0.0
-        seg = self.segment_for(msg_bytes, collective)
-        return seg.alpha_s + get_collective(collective).wire_bytes(msg_bytes, n) / seg.busbw_Bps
+        alpha, stream = self.latency_and_bandwidth_s(collective, msg_bytes, n)
+        return float(alpha + stream)
 
     def latency_and_bandwidth_s(self, collective: str, msg_bytes, n: int):
         """time_s split into its two named terms: (alpha, S * f(n) / busbw); S may be an array."""

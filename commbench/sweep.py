@@ -277,12 +277,6 @@ def run_in_launched_world(backend_name: str, job, timeout_s: float, on_row=None)
     return backend.rank, frame
 
 
-def sweep_in_launched_world(backend_name: str, collective: str, sizes, iters, warmup, timeout_s,
-                            timing: str = "blocking", on_row=None):
-    """Join the world a launcher made (torchrun or mpiexec) and sweep; returns (rank, frame)."""
-    return run_in_launched_world(backend_name, sweep_job(collective, sizes, iters, warmup, timing), timeout_s, on_row)
-
-
 def sweep_via_mpiexec(args: list[str], ranks: int, timeout_s: float) -> int:
     """Re-run `commbench <args>` under mpiexec with `ranks` ranks; returns its exit status.
 
