@@ -86,6 +86,11 @@ class ParallelPlan:
         """vLLM pads the vocab-parallel embedding / LM head to a multiple of 64 (DEFAULT_VOCAB_PADDING_SIZE)."""
         return -(-self.model.vocab_size // 64) * 64
 
+    def micro_batches(self, seqs: int) -> int:
+        """Micro-batches a schedule round of `seqs` sequences becomes: vLLM keeps pp batches in
+        flight (max_concurrent_batches = pp), so min(pp, seqs); 1 without pipelining."""
+        return max(1, min(self.pp, seqs)) if self.pp > 1 else 1
+
     def ranks_of_stage(self, stage: int) -> list[int]:
         return [stage * self.tp + t for t in range(self.tp)]
 

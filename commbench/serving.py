@@ -258,7 +258,7 @@ def decode_step(plan: ParallelPlan, hw: HardwareProfile, fabric: FabricModel, ba
     window = stages[0].window
     kv_full = float(batch * context)
     kv_slide = float(batch * min(context, window)) if window else kv_full
-    m = min(plan.pp, batch) if plan.pp > 1 else 1
+    m = plan.micro_batches(batch)
     step, busy, tp_lat, tp_bw, send_s, bubble = round_cost(
         plan, stages, fabric, bw_Bps, m, batch, batch, kv_full, kv_slide, kv_full, kv_slide)
     return {"wall_s": float(step), **{k: float(v) for k, v in busy.items()}, "tp_latency_s": m * tp_lat,
@@ -292,7 +292,7 @@ def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: Fa
             kv_slide = kv_slide + (min(start + n, window) if window else start + n)
             pairs_full = pairs_full + _prefill_pairs(start, n, None)
             pairs_slide = pairs_slide + _prefill_pairs(start, n, window)
-        m = min(pp, g.seqs) if pp > 1 else 1
+        m = plan.micro_batches(g.seqs)
         for name, value in (("tokens", g.tokens), ("seqs", g.seqs), ("m", m), ("kv_full", kv_full),
                             ("kv_slide", kv_slide), ("pairs_full", pairs_full), ("pairs_slide", pairs_slide)):
             cols[name].append(np.broadcast_to(np.asarray(value, dtype=float), j.shape))

@@ -174,7 +174,7 @@ class Trace:
         schedule = build_schedule(w, w.token_budget * plan.pp)
         totals = dict.fromkeys(("calls", "msg_bytes", "wire_bytes_per_rank", *(f"wire_s_{l}" for l in THEORY_LINKS)), 0.0)
         for group in schedule.groups:
-            micro = min(plan.pp, group.seqs) if plan.pp > 1 else 1
+            micro = plan.micro_batches(group.seqs)
             shape = StepShape(group.tokens / micro, group.seqs / micro)
             phase = "prefill" if group.prefill_segments else "decode"
             for op in step_ops(plan, shape, phase):
