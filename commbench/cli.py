@@ -789,6 +789,11 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
             return
         frame, launcher, ranks = result
     bands = judge(frame, link, backend) if frame is not None else []
+    fitted = None
+    if frame is not None and len(frame) >= 3:
+        from commbench.fabric import fit_sweep
+
+        fitted = fit_sweep(frame, name="measured").to_frame().query("collective != 'any'").drop(columns=["fabric"])
     result_verdict = verdict(findings, bands)
     if frame is not None and frame["wrong"].sum():
         result_verdict = "FAIL"
@@ -803,6 +808,7 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
         click.echo(json.dumps({"verdict": result_verdict, "expect": link.name,
                                "preflight": _records(findings_frame(findings)),
                                "bands": _records(bands_frame(bands)),
+                               "fit": [] if fitted is None else _records(fitted),
                                "rows": [] if frame is None else _records(frame)}, default=_json_default))
     else:
         if findings:
@@ -814,6 +820,9 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
             print_frame(bands_frame(bands).drop(columns=["diagnosis"]), f"Bands against {link.name} "
                         f"({link.bandwidth_gbps:.4g} GB/s per direction)", {"measured": "{:.4g}", "expected": "{:.4g}",
                                                                           "threshold": "{:.4g}"})
+        if fitted is not None:
+            print_frame(fitted, "Fitted t(S) = alpha + S x busbw factor / busbw (95% confidence intervals)",
+                        {"from_bytes": "{:,.0f}", "up_to_bytes": "{:,.0f}", "alpha_us": "{:.1f}", "busbw_gbps": "{:.4g}"})
         for b in bands:
             if b.diagnosis:
                 console.print(f"diagnosis ({b.band}): {b.diagnosis}", highlight=False)

@@ -92,7 +92,11 @@ def test_validate_cli_on_a_saved_sweep(cli, tmp_path):
     frame = _sweep(0.124, 450.0).assign(collective="all_reduce", ranks=2, wrong=0, time_us_p99=1.0)
     frame.to_csv(path, index=False)
     ok = cli("fabric", "validate", "--expect", "1gbit", "--sweep", path, "--json")
-    assert ok.exit_code == 0 and json.loads(ok.output)["verdict"] == "PASS"
+    doc = json.loads(ok.output)
+    assert ok.exit_code == 0 and doc["verdict"] == "PASS"
+    # the sweep is 450 us + S / 0.124 GB/s exactly: the fit gives both back
+    assert doc["fit"][0]["alpha_us"] == pytest.approx(450, rel=1e-3)
+    assert doc["fit"][0]["busbw_gbps"] == pytest.approx(0.124, rel=1e-3)
     bad = cli("fabric", "validate", "--expect", "4gbit", "--sweep", path)
     assert bad.exit_code == 1 and "FAIL" in bad.output and "1 GbE" in bad.output
     wrong = cli("fabric", "validate", "--expect", "2OOgbe", "--sweep", path)
