@@ -101,15 +101,5 @@ def infer_fabric(base: str = "spark-200gbe", rows=PUBLISHED_ROWS, name: str = "s
         return np.array(errors + [math.log(ratio(fab, 1) * ratio(fab, 2))])
 
     fit = least_squares(residual, x0=np.log([50e-6, 1e9, 5e9]), bounds=(np.log([1e-6, 1e7, 1e7]), np.log([1e-2, 1e11, 1e11])))
-    return replace(model(fit.x), description=f"inferred from the published gpt-oss-120b rows (TP rows, TP ahead only at "
+    return replace(model(fit.x), link=load_fabric(base).link, description=f"inferred from the published gpt-oss-120b rows (TP rows, TP ahead only at "
                                              f"batch 1) over {base}'s small-message slope")
-
-
-def fabric_toml(fab: FabricModel) -> str:
-    """The profile as fabrics/*.toml text."""
-    lines = [f'name = "{fab.name}"', f'description = "{fab.description}"', 'link = "200gbe"', ""]
-    for seg in fab.segments:
-        up_to = "inf" if math.isinf(seg.up_to_bytes) else f"{seg.up_to_bytes:.0f}"
-        lines += ["[[segment]]", f"up_to_bytes = {up_to}", f"alpha_us = {seg.alpha_s * 1e6:.1f}",
-                  f"busbw_gbps = {seg.busbw_Bps / 1e9:.3f}", ""]
-    return "\n".join(lines)

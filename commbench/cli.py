@@ -276,11 +276,11 @@ def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, t
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from commbench.sweep import launcher_world, run_in_launched_world, run_local, sweep_via_mpiexec
+    from commbench.sweep import launcher_rank, launcher_world, relaunch_under_mpiexec, run_in_launched_world, run_local
 
     world = launcher_world()
     if world is None and backend == "mpi":
-        sys.exit(sweep_via_mpiexec(relaunch_args, ranks, timeout_s * (total_rows + 2)))
+        sys.exit(relaunch_under_mpiexec(relaunch_args, ranks, timeout_s * (total_rows + 2)))
     if world is None and backend in ("nccl", "cupy"):
         raise CommbenchError(f"--backend {backend} runs one rank per GPU under a launcher, e.g. "
                              f"torchrun --nproc-per-node 2 -m commbench {' '.join(relaunch_args[:2])} --backend {backend}")
@@ -295,8 +295,7 @@ def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, t
         with progress:
             frame = run_local(job, ranks, timeout_s, on_row)
         return frame, "embedded", ranks
-    rank = int(os.environ.get("RANK", os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0"))))
-    if rank == 0:
+    if launcher_rank()[0] == 0:
         with progress:
             rank, frame = run_in_launched_world(backend, job, timeout_s, on_row)
     else:
@@ -547,7 +546,7 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
       commbench predict llama-3.1-8b-instruct --hardware dgx-spark --fabric sweep.csv
       commbench predict llama-3.1-8b-instruct --published my-measurements.csv
     """
-    from commbench.explain import load_published, parse_modes, parse_scenarios, predict_grid
+    from commbench.explain import load_published, parse_modes, parse_scenarios, pp_over_tp, predict_grid
     from commbench.fabric import load_fabric
     from commbench.hardware import load_hardware
     from commbench.results import check_output_path
@@ -572,10 +571,7 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
                     "published_tok_s": "{:.2f}", "error_pct": "{:+.1f}"},
                    drop=tuple(c for c in frame.columns if c not in shown))
     if {"tp", "pp"} <= set(modes) and not as_json:
-        ratio = frame[frame["mode"].isin(["tp", "pp"])].pivot_table(
-            index=["model", "scenario", "batch"], columns="mode", values="output_tok_s").reset_index()
-        ratio["pp_over_tp"] = ratio["pp"] / ratio["tp"]
-        table = ratio.pivot_table(index=["model", "scenario"], columns="batch", values="pp_over_tp")
+        table = pp_over_tp(frame).pivot_table(index=["model", "scenario"], columns="batch", values="pp_over_tp")
         rows = [{"model": model_name, "scenario": scen, **{f"b{b}": f"{v:.2f}" for b, v in cells.items()}}
                 for (model_name, scen), cells in table.iterrows()]
         print_frame(pd.DataFrame(rows), "PP / TP output tok/s (above 1: PP ahead)")
@@ -602,8 +598,11 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
       commbench explain gpt-oss-120b --hardware dgx-spark --batch 128
     """
     from commbench.explain import TERM_COLUMNS, explain
+    from commbench.fabric import load_fabric
+    from commbench.hardware import load_hardware
 
-    grid, lines = explain(model, hardware, fabric, batch, scenario, isl, osl)
+    hw = load_hardware(hardware)
+    grid, lines = explain(model, hw, load_fabric(fabric or hw.fabric), batch, scenario, isl, osl)
     if as_json:
         click.echo(json.dumps({"rows": _records(grid), "sentences": lines}, default=_json_default))
         return
@@ -690,7 +689,7 @@ def fabric_fit(sweep_file, out, as_json):
     frame = model.to_frame()
     frame = frame[frame.collective != "any"].reset_index(drop=True)
     if out:
-        atomic_write(Path(out), lambda p: Path(p).write_text(fabric_toml(model, sweep_file)))
+        atomic_write(Path(out), lambda p: Path(p).write_text(fabric_toml(model, f"Fitted by commbench fabric fit from {sweep_file}.")))
     if as_json:
         click.echo(json.dumps({"rows": _records(frame)}, default=_json_default))
         return
@@ -712,14 +711,15 @@ def fabric_infer(base, out):
     Example:
       commbench fabric infer --out fabrics/spark-review.toml
     """
-    from commbench.calibrate import PUBLISHED_ROWS, fabric_toml as calibrated_toml, infer_fabric, predicted
+    from commbench.calibrate import PUBLISHED_ROWS, infer_fabric, predicted
+    from commbench.fabric import fabric_toml
     from commbench.results import atomic_write
 
     if out and not out.endswith(".toml"):
         raise CommbenchError(f"--out {out!r}: a fabric profile is saved as .toml")
     with console.status("fitting the fabric to the published rows"):
         model = infer_fabric(base)
-    text = "# Generated by commbench fabric infer: do not edit by hand (see commbench/calibrate.py).\n" + calibrated_toml(model) + "\n"
+    text = fabric_toml(model, "Generated by commbench fabric infer: do not edit by hand (see commbench/calibrate.py).")
     rows = [{"model": r.model, "mode": r.mode, "batch": r.batch, "scenario": r.scenario, "published_tok_s": r.output_tok_s,
              "predicted_tok_s": predicted(r, model), "source": r.source} for r in PUBLISHED_ROWS]
     frame = pd.DataFrame(rows)

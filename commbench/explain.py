@@ -15,7 +15,7 @@ import pandas as pd
 from commbench import CommbenchError
 from commbench.calibrate import PUBLISHED_ROWS
 from commbench.fabric import FabricModel, load_fabric
-from commbench.hardware import HardwareProfile, load_hardware
+from commbench.hardware import HardwareProfile
 from commbench.model_card import load_model_card
 from commbench.plan import ParallelPlan
 from commbench.serving import BREAKDOWN_TERMS, predict_row
@@ -125,11 +125,17 @@ def _top_terms(row: pd.Series, n: int = 3) -> str:
     return ", ".join(f"{TERM_LABELS[k]} {v:.2f} ms ({v / total:.0%})" for k, v in terms[:n] if v > 0)
 
 
-def explain(model: str, hardware: str, fabric: str | None, batch: int, scenario: str,
+def pp_over_tp(grid: pd.DataFrame, index=("model", "scenario", "batch")) -> pd.DataFrame:
+    """One row per (index) with tp and pp output tok/s and pp_over_tp (above 1: PP ahead)."""
+    ratio = grid[grid["mode"].isin(["tp", "pp"])].pivot_table(
+        index=list(index), columns="mode", values="output_tok_s").reset_index()
+    ratio["pp_over_tp"] = ratio["pp"] / ratio["tp"]
+    return ratio
+
+
+def explain(model: str, hw: HardwareProfile, fab: FabricModel, batch: int, scenario: str,
             isl: int | None = None, osl: int | None = None) -> tuple[pd.DataFrame, list[str]]:
     """TP vs PP at batch 1 and `batch`: a table of per-output-token terms and sentences saying why."""
-    hw = load_hardware(hardware)
-    fab = load_fabric(fabric or hw.fabric)
     batches = sorted({1, batch})
     grid = predict_grid([model], hw, fab, ["tp", "pp"], batches, [scenario], isl, osl)
     lines = []
@@ -156,16 +162,13 @@ def explain(model: str, hardware: str, fabric: str | None, batch: int, scenario:
         lines.append(f"Percent of theory: a TP decode all-reduce at batch {batch} ({row.msg_bytes / 1e3:,.0f} KB) runs at "
                      f"{row.busbw_gbps:.3g} GB/s busbw on {fab.name}, {row.pct_of_line_rate:.2g}% of the "
                      f"{ladder.iloc[0].busbw_gbps:.3g} GB/s line rate.")
-    for other in hw.compare_fabrics:
-        if other == fab.name:
-            continue
-        alt = predict_grid([model], hw, load_fabric(other), ["tp", "pp"], [batch], [scenario], isl, osl)
+    for other in (load_fabric(name) for name in hw.compare_fabrics if name != fab.name):
+        alt = predict_grid([model], hw, other, ["tp", "pp"], [batch], [scenario], isl, osl)
         tp_s, pp_s = (float(alt[alt["mode"] == m].output_tok_s.iloc[0]) for m in ("tp", "pp"))
         verdict = "TP" if tp_s > pp_s else "PP"
-        lines.append(f"On {other} instead ({load_fabric(other).description}): batch {batch} TP {tp_s:.1f} vs PP "
+        lines.append(f"On {other.name} instead ({other.description}): batch {batch} TP {tp_s:.1f} vs PP "
                      f"{pp_s:.1f} tok/s, {verdict} ahead. The fabric, not the model, decides: "
                      f"run `commbench fabric validate` before choosing.")
-    grid["fabric"] = fab.name
     return grid, lines
 
 

@@ -228,14 +228,14 @@ def fit_sweep(frame: pd.DataFrame, name: str = "fitted") -> FabricModel:
                        source="fit", per_collective=per_collective)
 
 
-def fabric_toml(model: FabricModel, source: str = "") -> str:
-    """A fitted model as fabrics/*.toml text (the default collective's segments)."""
-    lines = [f"# Fitted by commbench fabric fit{' from ' + source if source else ''}.",
-             f'name = "{model.name}"', f'description = "{model.description}"', ""]
+def fabric_toml(model: FabricModel, header: str) -> str:
+    """A model as fabrics/*.toml text (the default collective's segments, with CIs where fitted)."""
+    lines = [f"# {header}", f'name = "{model.name}"', f'description = "{model.description}"']
+    lines += [f'link = "{model.link}"', ""] if model.link else [""]
     for seg in model.segments:
         up_to = "inf" if math.isinf(seg.up_to_bytes) else f"{seg.up_to_bytes:.0f}"
-        lines += ["[[segment]]", f"up_to_bytes = {up_to}", f"alpha_us = {seg.alpha_s * 1e6:.3f}",
-                  f"busbw_gbps = {seg.busbw_Bps / 1e9:.5g}"]
+        lines += ["[[segment]]", f"up_to_bytes = {up_to}", f"alpha_us = {seg.alpha_s * 1e6:.6g}",
+                  f"busbw_gbps = {seg.busbw_Bps / 1e9:.6g}"]
         if seg.alpha_ci_s:
             lines.append(f"# 95% CI: alpha [{seg.alpha_ci_s[0] * 1e6:.3f}, {seg.alpha_ci_s[1] * 1e6:.3f}] us, "
                          f"busbw [{seg.busbw_ci_Bps[0] / 1e9:.5g}, {seg.busbw_ci_Bps[1] / 1e9:.5g}] GB/s")

@@ -19,7 +19,8 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.collectives import get_collective
-from commbench.explain import TERM_COLUMNS, TERM_LABELS, explain, model_message_sizes, predict_grid, theory_ladder
+from commbench.explain import (TERM_COLUMNS, TERM_LABELS, explain, model_message_sizes, pp_over_tp, predict_grid,
+                               theory_ladder)
 from commbench.fabric import FabricModel, fit_sweep, load_fabric
 from commbench.hardware import load_hardware
 from commbench.links import LINKS
@@ -220,13 +221,12 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
                              model_message_sizes(model, top), sweep, compare=compare))
     if replay_file:
         images.append(plot_replay(load_table(replay_file)[0], out, f"{model}: replayed communication per site"))
-    _, sentences = explain(model, hardware, fabric, top, scenarios[0])
+    _, sentences = explain(model, hw, fab, top, scenarios[0])
     grid.to_csv(out / "predictions.csv", index=False)
     meta = environment_metadata(command=command or command_line("report", model, "--hardware", hardware),
                                 hardware=hw.name, fabric=fab.name)
     summary = grid[["scenario", "mode", "batch", "output_tok_s", "ttft_ms", "tpot_ms", "published_tok_s", "error_pct"]]
-    ratio = grid.pivot_table(index=["scenario", "batch"], columns="mode", values="output_tok_s").reset_index()
-    ratio["pp_over_tp"] = ratio["pp"] / ratio["tp"]
+    ratio = pp_over_tp(grid, ("scenario", "batch"))
     ratio["ahead"] = np.where(ratio.pp_over_tp > 1, "PP", "TP")
     lines = [
         f"# {model} on {where}: TP or PP?", "",

@@ -228,13 +228,32 @@ def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 
     return run_local(sweep_job(collective, sizes, iters, warmup, timing), ranks, timeout_s, on_row)
 
 
+# (rank, size) variables of the launchers commbench joins: torchrun, Open MPI, MPICH/PMI
+_LAUNCHER_VARS = (("torch", "RANK", "WORLD_SIZE"), ("mpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+                  ("mpi", "PMI_RANK", "PMI_SIZE"))
+
+
+def _launcher() -> tuple[str, int, int] | None:
+    """(kind, rank, world size) of the launcher that started this process; MPI first, as mpiexec
+    under a torchrun-like environment is still an MPI world."""
+    for kind, rank_var, size_var in sorted(_LAUNCHER_VARS, key=lambda v: v[0] != "mpi"):
+        if size_var in os.environ:
+            return kind, int(os.environ.get(rank_var, "0")), int(os.environ[size_var])
+    return None
+
+
 def launcher_world() -> str | None:
     """'mpi' under mpiexec, 'torch' under torchrun, None when no launcher started this process."""
-    if "OMPI_COMM_WORLD_SIZE" in os.environ or "PMI_SIZE" in os.environ:
-        return "mpi"
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return "torch"
-    return None
+    launched = _launcher()
+    if launched is None or (launched[0] == "torch" and "RANK" not in os.environ):
+        return None
+    return launched[0]
+
+
+def launcher_rank() -> tuple[int, int]:
+    """(rank, world size) from the launcher's environment (0, 1 without one)."""
+    launched = _launcher()
+    return (launched[1], launched[2]) if launched else (0, 1)
 
 
 def make_backend(name: str, timeout_s: float):
@@ -260,7 +279,7 @@ def join_world(backend_name: str, timeout_s: float):
         raise
     except Exception as exc:  # rendezvous failed: name this rank and where it looked
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-        raise CommbenchError(f"rank {os.environ.get('RANK', '?')} could not join the {backend_name} world at {where} "
+        raise CommbenchError(f"rank {launcher_rank()[0]} could not join the {backend_name} world at {where} "
                              f"within {timeout_s:g} s (is rank 0 up, and MASTER_ADDR / GLOO_SOCKET_IFNAME right?): "
                              f"{type(exc).__name__}") from None
     if os.environ.get("COMMBENCH_FAULT_EXIT_RANK") == str(backend.rank):  # fault injection for the dead-rank test
@@ -277,7 +296,7 @@ def run_in_launched_world(backend_name: str, job, timeout_s: float, on_row=None)
     return backend.rank, frame
 
 
-def sweep_via_mpiexec(args: list[str], ranks: int, timeout_s: float) -> int:
+def relaunch_under_mpiexec(args: list[str], ranks: int, timeout_s: float) -> int:
     """Re-run `commbench <args>` under mpiexec with `ranks` ranks; returns its exit status.
 
     Open MPI refuses root without its two OMPI_ALLOW_RUN_AS_ROOT variables and refuses more ranks

@@ -10,6 +10,7 @@ fabric typically runs at (one PCIe half of a NIC, a slower interface, TCP socket
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,8 +133,6 @@ def preflight(expect: LinkProfile, backend: str, env: dict | None = None, sys_ne
 def _diagnose_rate(measured_Bps: float, expect: LinkProfile) -> str:
     pct = measured_Bps / expect.bandwidth_Bps * 100
     head = f"busbw {measured_Bps / 1e9:.3g} GB/s = {pct:.0f}% of {expect.name}"
-    import math
-
     near = [(abs(math.log(measured_Bps / rate)), meaning) for rate, meaning in SUSPECT_RATES
             if rate < expect.bandwidth_Bps and 0.8 * rate <= measured_Bps <= 1.05 * rate]
     if near:

@@ -17,14 +17,6 @@ import numpy as np
 from commbench import CommbenchError
 
 
-def _world() -> tuple[int, int]:
-    for rank_var, size_var in (("RANK", "WORLD_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
-                               ("PMI_RANK", "PMI_SIZE")):
-        if rank_var in os.environ and size_var in os.environ:
-            return int(os.environ[rank_var]), int(os.environ[size_var])
-    raise CommbenchError("the cupy backend needs a launcher: torchrun or mpiexec (RANK/WORLD_SIZE not set)")
-
-
 class CupyNcclBackend:
     name = "cupy"
     needs_sync = True
@@ -39,7 +31,11 @@ class CupyNcclBackend:
         if cupy.cuda.runtime.getDeviceCount() == 0:
             raise CommbenchError("the cupy backend needs a CUDA device; on CPU use --backend gloo or mpi")
         self.cp, self.nccl = cupy, nccl
-        self.rank, self.world_size = _world()
+        from commbench.sweep import launcher_rank, launcher_world
+
+        if launcher_world() is None:
+            raise CommbenchError("the cupy backend needs a launcher: torchrun or mpiexec (RANK/WORLD_SIZE not set)")
+        self.rank, self.world_size = launcher_rank()
         local = int(os.environ.get("LOCAL_RANK", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0")))
         cupy.cuda.Device(local % cupy.cuda.runtime.getDeviceCount()).use()
         uid = self._share_unique_id(timeout_s)
