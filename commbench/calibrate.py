@@ -1,15 +1,17 @@
-"""Infer an effective fabric from published end-to-end rows (../shared/reference/calibration.md).
+"""`fabric infer`: a diagnostic of what fabric end-to-end rows would imply, and whether it can exist.
 
-The published TP=2 figures for gpt-oss-120b on two DGX Sparks sit far below what memory-bandwidth
-physics and a well-configured 200GbE pair give (commbench predicts TP ahead of PP at batch 128 on
-`spark-200gbe`). Holding the compute model fixed (global constants, checked on the PP rows, which
-barely touch the link), the only free terms are the collective's: this module solves for the
-incremental bus bandwidth of mid-size messages (the decode all-reduces, 64 KiB..SPLIT_BYTES) and of
-large ones (prefill chunks, logits) that make the TP rows come out, keeping the published
-small-message latency. The result is a fabric profile (fabrics/spark-review.toml): a property of
-that review's setup, reported as such, never a per-model constant.
+No profile commbench ships is derived from end-to-end throughput (../shared/reference/calibration.md):
+fabrics come from nccl-tests figures or transport physics. This module asks the opposite question
+of published rows: holding the compute model fixed, what per-call latency and mid- / large-message
+bus bandwidth would make the TP rows come out, with "TP ahead only at batch 1"? Then it judges the
+answer:
 
-    commbench fabric infer   # re-derives fabrics/spark-review.toml from the rows below
+- physical: effective bandwidth does not fall as messages grow, and no regime is slower than the
+  slowest transport the pair has (NCCL over TCP on a 10GbE management port, fabrics/spark-tcp-10gbe);
+- if not, the rows are not a fabric property: `unexplained` reports, per row, the milliseconds per
+  engine step that the well-configured fabric leaves unexplained.
+
+    commbench fabric infer
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from commbench.fabric import FabricModel, Segment, load_fabric
 from commbench.hardware import HardwareProfile, load_hardware
 from commbench.model_card import load_model_card
 from commbench.plan import ParallelPlan
+from commbench.published import PublishedRow, review_rows
 from commbench.serving import predict_row
 from commbench.workload import Workload
 
@@ -31,47 +34,49 @@ SPLIT_BYTES = 4 * 2**20
 the rows contain (128 x 2880 x 2 B = 737 KB) and the smallest prefill or logits message (tens of
 MB) gives the same fit; 4 MiB is where NCCL's tuner typically leaves LL128 for Simple on 2 ranks."""
 
-
-@dataclass(frozen=True)
-class PublishedRow:
-    model: str
-    mode: str
-    batch: int
-    scenario: str
-    output_tok_s: float
-    source: str
+SLOWEST_TRANSPORT = "spark-tcp-10gbe"
+"""The slowest transport two Sparks have between them: NCCL over TCP on the 10GbE management port."""
 
 
-# ../shared/reference/calibration.md: StorageReview DGX Spark cluster review (May 2026).
-PUBLISHED_ROWS = (
-    PublishedRow("gpt-oss-120b", "pp", 128, "balanced", 554.69, "StorageReview 2026, PP=2"),
-    PublishedRow("gpt-oss-120b", "tp", 128, "balanced", 554.69 / 2.20, "StorageReview 2026, PP/TP = 2.20"),
-    PublishedRow("gpt-oss-120b", "pp", 128, "prefill-heavy", 310.63, "StorageReview 2026, PP=2"),
-    PublishedRow("gpt-oss-120b", "tp", 128, "prefill-heavy", 164.99, "StorageReview 2026, TP=2"),
-)
-
-
-def predicted(row: PublishedRow, fabric: FabricModel, hardware: HardwareProfile | None = None, cards: dict | None = None) -> float:
-    """Output tok/s the serving model gives for a published row (cards: a cache of loaded model cards)."""
+def predicted_row(row: PublishedRow, fabric: FabricModel, hardware: HardwareProfile | None = None,
+                  cards: dict | None = None) -> dict:
+    """The serving model's row (commbench.serving.predict_row) for a published row's setup."""
     cards = {} if cards is None else cards
     if row.model not in cards:
         cards[row.model] = load_model_card(row.model)
     plan = ParallelPlan.for_mode(cards[row.model], row.mode)
     hw = hardware or load_hardware("dgx-spark")
-    return predict_row(plan, Workload.from_options(row.batch, row.scenario), hw, fabric)["output_tok_s"]
+    return predict_row(plan, Workload.from_options(row.batch, row.scenario), hw, fabric)
 
 
-def infer_fabric(base: str = "spark-200gbe", rows=PUBLISHED_ROWS, name: str = "spark-review") -> FabricModel:
+def predicted(row: PublishedRow, fabric: FabricModel, hardware: HardwareProfile | None = None, cards: dict | None = None) -> float:
+    """Output tok/s the serving model gives for a published row."""
+    return predicted_row(row, fabric, hardware, cards)["output_tok_s"]
+
+
+def unexplained_ms_per_step(row: PublishedRow, fabric: FabricModel, hardware: HardwareProfile | None = None) -> float:
+    """Milliseconds per engine step the published row takes beyond the prediction on `fabric`.
+
+    published run time = B x OSL / published tok/s; predicted from the same schedule; the
+    difference over the run's engine steps (positive: the row is slower than every modelled term).
+    """
+    pred = predicted_row(row, fabric, hardware)
+    published_run_s = row.batch * pred["osl"] / row.output_tok_s
+    return (published_run_s - pred["run_s"]) / pred["steps"] * 1e3
+
+
+def infer_fabric(base: str = "spark-200gbe", rows=None, name: str = "inferred") -> FabricModel:
     """Fit three fabric terms to three published facts, keeping `base`'s small-message slope.
 
     Unknowns: the per-call latency alpha (small and large messages), the incremental busbw of
     mid-size messages (64 KiB..SPLIT_BYTES: decode all-reduces) and of large ones (prefill chunks,
-    logits). Facts: the two TP rows (log error), and "TP leads only at batch 1" turned into an
-    equation by putting the TP/PP crossover at the log-midpoint of batch 1 and 2:
+    logits). Facts: the TP rows (log error), and "TP leads only at batch 1" turned into an equation
+    by putting the TP/PP crossover at the log-midpoint of batch 1 and 2:
     (TP/PP at batch 1) x (TP/PP at batch 2) = 1 for the first row's model and scenario.
     """
     from scipy.optimize import least_squares
 
+    rows = review_rows() if rows is None else rows
     small = load_fabric(base).segments[0]
     tp_rows = [r for r in rows if r.mode == "tp"]
     anchor = tp_rows[0]
@@ -101,5 +106,29 @@ def infer_fabric(base: str = "spark-200gbe", rows=PUBLISHED_ROWS, name: str = "s
         return np.array(errors + [math.log(ratio(fab, 1) * ratio(fab, 2))])
 
     fit = least_squares(residual, x0=np.log([50e-6, 1e9, 5e9]), bounds=(np.log([1e-6, 1e7, 1e7]), np.log([1e-2, 1e11, 1e11])))
-    return replace(model(fit.x), link=load_fabric(base).link, description=f"inferred from the published gpt-oss-120b rows (TP rows, TP ahead only at "
-                                             f"batch 1) over {base}'s small-message slope")
+    return replace(model(fit.x), link=load_fabric(base).link,
+                   description=f"implied by the published TP rows over {base}'s small-message slope (a diagnostic, not a profile)")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    physical: bool
+    reasons: tuple[str, ...]
+
+
+def judge(fabric: FabricModel) -> Verdict:
+    """Can `fabric` exist? Bandwidth must not fall as messages grow (past the small-message regime,
+    where latency dominates) and no regime may be slower than the slowest transport the pair has."""
+    reasons = []
+    streaming = fabric.segments[1:]
+    for lo, hi in zip(streaming, streaming[1:]):
+        if hi.busbw_Bps < lo.busbw_Bps * 0.999:
+            reasons.append(f"bandwidth falls as messages grow ({lo.busbw_Bps / 1e9:.3g} GB/s up to "
+                           f"{lo.up_to_bytes:,.0f} B, then {hi.busbw_Bps / 1e9:.3g} GB/s)")
+    floor = load_fabric(SLOWEST_TRANSPORT)
+    floor_bw = floor.segments[-1].busbw_Bps
+    for seg in streaming:
+        if seg.busbw_Bps < floor_bw:
+            reasons.append(f"{seg.busbw_Bps / 1e9:.3g} GB/s is below the slowest transport the pair has "
+                           f"({floor.name}: {floor_bw / 1e9:.3g} GB/s)")
+    return Verdict(not reasons, tuple(reasons))

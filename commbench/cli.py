@@ -531,10 +531,12 @@ def _predict_options(f):
 @click.option("--osl", type=int, default=None, help="Output tokens per request (overrides the scenario).")
 @click.option("--token-budget", type=int, default=8192, show_default=True, help="Chunked-prefill token budget per step.")
 @click.option("--published", "published_file", type=click.Path(dir_okay=False), default=None,
-              help="Your measured or published tok/s (CSV/JSON/Parquet: model, mode, batch, scenario, output_tok_s) "
-                   "to set beside the predictions, with the error.")
+              help="Your measured figures to set beside the predictions, with the error: a `vllm bench serve "
+                   "--save-result` JSON, or a table (model, tp, pp, batch, isl, osl, metric, value).")
+@click.option("--recipe", default="checkpoint", show_default=True,
+              help="How the engine serves the model (recipes/): weight formats, KV-cache dtype, CUDA graphs or eager.")
 def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenario, isl, osl, token_budget,
-            published_file):
+            published_file, recipe):
     """Predict output tok/s, TTFT and TPOT of full runs, TP and PP side by side.
 
     MODELS is one name or config.json, or several comma-separated. Rows with a published figure
@@ -559,14 +561,14 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     fab = load_fabric(fabric or hw.fabric)
     names = [m.strip() for m in models.split(",") if m.strip()]
     published = load_published(published_file) if published_file else None
-    frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp, published)
+    frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp, published, recipe)
     shown = ["model", "mode", "tp", "pp", "batch", "scenario", "output_tok_s", "ttft_ms", "tpot_ms",
              "published_tok_s", "error_pct", "fits_memory"]
     _save_or_print(frame, f"Predicted full runs on {hw.name} over {fab.name} (breakdown by term: --json, --out or "
                    f"commbench explain)", as_json, out,
                    {"command": "predict", "models": names, "hardware": hw.name, "fabric": fab.name,
                     "fabric_segments": fab.to_frame().to_dict(orient="records"), "scenarios": scenarios,
-                    "token_budget": token_budget},
+                    "token_budget": token_budget, "recipe": recipe},
                    {"output_tok_s": "{:,.1f}", "ttft_ms": "{:,.0f}", "tpot_ms": "{:,.1f}",
                     "published_tok_s": "{:.2f}", "error_pct": "{:+.1f}"},
                    drop=tuple(c for c in frame.columns if c not in shown))
@@ -602,16 +604,75 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
     from commbench.hardware import load_hardware
 
     hw = load_hardware(hardware)
-    grid, lines = explain(model, hw, load_fabric(fabric or hw.fabric), batch, scenario, isl, osl)
+    grid, lines, evidence = explain(model, hw, load_fabric(fabric or hw.fabric), batch, scenario, isl, osl)
     if as_json:
-        click.echo(json.dumps({"rows": _records(grid), "sentences": lines}, default=_json_default))
+        click.echo(json.dumps({"rows": _records(grid), "evidence": _records(evidence), "sentences": lines},
+                              default=_json_default))
         return
     cols = ["mode", "batch", "output_tok_s", "tpot_ms", "ttft_ms", *TERM_COLUMNS]
     print_frame(grid[cols], f"{model}: time per output token by term (ms)",
                 {"output_tok_s": "{:,.1f}", "tpot_ms": "{:,.1f}", "ttft_ms": "{:,.0f}",
                  **{c: "{:.3f}" for c in TERM_COLUMNS}})
+    print_frame(evidence, f"TP - PP gap at batch {batch} by term, ms per decode step, on each fabric",
+                {c: "{:+.2f}" for c in evidence.columns[1:]})
     for line in lines:
         console.print(line, highlight=False)
+
+
+@main.command()
+@click.option("--published", "published_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Your own figures instead of the shipped set: `vllm bench serve --save-result` JSON files or "
+                   "figure tables (repeat the option, or pass a shell glob after it).")
+@click.argument("more_files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--fabric", default=None, help="Fabric for rows across boxes (default: each row's hardware profile's).")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"rows\", \"summary\", \"winners\", \"findings\"} as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the per-row table (.csv/.json/.parquet).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Write report.md, a predicted-vs-measured plot and the tables into this folder.")
+def accuracy(published_files, more_files, fabric, as_json, out, report_dir):
+    """Every published figure against its prediction: error per row, MAPE per source, TP/PP winners.
+
+    The shipped set (published/figures.csv) holds the independent single-Spark decode curves and the
+    two-Spark review rows, each with its source; rows a constant was chosen on are marked `tuned`.
+
+    \b
+    Example:
+      commbench accuracy
+      commbench accuracy --published results/*.json
+    """
+    from commbench.accuracy import accuracy_table, combine, findings, summary, winner_agreement
+    from commbench.fabric import load_fabric
+    from commbench.hardware import load_hardware
+    from commbench.published import load_figures, shipped_figures
+    from commbench.results import check_output_path
+
+    if out:
+        check_output_path(out)
+    files = list(published_files) + list(more_files)
+    figures = combine([load_figures(f) for f in files]) if files else shipped_figures()
+    fab = load_fabric(fabric or load_hardware(figures.hardware.iloc[0]).fabric)
+    table = accuracy_table(figures, fab)
+    summ, winners, checks = summary(table), winner_agreement(table), findings(fab)
+    if report_dir:
+        from commbench.report import write_accuracy_report
+
+        write_accuracy_report(report_dir, table, summ, winners, checks, fab, files)
+    if as_json:
+        click.echo(json.dumps({"schema_version": 1, "fabric": fab.name, "rows": _records(table), "summary": _records(summ),
+                               "winners": _records(winners), "findings": _records(checks)}, default=_json_default))
+    else:
+        shown = table.drop(columns=["citation", "role", "hardware"])
+        print_frame(shown, f"Predicted vs published ({fab.name} across boxes)",
+                    {"value": "{:,.2f}", "predicted": "{:,.2f}", "error_pct": "{:+.1f}"})
+        print_frame(summ, "Error per source (MAPE = mean |predicted / measured - 1|)",
+                    {"mape_pct": "{:.1f}", "worst_pct": "{:+.1f}"})
+        if not winners.empty:
+            print_frame(winners, "TP vs PP winner", {"measured_pp_over_tp": "{:.2f}", "predicted_pp_over_tp": "{:.2f}"})
+        print_frame(checks, f"The review's findings on {fab.name}")
+    if out:
+        from commbench.results import environment_metadata, save_table
+
+        save_table(table, out, environment_metadata(command="accuracy", fabric=fab.name, files=files))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -699,38 +760,48 @@ def fabric_fit(sweep_file, out, as_json):
 
 @fabric.command("infer")
 @click.option("--base", default="spark-200gbe", show_default=True, help="Fabric whose small-message slope is kept.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the profile (.toml).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the implied profile (.toml) to study it.")
 def fabric_infer(base, out):
-    """Infer the review's effective fabric from the published DGX Spark rows (commbench/calibrate.py).
+    """Diagnose the review's rows: the fabric they would imply, and whether it can exist.
 
     Solves the per-call latency and the mid- and large-message busbw that make the published TP=2
-    gpt-oss-120b rows come out, with TP ahead only at batch 1; this is how fabrics/spark-review.toml
-    was made.
+    gpt-oss-120b rows come out (TP ahead only at batch 1), judges that fabric (bandwidth must not
+    fall with size nor drop below the slowest transport the pair has), and reports the ms per
+    engine step that the well-configured fabric leaves unexplained. No shipped profile comes from it.
 
     \b
     Example:
-      commbench fabric infer --out fabrics/spark-review.toml
+      commbench fabric infer
     """
-    from commbench.calibrate import PUBLISHED_ROWS, infer_fabric, predicted
-    from commbench.fabric import fabric_toml
+    from commbench.calibrate import infer_fabric, judge, predicted, unexplained_ms_per_step
+    from commbench.fabric import fabric_toml, load_fabric
+    from commbench.published import review_rows
     from commbench.results import atomic_write
 
     if out and not out.endswith(".toml"):
         raise CommbenchError(f"--out {out!r}: a fabric profile is saved as .toml")
-    with console.status("fitting the fabric to the published rows"):
+    base_fabric = load_fabric(base)
+    with console.status("solving for the fabric the published rows imply"):
         model = infer_fabric(base)
-    text = fabric_toml(model, "Generated by commbench fabric infer: do not edit by hand (see commbench/calibrate.py).")
     rows = [{"model": r.model, "mode": r.mode, "batch": r.batch, "scenario": r.scenario, "published_tok_s": r.output_tok_s,
-             "predicted_tok_s": predicted(r, model), "source": r.source} for r in PUBLISHED_ROWS]
-    frame = pd.DataFrame(rows)
-    frame["error_pct"] = (frame.predicted_tok_s / frame.published_tok_s - 1) * 100
-    print_frame(model.to_frame().drop(columns=["collective", "alpha_ci_us", "busbw_ci_gbps"]), f"Inferred fabric {model.name}",
+             "implied_fabric_tok_s": predicted(r, model), f"{base}_tok_s": predicted(r, base_fabric),
+             f"unexplained_ms_per_step_on_{base}": unexplained_ms_per_step(r, base_fabric)} for r in review_rows()]
+    print_frame(model.to_frame().drop(columns=["collective", "alpha_ci_us", "busbw_ci_gbps"]),
+                f"Fabric the published TP rows imply (over {base}'s small-message slope)",
                 {"from_bytes": "{:,.0f}", "up_to_bytes": "{:,.0f}", "alpha_us": "{:.1f}", "busbw_gbps": "{:.3f}"})
-    print_frame(frame, "Published rows with the inferred fabric", {"predicted_tok_s": "{:.1f}", "error_pct": "{:+.1f}"})
-    if out:
-        atomic_write(Path(out), lambda p: Path(p).write_text(text))
+    print_frame(pd.DataFrame(rows), "Published rows", {"implied_fabric_tok_s": "{:.1f}", f"{base}_tok_s": "{:.1f}",
+                                                       f"unexplained_ms_per_step_on_{base}": "{:+.1f}"})
+    verdict = judge(model)
+    if verdict.physical:
+        console.print("The implied fabric is physical: the rows are consistent with a (slow) fabric. Measure it with "
+                      "`commbench fabric validate` on the pair.", highlight=False)
     else:
-        click.echo(text)
+        console.print("The implied fabric is not physical: " + "; ".join(verdict.reasons) + ". The rows are not a "
+                      f"fabric property: the last column is what {base} leaves unexplained "
+                      "(see `commbench explain` for the candidate causes).", highlight=False)
+    if out:
+        text = fabric_toml(model, "Written by commbench fabric infer: a diagnostic implied by end-to-end rows, not a measured profile.")
+        atomic_write(Path(out), lambda p: Path(p).write_text(text))
 
 
 @fabric.command("validate")

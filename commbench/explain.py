@@ -13,11 +13,12 @@ import itertools
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.calibrate import PUBLISHED_ROWS
 from commbench.fabric import FabricModel, load_fabric
 from commbench.hardware import HardwareProfile
 from commbench.model_card import load_model_card
 from commbench.plan import ParallelPlan
+from commbench.published import load_figures, shipped_figures
+from commbench.recipes import apply_recipe, load_recipe
 from commbench.serving import BREAKDOWN_TERMS, predict_row
 from commbench.links import LINKS
 from commbench.trace import StepShape, step_ops
@@ -65,49 +66,49 @@ def parse_scenarios(text: str) -> list[str]:
 def published_for(row: dict, extra: pd.DataFrame | None = None) -> float | None:
     """The measured or published output tok/s for a predicted row, or None.
 
-    Built in: the calibration rows (two DGX Sparks, TP=2 or PP=2, preset ISL/OSL). `extra` is a
-    user's table (predict --published FILE) with columns model, mode, batch, scenario,
-    output_tok_s and optionally hardware, tp, pp: matched on every column it has.
+    Looked up in `extra` (a user's figures: commbench.published.load_figures) and then in the
+    shipped figures (published/figures.csv), matching model, tp, pp, batch, ISL/OSL, hardware and
+    recipe; only output-throughput figures compare with a full-run prediction.
     """
-    if extra is not None:
-        match = extra
-        for col in ("model", "mode", "batch", "scenario", "hardware", "tp", "pp"):
-            if col in extra.columns:
-                match = match[match[col] == row[col]]
+    for figures in (extra, _shipped()):
+        if figures is None:
+            continue
+        match = figures[(figures.model == row["model"]) & (figures.tp == row["tp"]) & (figures.pp == row["pp"])
+                        & (figures.batch == row["batch"]) & (figures.isl == row["isl"]) & (figures.osl == row["osl"])
+                        & (figures.hardware == row["hardware"]) & (figures.recipe == row.get("recipe", "checkpoint"))
+                        & figures.metric.isin(["output_tok_s", "output_throughput"])]
         if len(match):
-            return float(match.output_tok_s.iloc[0])
-    if row["hardware"] != "dgx-spark" or row["isl"] != SCENARIOS.get(row["scenario"], (0, 0))[0] \
-            or row["tp"] * row["pp"] != 2:  # the review ran two boxes: TP=2 or PP=2
-        return None
-    for p in PUBLISHED_ROWS:
-        if (p.model, p.mode, p.batch, p.scenario) == (row["model"], row["mode"], row["batch"], row["scenario"]):
-            return p.output_tok_s
+            return float(match.value.iloc[0])
     return None
 
 
-def load_published(path: str) -> pd.DataFrame:
-    """A table of measured/published tok/s to set beside predictions (see published_for)."""
-    from commbench.results import load_table
+_SHIPPED: list = []
 
-    frame = load_table(path)[0]
-    need = {"model", "mode", "batch", "scenario", "output_tok_s"}
-    if not need <= set(frame.columns):
-        raise CommbenchError(f"published table {path} lacks columns {sorted(need - set(frame.columns))}; "
-                             f"it needs {', '.join(sorted(need))} (optionally hardware, tp, pp)")
-    return frame
+
+def _shipped() -> pd.DataFrame:
+    if not _SHIPPED:
+        _SHIPPED.append(shipped_figures())
+    return _SHIPPED[0]
+
+
+def load_published(path: str) -> pd.DataFrame:
+    """A table of measured/published figures to set beside predictions (see published_for)."""
+    return load_figures(path)
 
 
 def predict_grid(models: list[str], hardware: HardwareProfile, fabric: FabricModel, modes: list[str],
                  batches: list[int], scenarios: list[str], isl: int | None = None, osl: int | None = None,
                  token_budget: int = 8192, tp: int | None = None, pp: int | None = None,
-                 published: pd.DataFrame | None = None) -> pd.DataFrame:
+                 published: pd.DataFrame | None = None, recipe: str = "checkpoint") -> pd.DataFrame:
+    """Predicted rows over models x scenarios x batches x modes, served as `recipe` says."""
     rows = []
+    served = load_recipe(recipe)
     for name in models:
-        card = load_model_card(name)
+        card = apply_recipe(load_model_card(name), served)
         plans = {mode: plan_for(card, mode, tp, pp) for mode in modes}
         for scenario, batch, mode in itertools.product(scenarios, batches, modes):
             w = Workload.from_options(batch, scenario, isl, osl, token_budget)
-            row = predict_row(plans[mode], w, hardware, fabric)
+            row = predict_row(plans[mode], w, hardware, fabric, served.engine)
             figure = published_for(row, published)
             row["published_tok_s"] = figure
             row["error_pct"] = (row["output_tok_s"] / figure - 1) * 100 if figure else None
@@ -134,8 +135,9 @@ def pp_over_tp(grid: pd.DataFrame, index=("model", "scenario", "batch")) -> pd.D
 
 
 def explain(model: str, hw: HardwareProfile, fab: FabricModel, batch: int, scenario: str,
-            isl: int | None = None, osl: int | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """TP vs PP at batch 1 and `batch`: a table of per-output-token terms and sentences saying why."""
+            isl: int | None = None, osl: int | None = None) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """TP vs PP at batch 1 and `batch`: per-output-token terms, sentences saying why, and the
+    TP-PP gap split by term on each fabric the hardware profile names (gap_evidence)."""
     batches = sorted({1, batch})
     grid = predict_grid([model], hw, fab, ["tp", "pp"], batches, [scenario], isl, osl)
     lines = []
@@ -162,14 +164,85 @@ def explain(model: str, hw: HardwareProfile, fab: FabricModel, batch: int, scena
         lines.append(f"Percent of theory: a TP decode all-reduce at batch {batch} ({row.msg_bytes / 1e3:,.0f} KB) runs at "
                      f"{row.busbw_gbps:.3g} GB/s busbw on {fab.name}, {row.pct_of_line_rate:.2g}% of the "
                      f"{ladder.iloc[0].busbw_gbps:.3g} GB/s line rate.")
-    for other in (load_fabric(name) for name in hw.compare_fabrics if name != fab.name):
-        alt = predict_grid([model], hw, other, ["tp", "pp"], [batch], [scenario], isl, osl)
-        tp_s, pp_s = (float(alt[alt["mode"] == m].output_tok_s.iloc[0]) for m in ("tp", "pp"))
-        verdict = "TP" if tp_s > pp_s else "PP"
-        lines.append(f"On {other.name} instead ({other.description}): batch {batch} TP {tp_s:.1f} vs PP "
-                     f"{pp_s:.1f} tok/s, {verdict} ahead. The fabric, not the model, decides: "
-                     f"run `commbench fabric validate` before choosing.")
-    return grid, lines
+    fabrics = [fab] + [load_fabric(name) for name in hw.compare_fabrics if name != fab.name]
+    evidence = gap_evidence(model, hw, fabrics, batch, scenario, isl, osl)
+    lines.extend(evidence_sentences(evidence, model, batch))
+    return grid, lines, evidence
+
+
+def gap_evidence(model: str, hw: HardwareProfile, fabrics: list[FabricModel], batch: int, scenario: str,
+                 isl: int | None = None, osl: int | None = None) -> pd.DataFrame:
+    """How much of the TP-PP gap each term accounts for, per fabric, in ms per decode step.
+
+    Per-step time = run time / OSL (each request's share of the run; B output tokens per step).
+    A term's share of the gap = B x (TP's ms per output token - PP's) for that term; positive
+    terms make TP slower. Where a published TP and PP pair exists for the setup, the published
+    gap (B x (1/TP - 1/PP) in ms) is set beside it and the rest is `unexplained`.
+    Columns: term, then one per fabric.
+    """
+    table: dict[str, dict[str, float]] = {}
+    for fabric in fabrics:
+        grid = predict_grid([model], hw, fabric, ["tp", "pp"], [batch], [scenario], isl, osl)
+        tp, pp = (grid[grid["mode"] == m].iloc[0] for m in ("tp", "pp"))
+        col = {}
+        for term, label in TERM_LABELS.items():
+            col[label] = batch * (tp[f"{term}_ms_per_token"] - pp[f"{term}_ms_per_token"])
+        col["predicted TP - PP gap"] = batch * 1e3 * (1 / tp.output_tok_s - 1 / pp.output_tok_s)
+        col["predicted PP / TP"] = pp.output_tok_s / tp.output_tok_s
+        if tp.published_tok_s and pp.published_tok_s and tp.published_tok_s == tp.published_tok_s:
+            published_gap = batch * 1e3 * (1 / tp.published_tok_s - 1 / pp.published_tok_s)
+            col["published PP / TP"] = pp.published_tok_s / tp.published_tok_s
+            col["published TP - PP gap"] = published_gap
+            col["unexplained (published - predicted gap)"] = published_gap - col["predicted TP - PP gap"]
+            col["of it on the TP side"] = batch * 1e3 * (1 / tp.published_tok_s - 1 / tp.output_tok_s)
+            col["of it on the PP side"] = -batch * 1e3 * (1 / pp.published_tok_s - 1 / pp.output_tok_s)
+        table[fabric.name] = col
+    frame = pd.DataFrame(table)
+    frame.index.name = "term (ms per decode step, TP minus PP)"
+    return frame.reset_index()
+
+
+CAUSE_CHECKS = (
+    ("the transport and HCAs NCCL actually used (RoCE on both halves, one HCA, or TCP sockets)",
+     "NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=INIT,NET mpirun -np 2 -H spark1,spark2 all_reduce_perf -b 8 -e 64M -f 2 -g 1"
+     "   # look for NET/IB with both rocep1s0f0 and roceP2p1s0f0, or NET/Socket"),
+    ("the fabric as the TP step uses it, against each named profile",
+     "torchrun --nnodes 2 --nproc-per-node 1 --rdzv-endpoint spark1:29500 -m commbench fabric validate --expect 200gbe --backend nccl"),
+    ("the decode step's own collectives in engine order on the pair",
+     "torchrun --nnodes 2 --nproc-per-node 1 --rdzv-endpoint spark1:29500 -m commbench trace {model} --mode tp "
+     "--batch {batch} --replay --backend nccl --out replay.csv && commbench predict {model} --fabric replay.csv"),
+    ("the slope of TP step time with batch (a fabric or kernel cost grows with batch; a per-call or host cost does not)",
+     "for c in 1 8 32 128; do vllm bench serve --model openai/{model} --max-concurrency $c --num-prompts $((4*c)) "
+     "--save-result --metadata tp=2 pp=1; done && commbench accuracy --published *.json"),
+    ("the MoE kernel path at TP=2 and CUDA graphs vs eager",
+     "VLLM_LOGGING_LEVEL=DEBUG vllm serve openai/{model} -tp 2 2>&1 | grep -i -E 'moe|marlin|cuda graph'"
+     "   # then the same with --enforce-eager"),
+    ("the gpt-oss vs Llama contrast (similar all-reduces, dense compute): if Llama's TP keeps its lead, the link is not the cause",
+     "commbench explain llama-3.1-8b-instruct --batch {batch}   # and the same vllm bench serve runs for Llama-3.1-8B"),
+)
+
+
+def evidence_sentences(evidence: pd.DataFrame, model: str, batch: int) -> list[str]:
+    """Plain sentences from gap_evidence: how much each fabric explains, what is left, what to measure."""
+    rows = evidence.set_index(evidence.columns[0])
+    lines = []
+    if "published TP - PP gap" in rows.index:
+        gap = rows.loc["published TP - PP gap"].iloc[0]
+        lines.append(f"Published gap at batch {batch}: TP takes {gap:.1f} ms more per decode step than PP "
+                     f"(PP/TP {rows.loc['published PP / TP'].iloc[0]:.2f}).")
+        for name in rows.columns:
+            explained = rows.loc["predicted TP - PP gap", name]
+            rest = rows.loc["unexplained (published - predicted gap)", name]
+            lines.append(f"  {name}: the modelled terms give {explained:+.1f} ms (PP/TP {rows.loc['predicted PP / TP', name]:.2f}); "
+                         f"unexplained {rest:.1f} ms per step ({rows.loc['of it on the TP side', name]:.1f} ms of it on TP's side).")
+        lines.append("What no measured term explains is reported, not fitted. Measurements that tell the candidate causes apart:")
+    else:
+        lines.append("No published TP and PP pair for this setup; the fabrics side by side (PP/TP): "
+                     + ", ".join(f"{n} {rows.loc['predicted PP / TP', n]:.2f}" for n in rows.columns) + ".")
+        lines.append("To check the verdict on your own pair:")
+    for cause, command in CAUSE_CHECKS:
+        lines.append(f"  - {cause}: `{command.format(model=model, batch=batch)}`")
+    return lines
 
 
 def model_message_sizes(model: str, batch: int) -> list[tuple[str, float]]:

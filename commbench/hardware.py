@@ -13,6 +13,18 @@ from pathlib import Path
 from commbench import CommbenchError
 from commbench.data import data_dir, names_in, unknown_name_error
 
+MEMORY_BW_EFFICIENCY = 232 / 273
+"""Achieved / peak memory bandwidth for a profile that gives no measured figure. Unitless, 0.85:
+the one measurement this project has, a saturating read kernel on GB10 reaching 231-234 GB/s of
+its 273 GB/s spec (antirez/ds4 issue 773, ../shared/reference/published.md). Profiles with their
+own measured figure (memory_bandwidth_achieved_gbps) use that instead."""
+
+FLOP_EFFICIENCY = 0.35
+"""Fraction of dense peak FLOP/s that prefill GEMMs and attention reach. Unitless. Not measured on
+GB10 in this project (no GPU has been lent); grouped MoE GEMMs with 4-8 of 128 experts active and
+MXFP4 dequantisation sit well below dense-GEMM efficiency (~0.6-0.7 of peak in cuBLAS). Prefill-heavy
+rows depend on it; `commbench compute --out` on the device replaces it with a measurement."""
+
 # Weight formats run on the tensor-core rate of their own dtype when the engine has W8A8 / W4A4
 # kernels for them (FP8, NVFP4); MXFP4 experts in gpt-oss run as weight-only (W4A16) on the
 # activation dtype's rate. Bytes per param -> dtype name for the FLOP rate.
@@ -30,17 +42,24 @@ class HardwareProfile:
     source: str = ""
     compare_fabrics: tuple[str, ...] = ()  # fabrics `explain` sets beside the default one
     measured: bool = False  # figures are achieved rates (local, compute table): no efficiency on top
+    achieved_bandwidth_Bps: float | None = None  # a measured read bandwidth, bytes/s (source in the file)
 
     @property
     def memory_efficiency(self) -> float:
-        from commbench.serving import MEMORY_BW_EFFICIENCY
+        """Achieved / peak memory bandwidth: measured where the profile has a figure, else MEMORY_BW_EFFICIENCY."""
+        if self.measured:
+            return 1.0
+        if self.achieved_bandwidth_Bps:
+            return self.achieved_bandwidth_Bps / self.memory_bandwidth_Bps
+        return MEMORY_BW_EFFICIENCY
 
-        return 1.0 if self.measured else MEMORY_BW_EFFICIENCY
+    @property
+    def effective_bandwidth_Bps(self) -> float:
+        """Bytes/s that decode kernels stream from memory: peak x memory_efficiency."""
+        return self.memory_bandwidth_Bps * self.memory_efficiency
 
     @property
     def flop_efficiency(self) -> float:
-        from commbench.serving import FLOP_EFFICIENCY
-
         return 1.0 if self.measured else FLOP_EFFICIENCY
 
     def flops_for(self, activation_dtype: str, weight_bytes_per_param: float) -> float:
@@ -57,6 +76,7 @@ class HardwareProfile:
     def summary(self) -> dict:
         return {"hardware": self.name, "memory_gb": self.memory_gb,
                 "memory_bandwidth_gbps": self.memory_bandwidth_Bps / 1e9,
+                "achieved_bandwidth_gbps": self.effective_bandwidth_Bps / 1e9,
                 **{f"peak_tflops_{k}": v / 1e12 for k, v in self.peak_flops.items()},
                 "fabric": self.fabric, "description": self.description}
 
@@ -92,7 +112,16 @@ def load_hardware(name_or_path: str) -> HardwareProfile:
             memory_gb=float(raw["memory_gb"]), memory_bandwidth_Bps=float(raw["memory_bandwidth_gbps"]) * 1e9,
             peak_flops={k: float(v) * 1e12 for k, v in raw["peak_tflops"].items()},
             fabric=raw.get("fabric", "spark-200gbe"), compare_fabrics=tuple(raw.get("compare_fabrics", ())),
-            source=str(path))
+            source=str(path), achieved_bandwidth_Bps=_optional_gbps(raw, "memory_bandwidth_achieved_gbps"))
     except (KeyError, TypeError, ValueError) as exc:
         raise CommbenchError(f"hardware file {path}: needs memory_gb, memory_bandwidth_gbps and "
                              f"[peak_tflops] ({exc})") from None
+
+
+def _optional_gbps(raw: dict, key: str) -> float | None:
+    if key not in raw:
+        return None
+    value = float(raw[key])
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{key} = {raw[key]!r} must be a positive number")
+    return value * 1e9

@@ -34,6 +34,7 @@ LINKS = {
         LinkProfile("200gbe", 200e9 / 8, 5e-6, "spec line rate 200 Gb/s; RDMA write 92.57+97.28 Gb/s measured "
                     "(NVIDIA dgx-spark-playbooks connect-two-sparks)", measured_Bps=189.85e9 / 8),
         LinkProfile("100gbe", 100e9 / 8, 5e-6, "spec line rate 100 Gb/s"),
+        LinkProfile("10gbe", 10e9 / 8, 10e-6, "spec line rate 10 Gb/s (a DGX Spark's management port)"),
         LinkProfile("pcie5x4", 4 * PCIE5_LANE_Bps, 1e-6, "PCIe Gen5: 32 GT/s x4, 128b/130b (~15.75 GB/s)"),
         LinkProfile("pcie5x16", 16 * PCIE5_LANE_Bps, 1e-6, "PCIe Gen5: 32 GT/s x16, 128b/130b (~63 GB/s)"),
         LinkProfile("nvlink-h100", 450e9, 2e-6, "NVLink 4 on H100 SXM: 450 GB/s per direction (hardware.md)"),

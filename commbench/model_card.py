@@ -20,7 +20,8 @@ from commbench import CommbenchError
 from commbench.data import data_dir, names_in, unknown_name_error
 
 #: Bytes per element of the activation / KV dtypes a card may name.
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "float8_e4m3fn": 1}
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "float8_e4m3fn": 1, "fp8_e4m3": 1,
+               "fp8_e5m2": 1, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 #: Weight bytes per parameter of the served formats (models.md):
 #: MXFP4 = 4-bit values + one 8-bit scale per 32 values = 4.25 bit; NVFP4 = 4-bit + FP8 scale per 16.
@@ -52,6 +53,8 @@ class ModelCard:
     activation_dtype: str
     weight_bytes_per_param: dict = field(hash=False, compare=False)
     source: str = ""
+    kv_cache_dtype: str = ""  # the engine's --kv-cache-dtype; "" = the activation dtype (vLLM's "auto")
+    recipe: str = "checkpoint"  # which serving recipe set the weight bytes (commbench.recipes)
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
@@ -121,9 +124,9 @@ class ModelCard:
         )
 
     @property
-    def kv_bytes_per_token_per_layer(self) -> int:
-        """K and V of one token in one layer, stored in the activation dtype: 2 * kv_heads * head_dim * bytes."""
-        return 2 * self.kv_size * self.activation_bytes
+    def kv_bytes_per_token_per_layer(self) -> float:
+        """K and V of one token in one layer: 2 * kv_heads * head_dim * bytes of the KV-cache dtype."""
+        return 2 * self.kv_size * DTYPE_BYTES[self.kv_cache_dtype or self.activation_dtype]
 
     @property
     def weight_format(self) -> str:
@@ -187,7 +190,7 @@ def load_model_card(name_or_path: str) -> ModelCard:
 def _serving_block(raw: dict, cfg: dict) -> tuple[str, dict]:
     serving = raw.get("serving") or {}
     act = serving.get("activation_dtype") or raw.get("torch_dtype") or cfg.get("torch_dtype") or "bfloat16"
-    if act not in DTYPE_BYTES or DTYPE_BYTES[act] == 1:
+    if act not in ("bfloat16", "float16", "float32"):
         raise CommbenchError(f"unsupported activation dtype {act!r}; valid: bfloat16, float16, float32")
     if "weight_bytes_per_param" in serving:
         wb = dict(serving["weight_bytes_per_param"])

@@ -4,11 +4,13 @@ A full run is B concurrent requests of ISL input and OSL output tokens served wi
 (commbench.workload.build_schedule: decode first, then prompt chunks up to the token budget).
 Each engine step costs, per rank (every term is in seconds and named in the breakdown):
 
-    compute = max(bytes / (BW_peak * MEMORY_BW_EFFICIENCY),  FLOPs / (FLOP_peak * FLOP_EFFICIENCY))
-        bytes = weights touched + KV cache read
+    compute = max(bytes / BW_achieved,  FLOPs / (FLOP_peak * FLOP_EFFICIENCY))
+        BW_achieved = the hardware profile's measured read bandwidth (commbench.hardware)
+        bytes = weights touched + KV cache read, at the formats the serving recipe gives them
+                (commbench.recipes: e.g. MXFP4 attention, an FP8 KV cache)
             weights: attention, dense MLP, router, LM head (last stage): all of the rank's shard;
-                     MoE experts: the expected fraction touched, 1 - (1 - k/E)^T for T tokens under
-                     uniform routing (k experts per token of E), of the rank's shard
+                     MoE experts: the expected fraction touched, mean_i 1 - (1 - pi_i)^T for T
+                     tokens, pi_i a Zipf law over experts (ROUTING_ZIPF_EXPONENT), of the shard
             KV: per sequence, context x kv_bytes_per_token_per_layer over the stage's layers, a
                 sliding-window layer reading at most `window` tokens; a rank holds kv_heads/tp heads
         FLOPs = 2 x matmul params x tokens (+ LM head for sampled rows) + attention 4 x q_size x
@@ -16,9 +18,10 @@ Each engine step costs, per rank (every term is in seconds and named in the brea
     TP comm = sum over the step's collectives (commbench.trace.step_ops) of
               alpha + S x busbw_factor / busbw  (commbench.fabric), serialised with compute
               -> reported as count x latency (tp_latency_s) and bytes / bandwidth (tp_bandwidth_s)
-    overhead = STEP_OVERHEAD_S per scheduled (micro-)batch
+    overhead = the engine's host step per scheduled (micro-)batch, plus kernel launches on steps
+               that are not CUDA-graph replays (commbench.recipes.Engine)
 
-TP: step = compute + TP comm + overhead.
+TP: step = compute + launches + TP comm + host step.
 PP: the scheduler keeps pp micro-batches in flight (vLLM max_concurrent_batches = pp), so a round
 of the schedule (pp x token budget) is split into m = min(pp, sequences) micro-batches; with
 stage times s_k per micro-batch and boundary sends c,
@@ -45,32 +48,57 @@ from commbench.hardware import HardwareProfile
 from commbench.model_card import ModelCard
 from commbench.plan import ParallelPlan
 from commbench.trace import StepShape, step_ops
-from commbench.workload import Workload, build_schedule
+from commbench.recipes import Engine
+from commbench.workload import Schedule, Workload, build_schedule
 
-# ---- the efficiency constants: global, never per model ----------------------------------------
-MEMORY_BW_EFFICIENCY = 0.90
-"""Fraction of peak memory bandwidth that decode kernels (GEMV, MoE, paged attention) sustain.
-Unitless. 0.8 is the usual STREAM-to-peak ratio of LPDDR5X/HBM parts and what vLLM decode reaches
-on weight-bound steps; checked (not fitted per model) against the PP=2 gpt-oss-120b rows of
-../shared/reference/calibration.md, whose PP side does not depend on collective bandwidth."""
-
-FLOP_EFFICIENCY = 0.35
-"""Fraction of dense peak FLOP/s that prefill GEMMs and attention reach. Unitless. Grouped MoE
-GEMMs with 4-8 active experts of 128 and mixed-precision dequantisation sit well below dense-GEMM
-efficiency (~0.6); 0.35 is checked against the prefill-heavy minus balanced PP difference."""
-
-STEP_OVERHEAD_S = 2e-3
-"""Host time per scheduled (micro-)batch that the accelerator waits on: scheduling, input prep,
-sampling, detokenisation. Seconds. vLLM V1 reports 2-5 ms per step on server CPUs; the Grace
-ARM cores of a Spark sit at the upper end."""
+ROUTING_ZIPF_EXPONENT = 1.0
+"""How concentrated MoE routing is within one engine step, as the exponent s of a Zipf law over
+experts: expert i (by popularity) is picked by a token with probability pi_i proportional to i^-s,
+scaled so the k picks per token add up (sum pi_i = k, each <= 1). s = 0 is uniform routing.
+It stands for both load imbalance and the correlation between the concurrent sequences of a step
+(benchmark clients often send near-identical prompts). Unitless. No measurement below the
+end-to-end level exists in this project (expert-load histograms of a served model would be one),
+so, as ../shared/reference/calibration.md allows, it is chosen on one dev source - the kubis.ai
+vLLM gpt-oss-120b single-Spark decode curve (published.md), minimum error at s = 1.0 - and the error
+is reported on the others (`commbench accuracy`)."""
 
 BREAKDOWN_TERMS = ("weights_s", "kv_s", "flops_s", "tp_latency_s", "tp_bandwidth_s", "pp_send_s",
                    "bubble_s", "overhead_s")
 
 
-def expert_coverage(tokens: np.ndarray | float, k: int, num_experts: int) -> np.ndarray | float:
-    """Expected fraction of E experts that T tokens touch, each picking k: 1 - (1 - k/E)^T."""
-    return 1.0 - (1.0 - k / num_experts) ** np.asarray(tokens, dtype=float)
+@lru_cache(maxsize=64)
+def expert_pick_probabilities(k: int, num_experts: int, skew: float) -> np.ndarray:
+    """pi_i, the probability that one token picks expert i: proportional to i^-skew, sum k, each <= 1.
+
+    Where the power law would give an expert more than certainty, it is capped at 1 and the excess
+    spread over the others in proportion (water filling), so the k picks stay k distinct experts.
+    """
+    weights = np.arange(1, num_experts + 1, dtype=float) ** -skew
+    pi = k * weights / weights.sum()
+    for _ in range(num_experts):
+        over = pi > 1.0
+        if not over.any():
+            break
+        pi[over] = 1.0
+        free = ~over & (pi < 1.0)
+        pi[free] = weights[free] * (k - over.sum()) / weights[free].sum()
+    pi.setflags(write=False)
+    return pi
+
+
+def expert_coverage(tokens, k: int, num_experts: int, skew: float = ROUTING_ZIPF_EXPONENT):
+    """Expected fraction of E experts that T independent tokens touch: mean_i 1 - (1 - pi_i)^T.
+
+    Uniform routing (skew 0, pi_i = k/E) gives 1 - (1 - k/E)^T. tokens may be an array; each
+    distinct value is computed once (a run's steps take few distinct token counts).
+    """
+    if skew == 0:
+        return 1.0 - (1.0 - k / num_experts) ** np.asarray(tokens, dtype=float)
+    miss = 1.0 - expert_pick_probabilities(k, num_experts, skew)
+    t = np.asarray(tokens, dtype=float)
+    values, where = np.unique(t, return_inverse=True)
+    cover = 1.0 - np.mean(miss[:, None] ** values[None, :], axis=0)
+    return cover[where].reshape(t.shape) if t.ndim else float(cover[0])
 
 
 @dataclass(frozen=True)
@@ -89,6 +117,7 @@ class StageCost:
     s_per_sampled: float  # LM head seconds per sampled row
     s_per_pair: float  # attention seconds per (query, key) pair per layer
     weight_bytes_total: float  # resident weights on the rank (memory check)
+    layers: int  # decoder layers on the stage (kernel launches scale with them)
 
 
 def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost:
@@ -126,6 +155,7 @@ def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost
         s_per_sampled=2 * lm_head / rate("lm_head") if last else 0.0,
         s_per_pair=4 * m.q_size / tp / (hw.peak_flops.get(act, hw.flops_for(act, 2.0)) * eff_flops),
         weight_bytes_total=fixed + expert_bytes + embed * m.weight_bytes("embedding"),
+        layers=len(layers),
     )
 
 
@@ -196,12 +226,18 @@ def _prefill_pairs(start: int, n: int, cap: float | None) -> float:
 @dataclass
 class Prediction:
     wall_s: float
-    ttft_s: float
-    tpot_s: float
+    schedule: Schedule
+    clock: np.ndarray  # [steps] end time of every engine step (PP: schedule round), s
+    sampled: np.ndarray  # [steps] output tokens each step samples
     breakdown: dict
     steps: int
     weights_gb_per_rank: float
     kv_gb_per_rank: float
+
+    @property
+    def ttft_s(self) -> float:
+        """Mean time to first token over the requests."""
+        return float(np.mean(self.clock[self.schedule.prefill_done_step]))
 
 
 def _step_compute(sc: StageCost, tokens, sampled, kv_full, kv_slide, pairs_full, pairs_slide, bw_Bps):
@@ -219,54 +255,59 @@ def _step_compute(sc: StageCost, tokens, sampled, kv_full, kv_slide, pairs_full,
 
 
 def round_cost(plan: ParallelPlan, stages: list[StageCost], fabric: FabricModel, bw_Bps: float, m: int,
-               tokens: float, seqs: float, kv_full, kv_slide, pairs_full, pairs_slide):
+               tokens: float, seqs: float, kv_full, kv_slide, pairs_full, pairs_slide, engine: Engine = Engine()):
     """Wall time of one engine step (TP) or schedule round of m micro-batches (PP), and its terms.
 
     kv_* are summed contexts (keys read) over the round's sequences, pairs_* the attention
     (query, key) pairs; a PP round splits tokens, sequences and both sums evenly over m.
-    Returns (wall_s, {weights_s, kv_s, flops_s} per rank, tp_latency_s and tp_bandwidth_s per
-    micro-batch step, pp_send_s on the critical path, bubble_s).
+    A stage's time includes its kernel launches where the step is not a CUDA-graph replay
+    (commbench.recipes.Engine.launch_s); the engine's host step is paid once per micro-batch.
+    Returns (wall_s, {weights_s, kv_s, flops_s, launch_s} per rank, tp_latency_s and
+    tp_bandwidth_s per micro-batch step, pp_send_s on the critical path, bubble_s).
     """
     pp = plan.pp
+    host = engine.host_step_s
     tokens, sampled = tokens / m, seqs / m
     lat, stream, send = comm_times(plan, fabric, tokens, sampled)
     tp_lat, tp_bw = lat / pp, stream / pp  # step_ops sums the TP calls of every stage
-    per_stage = [_step_compute(sc, tokens, sampled, kv_full / m, kv_slide / m, pairs_full / m,
-                               pairs_slide / m, bw_Bps) for sc in stages]
-    stage_time = [ws + ks + fs + tp_lat + tp_bw for ws, ks, fs in per_stage]
+    per_stage = [(*_step_compute(sc, tokens, sampled, kv_full / m, kv_slide / m, pairs_full / m,
+                                 pairs_slide / m, bw_Bps), engine.launch_s(sc.layers, tokens)) for sc in stages]
+    stage_time = [ws + ks + fs + ls + tp_lat + tp_bw for ws, ks, fs, ls in per_stage]
+    names = ("weights_s", "kv_s", "flops_s", "launch_s")
     if pp == 1:
-        busy = {"weights_s": per_stage[0][0], "kv_s": per_stage[0][1], "flops_s": per_stage[0][2]}
-        return stage_time[0] + STEP_OVERHEAD_S, busy, tp_lat, tp_bw, 0.0, 0.0
+        return stage_time[0] + host, dict(zip(names, per_stage[0])), tp_lat, tp_bw, 0.0, 0.0
     slowest = np.max(np.stack(stage_time), axis=0) * m
-    path = np.sum(np.stack(stage_time), axis=0) + send + STEP_OVERHEAD_S
-    step = np.maximum(np.maximum(slowest, path), m * STEP_OVERHEAD_S)
-    core = step - STEP_OVERHEAD_S  # one overhead per round is on the critical path
-    busy = {name: m * np.mean(np.stack([ps[i] for ps in per_stage]), axis=0)
-            for i, name in enumerate(("weights_s", "kv_s", "flops_s"))}
+    path = np.sum(np.stack(stage_time), axis=0) + send + host
+    step = np.maximum(np.maximum(slowest, path), m * host)
+    core = step - host  # one host step per round is on the critical path
+    busy = {name: m * np.mean(np.stack([ps[i] for ps in per_stage]), axis=0) for i, name in enumerate(names)}
     send_s = np.where(path >= slowest, send, 0.0)
     bubble = core - send_s - sum(busy.values()) - m * (tp_lat + tp_bw)
     return step, busy, tp_lat, tp_bw, send_s, bubble
 
 
-def decode_step(plan: ParallelPlan, hw: HardwareProfile, fabric: FabricModel, batch: int, context: int) -> dict:
+def decode_step(plan: ParallelPlan, hw: HardwareProfile, fabric: FabricModel, batch: int, context: int,
+                engine: Engine = Engine()) -> dict:
     """One steady decode step (TP) or round (PP) of `batch` sequences that each attend to `context` keys.
 
-    Returns seconds: wall_s and the terms of round_cost, each as a plain float.
+    Returns seconds: wall_s and the terms of round_cost (launches counted in overhead_s), each a float.
     """
     stages = [stage_cost(plan, s, hw) for s in range(plan.pp)]
-    bw_Bps = hw.memory_bandwidth_Bps * hw.memory_efficiency
     window = stages[0].window
     kv_full = float(batch * context)
     kv_slide = float(batch * min(context, window)) if window else kv_full
     m = plan.micro_batches(batch)
     step, busy, tp_lat, tp_bw, send_s, bubble = round_cost(
-        plan, stages, fabric, bw_Bps, m, batch, batch, kv_full, kv_slide, kv_full, kv_slide)
+        plan, stages, fabric, hw.effective_bandwidth_Bps, m, batch, batch, kv_full, kv_slide, kv_full, kv_slide,
+        engine)
+    launch = float(busy.pop("launch_s"))
     return {"wall_s": float(step), **{k: float(v) for k, v in busy.items()}, "tp_latency_s": m * tp_lat,
             "tp_bandwidth_s": m * tp_bw, "pp_send_s": float(send_s), "bubble_s": float(bubble),
-            "overhead_s": STEP_OVERHEAD_S, "micro_batches": m}
+            "overhead_s": engine.host_step_s + launch, "micro_batches": m}
 
 
-def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: FabricModel) -> Prediction:
+def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: FabricModel,
+                engine: Engine = Engine()) -> Prediction:
     """Walk the schedule and price every step (see the module docstring for the formulas).
 
     Every step of the run becomes one entry of flat arrays (tokens, sequences, summed contexts),
@@ -275,10 +316,9 @@ def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: Fa
     """
     pp = plan.pp
     stages = [stage_cost(plan, s, hw) for s in range(pp)]
-    bw_Bps = hw.memory_bandwidth_Bps * hw.memory_efficiency
     schedule = build_schedule(w, w.token_budget * pp)
     window = stages[0].window or None
-    cols = {k: [] for k in ("tokens", "seqs", "m", "kv_full", "kv_slide", "pairs_full", "pairs_slide")}
+    cols = {k: [] for k in ("tokens", "seqs", "m", "kv_full", "kv_slide", "pairs_full", "pairs_slide", "sampled")}
     for g in schedule.groups:
         j = np.arange(g.count, dtype=float)
         keys = np.sort(g.decode_keys.astype(float))
@@ -293,28 +333,28 @@ def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: Fa
             pairs_full = pairs_full + _prefill_pairs(start, n, None)
             pairs_slide = pairs_slide + _prefill_pairs(start, n, window)
         m = plan.micro_batches(g.seqs)
+        sampled = n_dec + sum(1 for start, n in g.prefill_segments if start + n == w.isl)  # tokens output
         for name, value in (("tokens", g.tokens), ("seqs", g.seqs), ("m", m), ("kv_full", kv_full),
-                            ("kv_slide", kv_slide), ("pairs_full", pairs_full), ("pairs_slide", pairs_slide)):
+                            ("kv_slide", kv_slide), ("pairs_full", pairs_full), ("pairs_slide", pairs_slide),
+                            ("sampled", sampled)):
             cols[name].append(np.broadcast_to(np.asarray(value, dtype=float), j.shape))
     a = {k: np.concatenate(v) for k, v in cols.items()}
     m = a["m"]
     step, busy, tp_lat, tp_bw, send_s, bubble = round_cost(
-        plan, stages, fabric, bw_Bps, m, a["tokens"], a["seqs"], a["kv_full"], a["kv_slide"], a["pairs_full"],
-        a["pairs_slide"])
+        plan, stages, fabric, hw.effective_bandwidth_Bps, m, a["tokens"], a["seqs"], a["kv_full"], a["kv_slide"],
+        a["pairs_full"], a["pairs_slide"], engine)
     n_steps = len(m)
+    launch = busy.pop("launch_s")
     terms = {name: float(np.sum(np.broadcast_to(value, (n_steps,)))) for name, value in busy.items()}
     terms["tp_latency_s"] = float(np.sum(m * tp_lat))
     terms["tp_bandwidth_s"] = float(np.sum(m * tp_bw))
     terms["pp_send_s"] = float(np.sum(np.broadcast_to(send_s, (n_steps,))))
     terms["bubble_s"] = float(np.sum(np.broadcast_to(bubble, (n_steps,))))
-    terms["overhead_s"] = n_steps * STEP_OVERHEAD_S
+    terms["overhead_s"] = n_steps * engine.host_step_s + float(np.sum(np.broadcast_to(launch, (n_steps,))))
     clock = np.cumsum(np.broadcast_to(step, (n_steps,)))  # end time of every step
-    first = clock[schedule.prefill_done_step]
-    last = clock[schedule.finish_step]
-    tpot = float(np.mean((last - first) / (w.osl - 1))) if w.osl > 1 else 0.0
     max_context = w.isl + w.osl
     kv_gb = max(_kv_resident_bytes(sc, max_context) for sc in stages) * w.batch / 1e9
-    return Prediction(float(clock[-1]), float(np.mean(first)), tpot, {k: terms[k] for k in BREAKDOWN_TERMS},
+    return Prediction(float(clock[-1]), schedule, clock, a["sampled"], {k: terms[k] for k in BREAKDOWN_TERMS},
                       schedule.num_steps, max(sc.weight_bytes_total for sc in stages) / 1e9, kv_gb)
 
 
@@ -323,19 +363,65 @@ def _kv_resident_bytes(sc: StageCost, context: int) -> float:
     return (sc.full_layers * context + sc.sliding_layers * slide) * sc.kv_bytes_per_token_layer
 
 
-def predict_row(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: FabricModel) -> dict:
-    """One tidy row: inputs, tok/s, TTFT, TPOT, the breakdown in ms per output token, memory fit."""
-    p = predict_run(plan, w, hw, fabric)
+def _weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The q-th percentile (0-100) of values repeated weights times (numpy's 'inverted_cdf')."""
+    keep = weights > 0
+    if not keep.any():
+        return 0.0
+    order = np.argsort(values[keep])
+    v, cw = values[keep][order], np.cumsum(weights[keep][order])
+    return float(v[np.searchsorted(cw, q / 100 * cw[-1], side="left").clip(0, len(v) - 1)])
+
+
+def bench_metrics(p: Prediction, w: Workload) -> dict:
+    """The metrics `vllm bench serve` reports, under its names (vllm/benchmarks/serve.py, calculate_metrics).
+
+    All B requests start at t = 0. Per request: TTFT = end of the step that samples its first token;
+    E2EL = end of the step that samples its last; TPOT = (E2EL - TTFT) / (OSL - 1). ITL: every gap
+    between a request's consecutive tokens, i.e. each decode step's duration once per request it
+    serves. Peak output tok/s: the most tokens sampled in one whole second since the start (the
+    1-second buckets of calculate_metrics).
+    """
+    first, last = p.clock[p.schedule.prefill_done_step], p.clock[p.schedule.finish_step]
+    tpot = (last - first) / (w.osl - 1) if w.osl > 1 else np.zeros_like(first)
+    durations = np.diff(p.clock, prepend=0.0)
+    decoding = np.maximum(p.sampled - _completions(p), 0.0)  # requests getting a 2nd..OSL-th token
+    per_second = np.bincount(np.floor(p.clock).astype(np.int64), weights=p.sampled)
+    row = {"output_throughput": w.batch * w.osl / p.wall_s, "total_token_throughput": w.batch * (w.isl + w.osl) / p.wall_s,
+           "request_throughput": w.batch / p.wall_s, "max_output_tokens_per_s": float(per_second.max()),
+           "duration": p.wall_s}
+    for name, values, weights in (("ttft", first, None), ("tpot", tpot, None), ("itl", durations, decoding),
+                                  ("e2el", last, None)):
+        weights = np.ones_like(values) if weights is None else weights
+        mean = float(np.average(values, weights=weights)) if weights.sum() else 0.0
+        row[f"mean_{name}_ms"] = mean * 1e3
+        row[f"median_{name}_ms"] = _weighted_percentile(values, weights, 50) * 1e3
+        row[f"p99_{name}_ms"] = _weighted_percentile(values, weights, 99) * 1e3
+    return row
+
+
+def _completions(p: Prediction) -> np.ndarray:
+    """Requests whose first token each step samples."""
+    return np.bincount(p.schedule.prefill_done_step, minlength=len(p.clock)).astype(float)
+
+
+def predict_row(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: FabricModel,
+                engine: Engine = Engine()) -> dict:
+    """One tidy row: inputs, tok/s, TTFT, TPOT, vllm-bench metrics, the breakdown in ms per output token."""
+    p = predict_run(plan, w, hw, fabric, engine)
     out_tokens = w.batch * w.osl
     memory_gb = p.weights_gb_per_rank + p.kv_gb_per_rank
+    metrics = bench_metrics(p, w)
     row = {
         "model": plan.model.name, "mode": plan.mode, "tp": plan.tp, "pp": plan.pp, "batch": w.batch,
         "scenario": w.scenario, "isl": w.isl, "osl": w.osl, "hardware": hw.name, "fabric": fabric.name,
-        "output_tok_s": out_tokens / p.wall_s, "total_tok_s": w.batch * (w.isl + w.osl) / p.wall_s,
-        "ttft_ms": p.ttft_s * 1e3, "tpot_ms": p.tpot_s * 1e3, "run_s": p.wall_s, "steps": p.steps,
+        "recipe": plan.model.recipe, "engine": engine.label,
+        "output_tok_s": metrics["output_throughput"], "total_tok_s": metrics["total_token_throughput"],
+        "ttft_ms": metrics["mean_ttft_ms"], "tpot_ms": metrics["mean_tpot_ms"], "run_s": p.wall_s, "steps": p.steps,
     }
     for name in BREAKDOWN_TERMS:
         row[name[:-2] + "_ms_per_token"] = p.breakdown[name] / out_tokens * 1e3
+    row.update({k: v for k, v in metrics.items() if k not in ("output_throughput", "total_token_throughput")})
     row["memory_gb_per_rank"] = memory_gb
     row["fits_memory"] = bool(memory_gb <= hw.memory_gb)
     return row

@@ -1,0 +1,174 @@
+"""Published and measured end-to-end figures: the shipped dev set and a user's own result files.
+
+The shipped table (published/figures.csv) holds every figure commbench is checked against, one row
+per figure with its setup (recipe, hardware, tp, pp, concurrency, ISL/OSL, metric) and its source.
+End-to-end figures measure the prediction's error; they never set constants. The one exception the
+project allows (../shared/reference/calibration.md) is marked in the `tuned` column: the figures a
+named constant was chosen on, so reports can set them apart from figures the model predicts.
+
+A user's files are read by content: a `vllm bench serve --save-result` JSON (field names of
+vllm/benchmarks/serve.py), or a CSV/JSON/Parquet table with the columns of FIGURE_COLUMNS.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from commbench import CommbenchError
+from commbench.data import data_dir
+
+FIGURE_COLUMNS = ("source", "citation", "role", "tuned", "recipe", "hardware", "model", "tp", "pp", "batch",
+                  "isl", "osl", "scenario", "metric", "value")
+REQUIRED_COLUMNS = ("model", "batch", "isl", "osl", "metric", "value")
+
+#: Metrics as `vllm bench serve` names them (vllm/benchmarks/serve.py), plus decode_tok_s: steady
+#: decode tokens per second over all concurrent sequences (batch / TPOT), the single-box benchmarks' figure.
+BENCH_METRICS = ("output_throughput", "total_token_throughput", "request_throughput", "max_output_tokens_per_s",
+                 *(f"{stat}_{name}_ms" for name in ("ttft", "tpot", "itl", "e2el") for stat in ("mean", "median", "p99")))
+METRICS = ("decode_tok_s", "output_tok_s", *BENCH_METRICS)
+LOWER_IS_BETTER = tuple(m for m in METRICS if m.endswith("_ms"))
+
+
+@dataclass(frozen=True)
+class PublishedRow:
+    """A TP=2 or PP=2 output-throughput figure of the two-Spark review (calibration.md)."""
+
+    model: str
+    mode: str
+    batch: int
+    scenario: str
+    output_tok_s: float
+    source: str
+
+
+def shipped_figures() -> pd.DataFrame:
+    """published/figures.csv: the dev set and the review's rows, with their sources."""
+    return check_figures(pd.read_csv(data_dir("published") / "figures.csv", keep_default_na=False), "published/figures.csv")
+
+
+def review_rows() -> tuple[PublishedRow, ...]:
+    """The review's rows as (model, mode, batch, scenario, output tok/s)."""
+    frame = shipped_figures()
+    frame = frame[frame.role == "review"]
+    return tuple(PublishedRow(r.model, "tp" if r.pp == 1 else "pp", int(r.batch), r.scenario, float(r.value), r.citation)
+                 for r in frame.itertuples())
+
+
+def check_figures(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Fill optional columns, validate types and metrics; one-line errors naming the file and field."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise CommbenchError(f"{name}: missing columns {', '.join(missing)}; a figures table needs "
+                             f"{', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(c for c in FIGURE_COLUMNS if c not in REQUIRED_COLUMNS)})")
+    unknown = sorted(set(frame.columns) - set(FIGURE_COLUMNS) - {"output_tok_s"})
+    if unknown:
+        raise CommbenchError(f"{name}: unknown columns {', '.join(unknown)}; valid: {', '.join(FIGURE_COLUMNS)}")
+    frame = frame.copy()
+    defaults = {"source": Path(name).name, "citation": name, "role": "user", "tuned": "", "recipe": "checkpoint",
+                "hardware": "dgx-spark", "tp": 1, "pp": 1, "scenario": ""}
+    for col, value in defaults.items():
+        if col not in frame.columns:
+            frame[col] = value
+    for col in ("tp", "pp", "batch", "isl", "osl"):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if values.isna().any() or (values <= 0).any() or (values % 1 != 0).any():
+            bad = frame[col][values.isna() | (values <= 0) | (values % 1 != 0)].iloc[0]
+            raise CommbenchError(f"{name}: {col} = {bad!r} must be a positive whole number")
+        frame[col] = values.astype(int)
+    values = pd.to_numeric(frame["value"], errors="coerce")
+    if values.isna().any() or (values <= 0).any() or not values.map(lambda v: v < float("inf")).all():
+        raise CommbenchError(f"{name}: value = {frame['value'][values.isna() | (values <= 0)].iloc[0]!r} must be a positive number")
+    frame["value"] = values.astype(float)
+    bad = sorted(set(frame.metric) - set(METRICS))
+    if bad:
+        raise CommbenchError(f"{name}: unknown metric {bad[0]!r}; valid: {', '.join(METRICS)}")
+    frame["tuned"] = frame["tuned"].fillna("").astype(str)
+    return frame[list(FIGURE_COLUMNS)]
+
+
+def _model_name(model_id: str) -> str:
+    """'openai/gpt-oss-120b' -> 'gpt-oss-120b'; 'meta-llama/Llama-3.1-8B-Instruct' -> 'llama-3.1-8b-instruct'."""
+    return str(model_id).rstrip("/").split("/")[-1].lower()
+
+
+def read_vllm_bench(path: str | Path, raw: dict | None = None) -> pd.DataFrame:
+    """One `vllm bench serve --save-result` JSON as figure rows, one per metric it reports.
+
+    Setup: model from model_id, batch from max_concurrency, ISL/OSL from total_input_tokens /
+    completed and total_output_tokens / completed; tp, pp, hardware and recipe from keys the user
+    added with `--metadata tp=2 pp=1 hardware=dgx-spark recipe=checkpoint` (defaults 1, 1,
+    dgx-spark, checkpoint; tensor_parallel_size / pipeline_parallel_size are read too).
+    """
+    path = Path(path)
+    if raw is None:
+        raw = _read_json(path)
+    need = ("model_id", "completed", "output_throughput", "total_input_tokens", "total_output_tokens")
+    missing = [k for k in need if k not in raw] if isinstance(raw, dict) else list(need)
+    if missing:
+        raise CommbenchError(f"{path}: not a `vllm bench serve --save-result` JSON (missing {', '.join(missing)})")
+    completed = raw["completed"]
+    if not isinstance(completed, (int, float)) or completed <= 0:
+        raise CommbenchError(f"{path}: completed = {completed!r}; a result with no completed request has no figures")
+    batch = raw.get("max_concurrency")
+    if not isinstance(batch, int) or batch <= 0:
+        raise CommbenchError(f"{path}: max_concurrency = {batch!r}; commbench models B concurrent requests, "
+                             f"so run vllm bench serve with --max-concurrency B")
+    setup = {
+        "source": path.name, "citation": f"{path} (vllm bench serve, {raw.get('date', 'undated')})", "role": "user",
+        "tuned": "", "recipe": raw.get("recipe", "checkpoint"), "hardware": raw.get("hardware", "dgx-spark"),
+        "model": _model_name(raw["model_id"]),
+        "tp": raw.get("tp", raw.get("tensor_parallel_size", 1)), "pp": raw.get("pp", raw.get("pipeline_parallel_size", 1)),
+        "batch": batch, "isl": max(1, round(raw["total_input_tokens"] / completed)),
+        "osl": max(1, round(raw["total_output_tokens"] / completed)), "scenario": "",
+    }
+    rows = [{**setup, "metric": m, "value": raw[m]} for m in BENCH_METRICS
+            if isinstance(raw.get(m), (int, float)) and raw[m] > 0]
+    return check_figures(pd.DataFrame(rows), str(path))
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CommbenchError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CommbenchError(f"{path}: not readable JSON ({exc})") from None
+
+
+def load_figures(path: str | Path) -> pd.DataFrame:
+    """A user's file, detected by content: a vllm bench serve JSON, or a figures table (CSV/JSON/Parquet)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        raw = _read_json(path)
+        if isinstance(raw, dict) and "rows" not in raw:
+            return read_vllm_bench(path, raw)
+    from commbench.results import load_table
+
+    if not path.is_file():
+        raise CommbenchError(f"{path}: no such file")
+    frame = load_table(path)[0]
+    return check_figures(_from_mode_table(frame), str(path))
+
+
+def _from_mode_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """predict --published's first form (model, mode, batch, scenario, output_tok_s) as figure rows."""
+    from commbench.workload import SCENARIOS
+
+    if "value" in frame.columns or "output_tok_s" not in frame.columns:
+        return frame
+    frame = frame.assign(metric="output_tok_s", value=frame.pop("output_tok_s"))
+    if "mode" in frame.columns:
+        mode = frame.pop("mode").astype(str)
+        frame["tp"] = frame.get("tp", mode.map({"tp": 2}).fillna(1))
+        frame["pp"] = frame.get("pp", mode.map({"pp": 2}).fillna(1))
+    if "scenario" in frame.columns:
+        bad = sorted(set(frame.scenario) - set(SCENARIOS)) if "isl" not in frame.columns else []
+        if bad:
+            raise CommbenchError(f"unknown scenario {bad[0]!r}; valid: {', '.join(SCENARIOS)} (or give isl and osl columns)")
+        frame["isl"] = frame.get("isl", frame.scenario.map(lambda s: SCENARIOS[s][0]))
+        frame["osl"] = frame.get("osl", frame.scenario.map(lambda s: SCENARIOS[s][1]))
+    return frame
