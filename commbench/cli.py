@@ -614,7 +614,7 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
                 {"output_tok_s": "{:,.1f}", "tpot_ms": "{:,.1f}", "ttft_ms": "{:,.0f}",
                  **{c: "{:.3f}" for c in TERM_COLUMNS}})
     print_frame(evidence, f"TP - PP gap at batch {batch} by term, ms per decode step, on each fabric",
-                {c: "{:+.2f}" for c in evidence.columns[1:]})
+                {c: "{:.2f}" for c in evidence.columns[1:]})
     for line in lines:
         console.print(line, highlight=False)
 

@@ -74,14 +74,16 @@ def expert_pick_probabilities(k: int, num_experts: int, skew: float) -> np.ndarr
     spread over the others in proportion (water filling), so the k picks stay k distinct experts.
     """
     weights = np.arange(1, num_experts + 1, dtype=float) ** -skew
-    pi = k * weights / weights.sum()
+    pi = np.empty(num_experts)
+    capped = np.zeros(num_experts, dtype=bool)
     for _ in range(num_experts):
-        over = pi > 1.0
-        if not over.any():
+        free = ~capped
+        pi[free] = weights[free] * (k - capped.sum()) / weights[free].sum()
+        new = free & (pi > 1.0)
+        if not new.any():
             break
-        pi[over] = 1.0
-        free = ~over & (pi < 1.0)
-        pi[free] = weights[free] * (k - over.sum()) / weights[free].sum()
+        capped |= new
+        pi[capped] = 1.0
     pi.setflags(write=False)
     return pi
 
