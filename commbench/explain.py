@@ -63,31 +63,37 @@ def parse_scenarios(text: str) -> list[str]:
     return names
 
 
-def published_for(row: dict, extra: pd.DataFrame | None = None) -> float | None:
+FIGURE_KEY = ("model", "tp", "pp", "batch", "isl", "osl", "hardware", "recipe")
+
+
+def figure_index(figures: pd.DataFrame | None) -> dict:
+    """Output-throughput figures keyed by setup (FIGURE_KEY), for the lookups of published_for."""
+    if figures is None:
+        return {}
+    sel = figures[figures.metric.isin(["output_tok_s", "output_throughput"])]
+    return {tuple(key): float(value) for key, value in zip(sel[list(FIGURE_KEY)].itertuples(index=False), sel.value)}
+
+
+def published_for(row: dict, extra: dict | None = None) -> float | None:
     """The measured or published output tok/s for a predicted row, or None.
 
-    Looked up in `extra` (a user's figures: commbench.published.load_figures) and then in the
-    shipped figures (published/figures.csv), matching model, tp, pp, batch, ISL/OSL, hardware and
-    recipe; only output-throughput figures compare with a full-run prediction.
+    Looked up in `extra` (a user's figures, indexed by figure_index) and then in the shipped
+    figures (published/figures.csv), matching model, tp, pp, batch, ISL/OSL, hardware and recipe;
+    only output-throughput figures compare with a full-run prediction.
     """
-    for figures in (extra, _shipped()):
-        if figures is None:
-            continue
-        match = figures[(figures.model == row["model"]) & (figures.tp == row["tp"]) & (figures.pp == row["pp"])
-                        & (figures.batch == row["batch"]) & (figures.isl == row["isl"]) & (figures.osl == row["osl"])
-                        & (figures.hardware == row["hardware"]) & (figures.recipe == row.get("recipe", "checkpoint"))
-                        & figures.metric.isin(["output_tok_s", "output_throughput"])]
-        if len(match):
-            return float(match.value.iloc[0])
+    key = tuple(row.get(k, "checkpoint") for k in FIGURE_KEY)
+    for index in (extra or {}, _shipped()):
+        if key in index:
+            return index[key]
     return None
 
 
 _SHIPPED: list = []
 
 
-def _shipped() -> pd.DataFrame:
+def _shipped() -> dict:
     if not _SHIPPED:
-        _SHIPPED.append(shipped_figures())
+        _SHIPPED.append(figure_index(shipped_figures()))
     return _SHIPPED[0]
 
 
@@ -103,13 +109,14 @@ def predict_grid(models: list[str], hardware: HardwareProfile, fabric: FabricMod
     """Predicted rows over models x scenarios x batches x modes, served as `recipe` says."""
     rows = []
     served = load_recipe(recipe)
+    extra = figure_index(published)
     for name in models:
         card = apply_recipe(load_model_card(name), served)
         plans = {mode: plan_for(card, mode, tp, pp) for mode in modes}
         for scenario, batch, mode in itertools.product(scenarios, batches, modes):
             w = Workload.from_options(batch, scenario, isl, osl, token_budget)
             row = predict_row(plans[mode], w, hardware, fabric, served.engine)
-            figure = published_for(row, published)
+            figure = published_for(row, extra)
             row["published_tok_s"] = figure
             row["error_pct"] = (row["output_tok_s"] / figure - 1) * 100 if figure else None
             rows.append(row)

@@ -358,12 +358,14 @@ def write_accuracy_report(out_dir: str | Path, table: pd.DataFrame, summary: pd.
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     markers = {"kubis.ai": "o", "llama.cpp": "s", "StorageReview": "*"}
-    for source, grp in table.groupby("source", sort=False):
+    colors = ("tab:green", "tab:blue", "tab:orange", "tab:purple", "tab:red", "tab:brown")
+    for i, (source, grp) in enumerate(table.groupby("source", sort=False)):
+        color = colors[i % len(colors)]
         for tuned, sub in grp.groupby(grp.tuned != ""):
-            label = f"{source} ({'a constant was chosen on these' if tuned else 'predicted'})"
-            face = "none" if tuned else None
-            ax.scatter(sub.value, sub.predicted, marker=markers.get(source, "D"), s=90 if source == "StorageReview" else 45,
-                       facecolors=face, edgecolors="black" if not tuned else None, label=label)
+            label = f"{source} ({'hollow: a constant was chosen on these' if tuned else 'predicted'})"
+            ax.scatter(sub.value, sub.predicted, marker=markers.get(source, "D"), s=110 if source == "StorageReview" else 50,
+                       facecolors="none" if tuned else color, edgecolors=color if tuned else "black",
+                       linewidths=1.6 if tuned else 0.8, label=label)
     lo, hi = table[["value", "predicted"]].min().min() * 0.7, table[["value", "predicted"]].max().max() * 1.4
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="predicted = measured")
     ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="gray", alpha=0.15, label="+/- 10%")

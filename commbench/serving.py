@@ -339,7 +339,7 @@ def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: Fa
         for name, value in (("tokens", g.tokens), ("seqs", g.seqs), ("m", m), ("kv_full", kv_full),
                             ("kv_slide", kv_slide), ("pairs_full", pairs_full), ("pairs_slide", pairs_slide),
                             ("sampled", sampled)):
-            cols[name].append(np.broadcast_to(np.asarray(value, dtype=float), j.shape))
+            cols[name].append(np.full(g.count, value, dtype=float) if np.ndim(value) == 0 else value)
     a = {k: np.concatenate(v) for k, v in cols.items()}
     m = a["m"]
     step, busy, tp_lat, tp_bw, send_s, bubble = round_cost(
