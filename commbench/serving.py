@@ -394,11 +394,12 @@ def bench_metrics(p: Prediction, w: Workload) -> dict:
            "duration": p.wall_s}
     for name, values, weights in (("ttft", first, None), ("tpot", tpot, None), ("itl", durations, decoding),
                                   ("e2el", last, None)):
-        weights = np.ones_like(values) if weights is None else weights
-        mean = float(np.average(values, weights=weights)) if weights.sum() else 0.0
-        row[f"mean_{name}_ms"] = mean * 1e3
-        row[f"median_{name}_ms"] = _weighted_percentile(values, weights, 50) * 1e3
-        row[f"p99_{name}_ms"] = _weighted_percentile(values, weights, 99) * 1e3
+        if weights is None:  # one value per request: numpy's own percentiles (vllm's np.percentile)
+            mean, median, p99 = float(np.mean(values)), *np.percentile(values, (50, 99))
+        else:
+            mean = float(np.average(values, weights=weights)) if weights.sum() else 0.0
+            median, p99 = (_weighted_percentile(values, weights, q) for q in (50, 99))
+        row[f"mean_{name}_ms"], row[f"median_{name}_ms"], row[f"p99_{name}_ms"] = mean * 1e3, median * 1e3, p99 * 1e3
     return row
 
 
