@@ -548,7 +548,8 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
       commbench predict llama-3.1-8b-instruct --hardware dgx-spark --fabric sweep.csv
       commbench predict llama-3.1-8b-instruct --published my-measurements.csv
     """
-    from commbench.explain import load_published, parse_modes, parse_scenarios, pp_over_tp, predict_grid
+    from commbench.explain import parse_modes, parse_scenarios, pp_over_tp, predict_grid
+    from commbench.published import load_figures
     from commbench.fabric import load_fabric
     from commbench.hardware import load_hardware
     from commbench.results import check_output_path
@@ -560,7 +561,7 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     hw = load_hardware(hardware)
     fab = load_fabric(fabric or hw.fabric)
     names = [m.strip() for m in models.split(",") if m.strip()]
-    published = load_published(published_file) if published_file else None
+    published = load_figures(published_file) if published_file else None
     frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp, published, recipe)
     shown = ["model", "mode", "tp", "pp", "batch", "scenario", "output_tok_s", "ttft_ms", "tpot_ms",
              "published_tok_s", "error_pct", "fits_memory"]

@@ -17,7 +17,7 @@ from commbench.fabric import FabricModel, load_fabric
 from commbench.hardware import HardwareProfile
 from commbench.model_card import load_model_card
 from commbench.plan import ParallelPlan
-from commbench.published import load_figures, shipped_figures
+from commbench.published import shipped_figures
 from commbench.recipes import apply_recipe, load_recipe
 from commbench.serving import BREAKDOWN_TERMS, predict_row
 from commbench.links import LINKS
@@ -95,11 +95,6 @@ def _shipped() -> dict:
     if not _SHIPPED:
         _SHIPPED.append(figure_index(shipped_figures()))
     return _SHIPPED[0]
-
-
-def load_published(path: str) -> pd.DataFrame:
-    """A table of measured/published figures to set beside predictions (see published_for)."""
-    return load_figures(path)
 
 
 def predict_grid(models: list[str], hardware: HardwareProfile, fabric: FabricModel, modes: list[str],
@@ -196,7 +191,7 @@ def gap_evidence(model: str, hw: HardwareProfile, fabrics: list[FabricModel], ba
             col[label] = batch * (tp[f"{term}_ms_per_token"] - pp[f"{term}_ms_per_token"])
         col["predicted TP - PP gap"] = batch * 1e3 * (1 / tp.output_tok_s - 1 / pp.output_tok_s)
         col["predicted PP / TP"] = pp.output_tok_s / tp.output_tok_s
-        if tp.published_tok_s and pp.published_tok_s and tp.published_tok_s == tp.published_tok_s:
+        if pd.notna(tp.published_tok_s) and pd.notna(pp.published_tok_s):
             published_gap = batch * 1e3 * (1 / tp.published_tok_s - 1 / pp.published_tok_s)
             col["published PP / TP"] = pp.published_tok_s / tp.published_tok_s
             col["published TP - PP gap"] = published_gap

@@ -80,8 +80,9 @@ def check_figures(frame: pd.DataFrame, name: str) -> pd.DataFrame:
             raise CommbenchError(f"{name}: {col} = {bad!r} must be a positive whole number")
         frame[col] = values.astype(int)
     values = pd.to_numeric(frame["value"], errors="coerce")
-    if values.isna().any() or (values <= 0).any() or not values.map(lambda v: v < float("inf")).all():
-        raise CommbenchError(f"{name}: value = {frame['value'][values.isna() | (values <= 0)].iloc[0]!r} must be a positive number")
+    bad = ~((values > 0) & (values < float("inf")))  # NaN compares False: caught too
+    if bad.any():
+        raise CommbenchError(f"{name}: value = {frame['value'][bad].iloc[0]} must be a positive finite number")
     frame["value"] = values.astype(float)
     bad = sorted(set(frame.metric) - set(METRICS))
     if bad:
