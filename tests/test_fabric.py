@@ -143,3 +143,20 @@ def test_link_from_a_file(tmp_path):
     with pytest.raises(Exception, match="needs bandwidth_gbps"):
         (tmp_path / "bad.toml").write_text('name = "x"\n')
         parse_link(str(tmp_path / "bad.toml"))
+
+
+def test_latency_band_judges_the_floor_not_the_scheduler_mode():
+    """gloo on a busy 2-core host: p50 on the 3.5 ms scheduler mode, fastest call at 0.4 ms.
+    The verdict follows the floor (what the transport can do); a transport whose floor is high fails."""
+    from commbench.links import parse_link
+    from commbench.validate import judge
+
+    sizes = np.array([8.0, 64, 1024, 8192, 65536])
+    busy = pd.DataFrame({"collective": "all_reduce", "msg_bytes": sizes, "ranks": 2, "time_us_p50": 3500.0,
+                         "time_us_min": 400.0 + sizes / 0.125e9 * 1e6, "busbw_gbps": 0.1})
+    band = judge(busy, parse_link("1gbit"), "gloo")[0]
+    assert band.status == "PASS" and band.measured == pytest.approx(400.0)  # wire time taken off exactly
+    assert "fastest call" in band.metric
+    slow_floor = busy.assign(time_us_min=busy.time_us_min + 2000.0)
+    assert judge(slow_floor, parse_link("1gbit"), "gloo")[0].status == "FAIL"
+    assert "p50" in judge(busy.drop(columns="time_us_min"), parse_link("1gbit"), "gloo")[0].metric
