@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from commbench import CommbenchError
 from commbench.model_card import ModelCard
 
@@ -86,9 +88,12 @@ class ParallelPlan:
         """vLLM pads the vocab-parallel embedding / LM head to a multiple of 64 (DEFAULT_VOCAB_PADDING_SIZE)."""
         return -(-self.model.vocab_size // 64) * 64
 
-    def micro_batches(self, seqs: int) -> int:
+    def micro_batches(self, seqs):
         """Micro-batches a schedule round of `seqs` sequences becomes: vLLM keeps pp batches in
-        flight (max_concurrent_batches = pp), so min(pp, seqs); 1 without pipelining."""
+        flight (max_concurrent_batches = pp), so min(pp, seqs); 1 without pipelining.
+        `seqs` may be an array (one entry per round); the result then is too."""
+        if np.ndim(seqs):
+            return np.clip(seqs, 1, self.pp) if self.pp > 1 else np.ones_like(seqs)
         return max(1, min(self.pp, seqs)) if self.pp > 1 else 1
 
     def ranks_of_stage(self, stage: int) -> list[int]:

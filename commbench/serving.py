@@ -39,6 +39,7 @@ the round, where a rank waits, is the bubble.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import functools
 from functools import lru_cache
 
 import numpy as np
@@ -91,16 +92,19 @@ def expert_pick_probabilities(k: int, num_experts: int, skew: float) -> np.ndarr
 def expert_coverage(tokens, k: int, num_experts: int, skew: float = ROUTING_ZIPF_EXPONENT):
     """Expected fraction of E experts that T independent tokens touch: mean_i 1 - (1 - pi_i)^T.
 
-    Uniform routing (skew 0, pi_i = k/E) gives 1 - (1 - k/E)^T. tokens may be an array; each
-    distinct value is computed once (a run's steps take few distinct token counts).
+    Uniform routing (skew 0, pi_i = k/E) gives 1 - (1 - k/E)^T. tokens may be an array; it is
+    computed once per run of equal values (a schedule's steps come in long runs of one token count).
     """
     if skew == 0:
         return 1.0 - (1.0 - k / num_experts) ** np.asarray(tokens, dtype=float)
     miss = 1.0 - expert_pick_probabilities(k, num_experts, skew)
     t = np.asarray(tokens, dtype=float)
-    values, where = np.unique(t, return_inverse=True)
-    cover = 1.0 - np.mean(miss[:, None] ** values[None, :], axis=0)
-    return cover[where].reshape(t.shape) if t.ndim else float(cover[0])
+    if t.ndim == 0:
+        return float(1.0 - np.mean(miss ** t))
+    flat = t.ravel()
+    starts = np.flatnonzero(np.r_[True, flat[1:] != flat[:-1]])
+    cover = 1.0 - np.mean(miss[:, None] ** flat[starts][None, :], axis=0)
+    return np.repeat(cover, np.diff(np.r_[starts, flat.size])).reshape(t.shape)
 
 
 @dataclass(frozen=True)
@@ -278,11 +282,11 @@ def round_cost(plan: ParallelPlan, stages: list[StageCost], fabric: FabricModel,
     names = ("weights_s", "kv_s", "flops_s", "launch_s")
     if pp == 1:
         return stage_time[0] + host, dict(zip(names, per_stage[0])), tp_lat, tp_bw, 0.0, 0.0
-    slowest = np.max(np.stack(stage_time), axis=0) * m
-    path = np.sum(np.stack(stage_time), axis=0) + send + host
+    slowest = functools.reduce(np.maximum, stage_time) * m
+    path = sum(stage_time) + send + host
     step = np.maximum(np.maximum(slowest, path), m * host)
     core = step - host  # one host step per round is on the critical path
-    busy = {name: m * np.mean(np.stack([ps[i] for ps in per_stage]), axis=0) for i, name in enumerate(names)}
+    busy = {name: m * sum(ps[i] for ps in per_stage) / pp for i, name in enumerate(names)}
     send_s = np.where(path >= slowest, send, 0.0)
     bubble = core - send_s - sum(busy.values()) - m * (tp_lat + tp_bw)
     return step, busy, tp_lat, tp_bw, send_s, bubble
@@ -319,29 +323,8 @@ def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: Fa
     pp = plan.pp
     stages = [stage_cost(plan, s, hw) for s in range(pp)]
     schedule = build_schedule(w, w.token_budget * pp)
-    window = stages[0].window or None
-    cols = {k: [] for k in ("tokens", "seqs", "m", "kv_full", "kv_slide", "pairs_full", "pairs_slide", "sampled")}
-    for g in schedule.groups:
-        j = np.arange(g.count, dtype=float)
-        keys = np.sort(g.decode_keys.astype(float))
-        cumsum = np.cumsum(keys)
-        n_dec = len(keys)
-        kv_full = (cumsum[-1] if n_dec else 0.0) + n_dec * j  # sum of contexts, step j of the group
-        kv_slide = _sum_min(keys, cumsum, j, window) if window else kv_full
-        pairs_full, pairs_slide = kv_full, kv_slide
-        for start, n in g.prefill_segments:
-            kv_full = kv_full + (start + n)
-            kv_slide = kv_slide + (min(start + n, window) if window else start + n)
-            pairs_full = pairs_full + _prefill_pairs(start, n, None)
-            pairs_slide = pairs_slide + _prefill_pairs(start, n, window)
-        m = plan.micro_batches(g.seqs)
-        sampled = n_dec + sum(1 for start, n in g.prefill_segments if start + n == w.isl)  # tokens output
-        for name, value in (("tokens", g.tokens), ("seqs", g.seqs), ("m", m), ("kv_full", kv_full),
-                            ("kv_slide", kv_slide), ("pairs_full", pairs_full), ("pairs_slide", pairs_slide),
-                            ("sampled", sampled)):
-            cols[name].append(np.full(g.count, value, dtype=float) if np.ndim(value) == 0 else value)
-    a = {k: np.concatenate(v) for k, v in cols.items()}
-    m = a["m"]
+    a = _step_columns(w.batch, w.isl, w.osl, w.token_budget * pp, stages[0].window or None)
+    m = plan.micro_batches(a["seqs"])
     step, busy, tp_lat, tp_bw, send_s, bubble = round_cost(
         plan, stages, fabric, hw.effective_bandwidth_Bps, m, a["tokens"], a["seqs"], a["kv_full"], a["kv_slide"],
         a["pairs_full"], a["pairs_slide"], engine)
@@ -360,19 +343,65 @@ def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: Fa
                       schedule.num_steps, max(sc.weight_bytes_total for sc in stages) / 1e9, kv_gb)
 
 
+@lru_cache(maxsize=256)
+def _step_columns(batch: int, isl: int, osl: int, budget: int, window: int | None) -> dict[str, np.ndarray]:
+    """One entry per engine step of the schedule: tokens, sequences, sampled (output tokens), summed
+    contexts kv_full / kv_slide (keys read; sliding layers capped at `window`) and attention pairs.
+
+    They depend only on the schedule and the window, so every plan, hardware and fabric priced on
+    the same workload shares them (as build_schedule's cache shares the schedule). Read-only arrays.
+    """
+    schedule = build_schedule(Workload(batch, isl, osl), budget)
+    cols = {k: [] for k in ("tokens", "seqs", "kv_full", "kv_slide", "pairs_full", "pairs_slide", "sampled")}
+    for g in schedule.groups:
+        j = np.arange(g.count, dtype=float)
+        keys = np.sort(g.decode_keys.astype(float))
+        cumsum = np.cumsum(keys)
+        n_dec = len(keys)
+        kv_full = (cumsum[-1] if n_dec else 0.0) + n_dec * j  # sum of contexts, step j of the group
+        kv_slide = _sum_min(keys, cumsum, j, window) if window else kv_full
+        pairs_full, pairs_slide = kv_full, kv_slide
+        for start, n in g.prefill_segments:
+            kv_full = kv_full + (start + n)
+            kv_slide = kv_slide + (min(start + n, window) if window else start + n)
+            pairs_full = pairs_full + _prefill_pairs(start, n, None)
+            pairs_slide = pairs_slide + _prefill_pairs(start, n, window)
+        sampled = n_dec + sum(1 for start, n in g.prefill_segments if start + n == isl)  # tokens output
+        for name, value in (("tokens", g.tokens), ("seqs", g.seqs), ("kv_full", kv_full), ("kv_slide", kv_slide),
+                            ("pairs_full", pairs_full), ("pairs_slide", pairs_slide), ("sampled", sampled)):
+            cols[name].append(np.full(g.count, value, dtype=float) if np.ndim(value) == 0 else value)
+    out = {k: np.concatenate(v) for k, v in cols.items()}
+    for arr in out.values():
+        arr.setflags(write=False)
+    return out
+
+
 def _kv_resident_bytes(sc: StageCost, context: int) -> float:
     slide = min(context, sc.window) if sc.window else context
     return (sc.full_layers * context + sc.sliding_layers * slide) * sc.kv_bytes_per_token_layer
 
 
-def _weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    """The q-th percentile (0-100) of values repeated weights times (numpy's 'inverted_cdf')."""
+def _linear_percentiles(sorted_values: np.ndarray, qs) -> list[float]:
+    """np.percentile(values, q) (method 'linear') of already sorted values, without its overhead."""
+    n = len(sorted_values)
+    out = []
+    for q in qs:
+        pos = q / 100 * (n - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        out.append(float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)))
+    return out
+
+
+def _weighted_percentiles(values: np.ndarray, weights: np.ndarray, qs) -> list[float]:
+    """The q-th percentiles (0-100) of values repeated weights times (numpy's 'inverted_cdf'), one sort."""
     keep = weights > 0
     if not keep.any():
-        return 0.0
+        return [0.0 for _ in qs]
     order = np.argsort(values[keep])
     v, cw = values[keep][order], np.cumsum(weights[keep][order])
-    return float(v[np.searchsorted(cw, q / 100 * cw[-1], side="left").clip(0, len(v) - 1)])
+    at = np.searchsorted(cw, np.asarray(qs, dtype=float) / 100 * cw[-1], side="left").clip(0, len(v) - 1)
+    return [float(x) for x in v[at]]
 
 
 def bench_metrics(p: Prediction, w: Workload) -> dict:
@@ -394,11 +423,11 @@ def bench_metrics(p: Prediction, w: Workload) -> dict:
            "duration": p.wall_s}
     for name, values, weights in (("ttft", first, None), ("tpot", tpot, None), ("itl", durations, decoding),
                                   ("e2el", last, None)):
-        if weights is None:  # one value per request: numpy's own percentiles (vllm's np.percentile)
-            mean, median, p99 = float(np.mean(values)), *np.percentile(values, (50, 99))
+        if weights is None:  # one value per request: np.percentile's linear rule, as vllm's calculate_metrics
+            mean, (median, p99) = float(np.mean(values)), _linear_percentiles(np.sort(values), (50, 99))
         else:
             mean = float(np.average(values, weights=weights)) if weights.sum() else 0.0
-            median, p99 = (_weighted_percentile(values, weights, q) for q in (50, 99))
+            median, p99 = _weighted_percentiles(values, weights, (50, 99))
         row[f"mean_{name}_ms"], row[f"median_{name}_ms"], row[f"p99_{name}_ms"] = mean * 1e3, median * 1e3, p99 * 1e3
     return row
 

@@ -136,3 +136,11 @@ def test_explain_evidence_splits_the_published_gap(cli):
     assert row["spark-200gbe"] == pytest.approx(gap - evidence["predicted TP - PP gap"]["spark-200gbe"])
     assert set(row) >= {"spark-200gbe", "spark-1hca", "spark-playbook", "spark-tcp-200g", "spark-tcp-10gbe"}
     assert np.isfinite(row["spark-tcp-10gbe"])
+
+
+def test_linear_percentiles_match_numpy():
+    from commbench.serving import _linear_percentiles
+
+    values = np.random.default_rng(3).random(37)
+    assert _linear_percentiles(np.sort(values), (50, 99)) == pytest.approx(np.percentile(values, (50, 99)).tolist())
+    assert _linear_percentiles(np.array([4.0]), (50, 99)) == [4.0, 4.0]
