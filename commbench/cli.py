@@ -470,21 +470,25 @@ def hardware_cmd():
 @click.option("--context", type=int, default=1024, show_default=True, help="Cached tokens each sequence attends to.")
 @click.option("--iters", type=int, default=3, show_default=True, help="Timed iterations per layer and phase.")
 @click.option("--device", default=None, help="torch device (default: cuda if present, else cpu).")
+@click.option("--gemm-tokens", default="1,4,16,64,256,1024", show_default=True,
+              help="Token counts of the GEMM-efficiency curve (the MLP up-projection at the model's shape).")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the table (.csv/.json/.parquet); "
               "predict --hardware FILE composes with it.")
-def compute(model, mode, tp, pp, stage, batch, prefill_tokens, context, iters, device, as_json, out):
+def compute(model, mode, tp, pp, stage, batch, prefill_tokens, context, iters, device, gemm_tokens, as_json, out):
     """Measure one rank's per-stage compute at MODEL's own layer shapes on this device.
 
     Builds one layer of each kind the stage holds (TP shard or PP layer range) with random
     weights, times a prefill chunk and a decode step, and scales by the stage's layer count.
+    Then a GEMM-efficiency curve over --gemm-tokens and the eager per-op launch cost: with --out,
+    `predict --hardware compute.csv` uses all three.
 
     \b
     Example:
       commbench compute gpt-oss-120b --mode tp --batch 128
       commbench compute debug-tiny --mode pp --out compute.csv
     """
-    from commbench.compute import measure_stage
+    from commbench.compute import launch_row, measure_gemm_curve, measure_launch_cost, measure_stage
     from commbench.model_card import load_model_card
     from commbench.plan import ParallelPlan
     from commbench.results import check_output_path
@@ -494,12 +498,17 @@ def compute(model, mode, tp, pp, stage, batch, prefill_tokens, context, iters, d
             raise CommbenchError(f"--{name} must be >= 1, got {value}")
     if context < 0:
         raise CommbenchError(f"--context must be >= 0, got {context}")
+    tokens = _parse_csv_ints(gemm_tokens, "--gemm-tokens")
     if out:
         check_output_path(out)
     plan = ParallelPlan.for_mode(load_model_card(model), mode, tp=tp, pp=pp)
     with console.status(f"building {plan.model.name} stage {stage} layers") as status:
         frame = measure_stage(plan, stage, prefill_tokens, batch, context, iters=iters, device=device,
                               progress=lambda msg: status.update(f"timing {msg}"))
+        status.update("timing the GEMM-efficiency curve and the eager launch cost")
+        dev = frame.device.iloc[0]
+        frame = pd.concat([frame, measure_gemm_curve(plan, tokens, iters, device=dev),
+                           pd.DataFrame([launch_row(plan, measure_launch_cost(device=dev), dev)])], ignore_index=True)
     _save_or_print(frame, f"{plan.model.name} {plan.describe()}: stage {stage}, one rank, on {frame.device.iloc[0]} "
                    f"(bf16 weights; quantised formats not emulated)", as_json, out,
                    {"command": "compute", "model": model, "mode": mode, "stage": stage, "batch": batch,

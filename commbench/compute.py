@@ -249,6 +249,65 @@ def measure_stage(plan: ParallelPlan, stage: int, prefill_tokens: int, decode_ba
     return pd.DataFrame(rows)
 
 
+GEMM_TOKENS = (1, 4, 16, 64, 256, 1024)
+"""Rows (tokens) of the GEMM-efficiency curve `measure_gemm_curve` times by default."""
+
+
+def measure_gemm_curve(plan: ParallelPlan, tokens=GEMM_TOKENS, iters: int = 3, warmup: int = 1,
+                       device: str | None = None) -> pd.DataFrame:
+    """FLOP/s of the model's MLP up-projection GEMM, [tokens, hidden] x [hidden, 2 x width / tp], per token count.
+
+    width is the dense intermediate size (or the per-expert one for an all-MoE model). Rows: phase
+    "gemm", tokens, flops_per_layer (2 x tokens x hidden x 2 x width / tp), time_ms_per_layer (p50)
+    and effective_tflops; the serving model's FLOP efficiency as a function of tokens per step
+    (HardwareProfile.flop_efficiency_at) is this curve over its best point.
+    """
+    import torch
+
+    device = device or default_device()
+    m = plan.model
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(m.activation_dtype, torch.float32)
+    width = 2 * (m.intermediate_size or m.moe_intermediate_size) // plan.tp
+    weight = torch.randn(m.hidden_size, width, device=device).to(dtype)
+    backend = LocalDevice(device)
+    rows = []
+    for n in tokens:
+        x = torch.randn(int(n), m.hidden_size, device=device).to(dtype)
+        with torch.inference_mode():
+            samples = time_calls(lambda: x @ weight, backend, iters, warmup)
+        t = float(np.median(samples))
+        flops = 2.0 * n * m.hidden_size * width
+        rows.append({"model": m.name, "mode": plan.mode, "tp": plan.tp, "pp": plan.pp, "phase": "gemm",
+                     "layer_kind": f"gemm {m.hidden_size}x{width}", "layers": 1, "tokens": int(n),
+                     "time_ms_per_layer": t * 1e3, "flops_per_layer": flops, "effective_tflops": flops / t / 1e12,
+                     "device": device, "samples_ms": [round(v * 1e3, 4) for v in samples]})
+    return pd.DataFrame(rows)
+
+
+def launch_row(plan: ParallelPlan, seconds: float, device: str) -> dict:
+    """The table row that carries measure_launch_cost's figure (phase "launch", time per op)."""
+    return {"model": plan.model.name, "mode": plan.mode, "tp": plan.tp, "pp": plan.pp, "phase": "launch",
+            "layer_kind": "eager op (tiny add)", "layers": 1, "tokens": 1, "time_ms_per_layer": seconds * 1e3,
+            "flops_per_layer": 0.0, "device": device}
+
+
+def measure_launch_cost(iters: int = 2000, device: str | None = None) -> float:
+    """Host seconds per eager PyTorch op on `device`: a tiny in-place add, dispatch and launch, no work.
+
+    This is the per-kernel cost that eager serving (no CUDA graphs) pays (commbench.recipes)."""
+    import torch
+
+    device = device or default_device()
+    a = torch.zeros(16, device=device)
+    backend = LocalDevice(device)
+
+    def many():
+        for _ in range(iters):
+            a.add_(1.0)
+
+    return float(np.median(time_calls(many, backend, 5, 1))) / iters
+
+
 def _touched_weight_bytes(plan: ParallelPlan, kind: LayerKind, tokens: int, typesize: int) -> float:
     m = plan.model
     attn = m.attention_params_per_layer / plan.tp
@@ -274,20 +333,30 @@ def profile_from_measurement(frame: pd.DataFrame, name: str = "measured") -> Har
 
     memory bandwidth = decode bytes / decode time (decode is memory-bound);
     FLOP/s = prefill FLOPs / prefill time (prefill is compute-bound). Efficiencies are already in
-    these numbers, so the profile is marked `measured` and predict applies none on top.
+    these numbers, so the profile is marked `measured` and predict applies none on top. With "gemm"
+    rows (compute --gemm-tokens), FLOP/s varies with tokens per step as that curve does, scaled so
+    that it equals the prefill rate at the prefill chunk's token count.
     """
     need = {"phase", "bytes_per_layer", "flops_per_layer", "time_ms_per_layer", "layers"}
     if not need <= set(frame.columns):
         raise CommbenchError(f"compute table lacks {sorted(need - set(frame.columns))}; give a file from commbench compute --out")
-    dec, pre = frame[frame.phase == "decode"], frame[frame.phase == "prefill"]
+    dec, pre, gemm = (frame[frame.phase == p] for p in ("decode", "prefill", "gemm"))
     if dec.empty or pre.empty:
         raise CommbenchError("compute table needs both a prefill and a decode row")
     bw = float((dec.bytes_per_layer * dec.layers).sum() / (dec.time_ms_per_layer * dec.layers).sum() * 1e3)
     flops = float((pre.flops_per_layer * pre.layers).sum() / (pre.time_ms_per_layer * pre.layers).sum() * 1e3)
+    curve: tuple = ()
+    if len(gemm):
+        rates = (gemm.flops_per_layer / gemm.time_ms_per_layer * 1e3).to_numpy(float)
+        curve = tuple(zip(gemm.tokens.astype(float), rates / rates.max()))
+        probe = HardwareProfile("probe", "", 0.0, 1.0, {}, gemm_curve=curve, measured=True)
+        flops = flops / probe.flop_efficiency_at(float(pre.tokens.iloc[0]))  # the curve's peak, in prefill units
+    launch = frame[frame.phase == "launch"]
     dtypes = ("bfloat16", "float16", "float32", "fp8", "fp4")
     return HardwareProfile(name, f"measured by commbench compute on {frame['device'].iloc[0]}", memory_gb=available_memory_bytes("cpu") / 1e9,
                            memory_bandwidth_Bps=bw, peak_flops=dict.fromkeys(dtypes, flops), fabric="loopback-gloo",
-                           source="measured", measured=True)
+                           source="measured", measured=True, gemm_curve=curve,
+                           eager_launch_s=float(launch.time_ms_per_layer.iloc[0]) / 1e3 if len(launch) else None)
 
 
 _LOCAL_PROFILE: HardwareProfile | None = None

@@ -10,6 +10,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from commbench import CommbenchError
 from commbench.data import data_dir, names_in, unknown_name_error
 
@@ -43,6 +45,8 @@ class HardwareProfile:
     compare_fabrics: tuple[str, ...] = ()  # fabrics `explain` sets beside the default one
     measured: bool = False  # figures are achieved rates (local, compute table): no efficiency on top
     achieved_bandwidth_Bps: float | None = None  # a measured read bandwidth, bytes/s (source in the file)
+    gemm_curve: tuple = field(default=(), hash=False, compare=False)  # ((tokens, efficiency), ...) measured
+    eager_launch_s: float | None = None  # measured host seconds per eager op (commbench compute), else the engine's
 
     @property
     def memory_efficiency(self) -> float:
@@ -61,6 +65,19 @@ class HardwareProfile:
     @property
     def flop_efficiency(self) -> float:
         return 1.0 if self.measured else FLOP_EFFICIENCY
+
+    def flop_efficiency_at(self, tokens):
+        """Fraction of peak FLOP/s a GEMM over `tokens` rows reaches (tokens may be an array).
+
+        Without a measured curve: flop_efficiency at every size. With one (commbench compute
+        --gemm-tokens): interpolated in log2(tokens) between measured points, held flat below the
+        smallest and above the largest, times flop_efficiency.
+        """
+        if not self.gemm_curve:
+            return self.flop_efficiency if np.ndim(tokens) == 0 else np.full(np.shape(tokens), self.flop_efficiency)
+        at, eff = (np.array(v, dtype=float) for v in zip(*sorted(self.gemm_curve)))
+        value = np.interp(np.log2(np.maximum(tokens, 1e-9)), np.log2(at), eff) * self.flop_efficiency
+        return float(value) if np.ndim(tokens) == 0 else value
 
     def flops_for(self, activation_dtype: str, weight_bytes_per_param: float) -> float:
         """Peak FLOP/s for a matmul on weights stored at `weight_bytes_per_param`."""

@@ -63,6 +63,7 @@ class Engine:
 
     name: str = "vllm"
     cuda_graphs: bool = True
+    measured_launch_s: float | None = None  # a launch cost measured on the device, in place of the engine's
 
     def __post_init__(self) -> None:
         if self.name not in ENGINE_COSTS:
@@ -80,7 +81,7 @@ class Engine:
         """Kernel-launch seconds of one forward through `layers` decoder layers over `tokens` tokens:
         0 where the step replays a CUDA graph (tokens <= graph_max_tokens), else
         layers x kernels_per_layer x launch_s. `tokens` may be an array (one entry per step)."""
-        eager = layers * self.costs.kernels_per_layer * self.costs.launch_s
+        eager = layers * self.costs.kernels_per_layer * (self.measured_launch_s or self.costs.launch_s)
         if not self.cuda_graphs:
             return np.full_like(np.asarray(tokens, dtype=float), eager)
         return np.where(np.asarray(tokens) > self.costs.graph_max_tokens, eager, 0.0)

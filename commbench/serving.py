@@ -4,7 +4,8 @@ A full run is B concurrent requests of ISL input and OSL output tokens served wi
 (commbench.workload.build_schedule: decode first, then prompt chunks up to the token budget).
 Each engine step costs, per rank (every term is in seconds and named in the breakdown):
 
-    compute = max(bytes / BW_achieved,  FLOPs / (FLOP_peak * FLOP_EFFICIENCY))
+    compute = max(bytes / BW_achieved,  FLOPs / (FLOP_peak * efficiency(tokens)))
+        efficiency(tokens) = FLOP_EFFICIENCY, or a GEMM curve measured by `commbench compute`
         BW_achieved = the hardware profile's measured read bandwidth (commbench.hardware)
         bytes = weights touched + KV cache read, at the formats the serving recipe gives them
                 (commbench.recipes: e.g. MXFP4 attention, an FP8 KV cache)
@@ -39,6 +40,7 @@ the round, where a rank waits, is the bubble.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import dataclasses
 import functools
 from functools import lru_cache
 
@@ -119,9 +121,9 @@ class StageCost:
     full_layers: int
     sliding_layers: int
     window: int
-    s_per_token: float  # matmul seconds per token (2 x params / rate, summed over weight groups)
-    s_per_sampled: float  # LM head seconds per sampled row
-    s_per_pair: float  # attention seconds per (query, key) pair per layer
+    s_per_token: float  # matmul seconds per token at peak FLOP/s (2 x params / peak, summed over weight groups)
+    s_per_sampled: float  # LM head seconds per sampled row, at peak
+    s_per_pair: float  # attention seconds per (query, key) pair per layer, at peak
     weight_bytes_total: float  # resident weights on the rank (memory check)
     layers: int  # decoder layers on the stage (kernel launches scale with them)
 
@@ -134,10 +136,8 @@ def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost
     n_dense = len(layers) - n_moe
     n_sliding = sum(m.sliding_layer_mask[i] for i in layers) if m.sliding_window else 0
     act = m.activation_dtype
-    eff_flops = hw.flop_efficiency
-
-    def rate(group: str) -> float:
-        return hw.flops_for(act, m.weight_bytes(group)) * eff_flops
+    def rate(group: str) -> float:  # peak: the efficiency is applied per step (HardwareProfile.flop_efficiency_at)
+        return hw.flops_for(act, m.weight_bytes(group))
 
     attn = len(layers) * m.attention_params_per_layer / tp
     dense = n_dense * m.dense_mlp_params_per_layer / tp
@@ -159,7 +159,7 @@ def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost
         full_layers=len(layers) - n_sliding, sliding_layers=n_sliding, window=m.sliding_window or 0,
         s_per_token=s_per_token,
         s_per_sampled=2 * lm_head / rate("lm_head") if last else 0.0,
-        s_per_pair=4 * m.q_size / tp / (hw.peak_flops.get(act, hw.flops_for(act, 2.0)) * eff_flops),
+        s_per_pair=4 * m.q_size / tp / hw.peak_flops.get(act, hw.flops_for(act, 2.0)),
         weight_bytes_total=fixed + expert_bytes + embed * m.weight_bytes("embedding"),
         layers=len(layers),
     )
@@ -246,21 +246,22 @@ class Prediction:
         return float(np.mean(self.clock[self.schedule.prefill_done_step]))
 
 
-def _step_compute(sc: StageCost, tokens, sampled, kv_full, kv_slide, pairs_full, pairs_slide, bw_Bps):
+def _step_compute(sc: StageCost, tokens, sampled, kv_full, kv_slide, pairs_full, pairs_slide, bw_Bps, flop_eff):
     """Per-rank (weights_s, kv_s, flops_s) of a micro-batch step; arrays broadcast over steps.
 
-    Only the binding roof counts: memory-bound steps charge weights and KV, compute-bound ones FLOPs.
+    flop_eff: the fraction of peak FLOP/s reached at the step's token count. Only the binding roof
+    counts: memory-bound steps charge weights and KV, compute-bound ones FLOPs.
     """
     cover = expert_coverage(tokens, sc.moe_k, sc.moe_e) if sc.moe_e else 0.0
     weight_s = (sc.fixed_weight_bytes + sc.expert_bytes_all * cover) / bw_Bps
     kv_s = (sc.full_layers * kv_full + sc.sliding_layers * kv_slide) * sc.kv_bytes_per_token_layer / bw_Bps
     flop_s = (tokens * sc.s_per_token + sampled * sc.s_per_sampled
-              + (sc.full_layers * pairs_full + sc.sliding_layers * pairs_slide) * sc.s_per_pair)
+              + (sc.full_layers * pairs_full + sc.sliding_layers * pairs_slide) * sc.s_per_pair) / flop_eff
     mem_bound = weight_s + kv_s >= flop_s
     return np.where(mem_bound, weight_s, 0.0), np.where(mem_bound, kv_s, 0.0), np.where(mem_bound, 0.0, flop_s)
 
 
-def round_cost(plan: ParallelPlan, stages: list[StageCost], fabric: FabricModel, bw_Bps: float, m: int,
+def round_cost(plan: ParallelPlan, stages: list[StageCost], fabric: FabricModel, hw: HardwareProfile, m: int,
                tokens: float, seqs: float, kv_full, kv_slide, pairs_full, pairs_slide, engine: Engine = Engine()):
     """Wall time of one engine step (TP) or schedule round of m micro-batches (PP), and its terms.
 
@@ -273,11 +274,14 @@ def round_cost(plan: ParallelPlan, stages: list[StageCost], fabric: FabricModel,
     """
     pp = plan.pp
     host = engine.host_step_s
+    if hw.eager_launch_s:  # measured on the device by commbench compute
+        engine = dataclasses.replace(engine, measured_launch_s=hw.eager_launch_s)
     tokens, sampled = tokens / m, seqs / m
     lat, stream, send = comm_times(plan, fabric, tokens, sampled)
     tp_lat, tp_bw = lat / pp, stream / pp  # step_ops sums the TP calls of every stage
+    bw_Bps, flop_eff = hw.effective_bandwidth_Bps, hw.flop_efficiency_at(tokens)
     per_stage = [(*_step_compute(sc, tokens, sampled, kv_full / m, kv_slide / m, pairs_full / m,
-                                 pairs_slide / m, bw_Bps), engine.launch_s(sc.layers, tokens)) for sc in stages]
+                                 pairs_slide / m, bw_Bps, flop_eff), engine.launch_s(sc.layers, tokens)) for sc in stages]
     stage_time = [ws + ks + fs + ls + tp_lat + tp_bw for ws, ks, fs, ls in per_stage]
     names = ("weights_s", "kv_s", "flops_s", "launch_s")
     if pp == 1:
@@ -304,7 +308,7 @@ def decode_step(plan: ParallelPlan, hw: HardwareProfile, fabric: FabricModel, ba
     kv_slide = float(batch * min(context, window)) if window else kv_full
     m = plan.micro_batches(batch)
     step, busy, tp_lat, tp_bw, send_s, bubble = round_cost(
-        plan, stages, fabric, hw.effective_bandwidth_Bps, m, batch, batch, kv_full, kv_slide, kv_full, kv_slide,
+        plan, stages, fabric, hw, m, batch, batch, kv_full, kv_slide, kv_full, kv_slide,
         engine)
     launch = float(busy.pop("launch_s"))
     return {"wall_s": float(step), **{k: float(v) for k, v in busy.items()}, "tp_latency_s": m * tp_lat,
@@ -326,7 +330,7 @@ def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: Fa
     a = _step_columns(w.batch, w.isl, w.osl, w.token_budget * pp, stages[0].window or None)
     m = plan.micro_batches(a["seqs"])
     step, busy, tp_lat, tp_bw, send_s, bubble = round_cost(
-        plan, stages, fabric, hw.effective_bandwidth_Bps, m, a["tokens"], a["seqs"], a["kv_full"], a["kv_slide"],
+        plan, stages, fabric, hw, m, a["tokens"], a["seqs"], a["kv_full"], a["kv_slide"],
         a["pairs_full"], a["pairs_slide"], engine)
     n_steps = len(m)
     launch = busy.pop("launch_s")

@@ -52,6 +52,15 @@ def test_compute_cli_out_composes_with_predict(cli, tmp_path):
                  "--context", "32", "--iters", "1", "--out", out)
     assert result.exit_code == 0, result.output
     assert out.exists() and (tmp_path / "compute.csv.meta.json").exists()
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    gemm = table[table.phase == "gemm"]
+    assert list(gemm.tokens) == [1, 4, 16, 64, 256, 1024]
+    assert gemm.flops_per_layer.tolist() == [2.0 * n * 64 * 64 for n in gemm.tokens]  # debug-tiny: hidden 64, gate+up 2 x 64 / tp 2
+    hw = profile_from_measurement(table)
+    assert len(hw.gemm_curve) == 6 and max(e for _, e in hw.gemm_curve) == 1.0
+    assert hw.eager_launch_s == pytest.approx(float(table[table.phase == "launch"].time_ms_per_layer.iloc[0]) / 1e3)
     pred = cli("predict", "debug-tiny", "--hardware", out, "--fabric", "loopback-gloo", "--batch", "1,4", "--json")
     assert pred.exit_code == 0, pred.output
     rows = json.loads(pred.output)["rows"]

@@ -256,3 +256,40 @@ def test_predict_sets_a_users_measurements_beside_the_rows(cli, tmp_path):
     bad.write_text("model,tok_s\nx,1\n")
     result = cli("predict", "llama-3.1-8b-instruct", "--published", bad)
     assert result.exit_code == 2 and "missing columns" in result.output
+
+
+def test_flop_efficiency_curve_at_its_limits(membound_hw):
+    from dataclasses import replace
+
+    from commbench.hardware import FLOP_EFFICIENCY
+
+    assert membound_hw.flop_efficiency_at(7) == FLOP_EFFICIENCY  # no measured curve: flat
+    hw = replace(membound_hw, gemm_curve=((1, 0.1), (64, 0.5), (1024, 1.0)))
+    assert hw.flop_efficiency_at(0.5) == pytest.approx(0.1 * FLOP_EFFICIENCY)  # held flat below the first point
+    assert hw.flop_efficiency_at(4096) == pytest.approx(1.0 * FLOP_EFFICIENCY)  # and above the last
+    assert hw.flop_efficiency_at(64) == pytest.approx(0.5 * FLOP_EFFICIENCY)  # exact at a measured point
+    # 8 tokens sit half-way from 1 to 64 in log2 (3 of 6): 0.1 + 0.4 / 2
+    assert hw.flop_efficiency_at(np.array([8.0]))[0] == pytest.approx(0.3 * FLOP_EFFICIENCY)
+
+
+def test_compute_bound_steps_scale_with_the_curve(flat_fabric, tmp_path):
+    from dataclasses import replace
+
+    path = tmp_path / "slow.toml"
+    path.write_text('name = "slow"\nmemory_gb = 1000\nmemory_bandwidth_gbps = 1e6\n[peak_tflops]\nbfloat16 = 1\n')
+    flat = load_hardware(str(path))
+    curved = replace(flat, gemm_curve=((1, 0.25), (256, 1.0)))
+    plan = ParallelPlan(load_model_card("llama-3.1-8b-instruct"), 1, 1)
+    a = decode_step(plan, flat, flat_fabric, 16, 0)["flops_s"]
+    b = decode_step(plan, curved, flat_fabric, 16, 0)["flops_s"]
+    assert a > 0 and b == pytest.approx(a / 0.625)  # 16 tokens: log2 4 of 8 -> 0.25 + 0.75 / 2
+
+
+def test_a_measured_launch_cost_replaces_the_engines(flat_fabric, membound_hw):
+    from dataclasses import replace
+
+    plan = ParallelPlan(load_model_card("llama-3.1-8b-instruct"), 1, 1)
+    measured = replace(membound_hw, eager_launch_s=2e-6)
+    eager = Engine("vllm", False)
+    step = decode_step(plan, measured, flat_fabric, 4, 100, eager)
+    assert step["overhead_s"] == pytest.approx(2e-3 + 32 * 14 * 2e-6)
