@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from commbench.sweep import make_backend
+from commbench.world import make_backend
 from commbench.timing import time_calls
 
 

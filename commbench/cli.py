@@ -23,7 +23,12 @@ console = Console(width=200 if _UNDER_MPI or not sys.stdout.isatty() else None,
 
 
 class CommbenchGroup(click.Group):
-    """Turns CommbenchError into one line on stderr and exit status 2."""
+    """Turns CommbenchError into one line on stderr and exit status 2; keeps the command's own
+    arguments (ctx.meta["commbench.argv"]) for the mpiexec relaunch of the embedded MPI world."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["commbench.argv"] = list(args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
         try:
@@ -186,12 +191,7 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
     workload = Workload.from_options(batch, scenario, isl, osl, token_budget)
     result = make_trace(plan, workload)
     if replay:
-        _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json,
-                ["trace", model, "--mode", mode, "--batch", str(batch), "--scenario", scenario, "--token-budget",
-                 str(token_budget), "--replay", "--backend", "mpi", "--phase", phase, "--iters", str(iters), "--warmup",
-                 str(warmup), "--timeout", str(timeout_s), "--link", link]
-                + [x for flag, v in (("--tp", tp), ("--pp", pp), ("--isl", isl), ("--osl", osl)) if v for x in (flag, str(v))]
-                + (["--json"] if as_json else []) + (["--out", out] if out else []))
+        _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json)
         return
     if csv_path:
         atomic_write(Path(csv_path), lambda p: result.ops_frame().to_csv(p, index=False))
@@ -214,11 +214,11 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
                   "200gbe = 25 GB/s, pcie5x16 = 63 GB/s per direction.")
 
 
-def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json, relaunch):
+def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json):
     from commbench.links import parse_link
     from commbench.replay import replay_job, replay_plan, total_steps
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.sweep import check_backend
+    from commbench.backends import check_backend
 
     check_backend(backend)
     phases = {"both": ("prefill", "decode"), "prefill": ("prefill",), "decode": ("decode",)}.get(phase)
@@ -232,7 +232,7 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
     calls, wire = replay_plan(result, link_profile, phases)
     plan = result.plan
     ran = _run_job(replay_job(calls, iters, warmup, wire, plan.world_size), total_steps(calls),
-                   f"replaying {plan.model.name} {plan.describe()}", backend, plan.world_size, timeout_s, relaunch,
+                   f"replaying {plan.model.name} {plan.describe()}", backend, plan.world_size, timeout_s,
                    lambda row: f"{row['phase']} {row['site']}")
     if ran is None:
         return
@@ -267,42 +267,24 @@ def _parse_bytes(text: str) -> int:
     return value
 
 
-def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, timeout_s: float, relaunch_args,
-             row_label=lambda row: ""):
-    """Run a distributed job where the user is: embedded world, mpiexec relaunch, or a launcher's world.
-
-    Shows a progress bar (one step per finished row, on stderr). Returns (frame, launcher, ranks)
-    on the reporting rank, None on other ranks; an mpiexec relaunch exits with its command's status.
-    """
+def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, timeout_s: float,
+             row_label=lambda row: "", options: dict | None = None):
+    """commbench.world.run_job with a progress bar (one step per finished row, on stderr) on the
+    reporting rank; the mpiexec relaunch re-runs this command's own arguments."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from commbench.sweep import launcher_rank, launcher_world, relaunch_under_mpiexec, run_in_launched_world, run_local
+    from commbench.launcher import launcher_rank
+    from commbench.world import run_job
 
-    world = launcher_world()
-    if world is None and backend == "mpi":
-        sys.exit(relaunch_under_mpiexec(relaunch_args, ranks, timeout_s * (total_rows + 2)))
-    if world is None and backend in ("nccl", "cupy"):
-        raise CommbenchError(f"--backend {backend} runs one rank per GPU under a launcher, e.g. "
-                             f"torchrun --nproc-per-node 2 -m commbench {' '.join(relaunch_args[:2])} --backend {backend}")
+    argv = click.get_current_context().find_root().meta.get("commbench.argv", [])
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[last]}"), console=Console(stderr=True), transient=True)
     task = progress.add_task(description, total=total_rows, last="")
-
-    def on_row(row):
-        progress.update(task, advance=1, last=row_label(row))
-
-    if world is None:
-        with progress:
-            frame = run_local(job, ranks, timeout_s, on_row)
-        return frame, "embedded", ranks
-    if launcher_rank()[0] == 0:
-        with progress:
-            rank, frame = run_in_launched_world(backend, job, timeout_s, on_row)
-    else:
-        rank, frame = run_in_launched_world(backend, job, timeout_s)
-    if rank != 0:
-        return None
-    return frame, "mpiexec" if world == "mpi" else "torchrun", int(frame["ranks"].iloc[0]) if "ranks" in frame else ranks
+    if launcher_rank()[0] != 0:
+        return run_job(job, backend, ranks, timeout_s, argv, total_rows, None, options)
+    with progress:
+        return run_job(job, backend, ranks, timeout_s, argv, total_rows,
+                       lambda row: progress.update(task, advance=1, last=row_label(row)), options)
 
 
 def _add_theory_columns(frame: pd.DataFrame, link_profile) -> None:
@@ -317,13 +299,13 @@ def _add_theory_columns(frame: pd.DataFrame, link_profile) -> None:
             theory_time_s(c, s, int(n), link_profile) * 1e6 for c, s, n in zip(frame.collective, frame.msg_bytes, frame.ranks)]
 
 
-def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch_args, timing="blocking"):
+def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing="blocking", options=None):
     """A sweep through _run_job."""
-    from commbench.sweep import sweep_job
+    from commbench import sweep as sweep_module
 
-    return _run_job(sweep_job(collective, sizes, iters, warmup, timing), len(sizes),
-                    f"{collective}: {len(sizes)} sizes on {backend}", backend, ranks, timeout_s, relaunch_args,
-                    lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us")
+    return _run_job(sweep_module.sweep_job(collective, sizes, iters, warmup, timing), len(sizes),
+                    f"{collective}: {len(sizes)} sizes on {backend}", backend, ranks, timeout_s,
+                    lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", options)
 
 
 @main.command()
@@ -361,7 +343,8 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
       torchrun --nnodes 2 --nproc-per-node 1 --rdzv-endpoint HOST:29500 -m commbench sweep all_reduce --backend nccl
     """
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.sweep import WorldFailed, check_sweep_choices, sizes_between
+    from commbench.sweep import check_sweep_choices, sizes_between
+    from commbench.world import WorldFailed
     from commbench.timing import TIMING_MODES
 
     check_sweep_choices(collective, backend)
@@ -374,7 +357,6 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
 
         if not torch.cuda.is_available():
             raise CommbenchError("--mpi-buffers cuda needs a CUDA device; use host buffers on CPU")
-        os.environ["COMMBENCH_MPI_BUFFERS"] = "cuda"  # read by every rank's MpiBackend (mpiexec passes it on)
     if timing not in TIMING_MODES:
         raise CommbenchError(f"unknown timing mode {timing!r}; valid: {', '.join(TIMING_MODES)}")
     if ranks < 2 or iters < 1 or warmup < 0:
@@ -385,21 +367,16 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
     if out:
         check_output_path(out)
     sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
-    relaunch = ["sweep", collective, "--min-bytes", min_bytes, "--max-bytes", max_bytes, "--backend", "mpi",
-                "--iters", str(iters), "--warmup", str(warmup), "--timeout", str(timeout_s), "--timing", timing,
-                "--mpi-buffers", mpi_buffers]
-    relaunch += ["--json"] if as_json else []
-    relaunch += ["--link", link] if link else []
-    relaunch += ["--out", out] if out else []
     meta = dict(backend=backend, ranks=ranks, iters=iters, warmup=warmup, collective=collective, timing=timing,
                 mpi_buffers=mpi_buffers if backend == "mpi" else None)
     try:
-        result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch, timing)
+        result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing,
+                          {"buffers": mpi_buffers} if backend == "mpi" else None)
     except WorldFailed as failure:  # keep what finished, say so, and still fail
         if failure.rows:
             partial = pd.DataFrame(failure.rows)
             if out:
-                save_table(partial, out, environment_metadata(**meta, launcher="embedded", complete=False,
+                save_table(partial, out, environment_metadata(**meta, launcher=failure.launcher, complete=False,
                                                               error=str(failure)))
             print_frame(partial.drop(columns=["samples_us", "collective", "time_us"]), f"{collective}: the {len(partial)} sizes "
                         f"that finished before the failure" + (f" (saved to {out})" if out else ""))
@@ -557,17 +534,17 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
       commbench predict llama-3.1-8b-instruct --hardware dgx-spark --fabric sweep.csv
       commbench predict llama-3.1-8b-instruct --published my-measurements.csv
     """
+    from commbench.compute import resolve_hardware
     from commbench.explain import parse_modes, parse_scenarios, pp_over_tp, predict_grid
-    from commbench.published import load_figures
     from commbench.fabric import load_fabric
-    from commbench.hardware import load_hardware
+    from commbench.published import load_figures
     from commbench.results import check_output_path
 
     modes, scenarios = parse_modes(mode), parse_scenarios(scenario)
     batches = _parse_csv_ints(batch, "--batch")
     if out:
         check_output_path(out)
-    hw = load_hardware(hardware)
+    hw = resolve_hardware(hardware)
     fab = load_fabric(fabric or hw.fabric)
     names = [m.strip() for m in models.split(",") if m.strip()]
     published = load_figures(published_file) if published_file else None
@@ -609,11 +586,11 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
     Example:
       commbench explain gpt-oss-120b --hardware dgx-spark --batch 128
     """
+    from commbench.compute import resolve_hardware
     from commbench.explain import TERM_COLUMNS, explain
     from commbench.fabric import load_fabric
-    from commbench.hardware import load_hardware
 
-    hw = load_hardware(hardware)
+    hw = resolve_hardware(hardware)
     grid, lines, evidence = explain(model, hw, load_fabric(fabric or hw.fabric), batch, scenario, isl, osl)
     if as_json:
         click.echo(json.dumps({"rows": _records(grid), "evidence": _records(evidence), "sentences": lines},
@@ -850,7 +827,7 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
     check_sweep_choices(collective, backend)
     if out:
         check_output_path(out)
-    from commbench.sweep import launcher_world
+    from commbench.launcher import launcher_world
 
     env = dict(os.environ)
     if launcher_world() is None and backend == "gloo":
@@ -862,10 +839,7 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
         frame = load_table(sweep_file)[0]
     elif not any(f.status == "fail" for f in findings):
         sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
-        relaunch = ["fabric", "validate", "--expect", expect, "--backend", "mpi", "--collective", collective,
-                    "--min-bytes", min_bytes, "--max-bytes", max_bytes, "--iters", str(iters), "--warmup", str(warmup),
-                    "--timeout", str(timeout_s)] + (["--json"] if as_json else []) + (["--out", out] if out else [])
-        result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, relaunch)
+        result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s)
         if result is None:
             return
         frame, launcher, ranks = result
@@ -955,12 +929,12 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
     else:
         scenarios = parse_scenarios(scenario)
         batches = tuple(_parse_csv_ints(batch, "--batch"))
+        from commbench.compute import resolve_hardware
         from commbench.fabric import load_fabric
-        from commbench.hardware import load_hardware
         from commbench.model_card import load_model_card
 
         name = load_model_card(model).name
-        hw = load_hardware(hardware)
+        hw = resolve_hardware(hardware)
         load_fabric(fabric or hw.fabric)  # bad names fail before anything is written
         target = Path(out or Path("reports") / name)
         with console.status(f"writing {target}"):

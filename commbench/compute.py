@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.hardware import HardwareProfile
+from commbench.hardware import HardwareProfile, host_memory_bytes, load_hardware, profile_from_measurement  # noqa: F401
 from commbench.plan import ParallelPlan
 from commbench.serving import expert_coverage
 from commbench.timing import time_calls
@@ -49,6 +49,10 @@ class LocalDevice:
     def max_over_ranks(samples: np.ndarray) -> np.ndarray:
         return samples
 
+    @staticmethod
+    def sum_over_ranks(value: int) -> int:
+        return int(value)
+
 
 def default_device() -> str:
     import torch
@@ -62,14 +66,7 @@ def available_memory_bytes(device: str) -> float:
     if device.startswith("cuda"):
         free, _ = torch.cuda.mem_get_info()
         return float(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    return host_memory_bytes()
 
 
 @dataclass(frozen=True)
@@ -328,35 +325,9 @@ def _layer_flops(plan: ParallelPlan, kind: LayerKind, tokens: int, batch: int, q
     return matmul + attention
 
 
-def profile_from_measurement(frame: pd.DataFrame, name: str = "measured") -> HardwareProfile:
-    """A hardware profile whose bandwidth and FLOP/s are what `compute` measured at the model's shapes.
-
-    memory bandwidth = decode bytes / decode time (decode is memory-bound);
-    FLOP/s = prefill FLOPs / prefill time (prefill is compute-bound). Efficiencies are already in
-    these numbers, so the profile is marked `measured` and predict applies none on top. With "gemm"
-    rows (compute --gemm-tokens), FLOP/s varies with tokens per step as that curve does, scaled so
-    that it equals the prefill rate at the prefill chunk's token count.
-    """
-    need = {"phase", "bytes_per_layer", "flops_per_layer", "time_ms_per_layer", "layers"}
-    if not need <= set(frame.columns):
-        raise CommbenchError(f"compute table lacks {sorted(need - set(frame.columns))}; give a file from commbench compute --out")
-    dec, pre, gemm = (frame[frame.phase == p] for p in ("decode", "prefill", "gemm"))
-    if dec.empty or pre.empty:
-        raise CommbenchError("compute table needs both a prefill and a decode row")
-    bw = float((dec.bytes_per_layer * dec.layers).sum() / (dec.time_ms_per_layer * dec.layers).sum() * 1e3)
-    flops = float((pre.flops_per_layer * pre.layers).sum() / (pre.time_ms_per_layer * pre.layers).sum() * 1e3)
-    curve: tuple = ()
-    if len(gemm):
-        rates = (gemm.flops_per_layer / gemm.time_ms_per_layer * 1e3).to_numpy(float)
-        curve = tuple(zip(gemm.tokens.astype(float), rates / rates.max()))
-        probe = HardwareProfile("probe", "", 0.0, 1.0, {}, gemm_curve=curve, measured=True)
-        flops = flops / probe.flop_efficiency_at(float(pre.tokens.iloc[0]))  # the curve's peak, in prefill units
-    launch = frame[frame.phase == "launch"]
-    dtypes = ("bfloat16", "float16", "float32", "fp8", "fp4")
-    return HardwareProfile(name, f"measured by commbench compute on {frame['device'].iloc[0]}", memory_gb=available_memory_bytes("cpu") / 1e9,
-                           memory_bandwidth_Bps=bw, peak_flops=dict.fromkeys(dtypes, flops), fabric="loopback-gloo",
-                           source="measured", measured=True, gemm_curve=curve,
-                           eager_launch_s=float(launch.time_ms_per_layer.iloc[0]) / 1e3 if len(launch) else None)
+def resolve_hardware(name_or_path: str) -> HardwareProfile:
+    """`local` (this machine, measured now: measure_local_profile) or anything load_hardware reads."""
+    return measure_local_profile() if name_or_path == "local" else load_hardware(name_or_path)
 
 
 _LOCAL_PROFILE: HardwareProfile | None = None

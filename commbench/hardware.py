@@ -6,6 +6,7 @@ at hand (commbench.compute.measure_local_profile) rather than read from a file.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,16 +104,16 @@ def shipped_hardware() -> list[str]:
 
 
 def load_hardware(name_or_path: str) -> HardwareProfile:
-    """A shipped profile name, `local` (measured now), a profile .toml, or a `compute --out` table."""
-    if name_or_path == "local":
-        from commbench.compute import measure_local_profile
+    """A shipped profile name, a profile .toml, or a `compute --out` table.
 
-        return measure_local_profile()
+    `local` (this machine, measured now) needs the measuring code: commbench.compute.resolve_hardware.
+    """
+    if name_or_path == "local":
+        raise CommbenchError("hardware 'local' is measured on this machine: use commbench.compute.resolve_hardware")
     path = Path(name_or_path)
     if path.suffix in (".csv", ".json", ".parquet"):
         if not path.is_file():
             raise CommbenchError(f"compute table {name_or_path!r} not found")
-        from commbench.compute import profile_from_measurement
         from commbench.results import load_table
 
         return profile_from_measurement(load_table(path)[0], name=path.stem)
@@ -142,3 +143,46 @@ def _optional_gbps(raw: dict, key: str) -> float | None:
     if not 0 < value < float("inf"):
         raise ValueError(f"{key} = {raw[key]!r} must be a positive number")
     return value * 1e9
+
+
+def host_memory_bytes() -> float:
+    """This host's available memory (MemAvailable), bytes; total physical memory where /proc is absent."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def profile_from_measurement(frame: pd.DataFrame, name: str = "measured") -> HardwareProfile:
+    """A hardware profile whose bandwidth and FLOP/s are what `compute` measured at the model's shapes.
+
+    memory bandwidth = decode bytes / decode time (decode is memory-bound);
+    FLOP/s = prefill FLOPs / prefill time (prefill is compute-bound). Efficiencies are already in
+    these numbers, so the profile is marked `measured` and predict applies none on top. With "gemm"
+    rows (compute --gemm-tokens), FLOP/s varies with tokens per step as that curve does, scaled so
+    that it equals the prefill rate at the prefill chunk's token count.
+    """
+    need = {"phase", "bytes_per_layer", "flops_per_layer", "time_ms_per_layer", "layers"}
+    if not need <= set(frame.columns):
+        raise CommbenchError(f"compute table lacks {sorted(need - set(frame.columns))}; give a file from commbench compute --out")
+    dec, pre, gemm = (frame[frame.phase == p] for p in ("decode", "prefill", "gemm"))
+    if dec.empty or pre.empty:
+        raise CommbenchError("compute table needs both a prefill and a decode row")
+    bw = float((dec.bytes_per_layer * dec.layers).sum() / (dec.time_ms_per_layer * dec.layers).sum() * 1e3)
+    flops = float((pre.flops_per_layer * pre.layers).sum() / (pre.time_ms_per_layer * pre.layers).sum() * 1e3)
+    curve: tuple = ()
+    if len(gemm):
+        rates = (gemm.flops_per_layer / gemm.time_ms_per_layer * 1e3).to_numpy(float)
+        curve = tuple(zip(gemm.tokens.astype(float), rates / rates.max()))
+        probe = HardwareProfile("probe", "", 0.0, 1.0, {}, gemm_curve=curve, measured=True)
+        flops = flops / probe.flop_efficiency_at(float(pre.tokens.iloc[0]))  # the curve's peak, in prefill units
+    launch = frame[frame.phase == "launch"]
+    dtypes = ("bfloat16", "float16", "float32", "fp8", "fp4")
+    return HardwareProfile(name, f"measured by commbench compute on {frame['device'].iloc[0]}", memory_gb=host_memory_bytes() / 1e9,
+                           memory_bandwidth_Bps=bw, peak_flops=dict.fromkeys(dtypes, flops), fabric="loopback-gloo",
+                           source="measured", measured=True, gemm_curve=curve,
+                           eager_launch_s=float(launch.time_ms_per_layer.iloc[0]) / 1e3 if len(launch) else None)

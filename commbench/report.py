@@ -22,7 +22,6 @@ from commbench.collectives import get_collective
 from commbench.explain import (TERM_COLUMNS, TERM_LABELS, explain, model_message_sizes, pp_over_tp, predict_grid,
                                theory_ladder)
 from commbench.fabric import FabricModel, fit_sweep, load_fabric
-from commbench.hardware import load_hardware
 from commbench.links import LINKS
 from commbench.results import environment_metadata, load_table
 from commbench.hardware import FLOP_EFFICIENCY
@@ -206,7 +205,9 @@ def plot_replay(replay: pd.DataFrame, out: Path, title: str) -> str:
 def model_report(model: str, hardware: str, fabric: str | None, out: Path, scenarios: list[str],
                  batches: tuple[int, ...] = BATCHES, sweep_file: str | None = None, replay_file: str | None = None,
                  command: str = "") -> Path:
-    hw = load_hardware(hardware)
+    from commbench.compute import resolve_hardware
+
+    hw = resolve_hardware(hardware)
     fab = load_fabric(fabric or hw.fabric)
     out.mkdir(parents=True, exist_ok=True)
     grid = predict_grid([model], hw, fab, ["tp", "pp"], list(batches), scenarios)

@@ -63,8 +63,14 @@ def check_output_path(path: str | Path) -> Path:
 
 
 def atomic_write(path: Path, write) -> None:
+    """`write(tmp)` into a temporary file beside `path`, then rename it over `path`: readers see the
+    old file or the whole new one, never a torn one; on failure nothing is left. The file gets the
+    mode a plain open() would (0666 less the umask), not mkstemp's private 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     os.close(fd)
     try:
         write(Path(tmp))

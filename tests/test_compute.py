@@ -5,7 +5,8 @@ import json
 import pytest
 
 from commbench import CommbenchError, compute
-from commbench.compute import measure_stage, profile_from_measurement
+from commbench.compute import measure_stage
+from commbench.hardware import profile_from_measurement
 from commbench.model_card import load_model_card
 from commbench.plan import ParallelPlan
 

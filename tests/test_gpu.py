@@ -36,12 +36,16 @@ def test_two_gpu_sweep_identities(backend, collective, factor):
         assert r["busbw_gbps"] == pytest.approx(r["algbw_gbps"] * factor)
 
 
-def test_one_gpu_world_all_reduce_is_identity():
-    """A 1-rank NCCL world: the all_reduce of rank 0's value 1 is 1 (n(n+1)/2 at n = 1)."""
+def test_one_gpu_world_times_calls_and_moves_no_bus_bytes():
+    """A 1-rank NCCL world: every size is timed (algbw = S / t > 0) and busbw is exactly 0, since the
+    all-reduce factor 2(n-1)/n is 0 at n = 1 (a wrong factor or an untimed call fails here)."""
     proc = _torchrun(1, "sweep", "all_reduce", "--backend", "nccl", "--max-bytes", "64M", "--iters", "5", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)["rows"]
-    assert rows and all(r["wrong"] == 0 for r in rows)
+    assert [r["msg_bytes"] for r in rows] == [8 * 2**i for i in range(24)]
+    for r in rows:
+        assert r["time_us_p50"] > 0 and r["algbw_gbps"] == pytest.approx(r["msg_bytes"] / r["time_us_p50"] / 1e3)
+        assert r["busbw_gbps"] == 0
 
 
 def test_compute_runs_on_cuda():

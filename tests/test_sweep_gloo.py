@@ -49,18 +49,21 @@ def test_sweep_bad_collective(cli):
     assert "valid: all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv, send_recv_bidir" in result.output
 
 
-def test_dead_rank_is_named_and_run_ends(monkeypatch):
+def test_dead_rank_is_named_and_run_ends():
     from commbench import CommbenchError
+    from commbench.world import run_local
+    from tests.faults import exit_job
 
-    monkeypatch.setenv("COMMBENCH_FAULT_EXIT_RANK", "1")
     with pytest.raises(CommbenchError, match=r"rank 1 exited with code 17"):
-        sweep_local("all_reduce", [8, 64], ranks=2, iters=2, warmup=0, timeout_s=10)
+        run_local(exit_job(1, 0)("all_reduce", [8, 64], 2, 0), ranks=2, timeout_s=10)
 
 
 def test_rank_dying_mid_sweep_keeps_finished_rows(monkeypatch, tmp_path, cli):
     """Rank 1 dies after two sizes; the run ends within the timeout and the two rows are kept."""
-    monkeypatch.setenv("COMMBENCH_FAULT_EXIT_AFTER_ROWS", "2")
-    monkeypatch.setenv("COMMBENCH_FAULT_EXIT_RANK_LATE", "1")
+    from commbench import sweep
+    from tests.faults import exit_job
+
+    monkeypatch.setattr(sweep, "sweep_job", exit_job(1, 2))
     out = tmp_path / "partial.csv"
     result = cli("sweep", "all_reduce", "--max-bytes", "1K", "--iters", "2", "--timeout", "5", "--out", out)
     assert result.exit_code == 2
@@ -104,7 +107,7 @@ def test_missing_optional_backends_say_what_to_install(monkeypatch):
     import torch
 
     from commbench import CommbenchError
-    from commbench.sweep import make_backend
+    from commbench.world import make_backend
 
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the GPU backends can start here")

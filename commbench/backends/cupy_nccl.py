@@ -31,12 +31,12 @@ class CupyNcclBackend:
         if cupy.cuda.runtime.getDeviceCount() == 0:
             raise CommbenchError("the cupy backend needs a CUDA device; on CPU use --backend gloo or mpi")
         self.cp, self.nccl = cupy, nccl
-        from commbench.sweep import launcher_rank, launcher_world
+        from commbench.launcher import detect
 
-        if launcher_world() is None:
-            raise CommbenchError("the cupy backend needs a launcher: torchrun or mpiexec (RANK/WORLD_SIZE not set)")
-        self.rank, self.world_size = launcher_rank()
-        local = int(os.environ.get("LOCAL_RANK", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0")))
+        launch = detect()
+        if launch is None:
+            raise CommbenchError("the cupy backend needs a launcher: torchrun, srun or mpiexec (RANK/WORLD_SIZE not set)")
+        self.rank, self.world_size, local = launch.rank, launch.size, launch.local_rank
         cupy.cuda.Device(local % cupy.cuda.runtime.getDeviceCount()).use()
         uid = self._share_unique_id(timeout_s)
         self.comm = nccl.NcclCommunicator(self.world_size, uid, self.rank)
@@ -128,6 +128,11 @@ class CupyNcclBackend:
         buf = self.cp.asarray(samples.astype(np.float64))
         self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._f64, self._max, self.stream.ptr)
         return self.to_numpy(buf)
+
+    def sum_over_ranks(self, value: int) -> int:
+        buf = self.cp.asarray(np.array([value], dtype=np.float64))
+        self.comm.allReduce(buf.data.ptr, buf.data.ptr, 1, self._f64, self._sum, self.stream.ptr)
+        return int(self.to_numpy(buf)[0])
 
     def hostnames(self) -> list[str]:
         """Hosts in rank order, each as its characters summed through an int64 all-gather."""

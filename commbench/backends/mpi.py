@@ -1,12 +1,12 @@
 """mpi4py backend; same protocol as backends.torch_dist.TorchBackend.
 
-Buffers are host numpy arrays by default. With COMMBENCH_MPI_BUFFERS=cuda (the `--mpi-buffers
-cuda` option) they are torch CUDA tensors handed to MPI through __cuda_array_interface__, which
+Buffers are host numpy arrays by default. With buffers="cuda" (the `--mpi-buffers cuda` option)
+they are torch CUDA tensors handed to MPI through __cuda_array_interface__, which
 needs a CUDA-aware MPI: Open MPI is asked (ompi_info) and a build without CUDA support is refused
 before any call could crash; other MPIs are taken at their word. Device buffers are synchronised
 before each MPI call's timing and after it (the host clock then times the whole transfer).
 MPI has no per-call timeout: the launcher (mpiexec) aborts the job when a rank dies, and the
-embedded launcher in commbench.sweep puts a wall-clock limit on the whole mpiexec run.
+embedded launcher in commbench.world puts a wall-clock limit on the whole mpiexec run.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class MpiBackend:
     name = "mpi"
     needs_sync = False  # host buffers: a returned call is a finished call
 
-    def __init__(self, timeout_s: float = 60.0):
+    def __init__(self, timeout_s: float = 60.0, buffers: str = "host"):
         try:
             from mpi4py import MPI
         except ImportError:
@@ -41,7 +41,7 @@ class MpiBackend:
         # so the timed op is one C-level call with positional arguments (a keyword costs ~0.1 us)
         self.all_reduce = functools.partial(self.comm.Allreduce, MPI.IN_PLACE)  # op defaults to MPI.SUM
         self.barrier = self.comm.Barrier
-        self.device = os.environ.get("COMMBENCH_MPI_BUFFERS", "host")
+        self.device = buffers
         if self.device not in ("host", "cuda"):
             raise CommbenchError(f"unknown MPI buffer kind {self.device!r}; valid: host, cuda")
         if self.device == "cuda":
@@ -105,6 +105,9 @@ class MpiBackend:
         out = samples.copy()
         self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.MAX)
         return out
+
+    def sum_over_ranks(self, value: int) -> int:
+        return int(self.comm.allreduce(int(value), op=self._sum))
 
     def hostnames(self) -> list[str]:
         return self.comm.allgather(socket.gethostname())

@@ -3,7 +3,7 @@
 Protocol (shared by every backend): rank, world_size, buffer(elements, fill), fill, to_numpy,
 all_reduce(buf), all_gather(out, inp), reduce_scatter(out, inp), all_to_all(out, inp),
 broadcast(buf, root), send_recv(buf, src, dst) one-way, send_recv_bidir(out, inp) ring shift,
-barrier(), synchronize(), max_over_ranks(array), close(); device backends add new_event() and
+barrier(), synchronize(), max_over_ranks(array), sum_over_ranks(int), hostnames(), close(); device backends add new_event() and
 elapsed_s(start, end) for CUDA-event timing.
 Every collective inherits the process group's timeout, so a dead peer ends the run with an error.
 """
@@ -24,7 +24,8 @@ from commbench import CommbenchError
 
 
 class TorchBackend:
-    def __init__(self, timeout_s: float = 60.0, name: str = "gloo"):
+    def __init__(self, timeout_s: float = 60.0, name: str = "gloo", store_path: str | None = None):
+        """store_path: a FileStore rendezvous (the embedded world: no listening socket); else env://."""
         self.name = name
         if name == "nccl":
             if not torch.cuda.is_available() or not dist.is_nccl_available():
@@ -37,6 +38,9 @@ class TorchBackend:
         self.needs_sync = name == "nccl"
         if not dist.is_initialized():
             kwargs = {"device_id": self.device} if name == "nccl" else {}
+            if store_path:
+                world = int(os.environ["WORLD_SIZE"])
+                kwargs.update(store=dist.FileStore(store_path, world), rank=int(os.environ["RANK"]), world_size=world)
             dist.init_process_group(name, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
@@ -105,6 +109,11 @@ class TorchBackend:
         t = torch.from_numpy(samples.astype(np.float64)).to(self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return t.cpu().numpy()
+
+    def sum_over_ranks(self, value: int) -> int:
+        t = torch.tensor([int(value)], dtype=torch.int64, device=self.device)
+        dist.all_reduce(t)
+        return int(t.item())
 
     def hostnames(self) -> list[str]:
         names = [None] * self.world_size

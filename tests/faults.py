@@ -1,0 +1,58 @@
+"""Fault injection for tests only: picklable jobs and backend wrappers the embedded world runs.
+
+Production code reads no fault variables; a test hands one of these to the world instead of the
+real job (or monkeypatches commbench.sweep.sweep_job to return one), so the spawned ranks import
+this module by name and misbehave exactly where the test says.
+"""
+
+import functools
+import os
+
+import numpy as np
+
+from commbench.sweep import run_sweep
+
+
+def _exit_job(rank: int, after_rows: int, collective, sizes, iters, warmup, timing, backend, on_row):
+    """Run the sweep one size at a time; `rank` exits with status 17 once `after_rows` sizes are done."""
+    rows = []
+    for i, size in enumerate(sizes):
+        if backend.rank == rank and i == after_rows:
+            os._exit(17)
+        frame = run_sweep(backend, collective, [size], iters, warmup, timing, on_row)
+        rows.extend(frame.to_dict(orient="records"))
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def exit_job(rank: int, after_rows: int):
+    """A sweep_job factory (same signature) whose `rank` dies after `after_rows` finished sizes."""
+    def factory(collective, sizes, iters, warmup, timing="blocking"):
+        return functools.partial(_exit_job, rank, after_rows, collective, tuple(sizes), iters, warmup, timing)
+    return factory
+
+
+class Corrupting:
+    """Wraps a backend: on `rank`, every result read back for checking has its first element off by 1000."""
+
+    def __init__(self, backend, rank: int):
+        self._backend, self._rank = backend, rank
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def to_numpy(self, buf):
+        out = np.array(self._backend.to_numpy(buf), dtype=np.float64)
+        if self._backend.rank == self._rank and out.size:
+            out[0] += 1000.0
+        return out
+
+
+def _corrupt_job(rank, collective, sizes, iters, warmup, backend, on_row):
+    return run_sweep(Corrupting(backend, rank), collective, list(sizes), iters, warmup, "blocking", on_row)
+
+
+def corrupt_job(rank: int, collective: str, sizes, iters: int = 2, warmup: int = 0):
+    """A sweep job whose correctness check on `rank` always sees one wrong element."""
+    return functools.partial(_corrupt_job, rank, collective, tuple(sizes), iters, warmup)
