@@ -107,20 +107,41 @@ def make_backend(name: str, timeout_s: float, **options):
     return TorchBackend(timeout_s, name, **options)
 
 
+JOIN_GRACE_S = 2.0
+"""Seconds past --timeout that joining a world may take before the watchdog ends the process: the
+libraries' own rendezvous timeouts do not cover a port that accepts and never answers."""
+
+
 def join_world(backend_name: str, timeout_s: float, options: dict | None = None):
-    """The backend of the world this process belongs to, or an error naming this rank."""
+    """The backend of the world this process belongs to, or an error naming this rank.
+
+    A watchdog bounds the join: past timeout_s + JOIN_GRACE_S it prints the same one-line error and
+    ends the process with status 2 (a rendezvous blocked in C++ cannot be interrupted otherwise).
+    """
     launch = detect()
     if launch is not None:
         os.environ.update(torch_rendezvous_env(launch))
+    where = f"{os.environ.get('MASTER_ADDR', 'a FileStore' if options and 'store_path' in options else '?')}" \
+            f"{':' + os.environ['MASTER_PORT'] if 'MASTER_PORT' in os.environ else ''}"
+    message = (f"rank {launcher_rank()[0]} could not join the {backend_name} world at {where} within {timeout_s:g} s "
+               "(is rank 0 up, and MASTER_ADDR / GLOO_SOCKET_IFNAME right?)")
+    joined = threading.Event()
+
+    def watchdog():
+        if not joined.wait(timeout_s + JOIN_GRACE_S):
+            sys.stderr.write(f"commbench: error: {message}: the rendezvous did not answer\n")
+            sys.stderr.flush()
+            os._exit(2)
+
+    threading.Thread(target=watchdog, daemon=True, name="commbench-join-watchdog").start()
     try:
         return make_backend(backend_name, timeout_s, **(options or {}))
     except CommbenchError:
         raise
     except Exception as exc:  # rendezvous failed: name this rank and where it looked
-        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
-        raise CommbenchError(f"rank {launcher_rank()[0]} could not join the {backend_name} world at {where} "
-                             f"within {timeout_s:g} s (is rank 0 up, and MASTER_ADDR / GLOO_SOCKET_IFNAME right?): "
-                             f"{type(exc).__name__}") from None
+        raise CommbenchError(f"{message}: {type(exc).__name__}") from None
+    finally:
+        joined.set()
 
 
 def run_in_launched_world(backend_name: str, job, timeout_s: float, on_row=None, options: dict | None = None):

@@ -168,3 +168,25 @@ def test_the_embedded_gloo_world_listens_on_no_address_but_loopback(tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     assert all(addr.startswith(("127.", "[::1]")) for addr in seen), seen
+
+
+def test_a_rendezvous_port_that_never_answers_ends_within_the_timeout():
+    """Something accepts on MASTER_PORT and says nothing: the join still ends, rank named, exit 2."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    held = []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(8)], daemon=True).start()
+    env = {**os.environ, "RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    started = time.monotonic()
+    proc = subprocess.run([*COMMBENCH, "sweep", "all_reduce", "--max-bytes", "64", "--timeout", "3"], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    took = time.monotonic() - started
+    server.close()
+    assert proc.returncode == 2
+    assert f"rank 1 could not join the gloo world at 127.0.0.1:{port} within 3 s" in proc.stderr
+    assert took < 3 + 2 + 15  # timeout + the join grace + interpreter and torch start-up on a slow host
