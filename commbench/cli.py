@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import sys
 from pathlib import Path
@@ -182,10 +183,12 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
     """
     from commbench.model_card import load_model_card
     from commbench.plan import ParallelPlan
-    from commbench.results import atomic_write
+    from commbench.results import atomic_write, check_output_path
     from commbench.trace import make_trace
     from commbench.workload import Workload
 
+    if csv_path:
+        check_output_path(csv_path, (".csv",))
     card = load_model_card(model)
     plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp)
     workload = Workload.from_options(batch, scenario, isl, osl, token_budget)
@@ -256,15 +259,37 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
 
 
 # ---------------------------------------------------------------------------------------------
+MAX_MESSAGE_BYTES = 1 << 40
+"""Largest message a size option accepts (1 TiB); the embedded world's memory bounds it further."""
+
+
 def _parse_bytes(text: str) -> int:
+    """Bytes with an optional K, M, G suffix (powers of 1024): finite, positive, at most MAX_MESSAGE_BYTES."""
     units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
     t = text.strip().upper().rstrip("B")
     suffix = t[-1] if t and t[-1] in units else ""
     try:
-        value = int(float(t[: len(t) - len(suffix)]) * units[suffix])
+        number = float(t[: len(t) - len(suffix)])
     except ValueError:
-        raise CommbenchError(f"bad size {text!r}; use bytes with an optional K, M or G suffix, e.g. 64M") from None
-    return value
+        number = float("nan")
+    if not (number > 0) or number * units[suffix] > MAX_MESSAGE_BYTES:
+        raise CommbenchError(f"bad size {text!r}; use a positive number of bytes up to 1 TiB with an optional K, M or G "
+                             "suffix, e.g. 64M")
+    return int(number * units[suffix])
+
+
+def _check_embedded_memory(max_bytes: int, ranks: int, backend: str) -> None:
+    """An embedded world's buffers (input and output per rank, n slots for gathers) must fit in this host."""
+    from commbench.hardware import host_memory_bytes
+    from commbench.launcher import detect
+
+    if detect() is not None or backend not in ("gloo", "mpi"):
+        return  # a launcher's world: its ranks' memory is theirs to know
+    need = 3 * max_bytes * ranks
+    have = host_memory_bytes()
+    if need > have:
+        raise CommbenchError(f"--max-bytes {max_bytes:,} needs about {need / 2**30:.1f} GiB for {ranks} local ranks' "
+                             f"buffers; this host has {have / 2**30:.1f} GiB available")
 
 
 def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, timeout_s: float,
@@ -367,6 +392,7 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
     if out:
         check_output_path(out)
     sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
+    _check_embedded_memory(sizes[-1] if sizes else 0, ranks, backend)
     meta = dict(backend=backend, ranks=ranks, iters=iters, warmup=warmup, collective=collective, timing=timing,
                 mpi_buffers=mpi_buffers if backend == "mpi" else None)
     try:
@@ -476,6 +502,13 @@ def compute(model, mode, tp, pp, stage, batch, prefill_tokens, context, iters, d
     if context < 0:
         raise CommbenchError(f"--context must be >= 0, got {context}")
     tokens = _parse_csv_ints(gemm_tokens, "--gemm-tokens")
+    if device is not None:
+        import torch
+
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            raise CommbenchError(f"unknown --device {device!r}; valid: cpu, cuda, cuda:N")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise CommbenchError(f"--device {device} needs CUDA; this torch sees no GPU (use --device cpu)")
     if out:
         check_output_path(out)
     plan = ParallelPlan.for_mode(load_model_card(model), mode, tp=tp, pp=pp)
@@ -834,11 +867,19 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the embedded world's ranks talk over loopback
     findings = preflight(link, backend, env) if sweep_file is None else []
     frame = None
+    partial_note = ""
     launcher = "file"
     if sweep_file is not None:
-        frame = load_table(sweep_file)[0]
+        from commbench.fabric import check_sweep_table
+
+        frame, meta_in = load_table(sweep_file)
+        frame = check_sweep_table(frame, sweep_file)
+        if meta_in.get("complete") is False:
+            partial_note = (f"{sweep_file} is a partial sweep (complete: false, {meta_in.get('error', 'the run ended early')}):"
+                            f" judged on the {len(frame)} sizes it holds")
     elif not any(f.status == "fail" for f in findings):
         sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
+        _check_embedded_memory(sizes[-1] if sizes else 0, ranks, backend)
         result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s)
         if result is None:
             return
@@ -850,7 +891,7 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
 
         fitted = fit_sweep(frame, name="measured").to_frame().query("collective != 'any'").drop(columns=["fabric"])
     result_verdict = verdict(findings, bands)
-    if frame is not None and frame["wrong"].sum():
+    if frame is not None and "wrong" in frame and frame["wrong"].sum():
         result_verdict = "FAIL"
     if out and frame is not None:
         save_table(frame, out, environment_metadata(command="fabric validate", expect=link.name, backend=backend,
@@ -860,7 +901,7 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
                                                     iters=iters, warmup=warmup, timing="blocking",
                                                     bands=bands_frame(bands).to_dict(orient="records")))
     if as_json:
-        click.echo(json.dumps({"verdict": result_verdict, "expect": link.name,
+        click.echo(json.dumps({"verdict": result_verdict, "expect": link.name, "partial": partial_note or None,
                                "preflight": _records(findings_frame(findings)),
                                "bands": _records(bands_frame(bands)),
                                "fit": [] if fitted is None else _records(fitted),
@@ -868,8 +909,10 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
     else:
         if findings:
             print_frame(findings_frame(findings), "Preflight")
+        if partial_note:
+            console.print(f"[yellow]warning:[/] {partial_note}", highlight=False)
         if frame is not None:
-            print_frame(frame[["msg_bytes", "time_us_p50", "time_us_p99", "busbw_gbps", "wrong"]],
+            print_frame(frame[[c for c in ("msg_bytes", "time_us_p50", "time_us_p99", "busbw_gbps", "wrong") if c in frame]],
                         f"{collective} sweep ({backend}, {launcher})", {"msg_bytes": "{:,.0f}", "time_us_p50": "{:,.1f}", "time_us_p99": "{:,.1f}",
                                                                         "busbw_gbps": "{:.4f}"})
             print_frame(bands_frame(bands).drop(columns=["diagnosis"]), f"Bands against {link.name} "
@@ -916,6 +959,10 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
 
     if model is None and not sweep_files:
         raise CommbenchError("give a MODEL (a predicted report) or --sweep FILE (a fabric report)")
+    if expect:
+        from commbench.links import parse_link
+
+        parse_link(expect)  # a bad --expect fails before any folder is made
     for f in (*sweep_files, replay_file):
         if f and not Path(f).is_file():
             raise CommbenchError(f"file {f!r} not found")

@@ -32,3 +32,32 @@ def unknown_name_error(kind: str, value: str, choices: list[str]) -> CommbenchEr
     close = difflib.get_close_matches(value, choices, n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return CommbenchError(f"unknown {kind} {value!r}.{hint} Valid: {', '.join(choices)}")
+
+
+def read_toml(path, kind: str) -> dict:
+    """A TOML file as a dict, or a one-line error naming the file: unreadable, not text, or not TOML."""
+    import tomllib
+
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CommbenchError(f"{kind} file {str(path)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommbenchError(f"{kind} file {str(path)!r} is not readable text ({type(exc).__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CommbenchError(f"{kind} file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def number(value, what: str, minimum: float = 0.0, inclusive: bool = False) -> float:
+    """`value` as a finite float above `minimum` (or equal to it with inclusive), else a one-line error."""
+    import math
+
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise CommbenchError(f"{what} = {value!r} is not a number") from None
+    if not math.isfinite(x) and not (x == math.inf and what.endswith("up_to_bytes")):
+        raise CommbenchError(f"{what} = {value!r} must be finite")
+    if x < minimum or (x == minimum and not inclusive):
+        raise CommbenchError(f"{what} = {value!r} must be {'at least' if inclusive else 'above'} {minimum:g}")
+    return x

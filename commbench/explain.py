@@ -51,7 +51,7 @@ def parse_modes(text: str) -> list[str]:
 def plan_for(card, mode: str, tp: int | None, pp: int | None) -> ParallelPlan:
     """tp: tp ranks (default 2); pp: pp stages (default 2); tp+pp: both (default 2 x 2)."""
     if mode == "tp+pp":
-        return ParallelPlan(card, tp=tp or 2, pp=pp or 2)
+        return ParallelPlan(card, tp=2 if tp is None else tp, pp=2 if pp is None else pp)
     return ParallelPlan.for_mode(card, mode, tp=tp if mode == "tp" else None, pp=pp if mode == "pp" else None)
 
 

@@ -14,8 +14,8 @@ Profiles live in fabrics/*.toml; `fit_sweep` builds one from a measured sweep (c
 
 from __future__ import annotations
 
+import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.collectives import get_collective
-from commbench.data import data_dir, names_in, unknown_name_error
+from commbench.data import data_dir, names_in, number, read_toml, unknown_name_error
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,20 @@ def load_fabric(name_or_path: str) -> FabricModel:
         path = data_dir("fabrics") / f"{name_or_path}.toml"
     elif not path.is_file():
         raise CommbenchError(f"fabric file {name_or_path!r} not found")
-    raw = tomllib.loads(path.read_text())
+    raw = read_toml(path, "fabric")
+    if not isinstance(raw.get("segment"), list) or not raw["segment"]:
+        raise CommbenchError(f"fabric file {path}: needs [[segment]] tables with up_to_bytes, alpha_us, busbw_gbps")
     try:
         segments = tuple(
-            Segment(float(s["up_to_bytes"]), float(s["alpha_us"]) * 1e-6, float(s["busbw_gbps"]) * 1e9)
+            Segment(number(s["up_to_bytes"], f"fabric file {path}: up_to_bytes"),
+                    number(s["alpha_us"], f"fabric file {path}: alpha_us", inclusive=True) * 1e-6,
+                    number(s["busbw_gbps"], f"fabric file {path}: busbw_gbps") * 1e9)
             for s in raw["segment"]
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError) as exc:
         raise CommbenchError(f"fabric file {path}: each [[segment]] needs up_to_bytes, alpha_us, busbw_gbps ({exc})") from None
+    if list(segments) != sorted(segments, key=lambda seg: seg.up_to_bytes) or not math.isinf(segments[-1].up_to_bytes):
+        raise CommbenchError(f"fabric file {path}: segments must rise in up_to_bytes and the last must be inf")
     return FabricModel(raw.get("name", path.stem), raw.get("description", ""), segments, raw.get("link", ""), str(path))
 
 
@@ -200,16 +206,47 @@ def fit_replay(frame: pd.DataFrame, name: str = "replayed") -> FabricModel:
                        model.segments, source="replay", per_collective=model.per_collective)
 
 
+SWEEP_COLUMNS = ("collective", "msg_bytes", "ranks", "time_us_p50")
+"""The columns a sweep table needs (commbench sweep --out writes them; nccl-tests' S and time)."""
+
+
+def check_sweep_table(frame: pd.DataFrame, name: str = "sweep table") -> pd.DataFrame:
+    """The table with numeric, finite, positive msg_bytes, ranks and time_us_p50 (and time_us_min
+    when present), and busbw_gbps derived where it is missing; else a one-line error naming the
+    column and the first bad value. A table saved from a run that ended early is accepted: the
+    caller reads `complete` in its metadata and says so."""
+    missing = [c for c in SWEEP_COLUMNS if c not in frame.columns]
+    if missing:
+        raise CommbenchError(f"{name} lacks columns {', '.join(missing)}; a sweep needs {', '.join(SWEEP_COLUMNS)} "
+                             "(commbench sweep --out writes them)")
+    if frame.empty:
+        raise CommbenchError(f"{name} has no rows")
+    frame = frame.copy()
+    for col in ("msg_bytes", "ranks", "time_us_p50", "time_us_min"):
+        if col not in frame.columns:
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = ~((values > 0) & np.isfinite(values))
+        if bad.any():
+            bad_value = frame[col][bad].iloc[0]
+            raise CommbenchError(f"{name}: {col} = {bad_value.item() if hasattr(bad_value, 'item') else bad_value!r} "
+                                 "must be a positive finite number")
+        frame[col] = values
+    for coll in frame["collective"].unique():
+        get_collective(str(coll))  # a one-line error naming the valid collectives
+    if "busbw_gbps" not in frame.columns:
+        frame["busbw_gbps"] = [get_collective(c).busbw_gbps(s, t * 1e-6, int(n)) for c, s, t, n in
+                               zip(frame.collective, frame.msg_bytes, frame.time_us_p50, frame.ranks)]
+    return frame
+
+
 def fit_sweep(frame: pd.DataFrame, name: str = "fitted") -> FabricModel:
     """A FabricModel from a sweep table (columns collective, msg_bytes, ranks, time_us_p50).
 
     Each collective's line t = alpha + S / beta is turned into busbw = beta * f(n) so the
     model prices other collectives too; the all_reduce fit (else the first) is the default.
     """
-    need = {"collective", "msg_bytes", "ranks", "time_us_p50"}
-    if not need <= set(frame.columns):
-        raise CommbenchError(f"sweep table lacks columns {sorted(need - set(frame.columns))}; "
-                             "give a file written by commbench sweep --out")
+    frame = check_sweep_table(frame)
     per_collective = {}
     for coll, rows in frame.groupby("collective", sort=False):
         if len(rows["msg_bytes"].unique()) < 2:
@@ -230,8 +267,10 @@ def fit_sweep(frame: pd.DataFrame, name: str = "fitted") -> FabricModel:
 
 def fabric_toml(model: FabricModel, header: str) -> str:
     """A model as fabrics/*.toml text (the default collective's segments, with CIs where fitted)."""
-    lines = [f"# {header}", f'name = "{model.name}"', f'description = "{model.description}"']
-    lines += [f'link = "{model.link}"', ""] if model.link else [""]
+    # JSON string syntax is TOML basic-string syntax: quotes, backslashes and newlines are escaped
+    lines = [f"# {' '.join(header.split())}", f"name = {json.dumps(model.name)}",
+             f"description = {json.dumps(model.description)}"]
+    lines += [f"link = {json.dumps(model.link)}", ""] if model.link else [""]
     for seg in model.segments:
         up_to = "inf" if math.isinf(seg.up_to_bytes) else f"{seg.up_to_bytes:.0f}"
         lines += ["[[segment]]", f"up_to_bytes = {up_to}", f"alpha_us = {seg.alpha_s * 1e6:.6g}",

@@ -7,14 +7,13 @@ at hand (commbench.compute.measure_local_profile) rather than read from a file.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from commbench import CommbenchError
-from commbench.data import data_dir, names_in, unknown_name_error
+from commbench.data import data_dir, names_in, number, read_toml, unknown_name_error
 
 MEMORY_BW_EFFICIENCY = 232 / 273
 """Achieved / peak memory bandwidth for a profile that gives no measured figure. Unitless, 0.85:
@@ -123,26 +122,25 @@ def load_hardware(name_or_path: str) -> HardwareProfile:
         path = data_dir("hardware") / f"{name_or_path}.toml"
     elif not path.is_file():
         raise CommbenchError(f"hardware file {name_or_path!r} not found")
-    raw = tomllib.loads(path.read_text())
+    raw = read_toml(path, "hardware")
+    where = f"hardware file {path}"
     try:
+        flops = raw["peak_tflops"]
+        if not isinstance(flops, dict) or not flops:
+            raise KeyError("peak_tflops")
         return HardwareProfile(
-            name=raw.get("name", path.stem), description=raw.get("description", ""),
-            memory_gb=float(raw["memory_gb"]), memory_bandwidth_Bps=float(raw["memory_bandwidth_gbps"]) * 1e9,
-            peak_flops={k: float(v) * 1e12 for k, v in raw["peak_tflops"].items()},
-            fabric=raw.get("fabric", "spark-200gbe"), compare_fabrics=tuple(raw.get("compare_fabrics", ())),
-            source=str(path), achieved_bandwidth_Bps=_optional_gbps(raw, "memory_bandwidth_achieved_gbps"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CommbenchError(f"hardware file {path}: needs memory_gb, memory_bandwidth_gbps and "
-                             f"[peak_tflops] ({exc})") from None
+            name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")),
+            memory_gb=number(raw["memory_gb"], f"{where}: memory_gb"),
+            memory_bandwidth_Bps=number(raw["memory_bandwidth_gbps"], f"{where}: memory_bandwidth_gbps") * 1e9,
+            peak_flops={k: number(v, f"{where}: peak_tflops.{k}") * 1e12 for k, v in flops.items()},
+            fabric=str(raw.get("fabric", "spark-200gbe")), compare_fabrics=tuple(raw.get("compare_fabrics", ())),
+            source=str(path), achieved_bandwidth_Bps=_optional_gbps(raw, "memory_bandwidth_achieved_gbps", where))
+    except (KeyError, TypeError) as exc:
+        raise CommbenchError(f"{where}: needs memory_gb, memory_bandwidth_gbps and [peak_tflops] ({exc})") from None
 
 
-def _optional_gbps(raw: dict, key: str) -> float | None:
-    if key not in raw:
-        return None
-    value = float(raw[key])
-    if not 0 < value < float("inf"):
-        raise ValueError(f"{key} = {raw[key]!r} must be a positive number")
-    return value * 1e9
+def _optional_gbps(raw: dict, key: str, where: str) -> float | None:
+    return number(raw[key], f"{where}: {key}") * 1e9 if key in raw else None
 
 
 def host_memory_bytes() -> float:

@@ -52,17 +52,19 @@ def parse_link(text: str) -> LinkProfile:
     if key in LINKS:
         return LINKS[key]
     if key.endswith(".toml"):
-        import tomllib
         from pathlib import Path
 
         path = Path(text.strip())
         if not path.is_file():
             raise CommbenchError(f"link file {text!r} not found")
-        raw = tomllib.loads(path.read_text())
+        from commbench.data import number, read_toml
+
+        raw = read_toml(path, "link")
         try:
-            return LinkProfile(raw.get("name", path.stem), float(raw["bandwidth_gbps"]) * 1e9,
-                               float(raw.get("latency_us", 10.0)) * 1e-6, raw.get("source", str(path)))
-        except (KeyError, TypeError, ValueError) as exc:
+            return LinkProfile(str(raw.get("name", path.stem)), number(raw["bandwidth_gbps"], f"link file {path}: bandwidth_gbps") * 1e9,
+                               number(raw.get("latency_us", 10.0), f"link file {path}: latency_us", inclusive=True) * 1e-6,
+                               str(raw.get("source", str(path))))
+        except (KeyError, TypeError) as exc:
             raise CommbenchError(f"link file {text}: needs bandwidth_gbps (and optionally latency_us) ({exc})") from None
     m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(k|m|g|t)?(bit/s|bit|b/s|bps|B)", text.strip(), re.IGNORECASE)
     if m:

@@ -13,6 +13,7 @@ Parameter counts follow the gated-MLP decoder layout of Llama / Mistral / Qwen3-
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,35 +211,61 @@ def _serving_block(raw: dict, cfg: dict) -> tuple[str, dict]:
     return act, wb
 
 
+#: Bounds on a config's sizes: far beyond any real model, so a typo or a corrupt file is named, not run.
+FIELD_MAX = {"num_hidden_layers": 10_000, "hidden_size": 1 << 20, "num_attention_heads": 1 << 14,
+             "num_key_value_heads": 1 << 14, "head_dim": 1 << 14, "vocab_size": 1 << 24, "intermediate_size": 1 << 22,
+             "moe_intermediate_size": 1 << 22, "num_experts": 1 << 16, "num_experts_per_tok": 1 << 10,
+             "sliding_window": 1 << 30, "decoder_sparse_step": 10_000, "first_k_dense_replace": 10_000}
+
+
+def _whole(cfg: dict, name: str, *keys: str, default: int | None = None, minimum: int = 1) -> int:
+    """The first of `keys` present (and truthy) in cfg as a whole number in minimum..FIELD_MAX, or `default`."""
+    for key in keys:
+        value = cfg.get(key)
+        if value is None or (value == 0 and default is not None and minimum > 0):
+            continue
+        bound = FIELD_MAX.get(key, FIELD_MAX.get(keys[0], 1 << 30))
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and value == int(value) and minimum <= value <= bound
+        if not ok:
+            raise CommbenchError(f"model config {name!r}: {key} = {value!r} must be a whole number in {minimum}..{bound}")
+        return int(value)
+    if default is None:
+        raise CommbenchError(f"model config {name!r} is missing required field {keys[0]!r}")
+    return default
+
+
 def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     """Build a ModelCard from a parsed config.json dict (HF field names)."""
     cfg = raw.get("text_config") or raw  # multimodal wrappers keep the LM under text_config
     for key in REQUIRED_FIELDS:
         if cfg.get(key) is None:
             raise CommbenchError(f"model config {name!r} is missing required field {key!r}")
-    layers = int(cfg["num_hidden_layers"])
-    hidden = int(cfg["hidden_size"])
-    heads = int(cfg["num_attention_heads"])
-    kv_heads = int(cfg.get("num_key_value_heads") or heads)  # HF default: multi-head attention
-    head_dim = int(cfg.get("head_dim") or hidden // heads)
-    num_experts = int(cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts") or 0)
-    k = int(cfg.get("num_experts_per_tok") or cfg.get("experts_per_token") or 0)
+    layers = _whole(cfg, name, "num_hidden_layers")
+    hidden = _whole(cfg, name, "hidden_size")
+    heads = _whole(cfg, name, "num_attention_heads")
+    kv_heads = _whole(cfg, name, "num_key_value_heads", default=heads)  # HF default: multi-head attention
+    head_dim = _whole(cfg, name, "head_dim", default=max(1, hidden // heads))
+    num_experts = _whole(cfg, name, "num_local_experts", "num_experts", "n_routed_experts", default=0)
+    k = _whole(cfg, name, "num_experts_per_tok", "experts_per_token", default=0)
     if num_experts and not k:
         raise CommbenchError(f"model config {name!r} has {num_experts} experts but no 'num_experts_per_tok'")
-    moe_inter = int(cfg.get("moe_intermediate_size") or cfg.get("intermediate_size") or 0) if num_experts else 0
-    dense_inter = int(cfg.get("intermediate_size") or 0)
+    if k > num_experts:
+        raise CommbenchError(f"model config {name!r}: num_experts_per_tok = {k} exceeds the {num_experts} experts")
+    moe_inter = _whole(cfg, name, "moe_intermediate_size", "intermediate_size", default=0) if num_experts else 0
+    dense_inter = _whole(cfg, name, "intermediate_size", default=0)
     if not num_experts and not dense_inter:
         raise CommbenchError(f"model config {name!r} is missing required field 'intermediate_size'")
 
     # Which layers are MoE: Qwen's mlp_only_layers / decoder_sparse_step, DeepSeek's first_k_dense_replace.
     dense_only = set(cfg.get("mlp_only_layers") or [])
-    step = int(cfg.get("decoder_sparse_step") or 1)
-    first_dense = int(cfg.get("first_k_dense_replace") or 0)
+    step = _whole(cfg, name, "decoder_sparse_step", default=1)
+    first_dense = _whole(cfg, name, "first_k_dense_replace", default=0, minimum=0)
     moe_mask = tuple(
         bool(num_experts) and i not in dense_only and (i + 1) % step == 0 and i >= first_dense for i in range(layers)
     )
 
-    window = cfg.get("sliding_window")
+    window = _whole(cfg, name, "sliding_window", default=0) or None
     layer_types = cfg.get("layer_types")
     if layer_types:
         if len(layer_types) != layers:
@@ -255,7 +282,7 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
         head_dim=head_dim,
-        vocab_size=int(cfg["vocab_size"]),
+        vocab_size=_whole(cfg, name, "vocab_size"),
         intermediate_size=dense_inter if any(not m for m in moe_mask) else 0,
         moe_intermediate_size=moe_inter,
         num_experts=num_experts,

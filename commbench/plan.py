@@ -55,8 +55,8 @@ class ParallelPlan:
         if mode not in MODES:
             raise CommbenchError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
         if mode == "tp":
-            return cls(model, tp=tp or 2, pp=pp or 1)
-        return cls(model, tp=tp or 1, pp=pp or 2)
+            return cls(model, tp=2 if tp is None else tp, pp=1 if pp is None else pp)
+        return cls(model, tp=1 if tp is None else tp, pp=2 if pp is None else pp)
 
     @property
     def world_size(self) -> int:

@@ -16,14 +16,13 @@ capture graphs only up to a step size (ENGINE_COSTS), and --enforce-eager turns 
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from commbench import CommbenchError
-from commbench.data import data_dir, names_in, unknown_name_error
+from commbench.data import data_dir, names_in, read_toml, unknown_name_error
 from commbench.model_card import DTYPE_BYTES, WEIGHT_GROUPS, ModelCard
 
 @dataclass(frozen=True)
@@ -112,10 +111,7 @@ def load_recipe(name_or_path: str) -> Recipe:
         if name_or_path not in shipped_recipes():
             raise unknown_name_error("recipe", name_or_path, shipped_recipes())
         path = data_dir("recipes") / f"{name_or_path}.toml"
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise CommbenchError(f"cannot read recipe {str(path)!r}: {exc}") from None
+    raw = read_toml(path, "recipe")
     weights = raw.get("weight_bytes_per_param", {})
     if not isinstance(weights, dict):
         raise CommbenchError(f"recipe {path}: [weight_bytes_per_param] must be a table of group = bytes")

@@ -21,7 +21,7 @@ from commbench import CommbenchError
 from commbench.collectives import get_collective
 from commbench.explain import (TERM_COLUMNS, TERM_LABELS, explain, model_message_sizes, pp_over_tp, predict_grid,
                                theory_ladder)
-from commbench.fabric import FabricModel, fit_sweep, load_fabric
+from commbench.fabric import FabricModel, check_sweep_table, fit_sweep, load_fabric
 from commbench.links import LINKS
 from commbench.results import environment_metadata, load_table
 from commbench.hardware import FLOP_EFFICIENCY
@@ -302,8 +302,7 @@ def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, c
     loaded = []
     for path in sweep_files:
         frame, meta_in = load_table(path)
-        if "busbw_gbps" not in frame.columns:
-            raise CommbenchError(f"{path} is not a sweep table (no busbw_gbps column); give a file from commbench sweep --out")
+        frame = check_sweep_table(frame, str(path))
         label = f"{meta_in.get('collective', frame.collective.iloc[0])} on {meta_in.get('backend', '?')} ({meta_in.get('launcher', '?')})"
         loaded.append((path, frame, meta_in, label, fit_sweep(frame, name=Path(path).stem)))
     out.mkdir(parents=True, exist_ok=True)
@@ -330,6 +329,9 @@ def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, c
                   *([f"Rank 0 ran: `commbench {' '.join(meta_in['argv'][1:])}`" + (
                       f" with {', '.join(f'{k}={v}' for k, v in meta_in.get('env', {}).items())}" if meta_in.get("env") else ""), ""]
                     if meta_in.get("argv") else []),
+                  *([f"**Partial sweep** (complete: false): {meta_in.get('error', 'the run ended early')}; only the "
+                     f"{len(frame)} sizes that finished are shown, fitted and judged.", ""]
+                    if meta_in.get("complete") is False else []),
                   "Fitted latency-bandwidth model (95% confidence intervals):", "",
                   _md_table(fitted.to_frame()[lambda f: f.collective != "any"].drop(columns=["fabric"]), "{:,.4g}"), ""]
         if expect:

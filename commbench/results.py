@@ -55,11 +55,25 @@ def environment_metadata(**extra) -> dict:
     }
 
 
-def check_output_path(path: str | Path) -> Path:
+def check_output_path(path: str | Path, formats=FORMATS) -> Path:
+    """A known format whose folder can be written, checked before any work (a sweep's results are
+    not lost to an unwritable --out at its end); one-line errors naming the path."""
     path = Path(path)
-    if path.suffix not in FORMATS:
-        raise CommbenchError(f"unknown output format {path.suffix or path.name!r}; valid: {', '.join(FORMATS)}")
+    if path.suffix not in formats:
+        raise CommbenchError(f"unknown output format {path.suffix or path.name!r}; valid: {', '.join(formats)}")
+    check_writable(path)
     return path
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise a one-line error unless a file can be created beside `path` (its folder made if missing)."""
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise CommbenchError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
 
 
 def atomic_write(path: Path, write) -> None:

@@ -21,6 +21,8 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.netns
 SCRIPT = ROOT / "scripts" / "emulated-link.sh"
 SHAPED_GBPS = 1e9 / 8 / 1e9  # 1 Gbit/s in GB/s
+PREFIX = f"cbt{os.getpid() % 100000}"  # this test run's own namespaces, never a user's cb-host0/1
+SCRIPT_ENV = {**os.environ, "CB_NETNS_PREFIX": PREFIX}
 
 
 def _can_make_namespaces() -> bool:
@@ -36,9 +38,9 @@ def _can_make_namespaces() -> bool:
 def shaped_link():
     if not _can_make_namespaces():
         pytest.skip("cannot create network namespaces here (needs root/CAP_NET_ADMIN and iproute2)")
-    subprocess.run([str(SCRIPT), "up", "1gbit"], check=True, capture_output=True)
+    subprocess.run([str(SCRIPT), "up", "1gbit"], check=True, capture_output=True, env=SCRIPT_ENV)
     yield
-    subprocess.run([str(SCRIPT), "down"], check=True, capture_output=True)
+    subprocess.run([str(SCRIPT), "down"], check=True, capture_output=True, env=SCRIPT_ENV)
 
 
 def _free_port() -> int:
@@ -52,8 +54,8 @@ def _validate_on_two_hosts(*args: str):
     procs = []
     for rank in (0, 1):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "10.213.7.1", "MASTER_PORT": port,
-               "GLOO_SOCKET_IFNAME": f"cb-veth{rank}"}
-        cmd = ["ip", "netns", "exec", f"cb-host{rank}", sys.executable, "-m", "commbench", "fabric", "validate",
+               "GLOO_SOCKET_IFNAME": f"{PREFIX}-veth{rank}"}
+        cmd = ["ip", "netns", "exec", f"{PREFIX}-host{rank}", sys.executable, "-m", "commbench", "fabric", "validate",
                "--backend", "gloo", "--min-bytes", "8", "--max-bytes", "32M", "--iters", "6", "--timeout", "30",
                "--json", *args]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -81,3 +83,12 @@ def test_validate_fails_a_faster_expectation_with_a_diagnosis(shaped_link):
     band = next(b for b in doc["bands"] if b["band"] == "bandwidth-bound")
     assert band["status"] == "FAIL"
     assert "1 GbE" in band["diagnosis"] and "GLOO_SOCKET_IFNAME" in band["diagnosis"]
+
+
+def test_a_failed_up_leaves_no_namespace(shaped_link):
+    """`up` with a rate tc refuses: the script fails and removes the namespaces it had made."""
+    env = {**os.environ, "CB_NETNS_PREFIX": f"cbf{os.getpid() % 100000}"}
+    proc = subprocess.run([str(SCRIPT), "up", "not-a-rate"], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "removed what was built" in proc.stderr
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert env["CB_NETNS_PREFIX"] not in listed

@@ -1,0 +1,98 @@
+"""Bad input at the edge: one line naming the value and the choices, exit 2, no file, before any rank starts."""
+
+import json
+
+import pytest
+
+LLAMA = json.loads(open(__import__("tests.conftest", fromlist=["ROOT"]).ROOT / "model_traces" / "llama-3.1-8b-instruct.json").read())
+
+
+def _config(tmp_path, **fields):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**LLAMA, **fields}))
+    return path
+
+
+def _file(tmp_path, name, content):
+    path = tmp_path / name
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    return path
+
+
+CASES = [
+    (lambda t: ("trace", _config(t, hidden_size="abc"), "--mode", "tp"), "hidden_size = 'abc' must be a whole number"),
+    (lambda t: ("trace", _config(t, hidden_size=1e30), "--mode", "tp"), "hidden_size = 1e+30 must be a whole number in 1..1048576"),
+    (lambda t: ("predict", _config(t, vocab_size=-5), "--batch", "1"), "vocab_size = -5 must be a whole number"),
+    (lambda t: ("trace", _config(t, num_attention_heads=32.5), "--mode", "tp"), "num_attention_heads = 32.5"),
+    (lambda t: ("sweep", "all_reduce", "--max-bytes", "inf"), "bad size 'inf'"),
+    (lambda t: ("sweep", "all_reduce", "--max-bytes", "1e99"), "bad size '1e99'"),
+    (lambda t: ("sweep", "all_reduce", "--max-bytes", "512G"), "local ranks' buffers; this host has"),
+    (lambda t: ("predict", "gpt-oss-120b", "--hardware", _file(t, "hw.toml", b"\x00\xff\xfe")), "is not readable text"),
+    (lambda t: ("predict", "gpt-oss-120b", "--fabric", _file(t, "f.toml", "[[segment]\n")), "is not valid TOML"),
+    (lambda t: ("predict", "gpt-oss-120b", "--fabric", _file(t, "z.toml", "[[segment]]\nup_to_bytes = inf\n"
+                                                            "alpha_us = 1\nbusbw_gbps = 0\n")), "busbw_gbps = 0 must be above 0"),
+    (lambda t: ("fabric", "fit", _file(t, "s.csv", "collective,msg_bytes,ranks,time_us_p50\nall_reduce,8,2,abc\n")),
+     "time_us_p50 = 'abc' must be a positive finite number"),
+    (lambda t: ("fabric", "fit", _file(t, "s.csv", "collective,msg_bytes,ranks,time_us_p50\nall_reduce,8,2,-1\n")),
+     "time_us_p50 = -1"),
+    (lambda t: ("fabric", "validate", "--expect", "1gbit", "--sweep", _file(t, "s.csv", "size,t\n8,1\n")),
+     "lacks columns collective, msg_bytes, ranks, time_us_p50"),
+    (lambda t: ("compute", "debug-tiny", "--device", "nope"), "unknown --device 'nope'; valid: cpu, cuda, cuda:N"),
+    (lambda t: ("predict", "gpt-oss-120b", "--mode", "tp", "--tp", "0", "--batch", "1"), "tp and pp must be >= 1, got tp=0"),
+    (lambda t: ("sweep", "all_reduce", "--link", _file(t, "l.toml", b"\xff")), "link file"),
+]
+
+
+@pytest.mark.parametrize("make_args,message", CASES, ids=[c[1][:40] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_no_file(cli, tmp_path, make_args, message):
+    args = make_args(tmp_path)
+    out = tmp_path / "out" / "result.csv"
+    takes_out = args[0] in ("sweep", "predict", "compute")
+    result = cli(*args, *(("--out", out) if takes_out else ()))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not out.exists()
+
+
+def test_unwritable_out_is_refused_before_the_run(cli):
+    result = cli("sweep", "all_reduce", "--max-bytes", "64", "--out", "/proc/commbench/x.csv")
+    assert result.exit_code == 2 and "cannot write '/proc/commbench/x.csv'" in result.output
+    result = cli("trace", "gpt-oss-120b", "--csv", "/proc/commbench/x.csv")
+    assert result.exit_code == 2 and "cannot write" in result.output
+
+
+def test_report_with_a_bad_expect_makes_no_folder(cli, tmp_path):
+    result = cli("report", "gpt-oss-120b", "--expect", "nope", "--out", tmp_path / "rep")
+    assert result.exit_code == 2 and "unknown link 'nope'" in result.output
+    assert not (tmp_path / "rep").exists()
+
+
+def test_fit_out_escapes_the_sweep_name(cli, tmp_path):
+    """A quote or newline in the sweep's name cannot break the profile or inject segments."""
+    import tomllib
+
+    name = 'a"b\n[[segment]]'
+    sweep = tmp_path / f"{name}.csv"
+    sweep.write_text("collective,msg_bytes,ranks,time_us_p50\n" + "".join(
+        f"all_reduce,{s},2,{10 + s / 1e3}\n" for s in (8, 1024, 65536, 1048576)))
+    out = tmp_path / "fab.toml"
+    result = cli("fabric", "fit", sweep, "--out", out)
+    assert result.exit_code == 0, result.output
+    raw = tomllib.loads(out.read_text())
+    assert raw["name"] == name and len(raw["segment"]) == 1
+
+
+def test_a_partial_sweep_is_judged_with_a_word(cli, tmp_path):
+    import pandas as pd
+
+    from commbench.results import save_table
+
+    rows = pd.DataFrame({"collective": "all_reduce", "msg_bytes": [8, 16, 32], "ranks": 2,
+                         "time_us_p50": [300.0, 301.0, 302.0], "busbw_gbps": 0.0001, "wrong": 0})
+    path = tmp_path / "partial.csv"
+    save_table(rows, path, {"complete": False, "error": "rank 1 exited with code 17"})
+    result = cli("fabric", "validate", "--expect", "1gbit", "--sweep", path, "--json")
+    assert "partial sweep" in json.loads(result.output)["partial"]
+    result = cli("report", "--sweep", path, "--out", tmp_path / "rep")
+    assert "**Partial sweep**" in (tmp_path / "rep" / "report.md").read_text()
