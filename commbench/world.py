@@ -243,9 +243,9 @@ def local_mpi_env(version_text: str) -> dict:
     """Open MPI settings for the embedded world, whose ranks are all on this host: shared memory
     only (no TCP transport, so no rank listens on a socket) and no IPv6 for the runtime.
 
-    Open MPI 5's launcher (prterun) still listens on the host's addresses for its out-of-band
-    channel: PRRTE refuses loopback there ("No network interfaces were found for out-of-band
-    communications"), so only the gloo embedded world is loopback-only end to end.
+    Open MPI 5's launcher (prterun) still listens on every address for its out-of-band channel
+    (PRRTE refuses to be limited to loopback: "No network interfaces were found for out-of-band
+    communications"); _private_network gives it a network namespace where every address is loopback.
     """
     if "Open MPI" not in version_text and "OpenRTE" not in version_text:
         return {}
@@ -273,7 +273,7 @@ def relaunch_under_mpiexec(args: list[str], ranks: int, timeout_s: float) -> int
     world_dir = Path(tempfile.mkdtemp(prefix="commbench-mpi-"))
     env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", **local_mpi_env(version),
            WORLD_DIR_VAR: str(world_dir)}
-    cmd = [mpiexec, "-n", str(ranks), *extra, sys.executable, "-m", "commbench", *args]
+    cmd = [*_private_network(), mpiexec, "-n", str(ranks), *extra, sys.executable, "-m", "commbench", *args]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True,
                             preexec_fn=die_with_parent)  # mpiexec goes too if this process is killed outright
     noticed: list[int] = []  # ranks mpiexec reports as dead ("process rank 1 with PID ... exited on signal 9")
@@ -310,6 +310,25 @@ def relaunch_under_mpiexec(args: list[str], ranks: int, timeout_s: float) -> int
         if proc.poll() is None:
             _stop_group(proc)
         shutil.rmtree(world_dir, ignore_errors=True)
+
+
+_PRIVATE_NETWORK: list[list[str]] = []
+
+
+def _private_network() -> list[str]:
+    """A command prefix that runs mpiexec in a network namespace of its own with only loopback up.
+
+    Open MPI 5's launcher (prterun) listens on every address for its out-of-band channel and refuses
+    to be limited to loopback; inside a private namespace every address is loopback, so nothing it
+    opens is reachable from the host's interfaces. Needs unshare(1), ip(8) and the right to create
+    namespaces (root or CAP_SYS_ADMIN); elsewhere [] and the ranks still use shared memory only.
+    """
+    if not _PRIVATE_NETWORK:
+        prefix = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "commbench-mpi"]
+        ok = shutil.which("unshare") and shutil.which("ip") and subprocess.run(
+            [*prefix, "true"], capture_output=True, timeout=10).returncode == 0
+        _PRIVATE_NETWORK.append(prefix if ok else [])
+    return _PRIVATE_NETWORK[0]
 
 
 def _relay_stderr(proc: subprocess.Popen, noticed: list[int]) -> None:

@@ -152,17 +152,20 @@ def test_a_killed_or_frozen_mpi_rank_is_named_and_the_rows_kept(tmp_path, sig, m
     assert len(open(out).read().splitlines()) >= 2  # the header and at least the journaled row
 
 
-def test_the_embedded_gloo_world_listens_on_no_address_but_loopback(tmp_path):
-    proc = _start_sweep("gloo", tmp_path / "s.csv")
+@pytest.mark.parametrize("backend", ["gloo", pytest.param("mpi", marks=needs_mpi)])
+def test_the_embedded_world_listens_on_no_address_but_loopback(tmp_path, backend):
+    """Every listening socket of the command's process tree, seen from this host's network, is on
+    loopback (gloo: a FileStore and lo; MPI: shared-memory ranks, mpiexec in a private namespace)."""
+    proc = _start_sweep(backend, tmp_path / "s.csv")
     seen = []
     try:
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             ours = {proc.pid, *_descendants(proc.pid)}
-            listing = subprocess.run(["ss", "-H", "-ltnp"], capture_output=True, text=True).stdout
+            listing = subprocess.run(["ss", "-H", "-ltnup"], capture_output=True, text=True).stdout
             for line in listing.splitlines():
                 if any(f"pid={p}," in line for p in ours):
-                    seen.append(line.split()[3])
+                    seen.append(next(f for f in line.split() if ":" in f))  # the local address:port
             time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
