@@ -42,7 +42,8 @@ def _alive(pids: list[int]) -> list[int]:
     return live
 
 
-@pytest.mark.parametrize("collective", ["all_reduce", "all_gather", "send_recv"])
+@pytest.mark.parametrize("collective", ["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",
+                                        "send_recv", "send_recv_bidir"])
 def test_a_wrong_value_on_rank_1_is_counted_on_gloo(collective):
     from commbench.world import run_local
     from tests.faults import corrupt_job
