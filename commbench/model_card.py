@@ -237,6 +237,7 @@ def _whole(cfg: dict, name: str, *keys: str, default: int | None = None, minimum
 
 def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     """Build a ModelCard from a parsed config.json dict (HF field names)."""
+    # long: one config field per line, read in the order a config.json lists them
     cfg = raw.get("text_config") or raw  # multimodal wrappers keep the LM under text_config
     for key in REQUIRED_FIELDS:
         if cfg.get(key) is None:

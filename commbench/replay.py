@@ -24,58 +24,20 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.links import LinkProfile, wire_time_s
-from commbench.patterns import load_pattern
 from commbench.plan import ParallelPlan
 from commbench.timing import time_calls
-from commbench.trace import Trace
+from commbench.trace import Trace, engine_calls
 
 TYPESIZE = 4  # float32 buffers of the traced byte size
 
 
-Call = tuple  # (site, collective, msg_bytes, members): members = TP group ranks, or (src, dst) pairs
-
-
-def engine_order(trace: Trace, phase: str) -> list[Call]:
-    """Every call of one step of `phase`, in engine order: (site, collective, msg_bytes, members).
-
-    members is the rank tuple of the TP group for a collective, or the (src, dst) pairs of a PP
-    send. With pp > 1 stages run in turn: stage s's TP calls, then its boundary to stage s + 1
-    (sends, and the receiving stage's all-gather when the tensors were split across TP ranks).
-    """
+def engine_order(trace: Trace, phase: str) -> list[tuple]:
+    """Every call of one step of `phase` in engine order (commbench.trace.engine_calls), as
+    (site, collective, msg_bytes, members): members are the TP group's ranks, or a send's
+    (src, dst) pairs. With pp > 1 a TP site is named per stage ("stage0.tp.o_proj")."""
     plan: ParallelPlan = trace.plan
-    ops = {op.site: op for op in trace.ops if op.phase == phase}
-    model = plan.model
-    sites = load_pattern("tp").sites if plan.tp > 1 else []
-    calls: list[Call] = []
-    for stage in range(plan.pp):
-        group = tuple(plan.ranks_of_stage(stage))
-        prefix = f"stage{stage}." if plan.pp > 1 else ""
-
-        def emit(site):
-            if site.name in ops:
-                calls.append((prefix + site.name, site.collective, ops[site.name].msg_bytes, group))
-
-        for site in sites:
-            if site.repeat == "per_forward" and site.owner == "first_stage" and stage == 0:
-                emit(site)
-        for layer in plan.stage_layer_range(stage):
-            for site in sites:
-                if site.repeat == "per_layer" or (site.repeat == "per_moe_layer" and model.moe_layer_mask[layer]) or \
-                        (site.repeat == "per_dense_layer" and not model.moe_layer_mask[layer]):
-                    emit(site)
-        for site in sites:
-            if site.repeat == "per_forward" and site.owner == "last_stage" and stage == plan.pp - 1:
-                emit(site)
-        for op in trace.ops:
-            if op.phase != phase or not op.site.startswith(f"stage{stage}->"):
-                continue
-            if op.collective == "send_recv":
-                pairs = tuple(tuple(int(x) for x in pair.split("->")) for pair in op.peers.split(","))
-                calls.append((op.site, op.collective, op.msg_bytes, pairs))
-            else:
-                members = tuple(int(x) for x in op.peers.strip("[]").split(","))
-                calls.append((op.site, op.collective, op.msg_bytes, members))
-    return calls
+    return [((f"stage{c.stage}." if plan.pp > 1 and c.group == "tp" else "") + c.site, c.collective, c.msg_bytes,
+             c.members) for c in engine_calls(plan, trace.steps[phase])]
 
 
 def _groups(backend, calls_by_phase: dict) -> dict:
@@ -131,6 +93,7 @@ def replay_job(calls_by_phase: dict, iters: int, warmup: int, wire: dict, world_
 
 
 def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
+    # long: per phase, one pass of setup, the instrumented and the plain timed steps, and the rows, in order
     if backend.world_size != world_size:
         raise CommbenchError(f"this replay needs a world of {world_size} ranks; the launcher made {backend.world_size}")
     handles = _groups(backend, calls_by_phase)

@@ -205,6 +205,8 @@ def plot_replay(replay: pd.DataFrame, out: Path, title: str) -> str:
 def model_report(model: str, hardware: str, fabric: str | None, out: Path, scenarios: list[str],
                  batches: tuple[int, ...] = BATCHES, sweep_file: str | None = None, replay_file: str | None = None,
                  command: str = "") -> Path:
+    """A predicted model report (see the module docstring); returns the folder."""
+    # long: the report.md template, section by section in the order it renders
     from commbench.compute import resolve_hardware
 
     hw = resolve_hardware(hardware)

@@ -185,7 +185,7 @@ def _comm_coefficients(plan: ParallelPlan) -> CommCoefficients:
         tuple(o.collective for o in per_token),
         np.array([o.msg_bytes for o in per_token], float), np.array([o.msg_bytes for o in per_sampled], float),
         np.array([o.calls for o in per_token], float), np.array([o.group_size for o in per_token], float),
-        np.array([o.site.startswith("stage") for o in per_token]),  # trace names PP boundary ops "stageA->stageB.*"
+        np.array([o.group == "pp" for o in per_token]),  # stage-boundary traffic (sends and their all-gather)
     )
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.collectives import get_collective
-from commbench.backends import check_backend
+from commbench.backends import Backend, check_backend
 from commbench.timing import time_calls
 
 SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv",
@@ -51,6 +51,7 @@ def _collective_calls(backend, collective: str, per_rank: int):
     The timed op runs on buffers left as they are (a sum of zeros stays finite however many
     iterations run); the correctness pass refills the inputs and checks one call.
     """
+    # long: one short branch per collective (buffers, the timed op, its check), read side by side
     n, r = backend.world_size, backend.rank
     if collective == "all_reduce":
         buf = backend.buffer(per_rank, 0.0)
@@ -105,7 +106,7 @@ def _collective_calls(backend, collective: str, per_rank: int):
     return op, verify
 
 
-def run_sweep(backend, collective: str, sizes: list[int], iters: int, warmup: int, timing: str = "blocking",
+def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int, warmup: int, timing: str = "blocking",
               on_row=None) -> pd.DataFrame:
     """One row per size (see the module docstring); `on_row(row)` is called as each size finishes."""
     check_sweep_choices(collective)

@@ -37,7 +37,24 @@ class StepShape:
 
 
 @dataclass(frozen=True)
+class Call:
+    """One communication call of an engine step, in the order the engine makes it."""
+
+    site: str  # pattern site name (TP) or "stageA->stageB.<tensor>" (PP boundary)
+    collective: str
+    msg_bytes: float  # nccl-tests S
+    count: float  # elements in S
+    group: str  # the pattern's group: "tp" (a stage's tensor-parallel ranks) or "pp" (a stage boundary)
+    members: tuple  # the ranks: a TP group (r, ...), or a send's (src, dst) pairs ((s, d), ...)
+    group_size: int
+    shape: str
+    stage: int  # the stage that issues the call (a boundary's sending stage)
+
+
+@dataclass(frozen=True)
 class CommOp:
+    """A site's calls of one (micro-batch) step through all stages, aggregated from engine_calls."""
+
     phase: str
     site: str
     collective: str
@@ -45,9 +62,17 @@ class CommOp:
     msg_bytes: float  # nccl-tests S of one call
     count: float  # elements in S
     calls: int  # calls per (micro-batch) step of this phase
-    peers: str
+    group: str  # "tp" or "pp": which parallel dimension's communicator carries the calls
+    members: tuple  # TP: every stage's rank group; PP send: (src, dst) pairs; PP all-gather: (receiving group,)
     group_size: int
     shape: str
+
+    @property
+    def peers(self) -> str:
+        """The members as text, as trace --json and --csv print them: '[0,1] [2,3]' or '0->2,1->3'."""
+        if self.collective == "send_recv":
+            return ",".join(f"{a}->{b}" for a, b in self.members)
+        return " ".join("[" + ",".join(map(str, g)) + "]" for g in self.members)
 
     @property
     def wire_bytes_per_rank(self) -> float:
@@ -66,51 +91,74 @@ def _dims(plan: ParallelPlan, step: StepShape) -> dict[str, float]:
     }
 
 
-def _repeats(site: Site, plan: ParallelPlan, stage: int) -> int:
+def _issues(site: Site, plan: ParallelPlan, stage: int, layer: int | None) -> bool:
+    """Whether `stage` issues `site` at this point of its forward: before its layers (layer None,
+    first-stage per_forward sites), at `layer`, or after them (layer -1, last-stage per_forward)."""
     m: ModelCard = plan.model
-    layers = plan.stage_layer_range(stage)
-    if site.owner == "first_stage" and stage != 0 or site.owner == "last_stage" and stage != plan.pp - 1:
-        return 0
     if site.repeat == "per_forward":
-        return 1
-    if site.repeat == "per_layer":
-        return len(layers)
-    if site.repeat == "per_moe_layer":
-        return sum(m.moe_layer_mask[i] for i in layers)
-    if site.repeat == "per_dense_layer":
-        return sum(not m.moe_layer_mask[i] for i in layers)
-    return 1 if stage < plan.pp - 1 else 0  # per_boundary
+        owner_ok = site.owner == "every_stage" or (site.owner == "first_stage" and stage == 0) or \
+            (site.owner == "last_stage" and stage == plan.pp - 1)
+        wanted = -1 if site.owner == "last_stage" else None
+        return owner_ok and layer == wanted
+    if layer is None or layer < 0:
+        return False
+    return site.repeat == "per_layer" or (site.repeat == "per_moe_layer" and m.moe_layer_mask[layer]) or \
+        (site.repeat == "per_dense_layer" and not m.moe_layer_mask[layer])
+
+
+def engine_calls(plan: ParallelPlan, step: StepShape) -> list[Call]:
+    """Every communication call of one (micro-batch) step through all stages, in engine order.
+
+    Stage by stage: its TP calls (first-stage sites, then layer by layer, then last-stage sites),
+    then its boundary to the next stage (each tensor's send, split 1/tp per pair when tp > 1 and
+    all-gathered by the receiving stage, vLLM V1's all_gather_group). The one place where the
+    patterns' repeat and owner fields are read.
+    """
+    dims = _dims(plan, step)
+    typesize = DTYPE_BYTES[plan.model.activation_dtype]
+    tp_sites = load_pattern("tp").sites if plan.tp > 1 else ()
+    calls: list[Call] = []
+    for stage in range(plan.pp):
+        group = tuple(plan.ranks_of_stage(stage))
+        for layer in (None, *plan.stage_layer_range(stage), -1):
+            for site in tp_sites:
+                if _issues(site, plan, stage, layer):
+                    count = _product(dims, site.shape)
+                    coll = get_collective(site.collective)
+                    calls.append(Call(site.name, site.collective, coll.msg_bytes(count, typesize, plan.tp),
+                                      count * (plan.tp if coll.gathers else 1), "tp", group, plan.tp,
+                                      _shape(site.shape, dims), stage))
+        if stage == plan.pp - 1:
+            continue
+        dst = tuple(plan.ranks_of_stage(stage + 1))
+        for site in load_pattern("pp").sites:
+            count = _product(dims, site.shape)
+            split = plan.tp if site.split_across_tp and plan.tp > 1 else 1
+            name = f"stage{stage}->stage{stage + 1}.{site.name.split('.')[-1]}"
+            calls.append(Call(name, site.collective, count / split * typesize, count / split, "pp",
+                              tuple(zip(group, dst)), 2, _shape(site.shape, dims) + (f"/{split}" if split > 1 else ""),
+                              stage))
+            if split > 1:  # the receiving stage all-gathers the split tensor (all_gather_group)
+                calls.append(Call(name + ".all_gather", "all_gather", count * typesize, count, "pp", dst, plan.tp,
+                                  _shape(site.shape, dims), stage + 1))
+    return calls
 
 
 def step_ops(plan: ParallelPlan, step: StepShape, phase: str) -> list[CommOp]:
-    """Every communication call of one (micro-batch) step through all stages, in engine order."""
-    dims = _dims(plan, step)
+    """engine_calls aggregated per site: TP sites in pattern order, then the boundaries in stage order."""
+    by_site: dict[str, list[Call]] = {}
+    for call in engine_calls(plan, step):
+        by_site.setdefault(call.site, []).append(call)
+    order = {site.name: i for i, site in enumerate(load_pattern("tp").sites)}
     dtype = plan.model.activation_dtype
-    typesize = DTYPE_BYTES[dtype]
-    ops: list[CommOp] = []
-    if plan.tp > 1:
-        for site in load_pattern("tp").sites:
-            calls = sum(_repeats(site, plan, s) for s in range(plan.pp))
-            if not calls:
-                continue
-            count = _product(dims, site.shape)
-            coll = get_collective(site.collective)
-            groups = " ".join("[" + ",".join(map(str, plan.ranks_of_stage(s))) + "]" for s in range(plan.pp))
-            ops.append(CommOp(phase, site.name, site.collective, dtype, coll.msg_bytes(count, typesize, plan.tp),
-                              count * (plan.tp if coll.gathers else 1), calls, groups, plan.tp, _shape(site.shape, dims)))
-    if plan.pp > 1:
-        for stage in range(plan.pp - 1):
-            for site in load_pattern("pp").sites:
-                count = _product(dims, site.shape)
-                split = plan.tp if site.split_across_tp and plan.tp > 1 else 1
-                src, dst = plan.ranks_of_stage(stage), plan.ranks_of_stage(stage + 1)
-                peers = ",".join(f"{a}->{b}" for a, b in zip(src, dst))
-                name = f"stage{stage}->stage{stage + 1}.{site.name.split('.')[-1]}"
-                ops.append(CommOp(phase, name, site.collective, dtype, count / split * typesize, count / split, 1,
-                                  peers, 2, _shape(site.shape, dims) + (f"/{split}" if split > 1 else "")))
-                if split > 1:  # the receiving stage all-gathers the split tensor (all_gather_group)
-                    ops.append(CommOp(phase, name + ".all_gather", "all_gather", dtype, count * typesize, count, 1,
-                                      "[" + ",".join(map(str, dst)) + "]", plan.tp, _shape(site.shape, dims)))
+    ops = []
+    for name in sorted(by_site, key=lambda n: (by_site[n][0].group != "tp", order.get(n, 0))):
+        calls = by_site[name]
+        first = calls[0]
+        members = tuple(dict.fromkeys(c.members for c in calls)) if first.group == "tp" else \
+            (first.members if first.collective == "send_recv" else (first.members,))
+        ops.append(CommOp(phase, name, first.collective, dtype, first.msg_bytes, first.count, len(calls), first.group,
+                          members, first.group_size, first.shape))
     return ops
 
 
@@ -155,7 +203,11 @@ class Trace:
     def ops_frame(self) -> pd.DataFrame:
         rows = []
         for op in self.ops:
-            row = asdict(op)
+            row = {k: v for k, v in asdict(op).items() if k not in ("members", "group")}
+            row["peers"] = op.peers  # the --json / --csv schema: members as text
+            row = {k: row[k] for k in ("phase", "site", "collective", "dtype", "msg_bytes", "count", "calls", "peers",
+                                       "group_size", "shape")}
+            row["group"] = op.group
             row["wire_bytes_per_rank"] = op.wire_bytes_per_rank
             for link in THEORY_LINKS:
                 row[f"wire_us_{link}"] = op.wire_time_s(link) * 1e6

@@ -203,3 +203,27 @@ def findings_frame(findings: list[Finding]) -> pd.DataFrame:
 
 def bands_frame(bands: list[BandVerdict]) -> pd.DataFrame:
     return pd.DataFrame([asdict(b) for b in bands])
+
+
+@dataclass
+class Assessment:
+    """What `fabric validate` concludes: per-band verdicts, the alpha-beta fit, the overall verdict."""
+
+    bands: list[BandVerdict]
+    fitted: pd.DataFrame | None
+    verdict: str
+
+
+def assess(frame: pd.DataFrame | None, findings: list[Finding], link: LinkProfile, backend: str) -> Assessment:
+    """Judge a sweep (None: preflight only) against `link`: bands, the fit of t(S), and the verdict,
+    FAIL on any failed preflight check, failed band or wrong value."""
+    bands = judge(frame, link, backend) if frame is not None else []
+    fitted = None
+    if frame is not None and len(frame) >= 3:
+        from commbench.fabric import fit_sweep
+
+        fitted = fit_sweep(frame, name="measured").to_frame().query("collective != 'any'").drop(columns=["fabric"])
+    result = verdict(findings, bands)
+    if frame is not None and "wrong" in frame and frame["wrong"].sum():
+        result = "FAIL"
+    return Assessment(bands, fitted, result)

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.backends import check_backend
+from commbench.backends import Backend, check_backend
 from commbench.launcher import detect, launcher_rank, torch_rendezvous_env
 
 STARTUP_S = 60.0
@@ -91,7 +91,7 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def make_backend(name: str, timeout_s: float, **options):
+def make_backend(name: str, timeout_s: float, **options) -> Backend:
     """The backend object for `name`; options are the backend's own (mpi: buffers; torch: store_path)."""
     check_backend(name)
     if name == "mpi":

@@ -16,7 +16,8 @@ LAYERS = {
     3: {"sweep", "replay", "validate", "serving"},
     4: {"compute", "calibrate", "explain", "accuracy"},
     5: {"report"},
-    6: {"cli", "__main__"},
+    6: {"cli.__init__", "cli.base", "cli.traffic", "cli.measure", "cli.fabric", "cli.predict", "cli.report",
+        "__main__"},
 }
 
 
@@ -34,10 +35,12 @@ def _imports() -> dict[str, set[str]]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("commbench"):
                 target = node.module.removeprefix("commbench").lstrip(".")
-                if not target:  # from commbench import x, y: submodules or package attributes
-                    deps |= {a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists()}
-                else:
-                    deps.add(target)
+                folder = PACKAGE / target.replace(".", "/") if target else PACKAGE
+                # from package import x, y: the submodules among x, y, else the package itself
+                subs = {f"{target}.{a.name}".lstrip(".") for a in node.names if (folder / f"{a.name}.py").exists()}
+                deps |= subs
+                if target and not subs:
+                    deps.add(f"{target}.__init__" if (folder / "__init__.py").exists() else target)
             elif isinstance(node, ast.Import):
                 deps |= {a.name.removeprefix("commbench.") for a in node.names if a.name.startswith("commbench.")}
         graph[name] = {d for d in deps if d != name}
@@ -73,3 +76,33 @@ def test_no_import_cycle():
 def test_no_upward_import(module):
     for dep in _imports()[module]:
         assert _layer(dep) <= _layer(module), f"{module} (layer {_layer(module)}) imports {dep} (layer {_layer(dep)})"
+
+
+def test_every_backend_offers_the_protocol():
+    """Each backend class defines every method of commbench.backends.Backend (instance attributes
+    rank, world_size, name, needs_sync and the bound all_reduce / barrier are set in __init__)."""
+    from commbench.backends import Backend
+    from commbench.backends.cupy_nccl import CupyNcclBackend
+    from commbench.backends.mpi import MpiBackend
+    from commbench.backends.torch_dist import TorchBackend
+
+    instance_attrs = {"name", "rank", "world_size", "needs_sync", "all_reduce", "barrier"}
+    methods = {n for n in dir(Backend) if not n.startswith("_")} - instance_attrs
+    for cls in (TorchBackend, MpiBackend, CupyNcclBackend):
+        assert methods <= set(dir(cls)), (cls.__name__, sorted(methods - set(dir(cls))))
+
+
+LONG_FUNCTION_REASON = "# long:"  # a function over 60 lines says why on its def line's next comment
+
+
+def test_no_function_over_60_lines_without_a_reason():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        source = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(source))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                body = "\n".join(source[node.lineno - 1:node.end_lineno])
+                if length > 60 and LONG_FUNCTION_REASON not in body:
+                    long.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
+    assert long == []

@@ -1,0 +1,147 @@
+"""The click group and what every command module shares: the table printer, output helpers, the
+plan and workload options, and the world runner with its progress bar."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from commbench import CommbenchError
+
+# Wide tables stay readable when piped (rich assumes 80 columns off a terminal). Under mpiexec
+# the output is forwarded through a pseudo-terminal of 80 columns: treat it as piped.
+_UNDER_MPI = "OMPI_COMM_WORLD_SIZE" in os.environ or "PMI_SIZE" in os.environ
+console = Console(width=200 if _UNDER_MPI or not sys.stdout.isatty() else None,
+                  force_terminal=False if _UNDER_MPI else None)
+
+
+class CommbenchGroup(click.Group):
+    """Turns CommbenchError into one line on stderr and exit status 2; keeps the command's own
+    arguments (ctx.meta["commbench.argv"]) for the mpiexec relaunch of the embedded MPI world."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["commbench.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CommbenchError as exc:
+            click.echo(f"commbench: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def print_frame(frame: pd.DataFrame, title: str = "", formats: dict | None = None) -> None:
+    """Render a DataFrame as a rich table; floats get a compact format unless `formats` names one."""
+    formats = formats or {}
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for col in frame.columns:
+        table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(frame[col]) else "left")
+    for _, row in frame.iterrows():
+        cells = []
+        for col in frame.columns:
+            value = row[col]
+            if col in formats and (value is None or (isinstance(value, float) and value != value)):
+                cells.append("")
+            elif col in formats:
+                cells.append(formats[col].format(value))
+            elif isinstance(value, (bool, np.bool_)):
+                cells.append("yes" if value else "no")
+            elif isinstance(value, float):
+                cells.append(f"{value:,.3f}" if abs(value) < 1e4 else f"{value:,.0f}")
+            elif isinstance(value, int):
+                cells.append(f"{value:,}")
+            else:
+                cells.append(str(value))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _parse_csv_ints(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CommbenchError(f"{name} must be comma-separated positive integers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise CommbenchError(f"{name} must be comma-separated positive integers, got {text!r}")
+    return values
+
+
+@click.group(cls=CommbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="commbench")
+def main():
+    """commbench: should this model use tensor or pipeline parallelism on this fabric, and why?
+
+    \b
+    Example:
+      commbench trace gpt-oss-120b --mode pp
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+def _save_or_print(frame: pd.DataFrame, title: str, as_json: bool, out: str | None, meta: dict,
+                   formats: dict | None = None, drop: tuple = ()) -> None:
+    from commbench.results import environment_metadata, save_table
+
+    if out:
+        save_table(frame, out, environment_metadata(**meta))
+    if as_json:
+        click.echo(json.dumps({"rows": _records(frame)}, default=_json_default))
+    else:
+        print_frame(frame.drop(columns=[c for c in drop if c in frame.columns]), title, formats)
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Rows for --json: missing values become null (JSON has no NaN)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
+def _json_default(value):
+    if isinstance(value, float) or hasattr(value, "__float__"):
+        return float(value)
+    return str(value)
+
+
+def workload_options(f):
+    f = click.option("--token-budget", type=int, default=8192, show_default=True,
+                     help="Chunked-prefill token budget per engine step (vLLM max_num_batched_tokens).")(f)
+    f = click.option("--osl", type=int, default=None, help="Output tokens per request (overrides the scenario).")(f)
+    f = click.option("--isl", type=int, default=None, help="Input tokens per request (overrides the scenario).")(f)
+    f = click.option("--scenario", default="balanced", show_default=True,
+                     help="Workload preset: balanced 1024/1024, prefill-heavy 8192/1024, decode-heavy 1024/8192.")(f)
+    return f
+
+
+def plan_options(f):
+    """MODEL and the parallel plan (--mode, --tp, --pp), shared by trace and compute."""
+    f = click.option("--pp", type=int, default=None, help="Pipeline-parallel size (default 2 in pp mode, 1 in tp mode).")(f)
+    f = click.option("--tp", type=int, default=None, help="Tensor-parallel size (default 2 in tp mode, 1 in pp mode).")(f)
+    f = click.option("--mode", default="tp", show_default=True, help="Parallel pattern: tp or pp.")(f)
+    return click.argument("model")(f)
+
+
+def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, timeout_s: float,
+             row_label=lambda row: "", options: dict | None = None):
+    """commbench.world.run_job with a progress bar (one step per finished row, on stderr) on the
+    reporting rank; the mpiexec relaunch re-runs this command's own arguments."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from commbench.launcher import launcher_rank
+    from commbench.world import run_job
+
+    argv = click.get_current_context().find_root().meta.get("commbench.argv", [])
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[last]}"), console=Console(stderr=True), transient=True)
+    task = progress.add_task(description, total=total_rows, last="")
+    if launcher_rank()[0] != 0:
+        return run_job(job, backend, ranks, timeout_s, argv, total_rows, None, options)
+    with progress:
+        return run_job(job, backend, ranks, timeout_s, argv, total_rows,
+                       lambda row: progress.update(task, advance=1, last=row_label(row)), options)

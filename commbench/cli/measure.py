@@ -1,0 +1,236 @@
+"""Commands that measure on this machine or a launched world: sweep and compute (and the shared world runner)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import click
+import pandas as pd
+
+from commbench import CommbenchError
+from commbench.cli.base import (_json_default, _parse_csv_ints, _records, _run_job, _save_or_print, console, main,
+                                plan_options, print_frame)
+
+
+MAX_MESSAGE_BYTES = 1 << 40
+"""Largest message a size option accepts (1 TiB); the embedded world's memory bounds it further."""
+
+
+def _parse_bytes(text: str) -> int:
+    """Bytes with an optional K, M, G suffix (powers of 1024): finite, positive, at most MAX_MESSAGE_BYTES."""
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+    t = text.strip().upper().rstrip("B")
+    suffix = t[-1] if t and t[-1] in units else ""
+    try:
+        number = float(t[: len(t) - len(suffix)])
+    except ValueError:
+        number = float("nan")
+    if not (number > 0) or number * units[suffix] > MAX_MESSAGE_BYTES:
+        raise CommbenchError(f"bad size {text!r}; use a positive number of bytes up to 1 TiB with an optional K, M or G "
+                             "suffix, e.g. 64M")
+    return int(number * units[suffix])
+
+
+def _check_embedded_memory(max_bytes: int, ranks: int, backend: str) -> None:
+    """An embedded world's buffers (input and output per rank, n slots for gathers) must fit in this host."""
+    from commbench.hardware import host_memory_bytes
+    from commbench.launcher import detect
+
+    if detect() is not None or backend not in ("gloo", "mpi"):
+        return  # a launcher's world: its ranks' memory is theirs to know
+    need = 3 * max_bytes * ranks
+    have = host_memory_bytes()
+    if need > have:
+        raise CommbenchError(f"--max-bytes {max_bytes:,} needs about {need / 2**30:.1f} GiB for {ranks} local ranks' "
+                             f"buffers; this host has {have / 2**30:.1f} GiB available")
+
+
+def _add_theory_columns(frame: pd.DataFrame, link_profile) -> None:
+    """busbw as percent of PCIe Gen5 x4 and x16 always, of --link and its theory time when given."""
+    from commbench.links import LINKS, theory_time_s
+
+    links = [LINKS["pcie5x4"], LINKS["pcie5x16"]] + ([link_profile] if link_profile is not None else [])
+    for link in dict.fromkeys(links):
+        frame[f"busbw_pct_{link.name}"] = frame["busbw_gbps"] / link.bandwidth_gbps * 100
+    if link_profile is not None and len(frame):
+        frame[f"theory_us_{link_profile.name}"] = [
+            theory_time_s(c, s, int(n), link_profile) * 1e6 for c, s, n in zip(frame.collective, frame.msg_bytes, frame.ranks)]
+
+
+def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing="blocking", options=None):
+    """A sweep through _run_job."""
+    from commbench import sweep as sweep_module
+
+    return _run_job(sweep_module.sweep_job(collective, sizes, iters, warmup, timing), len(sizes),
+                    f"{collective}: {len(sizes)} sizes on {backend}", backend, ranks, timeout_s,
+                    lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", options)
+
+
+def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int, iters: int, warmup: int) -> None:
+    """One-line errors for the sweep's options, before any rank starts."""
+    from commbench.timing import TIMING_MODES
+
+    if mpi_buffers not in ("host", "cuda"):
+        raise CommbenchError(f"unknown --mpi-buffers {mpi_buffers!r}; valid: host, cuda")
+    if mpi_buffers == "cuda":
+        if backend != "mpi":
+            raise CommbenchError(f"--mpi-buffers cuda goes with --backend mpi, not {backend}")
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CommbenchError("--mpi-buffers cuda needs a CUDA device; use host buffers on CPU")
+    if timing not in TIMING_MODES:
+        raise CommbenchError(f"unknown timing mode {timing!r}; valid: {', '.join(TIMING_MODES)}")
+    if ranks < 2 or iters < 1 or warmup < 0:
+        raise CommbenchError(f"need ranks >= 2, iters >= 1, warmup >= 0; got {ranks}, {iters}, {warmup}")
+
+
+def _print_sweep(frame: pd.DataFrame, title: str) -> None:
+    pct = {c: "{:.3g}" for c in frame.columns if c.startswith("busbw_pct_")}
+    print_frame(frame.drop(columns=[c for c in ("samples_us", "collective", "time_us") if c in frame]), title,
+                {"algbw_gbps": "{:.4f}", "busbw_gbps": "{:.4f}", "time_us_p50": "{:,.1f}", "time_us_min": "{:,.1f}",
+                 "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}", **pct,
+                 **{c: "{:,.1f}" for c in frame.columns if c.startswith("theory_us_")}})
+
+
+@main.command()
+@click.argument("collective")
+@click.option("--min-bytes", default="8", show_default=True, help="Smallest message (S), e.g. 8, 4K.")
+@click.option("--max-bytes", default="4M", show_default=True, help="Largest message (S), e.g. 64M.")
+@click.option("--backend", default="gloo", show_default=True,
+              help="gloo (torch.distributed, CPU), mpi (mpi4py), nccl (torch.distributed, CUDA) or cupy (CuPy's NCCL).")
+@click.option("--ranks", type=int, default=2, show_default=True, help="Local ranks of the embedded world.")
+@click.option("--iters", type=int, default=20, show_default=True, help="Timed iterations per size.")
+@click.option("--timing", default="blocking", show_default=True,
+              help="blocking (a barrier before every timed call) or back-to-back (nccl-tests: mean of iters calls).")
+@click.option("--mpi-buffers", default="host", show_default=True,
+              help="mpi backend: host (numpy) or cuda (device buffers; needs a CUDA-aware MPI).")
+@click.option("--warmup", type=int, default=3, show_default=True, help="Untimed iterations per size.")
+@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per collective before a peer counts as dead.")
+@click.option("--link", default=None, help="Add busbw as percent of a link: 200gbe, 100gbe, pcie5x4, pcie5x16, or a rate like 1gbit.")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the tidy table (.csv/.json/.parquet) with environment metadata.")
+def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_buffers, warmup, timeout_s, link, as_json,
+          out):
+    """nccl-tests-style size sweep of COLLECTIVE.
+
+    COLLECTIVE: all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv (one-way,
+    rank 0 to rank 1, as PP sends) or send_recv_bidir (nccl-tests' ring shift).
+
+    With no launcher it starts its own local world (the embedded default: 2 ranks on loopback, no
+    GPU, no cluster); under torchrun or mpiexec it joins that world and rank 0 reports.
+
+    \b
+    Example:
+      commbench sweep all_reduce --min-bytes 8 --max-bytes 64M
+      commbench sweep send_recv --backend mpi
+      mpiexec -n 2 -host a,b commbench sweep all_reduce --backend mpi
+      torchrun --nnodes 2 --nproc-per-node 1 --rdzv-endpoint HOST:29500 -m commbench sweep all_reduce --backend nccl
+    """
+    from commbench.results import check_output_path, environment_metadata, save_table
+    from commbench.sweep import check_sweep_choices, sizes_between
+    from commbench.world import WorldFailed
+
+    check_sweep_choices(collective, backend)
+    _check_sweep_options(backend, mpi_buffers, timing, ranks, iters, warmup)
+    from commbench.links import parse_link
+
+    link_profile = parse_link(link) if link else None
+    if out:
+        check_output_path(out)
+    sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
+    _check_embedded_memory(sizes[-1] if sizes else 0, ranks, backend)
+    meta = dict(backend=backend, ranks=ranks, iters=iters, warmup=warmup, collective=collective, timing=timing,
+                mpi_buffers=mpi_buffers if backend == "mpi" else None)
+    try:
+        result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing,
+                          {"buffers": mpi_buffers} if backend == "mpi" else None)
+    except WorldFailed as failure:  # keep what finished, say so, and still fail
+        if failure.rows:
+            partial = pd.DataFrame(failure.rows)
+            if out:
+                save_table(partial, out, environment_metadata(**meta, launcher=failure.launcher, complete=False,
+                                                              error=str(failure)))
+            _print_sweep(partial, f"{collective}: the {len(partial)} sizes that finished before the failure"
+                         + (f" (saved to {out})" if out else ""))
+        raise
+    if result is None:
+        return
+    frame, launcher, ranks = result
+    meta.update(ranks=ranks, hosts=frame.attrs.get("hosts", []))
+    _add_theory_columns(frame, link_profile)
+    if out:
+        save_table(frame, out, environment_metadata(**meta, launcher=launcher, complete=True))
+    if as_json:
+        click.echo(json.dumps({"rows": _records(frame)}, default=_json_default))
+    else:
+        _print_sweep(frame, f"{collective}, {backend}, {ranks} ranks ({launcher}), {iters} iterations (time = max "
+                     "over ranks per iteration; busbw_pct_*: percent of that link's rate)")
+    if frame["wrong"].sum():
+        raise CommbenchError(f"{int(frame['wrong'].sum())} wrong values in the correctness pass")
+
+
+@main.command()
+@plan_options
+@click.option("--stage", type=int, default=0, show_default=True, help="Pipeline stage whose layers to build.")
+@click.option("--batch", type=int, default=8, show_default=True, help="Sequences in the decode step.")
+@click.option("--prefill-tokens", type=int, default=512, show_default=True, help="Tokens in the prefill chunk.")
+@click.option("--context", type=int, default=1024, show_default=True, help="Cached tokens each sequence attends to.")
+@click.option("--iters", type=int, default=3, show_default=True, help="Timed iterations per layer and phase.")
+@click.option("--device", default=None, help="torch device (default: cuda if present, else cpu).")
+@click.option("--gemm-tokens", default="1,4,16,64,256,1024", show_default=True,
+              help="Token counts of the GEMM-efficiency curve (the MLP up-projection at the model's shape).")
+@click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the table (.csv/.json/.parquet); "
+              "predict --hardware FILE composes with it.")
+def compute(model, mode, tp, pp, stage, batch, prefill_tokens, context, iters, device, gemm_tokens, as_json, out):
+    """Measure one rank's per-stage compute at MODEL's own layer shapes on this device.
+
+    Builds one layer of each kind the stage holds (TP shard or PP layer range) with random
+    weights, times a prefill chunk and a decode step, and scales by the stage's layer count.
+    Then a GEMM-efficiency curve over --gemm-tokens and the eager per-op launch cost: with --out,
+    `predict --hardware compute.csv` uses all three.
+
+    \b
+    Example:
+      commbench compute gpt-oss-120b --mode tp --batch 128
+      commbench compute debug-tiny --mode pp --out compute.csv
+    """
+    from commbench.compute import launch_row, measure_gemm_curve, measure_launch_cost, measure_stage
+    from commbench.model_card import load_model_card
+    from commbench.plan import ParallelPlan
+    from commbench.results import check_output_path
+
+    for name, value in (("batch", batch), ("prefill-tokens", prefill_tokens), ("iters", iters)):
+        if value < 1:
+            raise CommbenchError(f"--{name} must be >= 1, got {value}")
+    if context < 0:
+        raise CommbenchError(f"--context must be >= 0, got {context}")
+    tokens = _parse_csv_ints(gemm_tokens, "--gemm-tokens")
+    if device is not None:
+        import torch
+
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            raise CommbenchError(f"unknown --device {device!r}; valid: cpu, cuda, cuda:N")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise CommbenchError(f"--device {device} needs CUDA; this torch sees no GPU (use --device cpu)")
+    if out:
+        check_output_path(out)
+    plan = ParallelPlan.for_mode(load_model_card(model), mode, tp=tp, pp=pp)
+    with console.status(f"building {plan.model.name} stage {stage} layers") as status:
+        frame = measure_stage(plan, stage, prefill_tokens, batch, context, iters=iters, device=device,
+                              progress=lambda msg: status.update(f"timing {msg}"))
+        status.update("timing the GEMM-efficiency curve and the eager launch cost")
+        dev = frame.device.iloc[0]
+        frame = pd.concat([frame, measure_gemm_curve(plan, tokens, iters, device=dev),
+                           pd.DataFrame([launch_row(plan, measure_launch_cost(device=dev), dev)])], ignore_index=True)
+    _save_or_print(frame, f"{plan.model.name} {plan.describe()}: stage {stage}, one rank, on {frame.device.iloc[0]} "
+                   f"(bf16 weights; quantised formats not emulated)", as_json, out,
+                   {"command": "compute", "model": model, "mode": mode, "stage": stage, "batch": batch,
+                    "prefill_tokens": prefill_tokens, "context": context, "iters": iters},
+                   {"time_ms_per_layer": "{:,.3f}", "stage_ms": "{:,.2f}", "bytes_per_layer": "{:,.0f}",
+                    "flops_per_layer": "{:.3g}", "effective_gbps": "{:.2f}", "effective_tflops": "{:.3f}"},
+                   drop=("samples_ms", "model", "tp", "pp"))
+
+

@@ -1,0 +1,168 @@
+"""Commands over model cards and their traffic: models, models show, trace (and trace --replay)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from commbench import CommbenchError
+from commbench.cli.base import (_json_default, _records, _run_job, console, main, plan_options, print_frame,
+                                workload_options)
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def models(ctx):
+    """List the shipped model cards (layers, hidden, heads, experts, weight format).
+
+    \b
+    Example:
+      commbench models
+      commbench models show gpt-oss-120b
+    """
+    if ctx.invoked_subcommand is None:
+        from commbench.model_card import load_model_card, shipped_models
+
+        frame = pd.DataFrame([load_model_card(n).summary() for n in shipped_models()])
+        print_frame(frame, "Shipped model cards (model_traces/)")
+
+
+@models.command("show")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print the card and derived sizes as JSON.")
+def models_show(model, as_json):
+    """Show one model card: config fields and derived sizes. MODEL is a name or a config.json path.
+
+    \b
+    Example:
+      commbench models show gpt-oss-120b
+    """
+    from commbench.model_card import load_model_card
+
+    card = load_model_card(model)
+    info = {
+        **card.summary(),
+        "total_params": card.total_params,
+        "active_params": card.active_params,
+        "attention_params_per_layer": card.attention_params_per_layer,
+        "params_per_expert": card.params_per_expert,
+        "moe_layers": card.num_moe_layers,
+        "sliding_window": card.sliding_window,
+        "kv_bytes_per_token_per_layer": card.kv_bytes_per_token_per_layer,
+        "activation_dtype": card.activation_dtype,
+        "weight_bytes_per_param": card.weight_bytes_per_param,
+        "source": card.source,
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    print_frame(pd.DataFrame({"field": list(info), "value": [str(v) for v in info.values()]}), f"Model card {card.name}")
+
+
+# ---------------------------------------------------------------------------------------------
+@main.command()
+@plan_options
+@click.option("--batch", type=int, default=1, show_default=True, help="Concurrent requests.")
+@workload_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (inputs, ops, totals; with --replay, rows).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the op rows as CSV.")
+@click.option("--replay", is_flag=True, help="Run the traced ops for real, in engine order, per step kind.")
+@click.option("--backend", default="gloo", show_default=True, help="Replay backend: gloo, mpi, nccl or cupy.")
+@click.option("--phase", default="both", show_default=True, help="Replay prefill, decode or both.")
+@click.option("--iters", type=int, default=3, show_default=True, help="Replayed steps timed per phase.")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Untimed steps per phase.")
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True, help="Seconds per replayed row before a peer counts as dead.")
+@click.option("--link", default="200gbe", show_default=True, help="Link for the replay's wire-time column.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the replay table (.csv/.json/.parquet) with metadata.")
+def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json, csv_path, replay, backend, phase,
+          iters, warmup, timeout_s, link, out):
+    """The exact communication of MODEL under TP or PP: every site per prefill chunk and decode step.
+
+    MODEL is a shipped name (see `commbench models`) or a path to a Hugging Face config.json.
+
+    \b
+    Example:
+      commbench trace gpt-oss-120b --mode pp
+      commbench trace gpt-oss-120b --mode tp --batch 128 --scenario balanced --json
+      commbench trace gpt-oss-120b --mode tp --batch 128 --replay
+    """
+    from commbench.model_card import load_model_card
+    from commbench.plan import ParallelPlan
+    from commbench.results import atomic_write, check_output_path
+    from commbench.trace import make_trace
+    from commbench.workload import Workload
+
+    if csv_path:
+        check_output_path(csv_path, (".csv",))
+    card = load_model_card(model)
+    plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp)
+    workload = Workload.from_options(batch, scenario, isl, osl, token_budget)
+    result = make_trace(plan, workload)
+    if replay:
+        _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json)
+        return
+    if csv_path:
+        atomic_write(Path(csv_path), lambda p: result.ops_frame().to_csv(p, index=False))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=float))
+        return
+    w = workload
+    console.print(f"[bold]{card.name}[/] {plan.describe()}  batch {w.batch}, {w.scenario} ISL {w.isl} / OSL {w.osl}, "
+                  f"token budget {w.token_budget}")
+    ops = result.ops_frame()
+    for phase, shape in result.steps.items():
+        unit = "micro-batch step" if plan.pp > 1 else "step"
+        frame = ops[ops.phase == phase].drop(columns=["phase", "count", "wire_bytes_per_rank", "group_size"])
+        print_frame(frame, f"{phase}: one {unit} of {shape.tokens:g} tokens, {shape.sampled:g} sampled",
+                    {"msg_bytes": "{:,.0f}", "wire_us_200gbe": "{:,.1f}", "wire_us_pcie5x16": "{:,.1f}"})
+    print_frame(result.totals_frame(), f"Totals (whole run: {w.batch} requests x ({w.isl} in + {w.osl} out), "
+                f"{result.run_totals['steps']:,} engine steps)",
+                {"msg_bytes": "{:,.0f}", "wire_bytes_per_rank": "{:,.0f}", "calls": "{:,.2f}"})
+    console.print("wire time = S x busbw factor / link rate (bandwidth only; per-call latency excluded). "
+                  "200gbe = 25 GB/s, pcie5x16 = 63 GB/s per direction.")
+
+
+def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json):
+    from commbench.links import parse_link
+    from commbench.replay import replay_job, replay_plan, total_steps
+    from commbench.results import check_output_path, environment_metadata, save_table
+    from commbench.backends import check_backend
+
+    check_backend(backend)
+    phases = {"both": ("prefill", "decode"), "prefill": ("prefill",), "decode": ("decode",)}.get(phase)
+    if phases is None:
+        raise CommbenchError(f"unknown phase {phase!r}; valid: prefill, decode, both")
+    if iters < 1 or warmup < 0:
+        raise CommbenchError(f"need iters >= 1 and warmup >= 0; got {iters}, {warmup}")
+    link_profile = parse_link(link)
+    if out:
+        check_output_path(out)
+    calls, wire = replay_plan(result, link_profile, phases)
+    plan = result.plan
+    ran = _run_job(replay_job(calls, iters, warmup, wire, plan.world_size), total_steps(calls),
+                   f"replaying {plan.model.name} {plan.describe()}", backend, plan.world_size, timeout_s,
+                   lambda row: f"{row['phase']} {row['site']}")
+    if ran is None:
+        return
+    frame, launcher, _ = ran
+    hosts = frame.attrs.get("hosts", [])
+    frame = frame.rename(columns={"wire_us_per_step": f"wire_us_per_step_{link_profile.name}"})
+    if out:
+        save_table(frame, out, environment_metadata(command="trace --replay", **result.inputs, backend=backend, hosts=hosts,
+                                                    launcher=launcher, iters=iters, warmup=warmup, link=link_profile.name))
+    if as_json:
+        click.echo(json.dumps({**result.inputs, "backend": backend, "rows": _records(frame)},
+                              default=_json_default))
+        return
+    w = result.workload
+    print_frame(frame, f"Replay of {plan.model.name} {plan.describe()}, batch {w.batch} {w.scenario}: one engine step "
+                f"per phase on {backend} ({launcher}), p50 of {iters}; float32 buffers of the traced sizes",
+                {"msg_bytes": "{:,.0f}", "measured_us_per_step": "{:,.1f}", "isolated_us_per_step": "{:,.1f}",
+                 f"wire_us_per_step_{link_profile.name}": "{:,.1f}"})
+    console.print("measured: inside the replayed step; isolated: calls x the same call timed alone; "
+                  f"wire: calls x S x busbw factor / {link_profile.name} rate.", highlight=False)
+
+
