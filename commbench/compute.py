@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.hardware import HardwareProfile, host_memory_bytes, load_hardware, profile_from_measurement  # noqa: F401
+from commbench.hardware import HardwareProfile, host_memory_bytes, load_hardware
 from commbench.plan import ParallelPlan
 from commbench.serving import expert_coverage
 from commbench.timing import time_calls
@@ -307,22 +307,13 @@ def measure_launch_cost(iters: int = 2000, device: str | None = None) -> float:
 
 def _touched_weight_bytes(plan: ParallelPlan, kind: LayerKind, tokens: int, typesize: int) -> float:
     m = plan.model
-    attn = m.attention_params_per_layer / plan.tp
-    if kind.moe:
-        cover = float(expert_coverage(tokens, m.experts_per_token, m.num_experts))
-        mlp = m.router_params_per_layer + m.num_experts * cover * m.params_per_expert / plan.tp
-    else:
-        mlp = m.dense_mlp_params_per_layer / plan.tp
-    return (attn + mlp) * typesize
+    cover = float(expert_coverage(tokens, m.experts_per_token, m.num_experts)) if kind.moe else 1.0
+    return plan.layer_shard(kind.moe).touched_params(cover) * typesize
 
 
 def _layer_flops(plan: ParallelPlan, kind: LayerKind, tokens: int, batch: int, q_len: int, keys: int) -> float:
-    m = plan.model
-    mlp = (m.experts_per_token * m.params_per_expert / plan.tp + m.router_params_per_layer) if kind.moe \
-        else m.dense_mlp_params_per_layer / plan.tp
-    matmul = 2 * tokens * (m.attention_params_per_layer / plan.tp + mlp)
-    attention = 4 * batch * q_len * keys * m.q_size / plan.tp
-    return matmul + attention
+    shard = plan.layer_shard(kind.moe)
+    return shard.matmul_flops(tokens) + shard.attention_flops(batch * q_len * keys)
 
 
 def resolve_hardware(name_or_path: str) -> HardwareProfile:

@@ -27,6 +27,36 @@ def pp_layer_split(num_layers: int, pp: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
+class LayerShard:
+    """One rank's share of one decoder layer, in parameters: the single per-layer accounting that
+    the serving model (commbench.serving) and the measured compute (commbench.compute) both use.
+
+    attention: q/k/v/o (+ biases) / tp. MoE layer: router (ReplicatedLinear: every rank holds it
+    whole), mlp = all experts / tp (experts sharded on their intermediate dimension), active_mlp =
+    the k experts one token uses / tp. Dense layer: mlp = active_mlp = gate/up/down / tp.
+    """
+
+    moe: bool
+    attention: float
+    router: float
+    mlp: float
+    active_mlp: float
+    q_size_per_rank: float
+
+    def touched_params(self, expert_coverage: float = 1.0) -> float:
+        """Parameters a step reads: all but the experts, and `expert_coverage` of those."""
+        return self.attention + self.router + self.mlp * (expert_coverage if self.moe else 1.0)
+
+    def matmul_flops(self, tokens: float) -> float:
+        """2 x tokens x the parameters one token multiplies through."""
+        return 2.0 * tokens * (self.attention + self.router + self.active_mlp)
+
+    def attention_flops(self, pairs: float) -> float:
+        """4 x q_size per rank per (query, key) pair: QK^T and PV."""
+        return 4.0 * pairs * self.q_size_per_rank
+
+
+@dataclass(frozen=True)
 class ParallelPlan:
     model: ModelCard
     tp: int = 1
@@ -73,6 +103,16 @@ class ParallelPlan:
     def stage_layer_range(self, stage: int) -> range:
         start = sum(self.layers_per_stage[:stage])
         return range(start, start + self.layers_per_stage[stage])
+
+    def layer_shard(self, moe: bool) -> LayerShard:
+        """This plan's per-rank share of an MoE or a dense decoder layer (LayerShard)."""
+        m, tp = self.model, self.tp
+        if moe:
+            return LayerShard(True, m.attention_params_per_layer / tp, m.router_params_per_layer,
+                              m.num_experts * m.params_per_expert / tp, m.experts_per_token * m.params_per_expert / tp,
+                              m.q_size / tp)
+        dense = m.dense_mlp_params_per_layer / tp
+        return LayerShard(False, m.attention_params_per_layer / tp, 0.0, dense, dense, m.q_size / tp)
 
     @property
     def kv_heads_per_rank(self) -> int:

@@ -136,20 +136,22 @@ def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost
     n_dense = len(layers) - n_moe
     n_sliding = sum(m.sliding_layer_mask[i] for i in layers) if m.sliding_window else 0
     act = m.activation_dtype
+
     def rate(group: str) -> float:  # peak: the efficiency is applied per step (HardwareProfile.flop_efficiency_at)
         return hw.flops_for(act, m.weight_bytes(group))
 
-    attn = len(layers) * m.attention_params_per_layer / tp
-    dense = n_dense * m.dense_mlp_params_per_layer / tp
-    router = n_moe * m.router_params_per_layer  # ReplicatedLinear: every rank holds the full router
-    experts_all = n_moe * m.num_experts * m.params_per_expert / tp
+    moe_layer, dense_layer = plan.layer_shard(True), plan.layer_shard(False)
+    attn = len(layers) * dense_layer.attention
+    dense = n_dense * dense_layer.mlp
+    router = n_moe * moe_layer.router
+    experts_all = n_moe * moe_layer.mlp if n_moe else 0.0
     last = stage == plan.pp - 1
     lm_head = plan.padded_vocab * m.hidden_size / tp if last else 0.0
     embed = plan.padded_vocab * m.hidden_size / tp if stage == 0 else 0.0
     fixed = (attn * m.weight_bytes("attention") + dense * m.weight_bytes("dense_mlp")
              + router * m.weight_bytes("router") + lm_head * m.weight_bytes("lm_head"))
     expert_bytes = experts_all * m.weight_bytes("experts")
-    active_experts = n_moe * m.experts_per_token * m.params_per_expert / tp
+    active_experts = n_moe * moe_layer.active_mlp if n_moe else 0.0
     s_per_token = 2 * (attn / rate("attention") + dense / rate("dense_mlp") + router / rate("router")
                        + (active_experts / rate("experts") if n_moe else 0.0))
     kv_share = plan.kv_heads_per_rank / m.num_key_value_heads
@@ -159,7 +161,7 @@ def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost
         full_layers=len(layers) - n_sliding, sliding_layers=n_sliding, window=m.sliding_window or 0,
         s_per_token=s_per_token,
         s_per_sampled=2 * lm_head / rate("lm_head") if last else 0.0,
-        s_per_pair=4 * m.q_size / tp / hw.peak_flops.get(act, hw.flops_for(act, 2.0)),
+        s_per_pair=dense_layer.attention_flops(1.0) / hw.peak_flops.get(act, hw.flops_for(act, 2.0)),
         weight_bytes_total=fixed + expert_bytes + embed * m.weight_bytes("embedding"),
         layers=len(layers),
     )
