@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from commbench.world import make_backend
-from commbench.timing import time_calls
+from commbench.measure.world import make_backend
+from commbench.measure.timing import time_calls
 
 
 def raw_mpi(nbytes, iters):

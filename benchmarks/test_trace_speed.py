@@ -2,10 +2,10 @@
 
 import pytest
 
-from commbench.model_card import load_model_card
-from commbench.plan import ParallelPlan
-from commbench.trace import make_trace
-from commbench.workload import Workload, _build_schedule
+from commbench.traffic.model_card import load_model_card
+from commbench.traffic.plan import ParallelPlan
+from commbench.traffic.trace import make_trace
+from commbench.traffic.workload import Workload, _build_schedule
 
 
 @pytest.mark.parametrize("model", ["gpt-oss-120b", "qwen3-coder-30b-a3b"])

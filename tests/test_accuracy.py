@@ -7,13 +7,13 @@ import pytest
 
 from commbench import CommbenchError
 from commbench.fabric import load_fabric
-from commbench.hardware import load_hardware
-from commbench.model_card import load_model_card
-from commbench.plan import ParallelPlan
-from commbench.published import load_figures, shipped_figures
-from commbench.recipes import apply_recipe, load_recipe
-from commbench.serving import predict_row
-from commbench.workload import Workload
+from commbench.predict.hardware import load_hardware
+from commbench.traffic.model_card import load_model_card
+from commbench.traffic.plan import ParallelPlan
+from commbench.predict.published import load_figures, shipped_figures
+from commbench.predict.recipes import apply_recipe, load_recipe
+from commbench.predict.serving import predict_row
+from commbench.traffic.workload import Workload
 
 
 def _vllm_result(**over):
@@ -139,7 +139,7 @@ def test_explain_evidence_splits_the_published_gap(cli):
 
 
 def test_linear_percentiles_match_numpy():
-    from commbench.serving import _linear_percentiles
+    from commbench.predict.serving import _linear_percentiles
 
     values = np.random.default_rng(3).random(37)
     assert _linear_percentiles(np.sort(values), (50, 99)) == pytest.approx(np.percentile(values, (50, 99)).tolist())

@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from commbench import CommbenchError, compute
-from commbench.compute import measure_stage
-from commbench.hardware import profile_from_measurement
-from commbench.model_card import load_model_card
-from commbench.plan import ParallelPlan
+from commbench import CommbenchError
+from commbench.predict import compute
+from commbench.predict.compute import measure_stage
+from commbench.predict.hardware import profile_from_measurement
+from commbench.traffic.model_card import load_model_card
+from commbench.traffic.plan import ParallelPlan
 
 
 def test_debug_model_every_layer_kind_timed_and_scaled():

@@ -49,9 +49,9 @@ def test_one_gpu_world_times_calls_and_moves_no_bus_bytes():
 
 
 def test_compute_runs_on_cuda():
-    from commbench.compute import measure_stage
-    from commbench.model_card import load_model_card
-    from commbench.plan import ParallelPlan
+    from commbench.predict.compute import measure_stage
+    from commbench.traffic.model_card import load_model_card
+    from commbench.traffic.plan import ParallelPlan
 
     plan = ParallelPlan.for_mode(load_model_card("llama-3.1-8b-instruct"), "tp")
     frame = measure_stage(plan, 0, prefill_tokens=512, decode_batch=64, context=1024, iters=5, device="cuda")

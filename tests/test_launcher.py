@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from commbench import CommbenchError
-from commbench.launcher import detect, first_slurm_host, torch_rendezvous_env
+from commbench.measure.launcher import detect, first_slurm_host, torch_rendezvous_env
 
 
 @pytest.mark.parametrize("nodelist,first", [("gpu[07-09,12],cpu1", "gpu07"), ("a,b", "a"), ("node5", "node5"),

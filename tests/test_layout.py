@@ -9,13 +9,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "commbench"
 
 # Each module's layer in the flow (README "Layout"); a module may import its own layer and lower ones.
 LAYERS = {
-    0: {"__init__", "data", "collectives", "timing", "results", "launcher", "backends", "backends.__init__",
-        "backends.torch_dist", "backends.mpi", "backends.cupy_nccl"},
-    1: {"model_card", "plan", "workload", "patterns", "links", "recipes", "published"},
-    2: {"trace", "fabric", "hardware", "world"},
-    3: {"sweep", "replay", "validate", "serving"},
-    4: {"compute", "calibrate", "explain", "accuracy"},
-    5: {"report"},
+    0: {"__init__", "data", "collectives", "results", "measure.__init__", "measure.launcher", "measure.timing",
+        "measure.backends.__init__", "measure.backends.torch_dist", "measure.backends.mpi", "measure.backends.cupy_nccl"},
+    1: {"traffic.__init__", "traffic.model_card", "traffic.plan", "traffic.workload", "traffic.patterns",
+        "fabric.links", "predict.__init__", "predict.recipes", "predict.published"},
+    2: {"traffic.trace", "fabric.__init__", "predict.hardware", "measure.world"},
+    3: {"measure.sweep", "measure.replay", "fabric.validate", "predict.serving"},
+    4: {"predict.compute", "fabric.infer", "predict.explain", "predict.accuracy"},
+    5: {"report.__init__"},
     6: {"cli.__init__", "cli.base", "cli.traffic", "cli.measure", "cli.fabric", "cli.predict", "cli.report",
         "__main__"},
 }
@@ -79,12 +80,12 @@ def test_no_upward_import(module):
 
 
 def test_every_backend_offers_the_protocol():
-    """Each backend class defines every method of commbench.backends.Backend (instance attributes
+    """Each backend class defines every method of commbench.measure.backends.Backend (instance attributes
     rank, world_size, name, needs_sync and the bound all_reduce / barrier are set in __init__)."""
-    from commbench.backends import Backend
-    from commbench.backends.cupy_nccl import CupyNcclBackend
-    from commbench.backends.mpi import MpiBackend
-    from commbench.backends.torch_dist import TorchBackend
+    from commbench.measure.backends import Backend
+    from commbench.measure.backends.cupy_nccl import CupyNcclBackend
+    from commbench.measure.backends.mpi import MpiBackend
+    from commbench.measure.backends.torch_dist import TorchBackend
 
     instance_attrs = {"name", "rank", "world_size", "needs_sync", "all_reduce", "barrier"}
     methods = {n for n in dir(Backend) if not n.startswith("_")} - instance_attrs

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-from commbench.links import LINKS
-from commbench.model_card import load_model_card
-from commbench.plan import ParallelPlan
-from commbench.replay import engine_order
-from commbench.trace import make_trace
-from commbench.workload import Workload
+from commbench.fabric.links import LINKS
+from commbench.traffic.model_card import load_model_card
+from commbench.traffic.plan import ParallelPlan
+from commbench.measure.replay import engine_order
+from commbench.traffic.trace import make_trace
+from commbench.traffic.workload import Workload
 from tests.conftest import mpiexec_path
 
 

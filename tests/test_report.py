@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from commbench.explain import predict_grid
+from commbench.predict.explain import predict_grid
 from commbench.fabric import load_fabric
-from commbench.hardware import load_hardware
+from commbench.predict.hardware import load_hardware
 from tests.conftest import ROOT
 
 

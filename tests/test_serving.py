@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 
 from commbench import CommbenchError
-from commbench.calibrate import infer_fabric, judge, predicted
+from commbench.fabric.infer import infer_fabric, judge, predicted
 from commbench.fabric import load_fabric, shipped_fabrics
-from commbench.hardware import MEMORY_BW_EFFICIENCY, load_hardware
-from commbench.model_card import load_model_card
-from commbench.plan import ParallelPlan
-from commbench.published import review_rows
-from commbench.recipes import Engine
-from commbench.serving import decode_step, expert_coverage, expert_pick_probabilities
-from commbench.explain import predict_grid
+from commbench.predict.hardware import MEMORY_BW_EFFICIENCY, load_hardware
+from commbench.traffic.model_card import load_model_card
+from commbench.traffic.plan import ParallelPlan
+from commbench.predict.published import review_rows
+from commbench.predict.recipes import Engine
+from commbench.predict.serving import decode_step, expert_coverage, expert_pick_probabilities
+from commbench.predict.explain import predict_grid
 
-STEP_OVERHEAD_S = 2e-3  # vLLM's host step (commbench.recipes.ENGINE_COSTS), CUDA graphs: no launches
+STEP_OVERHEAD_S = 2e-3  # vLLM's host step (commbench.predict.recipes.ENGINE_COSTS), CUDA graphs: no launches
 
 # Llama-3.1-8B by hand from its config: hidden 4096, 32 q heads and 8 kv heads of 128, MLP 14336,
 # 32 layers, vocab 128256 (already a multiple of 64), BF16 weights, no biases, untied LM head.
@@ -261,7 +261,7 @@ def test_predict_sets_a_users_measurements_beside_the_rows(cli, tmp_path):
 def test_flop_efficiency_curve_at_its_limits(membound_hw):
     from dataclasses import replace
 
-    from commbench.hardware import FLOP_EFFICIENCY
+    from commbench.predict.hardware import FLOP_EFFICIENCY
 
     assert membound_hw.flop_efficiency_at(7) == FLOP_EFFICIENCY  # no measured curve: flat
     hw = replace(membound_hw, gemm_curve=((1, 0.1), (64, 0.5), (1024, 1.0)))

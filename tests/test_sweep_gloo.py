@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from commbench.sweep import sizes_between, sweep_local
+from commbench.measure.sweep import sizes_between, sweep_local
 
 
 def test_sizes_between():
@@ -51,7 +51,7 @@ def test_sweep_bad_collective(cli):
 
 def test_dead_rank_is_named_and_run_ends():
     from commbench import CommbenchError
-    from commbench.world import run_local
+    from commbench.measure.world import run_local
     from tests.faults import exit_job
 
     with pytest.raises(CommbenchError, match=r"rank 1 exited with code 17"):
@@ -60,7 +60,7 @@ def test_dead_rank_is_named_and_run_ends():
 
 def test_rank_dying_mid_sweep_keeps_finished_rows(monkeypatch, tmp_path, cli):
     """Rank 1 dies after two sizes; the run ends within the timeout and the two rows are kept."""
-    from commbench import sweep
+    from commbench.measure import sweep
     from tests.faults import exit_job
 
     monkeypatch.setattr(sweep, "sweep_job", exit_job(1, 2))
@@ -107,7 +107,7 @@ def test_missing_optional_backends_say_what_to_install(monkeypatch):
     import torch
 
     from commbench import CommbenchError
-    from commbench.world import make_backend
+    from commbench.measure.world import make_backend
 
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the GPU backends can start here")

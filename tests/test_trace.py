@@ -5,10 +5,10 @@ import json
 import pytest
 
 from commbench import CommbenchError
-from commbench.model_card import card_from_config, load_model_card
-from commbench.plan import ParallelPlan, pp_layer_split
-from commbench.trace import make_trace
-from commbench.workload import Workload
+from commbench.traffic.model_card import card_from_config, load_model_card
+from commbench.traffic.plan import ParallelPlan, pp_layer_split
+from commbench.traffic.trace import make_trace
+from commbench.traffic.workload import Workload
 
 BF16 = 2
 
@@ -155,7 +155,7 @@ def test_params_match_published_totals():
 def test_schedule_mixes_decode_into_prefill_chunks():
     # 3 requests of 6 in / 3 out, budget 8: step 0 takes 8 prompt tokens (req 0 done, req 1 at 2/6);
     # step 1: 1 decode (req 0) + 7 prompt tokens (req 1's last 4, req 2's first 3), and so on.
-    from commbench.workload import build_schedule
+    from commbench.traffic.workload import build_schedule
 
     s = build_schedule(Workload(3, 6, 3, token_budget=8))
     g = s.groups

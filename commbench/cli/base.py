@@ -129,12 +129,12 @@ def plan_options(f):
 
 def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, timeout_s: float,
              row_label=lambda row: "", options: dict | None = None):
-    """commbench.world.run_job with a progress bar (one step per finished row, on stderr) on the
+    """commbench.measure.world.run_job with a progress bar (one step per finished row, on stderr) on the
     reporting rank; the mpiexec relaunch re-runs this command's own arguments."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from commbench.launcher import launcher_rank
-    from commbench.world import run_job
+    from commbench.measure.launcher import launcher_rank
+    from commbench.measure.world import run_job
 
     argv = click.get_current_context().find_root().meta.get("commbench.argv", [])
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -41,7 +41,7 @@ def fabric_links(ranks, msg_bytes):
       commbench fabric links --ranks 4 --msg-bytes 1M
     """
     from commbench.fabric import load_fabric, shipped_fabrics
-    from commbench.links import LINKS, theory_time_s
+    from commbench.fabric.links import LINKS, theory_time_s
 
     if ranks < 2:
         raise CommbenchError(f"--ranks must be >= 2, got {ranks}")
@@ -112,9 +112,9 @@ def fabric_infer(base, out):
     Example:
       commbench fabric infer
     """
-    from commbench.calibrate import infer_fabric, judge, predicted, unexplained_ms_per_step
+    from commbench.fabric.infer import infer_fabric, judge, predicted, unexplained_ms_per_step
     from commbench.fabric import fabric_toml, load_fabric
-    from commbench.published import review_rows
+    from commbench.predict.published import review_rows
     from commbench.results import atomic_write
 
     if out and not out.endswith(".toml"):
@@ -170,11 +170,11 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
       commbench fabric validate --expect 1gbit --backend gloo
       commbench fabric validate --expect 200gbe --sweep sweep.csv
     """
-    from commbench.launcher import launcher_world
-    from commbench.links import parse_link
+    from commbench.measure.launcher import launcher_world
+    from commbench.fabric.links import parse_link
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.sweep import check_sweep_choices, sizes_between
-    from commbench.validate import assess, bands_frame, findings_frame, preflight
+    from commbench.measure.sweep import check_sweep_choices, sizes_between
+    from commbench.fabric.validate import assess, bands_frame, findings_frame, preflight
 
     link = parse_link(expect)
     check_sweep_choices(collective, backend)
@@ -228,7 +228,7 @@ def _load_sweep(sweep_file: str):
 
 
 def _print_validation(found, findings, frame, partial_note: str, link, title: str) -> None:
-    from commbench.validate import bands_frame, findings_frame
+    from commbench.fabric.validate import bands_frame, findings_frame
 
     if findings:
         print_frame(findings_frame(findings), "Preflight")

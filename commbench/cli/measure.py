@@ -34,8 +34,8 @@ def _parse_bytes(text: str) -> int:
 
 def _check_embedded_memory(max_bytes: int, ranks: int, backend: str) -> None:
     """An embedded world's buffers (input and output per rank, n slots for gathers) must fit in this host."""
-    from commbench.hardware import host_memory_bytes
-    from commbench.launcher import detect
+    from commbench.predict.hardware import host_memory_bytes
+    from commbench.measure.launcher import detect
 
     if detect() is not None or backend not in ("gloo", "mpi"):
         return  # a launcher's world: its ranks' memory is theirs to know
@@ -48,7 +48,7 @@ def _check_embedded_memory(max_bytes: int, ranks: int, backend: str) -> None:
 
 def _add_theory_columns(frame: pd.DataFrame, link_profile) -> None:
     """busbw as percent of PCIe Gen5 x4 and x16 always, of --link and its theory time when given."""
-    from commbench.links import LINKS, theory_time_s
+    from commbench.fabric.links import LINKS, theory_time_s
 
     links = [LINKS["pcie5x4"], LINKS["pcie5x16"]] + ([link_profile] if link_profile is not None else [])
     for link in dict.fromkeys(links):
@@ -60,7 +60,7 @@ def _add_theory_columns(frame: pd.DataFrame, link_profile) -> None:
 
 def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing="blocking", options=None):
     """A sweep through _run_job."""
-    from commbench import sweep as sweep_module
+    from commbench.measure import sweep as sweep_module
 
     return _run_job(sweep_module.sweep_job(collective, sizes, iters, warmup, timing), len(sizes),
                     f"{collective}: {len(sizes)} sizes on {backend}", backend, ranks, timeout_s,
@@ -69,7 +69,7 @@ def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing
 
 def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int, iters: int, warmup: int) -> None:
     """One-line errors for the sweep's options, before any rank starts."""
-    from commbench.timing import TIMING_MODES
+    from commbench.measure.timing import TIMING_MODES
 
     if mpi_buffers not in ("host", "cuda"):
         raise CommbenchError(f"unknown --mpi-buffers {mpi_buffers!r}; valid: host, cuda")
@@ -129,12 +129,12 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
       torchrun --nnodes 2 --nproc-per-node 1 --rdzv-endpoint HOST:29500 -m commbench sweep all_reduce --backend nccl
     """
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.sweep import check_sweep_choices, sizes_between
-    from commbench.world import WorldFailed
+    from commbench.measure.sweep import check_sweep_choices, sizes_between
+    from commbench.measure.world import WorldFailed
 
     check_sweep_choices(collective, backend)
     _check_sweep_options(backend, mpi_buffers, timing, ranks, iters, warmup)
-    from commbench.links import parse_link
+    from commbench.fabric.links import parse_link
 
     link_profile = parse_link(link) if link else None
     if out:
@@ -197,9 +197,9 @@ def compute(model, mode, tp, pp, stage, batch, prefill_tokens, context, iters, d
       commbench compute gpt-oss-120b --mode tp --batch 128
       commbench compute debug-tiny --mode pp --out compute.csv
     """
-    from commbench.compute import launch_row, measure_gemm_curve, measure_launch_cost, measure_stage
-    from commbench.model_card import load_model_card
-    from commbench.plan import ParallelPlan
+    from commbench.predict.compute import launch_row, measure_gemm_curve, measure_launch_cost, measure_stage
+    from commbench.traffic.model_card import load_model_card
+    from commbench.traffic.plan import ParallelPlan
     from commbench.results import check_output_path
 
     for name, value in (("batch", batch), ("prefill-tokens", prefill_tokens), ("iters", iters)):

@@ -19,7 +19,7 @@ def hardware_cmd():
     Example:
       commbench hardware
     """
-    from commbench.hardware import load_hardware, shipped_hardware
+    from commbench.predict.hardware import load_hardware, shipped_hardware
 
     print_frame(pd.DataFrame([load_hardware(n).summary() for n in shipped_hardware()]),
                 "Hardware profiles (peaks from spec sheets; `--hardware local` measures this machine)")
@@ -64,10 +64,10 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
       commbench predict llama-3.1-8b-instruct --hardware dgx-spark --fabric sweep.csv
       commbench predict llama-3.1-8b-instruct --published my-measurements.csv
     """
-    from commbench.compute import resolve_hardware
-    from commbench.explain import parse_modes, parse_scenarios, pp_over_tp, predict_grid
+    from commbench.predict.compute import resolve_hardware
+    from commbench.predict.explain import parse_modes, parse_scenarios, pp_over_tp, predict_grid
     from commbench.fabric import load_fabric
-    from commbench.published import load_figures
+    from commbench.predict.published import load_figures
     from commbench.results import check_output_path
 
     modes, scenarios = parse_modes(mode), parse_scenarios(scenario)
@@ -116,8 +116,8 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
     Example:
       commbench explain gpt-oss-120b --hardware dgx-spark --batch 128
     """
-    from commbench.compute import resolve_hardware
-    from commbench.explain import TERM_COLUMNS, explain
+    from commbench.predict.compute import resolve_hardware
+    from commbench.predict.explain import TERM_COLUMNS, explain
     from commbench.fabric import load_fabric
 
     hw = resolve_hardware(hardware)
@@ -157,10 +157,10 @@ def accuracy(published_files, more_files, fabric, as_json, out, report_dir):
       commbench accuracy
       commbench accuracy --published results/*.json
     """
-    from commbench.accuracy import accuracy_table, combine, findings, summary, winner_agreement
+    from commbench.predict.accuracy import accuracy_table, combine, findings, summary, winner_agreement
     from commbench.fabric import load_fabric
-    from commbench.hardware import load_hardware
-    from commbench.published import load_figures, shipped_figures
+    from commbench.predict.hardware import load_hardware
+    from commbench.predict.published import load_figures, shipped_figures
     from commbench.results import check_output_path
 
     if out:

@@ -33,13 +33,13 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
       commbench report gpt-oss-120b --hardware dgx-spark
       commbench report --sweep results/sweep.csv --out reports/my-fabric
     """
-    from commbench.explain import parse_scenarios
+    from commbench.predict.explain import parse_scenarios
     from commbench.report import command_line, model_report, sweep_report
 
     if model is None and not sweep_files:
         raise CommbenchError("give a MODEL (a predicted report) or --sweep FILE (a fabric report)")
     if expect:
-        from commbench.links import parse_link
+        from commbench.fabric.links import parse_link
 
         parse_link(expect)  # a bad --expect fails before any folder is made
     for f in (*sweep_files, replay_file):
@@ -55,9 +55,9 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
     else:
         scenarios = parse_scenarios(scenario)
         batches = tuple(_parse_csv_ints(batch, "--batch"))
-        from commbench.compute import resolve_hardware
+        from commbench.predict.compute import resolve_hardware
         from commbench.fabric import load_fabric
-        from commbench.model_card import load_model_card
+        from commbench.traffic.model_card import load_model_card
 
         name = load_model_card(model).name
         hw = resolve_hardware(hardware)

@@ -24,7 +24,7 @@ def models(ctx):
       commbench models show gpt-oss-120b
     """
     if ctx.invoked_subcommand is None:
-        from commbench.model_card import load_model_card, shipped_models
+        from commbench.traffic.model_card import load_model_card, shipped_models
 
         frame = pd.DataFrame([load_model_card(n).summary() for n in shipped_models()])
         print_frame(frame, "Shipped model cards (model_traces/)")
@@ -40,7 +40,7 @@ def models_show(model, as_json):
     Example:
       commbench models show gpt-oss-120b
     """
-    from commbench.model_card import load_model_card
+    from commbench.traffic.model_card import load_model_card
 
     card = load_model_card(model)
     info = {
@@ -89,11 +89,11 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
       commbench trace gpt-oss-120b --mode tp --batch 128 --scenario balanced --json
       commbench trace gpt-oss-120b --mode tp --batch 128 --replay
     """
-    from commbench.model_card import load_model_card
-    from commbench.plan import ParallelPlan
+    from commbench.traffic.model_card import load_model_card
+    from commbench.traffic.plan import ParallelPlan
     from commbench.results import atomic_write, check_output_path
-    from commbench.trace import make_trace
-    from commbench.workload import Workload
+    from commbench.traffic.trace import make_trace
+    from commbench.traffic.workload import Workload
 
     if csv_path:
         check_output_path(csv_path, (".csv",))
@@ -126,10 +126,10 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
 
 
 def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json):
-    from commbench.links import parse_link
-    from commbench.replay import replay_job, replay_plan, total_steps
+    from commbench.fabric.links import parse_link
+    from commbench.measure.replay import replay_job, replay_plan, total_steps
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.backends import check_backend
+    from commbench.measure.backends import check_backend
 
     check_backend(backend)
     phases = {"both": ("prefill", "decode"), "prefill": ("prefill",), "decode": ("decode",)}.get(phase)

@@ -19,14 +19,14 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.collectives import get_collective
-from commbench.explain import (TERM_COLUMNS, TERM_LABELS, explain, model_message_sizes, pp_over_tp, predict_grid,
+from commbench.predict.explain import (TERM_COLUMNS, TERM_LABELS, explain, model_message_sizes, pp_over_tp, predict_grid,
                                theory_ladder)
 from commbench.fabric import FabricModel, check_sweep_table, fit_sweep, load_fabric
-from commbench.links import LINKS
+from commbench.fabric.links import LINKS
 from commbench.results import environment_metadata, load_table
-from commbench.hardware import FLOP_EFFICIENCY
-from commbench.serving import ROUTING_ZIPF_EXPONENT
-from commbench.workload import SCENARIOS
+from commbench.predict.hardware import FLOP_EFFICIENCY
+from commbench.predict.serving import ROUTING_ZIPF_EXPONENT
+from commbench.traffic.workload import SCENARIOS
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 MODE_COLORS = {"tp": "tab:blue", "pp": "tab:orange"}
@@ -207,7 +207,7 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
                  command: str = "") -> Path:
     """A predicted model report (see the module docstring); returns the folder."""
     # long: the report.md template, section by section in the order it renders
-    from commbench.compute import resolve_hardware
+    from commbench.predict.compute import resolve_hardware
 
     hw = resolve_hardware(hardware)
     fab = load_fabric(fabric or hw.fabric)
@@ -234,7 +234,7 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
     ratio["ahead"] = np.where(ratio.pp_over_tp > 1, "PP", "TP")
     lines = [
         f"# {model} on {where}: TP or PP?", "",
-        f"Predicted by commbench {meta['versions']['commbench']} (serving model: `commbench/serving.py`), not measured. "
+        f"Predicted by commbench {meta['versions']['commbench']} (serving model: `commbench/predict/serving.py`), not measured. "
         "Regenerate with:", "",
         "```", meta["command"], "```", "",
         "## Verdict", "", *[f"- {s}" for s in sentences], "",
@@ -261,11 +261,11 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
         f"- Fabric `{fab.name}`: {fab.description}.",
         f"- Memory bandwidth reached: {hw.effective_bandwidth_Bps / 1e9:,.0f} GB/s "
         f"({'measured figure in the profile' if hw.achieved_bandwidth_Bps else 'peak x MEMORY_BW_EFFICIENCY'}); "
-        f"FLOP_EFFICIENCY = {FLOP_EFFICIENCY} (`commbench/hardware.py`).",
+        f"FLOP_EFFICIENCY = {FLOP_EFFICIENCY} (`commbench/predict/hardware.py`).",
         "- Served as the checkpoint stores the weights, vLLM with CUDA graphs (recipe `checkpoint`); host step and "
-        "eager launch costs in `commbench/recipes.py`.",
+        "eager launch costs in `commbench/predict/recipes.py`.",
         f"- MoE routing: a Zipf law over experts, ROUTING_ZIPF_EXPONENT = {ROUTING_ZIPF_EXPONENT} "
-        "(`commbench/serving.py`; chosen on the kubis.ai single-Spark curve, see `commbench accuracy`).",
+        "(`commbench/predict/serving.py`; chosen on the kubis.ai single-Spark curve, see `commbench accuracy`).",
         "", "## Machine that ran the prediction", "", _machine_table(meta), "",
     ]
     (out / "report.md").write_text("\n".join(lines))
@@ -298,8 +298,8 @@ def plot_measured(sweeps: list[tuple[str, pd.DataFrame, FabricModel]], out: Path
 def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, command: str = "",
                  replay_file: str | None = None, title: str = "") -> Path:
     """A measured-fabric report: one or more saved sweeps (and a replay), fitted and judged."""
-    from commbench.links import parse_link
-    from commbench.validate import bands_frame, judge
+    from commbench.fabric.links import parse_link
+    from commbench.fabric.validate import bands_frame, judge
 
     loaded = []
     for path in sweep_files:

@@ -1,7 +1,7 @@
 """Hardware profiles (hardware/*.toml): one accelerator's memory, bandwidth and peak FLOP/s.
 
 Every figure carries its source in the file. `local` is built from measurements on the machine
-at hand (commbench.compute.measure_local_profile) rather than read from a file.
+at hand (commbench.predict.compute.measure_local_profile) rather than read from a file.
 """
 
 from __future__ import annotations
@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from commbench import CommbenchError
 from commbench.data import data_dir, names_in, number, read_toml, unknown_name_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MEMORY_BW_EFFICIENCY = 232 / 273
 """Achieved / peak memory bandwidth for a profile that gives no measured figure. Unitless, 0.85:
@@ -105,10 +109,10 @@ def shipped_hardware() -> list[str]:
 def load_hardware(name_or_path: str) -> HardwareProfile:
     """A shipped profile name, a profile .toml, or a `compute --out` table.
 
-    `local` (this machine, measured now) needs the measuring code: commbench.compute.resolve_hardware.
+    `local` (this machine, measured now) needs the measuring code: commbench.predict.compute.resolve_hardware.
     """
     if name_or_path == "local":
-        raise CommbenchError("hardware 'local' is measured on this machine: use commbench.compute.resolve_hardware")
+        raise CommbenchError("hardware 'local' is measured on this machine: use commbench.predict.compute.resolve_hardware")
     path = Path(name_or_path)
     if path.suffix in (".csv", ".json", ".parquet"):
         if not path.is_file():

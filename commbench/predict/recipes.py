@@ -23,7 +23,7 @@ import numpy as np
 
 from commbench import CommbenchError
 from commbench.data import data_dir, names_in, read_toml, unknown_name_error
-from commbench.model_card import DTYPE_BYTES, WEIGHT_GROUPS, ModelCard
+from commbench.traffic.model_card import DTYPE_BYTES, WEIGHT_GROUPS, ModelCard
 
 @dataclass(frozen=True)
 class EngineCosts:

@@ -1,11 +1,11 @@
 """Running a job on every rank of a world: the embedded world, an mpiexec relaunch, or a launcher's.
 
-A job is a picklable callable `job(backend, on_row) -> DataFrame` (commbench.sweep.sweep_job,
-commbench.replay.replay_job) that every rank runs; rank 0 streams each finished row through
+A job is a picklable callable `job(backend, on_row) -> DataFrame` (commbench.measure.sweep.sweep_job,
+commbench.measure.replay.replay_job) that every rank runs; rank 0 streams each finished row through
 `on_row` and returns the table.
 
 Where it runs (run_job):
-- under torchrun, srun or mpiexec (commbench.launcher): this process joins that world;
+- under torchrun, srun or mpiexec (commbench.measure.launcher): this process joins that world;
 - no launcher, --backend gloo: the embedded world, `ranks` local processes on loopback only (a
   FileStore rendezvous in a private temporary folder, gloo bound to `lo`);
 - no launcher, --backend mpi: the same command again under `mpiexec -n ranks`, ranks on shared memory.
@@ -33,8 +33,8 @@ from pathlib import Path
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.backends import Backend, check_backend
-from commbench.launcher import detect, launcher_rank, torch_rendezvous_env
+from commbench.measure.backends import Backend, check_backend
+from commbench.measure.launcher import detect, launcher_rank, torch_rendezvous_env
 
 STARTUP_S = 60.0
 """Seconds the embedded world may take to spawn interpreters and import torch before the first row."""
@@ -95,14 +95,14 @@ def make_backend(name: str, timeout_s: float, **options) -> Backend:
     """The backend object for `name`; options are the backend's own (mpi: buffers; torch: store_path)."""
     check_backend(name)
     if name == "mpi":
-        from commbench.backends.mpi import MpiBackend
+        from commbench.measure.backends.mpi import MpiBackend
 
         return MpiBackend(timeout_s, **options)
     if name == "cupy":
-        from commbench.backends.cupy_nccl import CupyNcclBackend
+        from commbench.measure.backends.cupy_nccl import CupyNcclBackend
 
         return CupyNcclBackend(timeout_s)
-    from commbench.backends.torch_dist import TorchBackend
+    from commbench.measure.backends.torch_dist import TorchBackend
 
     return TorchBackend(timeout_s, name, **options)
 

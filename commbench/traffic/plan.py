@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from commbench import CommbenchError
-from commbench.model_card import ModelCard
+from commbench.traffic.model_card import ModelCard
 
 MODES = ("tp", "pp")
 
@@ -29,7 +29,7 @@ def pp_layer_split(num_layers: int, pp: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class LayerShard:
     """One rank's share of one decoder layer, in parameters: the single per-layer accounting that
-    the serving model (commbench.serving) and the measured compute (commbench.compute) both use.
+    the serving model (commbench.predict.serving) and the measured compute (commbench.predict.compute) both use.
 
     attention: q/k/v/o (+ biases) / tp. MoE layer: router (ReplicatedLinear: every rank holds it
     whole), mlp = all experts / tp (experts sharded on their intermediate dimension), active_mlp =

@@ -1,14 +1,14 @@
 """Serving model: per-stage compute + communication -> tok/s, TTFT, TPOT and a time breakdown.
 
 A full run is B concurrent requests of ISL input and OSL output tokens served with chunked prefill
-(commbench.workload.build_schedule: decode first, then prompt chunks up to the token budget).
+(commbench.traffic.workload.build_schedule: decode first, then prompt chunks up to the token budget).
 Each engine step costs, per rank (every term is in seconds and named in the breakdown):
 
     compute = max(bytes / BW_achieved,  FLOPs / (FLOP_peak * efficiency(tokens)))
         efficiency(tokens) = FLOP_EFFICIENCY, or a GEMM curve measured by `commbench compute`
-        BW_achieved = the hardware profile's measured read bandwidth (commbench.hardware)
+        BW_achieved = the hardware profile's measured read bandwidth (commbench.predict.hardware)
         bytes = weights touched + KV cache read, at the formats the serving recipe gives them
-                (commbench.recipes: e.g. MXFP4 attention, an FP8 KV cache)
+                (commbench.predict.recipes: e.g. MXFP4 attention, an FP8 KV cache)
             weights: attention, dense MLP, router, LM head (last stage): all of the rank's shard;
                      MoE experts: the expected fraction touched, mean_i 1 - (1 - pi_i)^T for T
                      tokens, pi_i a Zipf law over experts (ROUTING_ZIPF_EXPONENT), of the shard
@@ -16,11 +16,11 @@ Each engine step costs, per rank (every term is in seconds and named in the brea
                 sliding-window layer reading at most `window` tokens; a rank holds kv_heads/tp heads
         FLOPs = 2 x matmul params x tokens (+ LM head for sampled rows) + attention 4 x q_size x
                 (query, key) pairs per layer; each weight group at its own dtype's peak
-    TP comm = sum over the step's collectives (commbench.trace.step_ops) of
+    TP comm = sum over the step's collectives (commbench.traffic.trace.step_ops) of
               alpha + S x busbw_factor / busbw  (commbench.fabric), serialised with compute
               -> reported as count x latency (tp_latency_s) and bytes / bandwidth (tp_bandwidth_s)
     overhead = the engine's host step per scheduled (micro-)batch, plus kernel launches on steps
-               that are not CUDA-graph replays (commbench.recipes.Engine)
+               that are not CUDA-graph replays (commbench.predict.recipes.Engine)
 
 TP: step = compute + launches + TP comm + host step.
 PP: the scheduler keeps pp micro-batches in flight (vLLM max_concurrent_batches = pp), so a round
@@ -47,12 +47,12 @@ from functools import lru_cache
 import numpy as np
 
 from commbench.fabric import FabricModel
-from commbench.hardware import HardwareProfile
-from commbench.model_card import ModelCard
-from commbench.plan import ParallelPlan
-from commbench.trace import StepShape, step_ops
-from commbench.recipes import Engine
-from commbench.workload import Schedule, Workload, build_schedule
+from commbench.predict.hardware import HardwareProfile
+from commbench.traffic.model_card import ModelCard
+from commbench.traffic.plan import ParallelPlan
+from commbench.traffic.trace import StepShape, step_ops
+from commbench.predict.recipes import Engine
+from commbench.traffic.workload import Schedule, Workload, build_schedule
 
 ROUTING_ZIPF_EXPONENT = 1.0
 """How concentrated MoE routing is within one engine step, as the exponent s of a Zipf law over
@@ -270,7 +270,7 @@ def round_cost(plan: ParallelPlan, stages: list[StageCost], fabric: FabricModel,
     kv_* are summed contexts (keys read) over the round's sequences, pairs_* the attention
     (query, key) pairs; a PP round splits tokens, sequences and both sums evenly over m.
     A stage's time includes its kernel launches where the step is not a CUDA-graph replay
-    (commbench.recipes.Engine.launch_s); the engine's host step is paid once per micro-batch.
+    (commbench.predict.recipes.Engine.launch_s); the engine's host step is paid once per micro-batch.
     Returns (wall_s, {weights_s, kv_s, flops_s, launch_s} per rank, tp_latency_s and
     tp_bandwidth_s per micro-batch step, pp_send_s on the critical path, bubble_s).
     """

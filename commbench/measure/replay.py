@@ -9,7 +9,7 @@ tensors (gloo and MPI reduce float32 everywhere; the bytes on the wire are what 
 
 Per phase and site the table gives:
     measured_us_per_step   time spent in that site's calls inside the replayed step (p50 over steps)
-    isolated_us_per_step   calls x the p50 of the same call timed alone (commbench.timing)
+    isolated_us_per_step   calls x the p50 of the same call timed alone (commbench.measure.timing)
     wire_us_per_step       calls x S x busbw factor / link rate (bandwidth only)
 and a `step` row per phase with the whole step timed end to end.
 """
@@ -23,16 +23,16 @@ import numpy as np
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.links import LinkProfile, wire_time_s
-from commbench.plan import ParallelPlan
-from commbench.timing import time_calls
-from commbench.trace import Trace, engine_calls
+from commbench.fabric.links import LinkProfile, wire_time_s
+from commbench.traffic.plan import ParallelPlan
+from commbench.measure.timing import time_calls
+from commbench.traffic.trace import Trace, engine_calls
 
 TYPESIZE = 4  # float32 buffers of the traced byte size
 
 
 def engine_order(trace: Trace, phase: str) -> list[tuple]:
-    """Every call of one step of `phase` in engine order (commbench.trace.engine_calls), as
+    """Every call of one step of `phase` in engine order (commbench.traffic.trace.engine_calls), as
     (site, collective, msg_bytes, members): members are the TP group's ranks, or a send's
     (src, dst) pairs. With pp > 1 a TP site is named per stage ("stage0.tp.o_proj")."""
     plan: ParallelPlan = trace.plan

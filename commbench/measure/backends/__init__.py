@@ -1,5 +1,5 @@
 """Backends, one file each behind one protocol (see torch_dist.TorchBackend): gloo and NCCL through
-torch.distributed, mpi4py, CuPy's NCCL. commbench.world.make_backend builds one by name."""
+torch.distributed, mpi4py, CuPy's NCCL. commbench.measure.world.make_backend builds one by name."""
 
 from typing import Any, Protocol
 

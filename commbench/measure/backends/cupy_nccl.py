@@ -31,7 +31,7 @@ class CupyNcclBackend:
         if cupy.cuda.runtime.getDeviceCount() == 0:
             raise CommbenchError("the cupy backend needs a CUDA device; on CPU use --backend gloo or mpi")
         self.cp, self.nccl = cupy, nccl
-        from commbench.launcher import detect
+        from commbench.measure.launcher import detect
 
         launch = detect()
         if launch is None:

@@ -55,7 +55,7 @@ class ModelCard:
     weight_bytes_per_param: dict = field(hash=False, compare=False)
     source: str = ""
     kv_cache_dtype: str = ""  # the engine's --kv-cache-dtype; "" = the activation dtype (vLLM's "auto")
-    recipe: str = "checkpoint"  # which serving recipe set the weight bytes (commbench.recipes)
+    recipe: str = "checkpoint"  # which serving recipe set the weight bytes (commbench.predict.recipes)
 
     # ---- derived sizes -------------------------------------------------------------------
     @property

@@ -3,7 +3,7 @@
 For one engine step of a phase (a prefill chunk, a decode step; for PP one micro-batch step) every
 site of the plan's patterns becomes a CommOp: collective, dtype, msg_bytes (nccl-tests' S), the
 number of calls per step and the peers. Whole-run totals walk the engine schedule
-(commbench.workload.build_schedule).
+(commbench.traffic.workload.build_schedule).
 
 Worked example, gpt-oss-120b TP=2 decode at batch 128 (hidden 2880, bf16, 36 layers):
     per layer 2 all-reduces of [128, 2880] x 2 B = 737,280 B; + 1 embedding all-reduce = 73 calls;
@@ -20,11 +20,11 @@ from functools import cached_property
 import pandas as pd
 
 from commbench.collectives import get_collective
-from commbench.links import LINKS, wire_time_s
-from commbench.model_card import DTYPE_BYTES, ModelCard
-from commbench.patterns import Site, load_pattern
-from commbench.plan import ParallelPlan
-from commbench.workload import Workload, build_schedule
+from commbench.fabric.links import LINKS, wire_time_s
+from commbench.traffic.model_card import DTYPE_BYTES, ModelCard
+from commbench.traffic.patterns import Site, load_pattern
+from commbench.traffic.plan import ParallelPlan
+from commbench.traffic.workload import Workload, build_schedule
 
 PHASES = ("prefill", "decode")
 THEORY_LINKS = ("200gbe", "pcie5x16")

@@ -6,7 +6,7 @@ needs a CUDA-aware MPI: Open MPI is asked (ompi_info) and a build without CUDA s
 before any call could crash; other MPIs are taken at their word. Device buffers are synchronised
 before each MPI call's timing and after it (the host clock then times the whole transfer).
 MPI has no per-call timeout: the launcher (mpiexec) aborts the job when a rank dies, and the
-embedded launcher in commbench.world puts a wall-clock limit on the whole mpiexec run.
+embedded launcher in commbench.measure.world puts a wall-clock limit on the whole mpiexec run.
 """
 
 from __future__ import annotations

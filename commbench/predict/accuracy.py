@@ -1,6 +1,6 @@
 """How far the prediction is from published and measured figures: per row, per source, and overall.
 
-Every figure (commbench.published) is predicted with its own setup: the recipe's weight formats,
+Every figure (commbench.predict.published) is predicted with its own setup: the recipe's weight formats,
 KV-cache dtype and engine mode, its tp x pp, concurrency and ISL/OSL, on the hardware profile it
 names and, across boxes, on one fabric profile. The error is predicted / measured - 1 (for the
 metrics in ms as well: +10% means the prediction says 10% slower). MAPE is the mean of |error|.
@@ -14,12 +14,12 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.fabric import FabricModel
-from commbench.hardware import load_hardware
-from commbench.model_card import load_model_card
-from commbench.plan import ParallelPlan
-from commbench.recipes import apply_recipe, load_recipe
-from commbench.serving import decode_step, predict_row
-from commbench.workload import Workload
+from commbench.predict.hardware import load_hardware
+from commbench.traffic.model_card import load_model_card
+from commbench.traffic.plan import ParallelPlan
+from commbench.predict.recipes import apply_recipe, load_recipe
+from commbench.predict.serving import decode_step, predict_row
+from commbench.traffic.workload import Workload
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -88,7 +88,7 @@ def winner_agreement(table: pd.DataFrame) -> pd.DataFrame:
 
 def findings(fabric: FabricModel, hardware: str = "dgx-spark") -> pd.DataFrame:
     """The review's qualitative findings (calibration.md) checked on `fabric`, TP=2 vs PP=2, batches 1..128."""
-    from commbench.explain import predict_grid, pp_over_tp
+    from commbench.predict.explain import predict_grid, pp_over_tp
 
     hw = load_hardware(hardware)
     grid = predict_grid(["gpt-oss-120b", "llama-3.1-8b-instruct"], hw, fabric, ["tp", "pp"], list(BATCHES),

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.hardware import HardwareProfile, host_memory_bytes, load_hardware
-from commbench.plan import ParallelPlan
-from commbench.serving import expert_coverage
-from commbench.timing import time_calls
+from commbench.predict.hardware import HardwareProfile, host_memory_bytes, load_hardware
+from commbench.traffic.plan import ParallelPlan
+from commbench.predict.serving import expert_coverage
+from commbench.measure.timing import time_calls
 
 
 class LocalDevice:
@@ -291,7 +291,7 @@ def launch_row(plan: ParallelPlan, seconds: float, device: str) -> dict:
 def measure_launch_cost(iters: int = 2000, device: str | None = None) -> float:
     """Host seconds per eager PyTorch op on `device`: a tiny in-place add, dispatch and launch, no work.
 
-    This is the per-kernel cost that eager serving (no CUDA graphs) pays (commbench.recipes)."""
+    This is the per-kernel cost that eager serving (no CUDA graphs) pays (commbench.predict.recipes)."""
     import torch
 
     device = device or default_device()

@@ -22,12 +22,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from commbench.fabric import FabricModel, Segment, load_fabric
-from commbench.hardware import HardwareProfile, load_hardware
-from commbench.model_card import load_model_card
-from commbench.plan import ParallelPlan
-from commbench.published import PublishedRow, review_rows
-from commbench.serving import predict_row
-from commbench.workload import Workload
+from commbench.predict.hardware import HardwareProfile, load_hardware
+from commbench.traffic.model_card import load_model_card
+from commbench.traffic.plan import ParallelPlan
+from commbench.predict.published import PublishedRow, review_rows
+from commbench.predict.serving import predict_row
+from commbench.traffic.workload import Workload
 
 SPLIT_BYTES = 4 * 2**20
 """Where the inferred mid-size regime ends, bytes. Any split between the largest decode all-reduce
@@ -40,7 +40,7 @@ SLOWEST_TRANSPORT = "spark-tcp-10gbe"
 
 def predicted_row(row: PublishedRow, fabric: FabricModel, hardware: HardwareProfile | None = None,
                   cards: dict | None = None) -> dict:
-    """The serving model's row (commbench.serving.predict_row) for a published row's setup."""
+    """The serving model's row (commbench.predict.serving.predict_row) for a published row's setup."""
     cards = {} if cards is None else cards
     if row.model not in cards:
         cards[row.model] = load_model_card(row.model)

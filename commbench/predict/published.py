@@ -157,7 +157,7 @@ def load_figures(path: str | Path) -> pd.DataFrame:
 
 def _from_mode_table(frame: pd.DataFrame) -> pd.DataFrame:
     """predict --published's first form (model, mode, batch, scenario, output_tok_s) as figure rows."""
-    from commbench.workload import SCENARIOS
+    from commbench.traffic.workload import SCENARIOS
 
     if "value" in frame.columns or "output_tok_s" not in frame.columns:
         return frame

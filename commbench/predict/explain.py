@@ -1,6 +1,6 @@
 """Predict grids and explain them: TP vs PP in numbers and plain sentences.
 
-`predict_grid` runs the serving model (commbench.serving) over models x modes x batches x
+`predict_grid` runs the serving model (commbench.predict.serving) over models x modes x batches x
 scenarios and sets published figures beside the rows they match. `explain` compares TP and PP at
 batch 1 and at the asked batch, names the term that decides, and shows how the verdict moves on
 the fabrics a hardware profile lists for comparison.
@@ -14,15 +14,15 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.fabric import FabricModel, load_fabric
-from commbench.hardware import HardwareProfile
-from commbench.model_card import load_model_card
-from commbench.plan import ParallelPlan
-from commbench.published import shipped_figures
-from commbench.recipes import apply_recipe, load_recipe
-from commbench.serving import BREAKDOWN_TERMS, predict_row
-from commbench.links import LINKS
-from commbench.trace import StepShape, step_ops
-from commbench.workload import SCENARIOS, Workload
+from commbench.predict.hardware import HardwareProfile
+from commbench.traffic.model_card import load_model_card
+from commbench.traffic.plan import ParallelPlan
+from commbench.predict.published import shipped_figures
+from commbench.predict.recipes import apply_recipe, load_recipe
+from commbench.predict.serving import BREAKDOWN_TERMS, predict_row
+from commbench.fabric.links import LINKS
+from commbench.traffic.trace import StepShape, step_ops
+from commbench.traffic.workload import SCENARIOS, Workload
 
 TERM_LABELS = {
     "weights": "weight reads",

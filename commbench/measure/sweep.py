@@ -16,8 +16,8 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.collectives import get_collective
-from commbench.backends import Backend, check_backend
-from commbench.timing import time_calls
+from commbench.measure.backends import Backend, check_backend
+from commbench.measure.timing import time_calls
 
 SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv",
                      "send_recv_bidir")
@@ -146,7 +146,7 @@ def _sweep_job(collective, sizes, iters, warmup, timing, backend, on_row):
 
 def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 20, warmup: int = 3,
                 timeout_s: float = 60.0, timing: str = "blocking", on_row=None) -> pd.DataFrame:
-    """The embedded default for a sweep (see commbench.world.run_local)."""
-    from commbench.world import run_local
+    """The embedded default for a sweep (see commbench.measure.world.run_local)."""
+    from commbench.measure.world import run_local
 
     return run_local(sweep_job(collective, sizes, iters, warmup, timing), ranks, timeout_s, on_row)

@@ -1,7 +1,7 @@
 """Parallel patterns: declarative TOML files in patterns/ naming each communication site.
 
 A site has a name, a collective, a `repeat` (how often per forward pass of a stage), a shape as a
-list of named dimensions (resolved in commbench.trace.DIMENSIONS; no formula strings), and the
+list of named dimensions (resolved in commbench.traffic.trace.DIMENSIONS; no formula strings), and the
 dtype ("activation"). Nothing here is evaluated from strings.
 """
 

@@ -3,7 +3,7 @@
 Launchers commbench joins: torchrun (RANK, WORLD_SIZE, MASTER_ADDR/PORT), mpiexec (Open MPI's
 OMPI_COMM_WORLD_*, MPICH/Hydra's PMI_*) and SLURM's srun (SLURM_PROCID, SLURM_NTASKS,
 SLURM_LOCALID; the rendezvous is the first host of the job's node list). No launcher: the caller
-runs the embedded world (commbench.world). A process that sees a launcher's variables joins that
+runs the embedded world (commbench.measure.world). A process that sees a launcher's variables joins that
 world or fails with a message; it never falls back to an embedded world.
 """
 

@@ -1,0 +1,1 @@
+"""Predicting: hardware, serving recipes, measured compute, the serving model, explain and accuracy."""
