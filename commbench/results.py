@@ -16,6 +16,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from commbench import CommbenchError, __version__
@@ -98,7 +99,7 @@ def save_table(frame: pd.DataFrame, path: str | Path, metadata: dict) -> Path:
     """Save `frame` with `metadata` in the format the suffix names (.csv, .json, .parquet)."""
     path = check_output_path(path)
     if path.suffix == ".csv":
-        atomic_write(path, lambda p: frame.to_csv(p, index=False))
+        atomic_write(path, lambda p: _json_lists(frame).to_csv(p, index=False))
         atomic_write(path.with_name(path.name + ".meta.json"), lambda p: p.write_text(json.dumps(metadata, indent=2, default=str)))
     elif path.suffix == ".json":
         doc = {"schema_version": SCHEMA_VERSION, "metadata": metadata, "rows": frame.to_dict(orient="records")}
@@ -113,6 +114,27 @@ def save_table(frame: pd.DataFrame, path: str | Path, metadata: dict) -> Path:
     return path
 
 
+def _json_lists(frame: pd.DataFrame) -> pd.DataFrame:
+    """List cells (raw samples) as JSON arrays of plain numbers, so a CSV reads back exactly."""
+    columns = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any()]
+    if not columns:
+        return frame
+    out = frame.copy()
+    for c in columns:
+        out[c] = out[c].map(lambda v: json.dumps([float(x) for x in v]) if isinstance(v, (list, tuple, np.ndarray)) else v)
+    return out
+
+
+def _read_json_lists(frame: pd.DataFrame) -> pd.DataFrame:
+    for c in frame.columns:
+        if (frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])) and frame[c].map(lambda v: isinstance(v, str) and v.startswith("[")).all():
+            try:
+                frame[c] = frame[c].map(json.loads)
+            except ValueError:
+                pass  # not JSON (e.g. an older file's numpy text): left as it is
+    return frame
+
+
 def load_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
     """Load a table saved by save_table (or any CSV with the same columns) and its metadata."""
     path = Path(path)
@@ -123,7 +145,7 @@ def load_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
         if path.suffix == ".csv":
             meta_path = path.with_name(path.name + ".meta.json")
             meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-            return pd.read_csv(path), meta
+            return _read_json_lists(pd.read_csv(path)), meta
         if path.suffix == ".json":
             doc = json.loads(path.read_text())
             return pd.DataFrame(doc["rows"]), doc.get("metadata", {})

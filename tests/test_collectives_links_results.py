@@ -66,3 +66,35 @@ def test_written_files_follow_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "r.csv").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "r.csv.meta.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_csv_round_trips_raw_samples(tmp_path):
+    """Raw samples are JSON arrays in a CSV: they read back as the same numbers."""
+    import numpy as np
+
+    from commbench.results import load_table
+
+    frame = pd.DataFrame({"msg_bytes": [8, 16], "samples_us": [[np.float64(329.7), 1.5], [2.25, np.float32(3.5)]]})
+    save_table(frame, tmp_path / "s.csv", {})
+    assert '"[329.7, 1.5]"' in (tmp_path / "s.csv").read_text()
+    back, _ = load_table(tmp_path / "s.csv")
+    assert back.samples_us.tolist() == [[329.7, 1.5], [2.25, 3.5]]
+
+
+def test_every_json_output_is_strict(cli, tmp_path):
+    """Parsers that reject Infinity and NaN read fit, validate, predict and trace --json."""
+    import json
+
+    sweep = tmp_path / "s.csv"
+    sweep.write_text("collective,msg_bytes,ranks,time_us_p50\n" + "".join(
+        f"all_reduce,{s},2,{10 + s / 1e3}\n" for s in (8, 1024, 65536, 1048576)))
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+    for args in (("fabric", "fit", sweep, "--json"), ("fabric", "validate", "--expect", "1gbit", "--sweep", sweep, "--json"),
+                 ("predict", "gpt-oss-120b", "--batch", "1", "--json"), ("trace", "gpt-oss-120b", "--mode", "pp", "--json"),
+                 ("explain", "gpt-oss-120b", "--json"), ("accuracy", "--json")):
+        result = cli(*args)
+        doc = strict(result.output)  # raises on Infinity / NaN
+        assert doc, args

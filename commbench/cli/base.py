@@ -4,6 +4,7 @@ plan and workload options, and the world runner with its progress bar."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -93,7 +94,7 @@ def _save_or_print(frame: pd.DataFrame, title: str, as_json: bool, out: str | No
     if out:
         save_table(frame, out, environment_metadata(**meta))
     if as_json:
-        click.echo(json.dumps({"rows": _records(frame)}, default=_json_default))
+        click.echo(dumps({"rows": _records(frame)}))
     else:
         print_frame(frame.drop(columns=[c for c in drop if c in frame.columns]), title, formats)
 
@@ -103,10 +104,25 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
-def _json_default(value):
-    if isinstance(value, float) or hasattr(value, "__float__"):
-        return float(value)
+def _strict(value):
+    """A JSON-safe copy: numpy scalars as Python numbers, infinities and NaN as null (RFC 8259 has
+    neither), tuples as lists; anything else unknown as its text."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
     return str(value)
+
+
+def dumps(obj, **kwargs) -> str:
+    """Strict JSON for --json: parsers that reject Infinity and NaN read every commbench document."""
+    return json.dumps(_strict(obj), allow_nan=False, **kwargs)
 
 
 def workload_options(f):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import click
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.cli.base import _json_default, _records, console, main, print_frame
+from commbench.cli.base import dumps, _records, console, main, print_frame
 from commbench.cli.measure import _check_embedded_memory, _measure, _parse_bytes
 
 
@@ -91,7 +90,7 @@ def fabric_fit(sweep_file, out, as_json):
     if out:
         atomic_write(Path(out), lambda p: Path(p).write_text(fabric_toml(model, f"Fitted by commbench fabric fit from {sweep_file}.")))
     if as_json:
-        click.echo(json.dumps({"rows": _records(frame)}, default=_json_default))
+        click.echo(dumps({"rows": _records(frame)}))
         return
     print_frame(frame, f"alpha-beta fit of {sweep_file} (weighted least squares on p50; CI: 95%, t distribution)",
                 {"from_bytes": "{:,.0f}", "up_to_bytes": "{:,.0f}", "alpha_us": "{:.2f}", "busbw_gbps": "{:.4f}"})
@@ -203,11 +202,11 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
                                                     iters=iters, warmup=warmup, timing="blocking",
                                                     bands=bands_frame(found.bands).to_dict(orient="records")))
     if as_json:
-        click.echo(json.dumps({"verdict": found.verdict, "expect": link.name, "partial": partial_note or None,
+        click.echo(dumps({"verdict": found.verdict, "expect": link.name, "partial": partial_note or None,
                                "preflight": _records(findings_frame(findings)),
                                "bands": _records(bands_frame(found.bands)),
                                "fit": [] if found.fitted is None else _records(found.fitted),
-                               "rows": [] if frame is None else _records(frame)}, default=_json_default))
+                               "rows": [] if frame is None else _records(frame)}))
     else:
         _print_validation(found, findings, frame, partial_note, link, f"{collective} sweep ({backend}, {launcher})")
     sys.exit(0 if found.verdict == "PASS" else 1)

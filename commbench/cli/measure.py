@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import click
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.cli.base import (_json_default, _parse_csv_ints, _records, _run_job, _save_or_print, console, main,
+from commbench.cli.base import (dumps, _parse_csv_ints, _records, _run_job, _save_or_print, console, main,
                                 plan_options, print_frame)
 
 
@@ -163,7 +162,7 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
     if out:
         save_table(frame, out, environment_metadata(**meta, launcher=launcher, complete=True))
     if as_json:
-        click.echo(json.dumps({"rows": _records(frame)}, default=_json_default))
+        click.echo(dumps({"rows": _records(frame)}))
     else:
         _print_sweep(frame, f"{collective}, {backend}, {ranks} ranks ({launcher}), {iters} iterations (time = max "
                      "over ranks per iteration; busbw_pct_*: percent of that link's rate)")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 import pandas as pd
 
-from commbench.cli.base import (_json_default, _parse_csv_ints, _records, _save_or_print, console, main,
+from commbench.cli.base import (dumps, _parse_csv_ints, _records, _save_or_print, console, main,
                                 print_frame)
 
 
@@ -123,8 +122,7 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
     hw = resolve_hardware(hardware)
     grid, lines, evidence = explain(model, hw, load_fabric(fabric or hw.fabric), batch, scenario, isl, osl)
     if as_json:
-        click.echo(json.dumps({"rows": _records(grid), "evidence": _records(evidence), "sentences": lines},
-                              default=_json_default))
+        click.echo(dumps({"rows": _records(grid), "evidence": _records(evidence), "sentences": lines}))
         return
     cols = ["mode", "batch", "output_tok_s", "tpot_ms", "ttft_ms", *TERM_COLUMNS]
     print_frame(grid[cols], f"{model}: time per output token by term (ms)",
@@ -175,8 +173,8 @@ def accuracy(published_files, more_files, fabric, as_json, out, report_dir):
 
         write_accuracy_report(report_dir, table, summ, winners, checks, fab, files)
     if as_json:
-        click.echo(json.dumps({"schema_version": 1, "fabric": fab.name, "rows": _records(table), "summary": _records(summ),
-                               "winners": _records(winners), "findings": _records(checks)}, default=_json_default))
+        click.echo(dumps({"schema_version": 1, "fabric": fab.name, "rows": _records(table), "summary": _records(summ),
+                               "winners": _records(winners), "findings": _records(checks)}))
     else:
         shown = table.drop(columns=["citation", "role", "hardware"])
         print_frame(shown, f"Predicted vs published ({fab.name} across boxes)",

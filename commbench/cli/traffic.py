@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.cli.base import (_json_default, _records, _run_job, console, main, plan_options, print_frame,
+from commbench.cli.base import (dumps, _records, _run_job, console, main, plan_options, print_frame,
                                 workload_options)
 
 
@@ -57,7 +56,7 @@ def models_show(model, as_json):
         "source": card.source,
     }
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(dumps(info, indent=2))
         return
     print_frame(pd.DataFrame({"field": list(info), "value": [str(v) for v in info.values()]}), f"Model card {card.name}")
 
@@ -107,7 +106,7 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
     if csv_path:
         atomic_write(Path(csv_path), lambda p: result.ops_frame().to_csv(p, index=False))
     if as_json:
-        click.echo(json.dumps(result.to_dict(), default=float))
+        click.echo(dumps(result.to_dict()))
         return
     w = workload
     console.print(f"[bold]{card.name}[/] {plan.describe()}  batch {w.batch}, {w.scenario} ISL {w.isl} / OSL {w.osl}, "
@@ -154,8 +153,7 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
         save_table(frame, out, environment_metadata(command="trace --replay", **result.inputs, backend=backend, hosts=hosts,
                                                     launcher=launcher, iters=iters, warmup=warmup, link=link_profile.name))
     if as_json:
-        click.echo(json.dumps({**result.inputs, "backend": backend, "rows": _records(frame)},
-                              default=_json_default))
+        click.echo(dumps({**result.inputs, "backend": backend, "rows": _records(frame)}))
         return
     w = result.workload
     print_frame(frame, f"Replay of {plan.model.name} {plan.describe()}, batch {w.batch} {w.scenario}: one engine step "

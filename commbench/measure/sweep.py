@@ -128,7 +128,7 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int, w
             "time_us_p50": t * 1e6, "time_us_min": samples.min() * 1e6, "time_us_max": samples.max() * 1e6,
             "time_us_p99": float(np.percentile(samples, 99)) * 1e6,
             "algbw_gbps": coll.algbw_gbps(S, t), "busbw_gbps": coll.busbw_gbps(S, t, n), "wrong": wrong,
-            "samples_us": [round(x * 1e6, 2) for x in samples],
+            "samples_us": [round(float(x) * 1e6, 2) for x in samples],
         })
         if on_row is not None:
             on_row(rows[-1])

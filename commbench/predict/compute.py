@@ -240,7 +240,7 @@ def measure_stage(plan: ParallelPlan, stage: int, prefill_tokens: int, decode_ba
                 "time_ms_per_layer": t * 1e3, "stage_ms": t * 1e3 * layers,
                 "bytes_per_layer": wbytes + kv_bytes, "flops_per_layer": flops,
                 "effective_gbps": (wbytes + kv_bytes) / t / 1e9, "effective_tflops": flops / t / 1e12,
-                "device": device, "samples_ms": [round(s * 1e3, 4) for s in samples],
+                "device": device, "samples_ms": [round(float(s) * 1e3, 4) for s in samples],
             })
         layer = None  # free this kind's weights before building the next
     return pd.DataFrame(rows)
@@ -277,7 +277,7 @@ def measure_gemm_curve(plan: ParallelPlan, tokens=GEMM_TOKENS, iters: int = 3, w
         rows.append({"model": m.name, "mode": plan.mode, "tp": plan.tp, "pp": plan.pp, "phase": "gemm",
                      "layer_kind": f"gemm {m.hidden_size}x{width}", "layers": 1, "tokens": int(n),
                      "time_ms_per_layer": t * 1e3, "flops_per_layer": flops, "effective_tflops": flops / t / 1e12,
-                     "device": device, "samples_ms": [round(v * 1e3, 4) for v in samples]})
+                     "device": device, "samples_ms": [round(float(v) * 1e3, 4) for v in samples]})
     return pd.DataFrame(rows)
 
 
