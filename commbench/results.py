@@ -23,7 +23,10 @@ from commbench import CommbenchError, __version__
 
 SCHEMA_VERSION = 1
 FORMATS = (".csv", ".json", ".parquet")
-ENV_PREFIXES = ("NCCL_", "GLOO_", "MASTER_", "OMPI_", "UCX_", "CUDA_VISIBLE")
+ENV_PREFIXES = ("NCCL_", "GLOO_", "MASTER_", "UCX_", "CUDA_VISIBLE", "TORCH_NCCL_", "TORCH_DISTRIBUTED",
+                "OMPI_MCA_", "PRTE_MCA_", "PMIX_MCA_", "MPIR_CVAR_", "HYDRA_", "FI_")
+"""Environment variables saved with results: the ones that change what is measured (transport,
+interface, protocol and MCA settings), not a launcher's bookkeeping (OMPI_COMM_WORLD_*, PMIX_RANK...)."""
 
 
 def environment_metadata(**extra) -> dict:

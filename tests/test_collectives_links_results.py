@@ -97,4 +97,16 @@ def test_every_json_output_is_strict(cli, tmp_path):
                  ("explain", "gpt-oss-120b", "--json"), ("accuracy", "--json")):
         result = cli(*args)
         doc = strict(result.output)  # raises on Infinity / NaN
-        assert doc, args
+        assert doc["schema_version"] == 1, args
+        assert "environment" in doc or args[0] == "accuracy", args
+
+
+def test_environment_keeps_what_changes_results(monkeypatch):
+    from commbench.results import environment_metadata
+
+    monkeypatch.setenv("NCCL_IB_HCA", "rocep1s0f0,roceP2p1s0f0")
+    monkeypatch.setenv("OMPI_MCA_btl", "self,sm")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "3")
+    env = environment_metadata()["env"]
+    assert env["NCCL_IB_HCA"] == "rocep1s0f0,roceP2p1s0f0" and env["OMPI_MCA_btl"] == "self,sm"
+    assert "OMPI_COMM_WORLD_RANK" not in env

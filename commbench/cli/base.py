@@ -121,7 +121,12 @@ def _strict(value):
 
 
 def dumps(obj, **kwargs) -> str:
-    """Strict JSON for --json: parsers that reject Infinity and NaN read every commbench document."""
+    """Strict JSON for --json: parsers that reject Infinity and NaN read every commbench document,
+    and every document says its schema version and the environment it was made in."""
+    if isinstance(obj, dict) and "schema_version" not in obj:
+        from commbench.results import SCHEMA_VERSION, environment_metadata
+
+        obj = {"schema_version": SCHEMA_VERSION, **obj, "environment": environment_metadata()}
     return json.dumps(_strict(obj), allow_nan=False, **kwargs)
 
 
