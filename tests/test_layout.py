@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "commbench"
 LAYERS = {
     0: {"__init__", "data", "collectives", "results", "measure.__init__", "measure.launcher", "measure.timing",
         "measure.backends.__init__", "measure.backends.torch_dist", "measure.backends.mpi", "measure.backends.cupy_nccl"},
-    1: {"traffic.__init__", "traffic.model_card", "traffic.plan", "traffic.workload", "traffic.patterns",
+    1: {"importers", "traffic.__init__", "traffic.model_card", "traffic.plan", "traffic.workload", "traffic.patterns",
         "fabric.links", "predict.__init__", "predict.recipes", "predict.published"},
     2: {"traffic.trace", "fabric.__init__", "predict.hardware", "measure.world"},
     3: {"measure.sweep", "measure.replay", "fabric.validate", "predict.serving"},

@@ -92,7 +92,7 @@ def fabric_fit(sweep_file, out, as_json):
     if as_json:
         click.echo(dumps({"rows": _records(frame)}))
         return
-    print_frame(frame, f"alpha-beta fit of {sweep_file} (weighted least squares on p50; CI: 95%, t distribution)",
+    print_frame(frame, f"alpha-beta fit of {model.source or sweep_file} (weighted least squares on p50; CI: 95%, t distribution)",
                 {"from_bytes": "{:,.0f}", "up_to_bytes": "{:,.0f}", "alpha_us": "{:.2f}", "busbw_gbps": "{:.4f}"})
 
 
@@ -215,9 +215,11 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
 def _load_sweep(sweep_file: str):
     """A saved sweep, checked, and a note when it is partial (complete: false in its metadata)."""
     from commbench.fabric import check_sweep_table
-    from commbench.results import load_table
 
-    frame, meta_in = load_table(sweep_file)
+    from commbench.importers import read_sweep
+
+    frame, meta_in, source = read_sweep(sweep_file)
+    console.print(f"read {source}", highlight=False, style="dim")
     frame = check_sweep_table(frame, sweep_file)
     note = ""
     if meta_in.get("complete") is False:

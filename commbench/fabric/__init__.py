@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -86,17 +86,20 @@ def shipped_fabrics() -> list[str]:
 
 
 def load_fabric(name_or_path: str) -> FabricModel:
-    """A shipped profile name, a fabric .toml, or a saved sweep (.csv/.json/.parquet) to fit."""
+    """A shipped profile name, a fabric .toml, or a measured sweep to fit: a commbench table
+    (.csv/.json/.parquet, sweep or replay) or a nccl-tests / OSU log (commbench.importers)."""
     path = Path(name_or_path)
-    if path.suffix in (".csv", ".json", ".parquet"):
+    if path.suffix != ".toml" and name_or_path not in shipped_fabrics() and (path.is_file() or path.suffix in
+                                                                             (".csv", ".json", ".parquet")):
         if not path.is_file():
             raise CommbenchError(f"fabric file {name_or_path!r} not found")
-        from commbench.results import load_table
+        from commbench.importers import read_sweep
 
-        table = load_table(path)[0]
+        table, _, source = read_sweep(path)
         if "measured_us_per_step" in table.columns:
             return fit_replay(table, name=path.stem)
-        return fit_sweep(table, name=path.stem)
+        model = fit_sweep(check_sweep_table(table, str(path)), name=path.stem)
+        return replace(model, source=source)
     if path.suffix != ".toml":
         if name_or_path not in shipped_fabrics():
             raise unknown_name_error("fabric", name_or_path, shipped_fabrics() + ["<sweep.csv>", "<fabric.toml>"])

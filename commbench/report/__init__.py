@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from commbench import CommbenchError
 from commbench.collectives import get_collective
 from commbench.predict.explain import (TERM_COLUMNS, TERM_LABELS, explain, model_message_sizes, pp_over_tp, predict_grid,
                                theory_ladder)
 from commbench.fabric import FabricModel, check_sweep_table, fit_sweep, load_fabric
 from commbench.fabric.links import LINKS
+from commbench.importers import read_sweep
 from commbench.results import environment_metadata, load_table
 from commbench.predict.hardware import FLOP_EFFICIENCY
 from commbench.predict.serving import ROUTING_ZIPF_EXPONENT
@@ -220,7 +220,7 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
     images = [plot_tokps(grid, out, f"{model} on {where}: predicted output tok/s, TP vs PP", alt)]
     images.append(plot_breakdown(grid, out, scenarios[0], tuple(sorted({1, top})),
                                  f"{model} on {where}, {scenarios[0]}: where each output token's time goes"))
-    sweep = load_table(sweep_file)[0] if sweep_file else None
+    sweep = check_sweep_table(read_sweep(sweep_file)[0], sweep_file) if sweep_file else None
     images.append(plot_busbw(fab, out, f"all_reduce busbw on {fab.name} (2 ranks) and {model}'s message sizes",
                              model_message_sizes(model, top), sweep, compare=compare))
     if replay_file:
@@ -303,7 +303,7 @@ def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, c
 
     loaded = []
     for path in sweep_files:
-        frame, meta_in = load_table(path)
+        frame, meta_in, _ = read_sweep(path)
         frame = check_sweep_table(frame, str(path))
         label = f"{meta_in.get('collective', frame.collective.iloc[0])} on {meta_in.get('backend', '?')} ({meta_in.get('launcher', '?')})"
         loaded.append((path, frame, meta_in, label, fit_sweep(frame, name=Path(path).stem)))
