@@ -1,8 +1,10 @@
 """commbench: measure the traffic of TP and PP LLM inference on a real fabric, and predict tok/s.
 
-The flow, one module a step: model_card + plan + workload -> trace -> (backends, timing, sweep,
-replay) -> fit / fabric -> compute + serving -> explain / report. Each step's output is a plain
-value (frozen dataclass or tidy DataFrame) that can be saved and loaded.
+The flow, one subpackage a step: traffic (model card + plan + workload -> trace) -> measure
+(backends, timing, world, sweep, replay) -> fabric (fits, validate) -> predict (hardware, compute,
+serving, explain, accuracy) -> report. Each step's output is a plain value (frozen dataclass or
+tidy DataFrame) that can be saved and loaded. The base install traces, predicts, fits and
+explains; measuring needs the `measure` extra (torch), plots the `plots` extra (matplotlib).
 """
 
 __version__ = "0.1.0"
@@ -10,3 +12,18 @@ __version__ = "0.1.0"
 
 class CommbenchError(Exception):
     """Bad input or an unrecoverable run condition; the CLI prints it as one line and exits 2."""
+
+
+EXTRAS = {"torch": "measure", "matplotlib": "plots", "mpi4py": "mpi", "cupy": "gpu"}
+
+
+def require(module: str):
+    """Import an optional dependency, or a one-line error naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        top = module.split(".")[0]
+        extra = EXTRAS.get(top, top)
+        raise CommbenchError(f"this needs {top}, which this install lacks: pip install 'commbench[{extra}]'") from None

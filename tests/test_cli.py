@@ -60,3 +60,25 @@ def test_bad_inputs_one_line_exit_2(cli, tmp_path):
         lines = [l for l in result.output.splitlines() if l.strip()]
         assert len(lines) == 1 and re.search(pattern, lines[0]), (args, result.output)
         assert not out.exists()
+
+
+def _without(modules, *args):
+    """Run the CLI in a fresh interpreter where `modules` cannot be imported (an install without them)."""
+    import subprocess
+    import sys
+
+    blocked = "; ".join(f"sys.modules[{m!r}] = None" for m in modules)
+    code = f"import sys; {blocked}; from commbench.cli import main; main({list(map(str, args))!r})"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_the_base_install_traces_and_predicts_without_torch_or_matplotlib():
+    for args in (("trace", "gpt-oss-120b", "--mode", "pp"), ("predict", "gpt-oss-120b", "--batch", "1,128"),
+                 ("explain", "gpt-oss-120b"), ("accuracy",)):
+        proc = _without(("torch", "matplotlib"), *args)
+        assert proc.returncode == 0, (args, proc.stderr[-500:])
+    proc = _without(("torch",), "sweep", "all_reduce", "--max-bytes", "64")
+    assert proc.returncode == 2
+    assert "this needs torch, which this install lacks: pip install 'commbench[measure]'" in proc.stderr
+    proc = _without(("matplotlib",), "report", "gpt-oss-120b", "--batch", "1", "--out", "/tmp/commbench-no-plots")
+    assert proc.returncode == 2 and "pip install 'commbench[plots]'" in proc.stderr

@@ -7,7 +7,7 @@ import re
 import click
 import pandas as pd
 
-from commbench import CommbenchError
+from commbench import CommbenchError, require
 from commbench.cli.base import (dumps, _parse_csv_ints, _records, _run_job, _save_or_print, console, main,
                                 plan_options, print_frame)
 
@@ -75,9 +75,7 @@ def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int
     if mpi_buffers == "cuda":
         if backend != "mpi":
             raise CommbenchError(f"--mpi-buffers cuda goes with --backend mpi, not {backend}")
-        import torch
-
-        if not torch.cuda.is_available():
+        if not require("torch").cuda.is_available():
             raise CommbenchError("--mpi-buffers cuda needs a CUDA device; use host buffers on CPU")
     if timing not in TIMING_MODES:
         raise CommbenchError(f"unknown timing mode {timing!r}; valid: {', '.join(TIMING_MODES)}")
@@ -208,8 +206,7 @@ def compute(model, mode, tp, pp, stage, batch, prefill_tokens, context, iters, d
         raise CommbenchError(f"--context must be >= 0, got {context}")
     tokens = _parse_csv_ints(gemm_tokens, "--gemm-tokens")
     if device is not None:
-        import torch
-
+        torch = require("torch")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
             raise CommbenchError(f"unknown --device {device!r}; valid: cpu, cuda, cuda:N")
         if device.startswith("cuda") and not torch.cuda.is_available():

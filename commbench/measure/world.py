@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from commbench import CommbenchError
+from commbench import CommbenchError, require
 from commbench.measure.backends import Backend, check_backend
 from commbench.measure.launcher import detect, launcher_rank, torch_rendezvous_env
 
@@ -102,6 +102,7 @@ def make_backend(name: str, timeout_s: float, **options) -> Backend:
         from commbench.measure.backends.cupy_nccl import CupyNcclBackend
 
         return CupyNcclBackend(timeout_s)
+    require("torch")
     from commbench.measure.backends.torch_dist import TorchBackend
 
     return TorchBackend(timeout_s, name, **options)
@@ -419,6 +420,7 @@ def run_job(job, backend: str, ranks: int, timeout_s: float, relaunch_args: list
     relaunch exits this process with the relaunched command's status.
     """
     check_backend(backend)
+    require({"gloo": "torch", "nccl": "torch", "mpi": "mpi4py", "cupy": "cupy"}[backend])  # before any rank starts
     launch = detect()
     if launch is None and backend == "mpi":
         sys.exit(relaunch_under_mpiexec(relaunch_args, ranks, timeout_s))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from commbench import CommbenchError
+from commbench import CommbenchError, require
 from commbench.predict.hardware import HardwareProfile, host_memory_bytes, load_hardware
 from commbench.traffic.plan import ParallelPlan
 from commbench.predict.serving import expert_coverage
@@ -55,15 +55,13 @@ class LocalDevice:
 
 
 def default_device() -> str:
-    import torch
-
+    torch = require("torch")
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def available_memory_bytes(device: str) -> float:
-    import torch
-
     if device.startswith("cuda"):
+        torch = require("torch")
         free, _ = torch.cuda.mem_get_info()
         return float(free)
     return host_memory_bytes()
@@ -199,6 +197,7 @@ def measure_stage(plan: ParallelPlan, stage: int, prefill_tokens: int, decode_ba
     Rows: phase, layer_kind, layers, tokens, context, time_ms_per_layer (p50), stage_ms (x layers),
     weight_bytes_touched, flops (of the timed layer), and the derived effective GB/s and TFLOP/s.
     """
+    require("torch")
     import torch
 
     device = device or default_device()
@@ -259,6 +258,7 @@ def measure_gemm_curve(plan: ParallelPlan, tokens=GEMM_TOKENS, iters: int = 3, w
     and effective_tflops; the serving model's FLOP efficiency as a function of tokens per step
     (HardwareProfile.flop_efficiency_at) is this curve over its best point.
     """
+    require("torch")
     import torch
 
     device = device or default_device()
@@ -292,6 +292,7 @@ def measure_launch_cost(iters: int = 2000, device: str | None = None) -> float:
     """Host seconds per eager PyTorch op on `device`: a tiny in-place add, dispatch and launch, no work.
 
     This is the per-kernel cost that eager serving (no CUDA graphs) pays (commbench.predict.recipes)."""
+    require("torch")
     import torch
 
     device = device or default_device()
@@ -329,6 +330,7 @@ def measure_local_profile(size_mb: int = 256, matmul_n: int = 1024) -> HardwareP
 
     Peaks here are measured, so they already include the efficiency a profile's spec lacks.
     """
+    require("torch")
     global _LOCAL_PROFILE
     if _LOCAL_PROFILE is not None:
         return _LOCAL_PROFILE

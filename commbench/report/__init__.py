@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from commbench import require
 from commbench.collectives import get_collective
 from commbench.predict.explain import (TERM_COLUMNS, TERM_LABELS, explain, model_message_sizes, pp_over_tp, predict_grid,
                                theory_ladder)
@@ -35,8 +36,7 @@ TERM_COLORS = dict(zip(TERM_LABELS, ("tab:blue", "tab:cyan", "tab:green", "tab:r
 
 
 def _plt():
-    import matplotlib
-
+    matplotlib = require("matplotlib")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
