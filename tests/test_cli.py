@@ -82,3 +82,29 @@ def test_the_base_install_traces_and_predicts_without_torch_or_matplotlib():
     assert "this needs torch, which this install lacks: pip install 'commbench[measure]'" in proc.stderr
     proc = _without(("matplotlib",), "report", "gpt-oss-120b", "--batch", "1", "--out", "/tmp/commbench-no-plots")
     assert proc.returncode == 2 and "pip install 'commbench[plots]'" in proc.stderr
+
+
+def test_piped_output_is_tsv_that_cut_reads(cli):
+    result = cli("sweep", "all_reduce", "--max-bytes", "64", "--iters", "2")  # CliRunner is not a terminal
+    assert result.exit_code == 0, result.output
+    stdout = getattr(result, "stdout", result.output)  # what a pipe sees (the progress bar is on stderr)
+    lines = [line for line in stdout.splitlines() if not line.startswith("#")]
+    header = lines[0].split("\t")
+    assert header[:2] == ["msg_bytes", "count"] and "busbw_gbps" in header and "wrong" in header
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [int(r[0]) for r in rows] == [8, 16, 32, 64]
+    for r in rows:
+        assert len(r) == len(header)
+        float(r[header.index("busbw_gbps")])  # full-precision numbers, no thousands separators or boxes
+
+
+def test_an_80_column_table_keeps_every_number_whole(cli, monkeypatch):
+    from commbench.cli import base
+
+    monkeypatch.setattr(base.console, "width", 80)
+    result = cli("--format", "table", "predict", "gpt-oss-120b", "--batch", "1,128")
+    assert result.exit_code == 0, result.output
+    table_lines = [line for line in result.output.splitlines() if line.startswith(("│", "┃", "┏", "└"))]
+    assert table_lines and all(len(line) <= 80 for line in table_lines)
+    assert "…" not in result.output  # nothing cut: whole columns are dropped instead, and named
+    assert "not shown at 80 columns" in result.output and "output_tok_s" in result.output

@@ -20,7 +20,7 @@ from commbench import CommbenchError
 # the output is forwarded through a pseudo-terminal of 80 columns: treat it as piped.
 _UNDER_MPI = "OMPI_COMM_WORLD_SIZE" in os.environ or "PMI_SIZE" in os.environ
 console = Console(width=200 if _UNDER_MPI or not sys.stdout.isatty() else None,
-                  force_terminal=False if _UNDER_MPI else None)
+                  force_terminal=False if _UNDER_MPI else None, highlight=False)
 
 
 class CommbenchGroup(click.Group):
@@ -39,29 +39,61 @@ class CommbenchGroup(click.Group):
             ctx.exit(2)
 
 
+OUTPUT_FORMATS = ("table", "tsv", "csv")
+OUTPUT = {"format": None}  # set by `commbench --format`; None: a table on a terminal, TSV when piped
+
+
+HEADLINE_COLUMNS = {"msg_bytes", "time_us_p50", "busbw_gbps", "wrong", "model", "mode", "batch", "output_tok_s",
+                    "published_tok_s", "error_pct", "value", "predicted", "site", "calls", "status", "band", "measured"}
+"""Columns a narrow terminal keeps longest."""
+
+
+def output_format() -> str:
+    return OUTPUT["format"] or ("table" if sys.stdout.isatty() and not _UNDER_MPI else "tsv")
+
+
+def _cell(value, fmt: str | None) -> str:
+    if fmt and (value is None or (isinstance(value, float) and value != value)):
+        return ""
+    if fmt:
+        return fmt.format(value)
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
 def print_frame(frame: pd.DataFrame, title: str = "", formats: dict | None = None) -> None:
-    """Render a DataFrame as a rich table; floats get a compact format unless `formats` names one."""
+    """Print a table: a rich table on a terminal (columns that do not fit are dropped whole, never
+    cut, and named in the caption), plain TSV or CSV with full-precision values when piped or asked
+    (`commbench --format`), so awk and cut read it; the title becomes a `#` comment line."""
+    fmt = output_format()
+    if fmt in ("tsv", "csv"):
+        if title:
+            click.echo(f"# {' '.join(str(title).split())}")
+        click.echo(frame.to_csv(sep="\t" if fmt == "tsv" else ",", index=False, lineterminator="\n"), nl=False)
+        return
     formats = formats or {}
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for col in frame.columns:
-        table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(frame[col]) else "left")
-    for _, row in frame.iterrows():
-        cells = []
-        for col in frame.columns:
-            value = row[col]
-            if col in formats and (value is None or (isinstance(value, float) and value != value)):
-                cells.append("")
-            elif col in formats:
-                cells.append(formats[col].format(value))
-            elif isinstance(value, (bool, np.bool_)):
-                cells.append("yes" if value else "no")
-            elif isinstance(value, float):
-                cells.append(f"{value:,.3f}" if abs(value) < 1e4 else f"{value:,.0f}")
-            elif isinstance(value, int):
-                cells.append(f"{value:,}")
-            else:
-                cells.append(str(value))
-        table.add_row(*cells)
+    cells = {col: [_cell(v, formats.get(col)) for v in frame[col]] for col in frame.columns}
+    widths = {col: max([len(str(col))] + [len(c) for c in cells[col]]) + 3 for col in frame.columns}
+    shown = list(frame.columns)
+    # drop the columns that matter least first (from the right), the headline ones last
+    droppable = [c for c in reversed(shown[1:]) if c not in HEADLINE_COLUMNS] + \
+        [c for c in reversed(shown[1:]) if c in HEADLINE_COLUMNS]
+    while droppable and sum(widths[c] for c in shown) + 1 > console.width:
+        shown.remove(droppable.pop(0))
+    hidden = [c for c in frame.columns if c not in shown]
+    caption = f"not shown at {console.width} columns: {', '.join(map(str, hidden))} (commbench --format tsv shows all)" \
+        if hidden else None
+    table = Table(title=title, title_justify="left", header_style="bold", caption=caption, caption_justify="left")
+    for col in shown:
+        table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(frame[col]) else "left",
+                         no_wrap=True, overflow="ignore")
+    for i in range(len(frame)):
+        table.add_row(*(cells[col][i] for col in shown))
     console.print(table)
 
 
@@ -77,13 +109,17 @@ def _parse_csv_ints(text: str, name: str) -> list[int]:
 
 @click.group(cls=CommbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="commbench")
-def main():
+@click.option("--format", "output", type=click.Choice(OUTPUT_FORMATS), default=None,
+              help="Tables as table, tsv or csv (default: table on a terminal, tsv when piped).")
+def main(output):
     """commbench: should this model use tensor or pipeline parallelism on this fabric, and why?
 
     \b
     Example:
       commbench trace gpt-oss-120b --mode pp
+      commbench --format tsv sweep all_reduce | awk '{print $1, $NF}'
     """
+    OUTPUT["format"] = output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +185,7 @@ def plan_options(f):
 
 
 def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, timeout_s: float,
-             row_label=lambda row: "", options: dict | None = None):
+             row_label=lambda row: "", options: dict | None = None, on_row=None):
     """commbench.measure.world.run_job with a progress bar (one step per finished row, on stderr) on the
     reporting rank; the mpiexec relaunch re-runs this command's own arguments."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -163,6 +199,10 @@ def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, t
     task = progress.add_task(description, total=total_rows, last="")
     if launcher_rank()[0] != 0:
         return run_job(job, backend, ranks, timeout_s, argv, total_rows, None, options)
+    def finished(row):
+        progress.update(task, advance=1, last=row_label(row))
+        if on_row is not None:
+            on_row(row)
+
     with progress:
-        return run_job(job, backend, ranks, timeout_s, argv, total_rows,
-                       lambda row: progress.update(task, advance=1, last=row_label(row)), options)
+        return run_job(job, backend, ranks, timeout_s, argv, total_rows, finished, options)

@@ -183,9 +183,9 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
     if launcher_world() is None and backend == "gloo":
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the embedded world's ranks talk over loopback
     findings = preflight(link, backend, env) if sweep_file is None else []
-    frame, partial_note, launcher = None, "", "file"
+    frame, partial_note, launcher, source = None, "", "file", None
     if sweep_file is not None:
-        frame, partial_note = _load_sweep(sweep_file)
+        frame, partial_note, source = _load_sweep(sweep_file)
     elif not any(f.status == "fail" for f in findings):
         sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
         _check_embedded_memory(sizes[-1] if sizes else 0, ranks, backend)
@@ -202,30 +202,31 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
                                                     iters=iters, warmup=warmup, timing="blocking",
                                                     bands=bands_frame(found.bands).to_dict(orient="records")))
     if as_json:
-        click.echo(dumps({"verdict": found.verdict, "expect": link.name, "partial": partial_note or None,
+        click.echo(dumps({"verdict": found.verdict, "expect": link.name, "partial": partial_note or None, "source": source,
                                "preflight": _records(findings_frame(findings)),
                                "bands": _records(bands_frame(found.bands)),
                                "fit": [] if found.fitted is None else _records(found.fitted),
                                "rows": [] if frame is None else _records(frame)}))
     else:
+        if source:
+            click.echo(f"read {source}", err=True)  # on stderr: piped stdout stays data
         _print_validation(found, findings, frame, partial_note, link, f"{collective} sweep ({backend}, {launcher})")
     sys.exit(0 if found.verdict == "PASS" else 1)
 
 
 def _load_sweep(sweep_file: str):
-    """A saved sweep, checked, and a note when it is partial (complete: false in its metadata)."""
+    """A saved sweep or a nccl-tests / OSU log, checked; a note when it is partial (complete: false
+    in its metadata); and which format it was read as."""
     from commbench.fabric import check_sweep_table
-
     from commbench.importers import read_sweep
 
     frame, meta_in, source = read_sweep(sweep_file)
-    console.print(f"read {source}", highlight=False, style="dim")
     frame = check_sweep_table(frame, sweep_file)
     note = ""
     if meta_in.get("complete") is False:
         note = (f"{sweep_file} is a partial sweep (complete: false, {meta_in.get('error', 'the run ended early')}):"
                 f" judged on the {len(frame)} sizes it holds")
-    return frame, note
+    return frame, note, source
 
 
 def _print_validation(found, findings, frame, partial_note: str, link, title: str) -> None:

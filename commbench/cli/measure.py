@@ -8,7 +8,7 @@ import click
 import pandas as pd
 
 from commbench import CommbenchError, require
-from commbench.cli.base import (dumps, _parse_csv_ints, _records, _run_job, _save_or_print, console, main,
+from commbench.cli.base import (dumps, output_format, _parse_csv_ints, _records, _run_job, _save_or_print, console, main,
                                 plan_options, print_frame)
 
 
@@ -57,13 +57,35 @@ def _add_theory_columns(frame: pd.DataFrame, link_profile) -> None:
             theory_time_s(c, s, int(n), link_profile) * 1e6 for c, s, n in zip(frame.collective, frame.msg_bytes, frame.ranks)]
 
 
-def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing="blocking", options=None):
+def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing="blocking", options=None, on_row=None):
     """A sweep through _run_job."""
     from commbench.measure import sweep as sweep_module
 
     return _run_job(sweep_module.sweep_job(collective, sizes, iters, warmup, timing), len(sizes),
                     f"{collective}: {len(sizes)} sizes on {backend}", backend, ranks, timeout_s,
-                    lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", options)
+                    lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", options, on_row)
+
+
+SWEEP_HIDDEN = ("samples_us", "collective", "time_us")
+
+
+def _streamer(link_profile, title: str):
+    """on_row for piped output: each size's row as TSV/CSV as soon as it finishes (nccl-tests prints
+    each size as it finishes), the header and the title comment before the first."""
+    sep = "\t" if output_format() == "tsv" else ","
+    state = {"header": False}
+
+    def stream(row):
+        one = pd.DataFrame([row])
+        _add_theory_columns(one, link_profile)
+        one = one.drop(columns=[c for c in SWEEP_HIDDEN if c in one])
+        if not state["header"]:
+            click.echo(f"# {title}")
+            click.echo(sep.join(one.columns))
+            state["header"] = True
+        click.echo(one.to_csv(sep=sep, index=False, header=False, lineterminator="\n"), nl=False)
+
+    return stream
 
 
 def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int, iters: int, warmup: int) -> None:
@@ -89,6 +111,21 @@ def _print_sweep(frame: pd.DataFrame, title: str) -> None:
                 {"algbw_gbps": "{:.4f}", "busbw_gbps": "{:.4f}", "time_us_p50": "{:,.1f}", "time_us_min": "{:,.1f}",
                  "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}", **pct,
                  **{c: "{:,.1f}" for c in frame.columns if c.startswith("theory_us_")}})
+
+
+def _keep_partial(failure, out: str | None, meta: dict, printed: bool) -> None:
+    """The rows a failed run finished: saved with complete: false, and shown unless already streamed."""
+    from commbench.results import environment_metadata, save_table
+
+    if not failure.rows:
+        return
+    partial = pd.DataFrame(failure.rows)
+    if out:
+        save_table(partial, out, environment_metadata(**meta, launcher=failure.launcher, complete=False,
+                                                      error=str(failure)))
+    if not printed:
+        _print_sweep(partial, f"{meta['collective']}: the {len(partial)} sizes that finished before the failure"
+                     + (f" (saved to {out})" if out else ""))
 
 
 @main.command()
@@ -141,16 +178,13 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
     meta = dict(backend=backend, ranks=ranks, iters=iters, warmup=warmup, collective=collective, timing=timing,
                 mpi_buffers=mpi_buffers if backend == "mpi" else None)
     try:
+        streaming = not as_json and output_format() != "table"
         result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing,
-                          {"buffers": mpi_buffers} if backend == "mpi" else None)
+                          {"buffers": mpi_buffers} if backend == "mpi" else None,
+                          _streamer(link_profile, f"{collective}, {backend}, {ranks} ranks, {iters} iterations "
+                                                  "(time = max over ranks per iteration)") if streaming else None)
     except WorldFailed as failure:  # keep what finished, say so, and still fail
-        if failure.rows:
-            partial = pd.DataFrame(failure.rows)
-            if out:
-                save_table(partial, out, environment_metadata(**meta, launcher=failure.launcher, complete=False,
-                                                              error=str(failure)))
-            _print_sweep(partial, f"{collective}: the {len(partial)} sizes that finished before the failure"
-                         + (f" (saved to {out})" if out else ""))
+        _keep_partial(failure, out, meta, printed=streaming)
         raise
     if result is None:
         return
@@ -161,7 +195,7 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
         save_table(frame, out, environment_metadata(**meta, launcher=launcher, complete=True))
     if as_json:
         click.echo(dumps({"rows": _records(frame)}))
-    else:
+    elif not streaming:  # piped: every row was printed as it finished
         _print_sweep(frame, f"{collective}, {backend}, {ranks} ranks ({launcher}), {iters} iterations (time = max "
                      "over ranks per iteration; busbw_pct_*: percent of that link's rate)")
     if frame["wrong"].sum():
