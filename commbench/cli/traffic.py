@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 import pandas as pd
@@ -90,7 +89,7 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
     """
     from commbench.traffic.model_card import load_model_card
     from commbench.traffic.plan import ParallelPlan
-    from commbench.results import atomic_write, check_output_path
+    from commbench.results import check_output_path
     from commbench.traffic.trace import make_trace
     from commbench.traffic.workload import Workload
 
@@ -103,8 +102,10 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
     if replay:
         _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json)
         return
-    if csv_path:
-        atomic_write(Path(csv_path), lambda p: result.ops_frame().to_csv(p, index=False))
+    if csv_path:  # the op rows, with the inputs and environment in a .meta.json sidecar like every table
+        from commbench.results import environment_metadata, save_table
+
+        save_table(result.ops_frame(), csv_path, environment_metadata(command="trace", **result.inputs))
     if as_json:
         click.echo(dumps(result.to_dict()))
         return
