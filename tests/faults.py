@@ -28,7 +28,7 @@ def _exit_job(rank: int, after_rows: int, collective, sizes, iters, warmup, timi
 
 def exit_job(rank: int, after_rows: int):
     """A sweep_job factory (same signature) whose `rank` dies after `after_rows` finished sizes."""
-    def factory(collective, sizes, iters, warmup, timing="blocking"):
+    def factory(collective, sizes, iters, warmup, timing="blocking", target_ci=None):
         return functools.partial(_exit_job, rank, after_rows, collective, tuple(sizes), iters, warmup, timing)
     return factory
 

@@ -133,3 +133,31 @@ def test_mpi_device_buffers_need_cuda(cli):
     assert result.exit_code == 2 and "--mpi-buffers cuda needs a CUDA device" in result.output
     result = cli("sweep", "all_reduce", "--mpi-buffers", "gpu")
     assert result.exit_code == 2 and "unknown --mpi-buffers 'gpu'; valid: host, cuda" in result.output
+
+
+def test_adaptive_sampling_stops_on_a_tight_p50_and_flags_two_modes():
+    """A steady op stops after the first two blocks; an op alternating 1 ms and 5 ms is flagged
+    bimodal with both modes reported."""
+    import time
+
+    import numpy as np
+
+    from commbench.measure.timing import BLOCK, median_ci, sample_stats, time_adaptive
+    from commbench.predict.compute import LocalDevice
+
+    backend = LocalDevice("cpu")
+    steady = time_adaptive(lambda: time.sleep(0.002), backend, warmup=1, target_ci=0.2)
+    assert len(steady) == 2 * BLOCK
+    flips = iter(range(10**6))
+    mixed = time_adaptive(lambda: time.sleep(0.001 if next(flips) % 2 else 0.005), backend, warmup=0,
+                          target_ci=0.001, budget_s=0.3)
+    stats = sample_stats(mixed)
+    assert stats["bimodal"] and 0.3 < stats["slow_mode_share"] < 0.7
+    assert stats["fast_mode_us"] == pytest.approx(1000, rel=0.5) and stats["slow_mode_us"] == pytest.approx(5000, rel=0.3)
+    lo, hi = median_ci(np.arange(100.0))  # order statistics of 0..99: ranks 50 -+ 9.8
+    assert (lo, hi) == (40.0, 59.0)
+
+
+def test_size_step_factor():
+    assert sizes_between(8, 1000, 4) == [8, 32, 128, 512]
+    assert sizes_between(8, 64) == [8, 16, 32, 64]

@@ -57,11 +57,12 @@ def _add_theory_columns(frame: pd.DataFrame, link_profile) -> None:
             theory_time_s(c, s, int(n), link_profile) * 1e6 for c, s, n in zip(frame.collective, frame.msg_bytes, frame.ranks)]
 
 
-def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing="blocking", options=None, on_row=None):
+def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing="blocking", options=None, on_row=None,
+             target_ci=0.03):
     """A sweep through _run_job."""
     from commbench.measure import sweep as sweep_module
 
-    return _run_job(sweep_module.sweep_job(collective, sizes, iters, warmup, timing), len(sizes),
+    return _run_job(sweep_module.sweep_job(collective, sizes, iters, warmup, timing, target_ci=target_ci), len(sizes),
                     f"{collective}: {len(sizes)} sizes on {backend}", backend, ranks, timeout_s,
                     lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", options, on_row)
 
@@ -107,7 +108,8 @@ def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int
 
 def _print_sweep(frame: pd.DataFrame, title: str) -> None:
     pct = {c: "{:.3g}" for c in frame.columns if c.startswith("busbw_pct_")}
-    print_frame(frame.drop(columns=[c for c in ("samples_us", "collective", "time_us") if c in frame]), title,
+    print_frame(frame.drop(columns=[c for c in ("samples_us", "collective", "time_us", "p50_ci_lo_us", "p50_ci_hi_us",
+                                                "fast_mode_us", "slow_mode_us") if c in frame]), title,
                 {"algbw_gbps": "{:.4f}", "busbw_gbps": "{:.4f}", "time_us_p50": "{:,.1f}", "time_us_min": "{:,.1f}",
                  "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}", **pct,
                  **{c: "{:,.1f}" for c in frame.columns if c.startswith("theory_us_")}})
@@ -130,12 +132,17 @@ def _keep_partial(failure, out: str | None, meta: dict, printed: bool) -> None:
 
 @main.command()
 @click.argument("collective")
-@click.option("--min-bytes", default="8", show_default=True, help="Smallest message (S), e.g. 8, 4K.")
-@click.option("--max-bytes", default="4M", show_default=True, help="Largest message (S), e.g. 64M.")
+@click.option("-b", "--min-bytes", default="8", show_default=True, help="Smallest message (S), e.g. 8, 4K.")
+@click.option("-e", "--max-bytes", default="4M", show_default=True, help="Largest message (S), e.g. 64M.")
+@click.option("-f", "--step-factor", "factor", type=float, default=2.0, show_default=True,
+              help="Multiply the size by this much per step (nccl-tests -f).")
 @click.option("--backend", default="gloo", show_default=True,
               help="gloo (torch.distributed, CPU), mpi (mpi4py), nccl (torch.distributed, CUDA) or cupy (CuPy's NCCL).")
 @click.option("--ranks", type=int, default=2, show_default=True, help="Local ranks of the embedded world.")
-@click.option("--iters", type=int, default=20, show_default=True, help="Timed iterations per size.")
+@click.option("--iters", type=int, default=None,
+              help="Timed iterations per size (default: adaptive, until the p50's 95% CI is within --target-ci).")
+@click.option("--target-ci", type=float, default=0.03, show_default=True,
+              help="Adaptive sampling: stop when the p50's 95% confidence interval is within +- this fraction.")
 @click.option("--timing", default="blocking", show_default=True,
               help="blocking (a barrier before every timed call) or back-to-back (nccl-tests: mean of iters calls).")
 @click.option("--mpi-buffers", default="host", show_default=True,
@@ -145,8 +152,8 @@ def _keep_partial(failure, out: str | None, meta: dict, printed: bool) -> None:
 @click.option("--link", default=None, help="Add busbw as percent of a link: 200gbe, 100gbe, pcie5x4, pcie5x16, or a rate like 1gbit.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the tidy table (.csv/.json/.parquet) with environment metadata.")
-def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_buffers, warmup, timeout_s, link, as_json,
-          out):
+def sweep(collective, min_bytes, max_bytes, factor, backend, ranks, iters, target_ci, timing, mpi_buffers, warmup,
+          timeout_s, link, as_json, out):
     """nccl-tests-style size sweep of COLLECTIVE.
 
     COLLECTIVE: all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv (one-way,
@@ -167,22 +174,25 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
     from commbench.measure.world import WorldFailed
 
     check_sweep_choices(collective, backend)
-    _check_sweep_options(backend, mpi_buffers, timing, ranks, iters, warmup)
+    _check_sweep_options(backend, mpi_buffers, timing, ranks, 1 if iters is None else iters, warmup)
+    if not 0 < target_ci < 1:
+        raise CommbenchError(f"--target-ci {target_ci:g} must be between 0 and 1 (a fraction of the p50, e.g. 0.03)")
     from commbench.fabric.links import parse_link
 
     link_profile = parse_link(link) if link else None
     if out:
         check_output_path(out)
-    sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
+    sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes), factor)
     _check_embedded_memory(sizes[-1] if sizes else 0, ranks, backend)
-    meta = dict(backend=backend, ranks=ranks, iters=iters, warmup=warmup, collective=collective, timing=timing,
+    meta = dict(backend=backend, ranks=ranks, iters=iters if iters else f"adaptive, +-{target_ci:g} on the p50", warmup=warmup, collective=collective, timing=timing,
                 mpi_buffers=mpi_buffers if backend == "mpi" else None)
     try:
         streaming = not as_json and output_format() != "table"
         result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing,
-                          {"buffers": mpi_buffers} if backend == "mpi" else None,
-                          _streamer(link_profile, f"{collective}, {backend}, {ranks} ranks, {iters} iterations "
-                                                  "(time = max over ranks per iteration)") if streaming else None)
+                          {"buffers": mpi_buffers} if backend == "mpi" else None, target_ci=target_ci, on_row=
+                          _streamer(link_profile, f"{collective}, {backend}, {ranks} ranks, "
+                                                  f"{iters or 'adaptive'} iterations (time = max over ranks per "
+                                                  "iteration)") if streaming else None)
     except WorldFailed as failure:  # keep what finished, say so, and still fail
         _keep_partial(failure, out, meta, printed=streaming)
         raise
@@ -196,7 +206,7 @@ def sweep(collective, min_bytes, max_bytes, backend, ranks, iters, timing, mpi_b
     if as_json:
         click.echo(dumps({"rows": _records(frame)}))
     elif not streaming:  # piped: every row was printed as it finished
-        _print_sweep(frame, f"{collective}, {backend}, {ranks} ranks ({launcher}), {iters} iterations (time = max "
+        _print_sweep(frame, f"{collective}, {backend}, {ranks} ranks ({launcher}), {iters or 'adaptive'} iterations (time = max "
                      "over ranks per iteration; busbw_pct_*: percent of that link's rate)")
     if frame["wrong"].sum():
         raise CommbenchError(f"{int(frame['wrong'].sum())} wrong values in the correctness pass")

@@ -25,7 +25,7 @@ import pandas as pd
 from commbench import CommbenchError
 from commbench.fabric.links import LinkProfile, wire_time_s
 from commbench.traffic.plan import ParallelPlan
-from commbench.measure.timing import time_calls
+from commbench.measure.timing import time_adaptive, time_calls
 from commbench.traffic.trace import Trace, engine_calls
 
 TYPESIZE = 4  # float32 buffers of the traced byte size
@@ -133,7 +133,8 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
         isolated = {}
         for (site, coll, size, members), op in zip(calls, ops):
             if (coll, size, members) not in isolated:
-                isolated[(coll, size, members)] = float(np.median(time_calls(op, backend, iters, warmup)))
+                # the same adaptive rule as a sweep's: the p50 to +-3%, not the p50 of `iters` samples
+                isolated[(coll, size, members)] = float(np.median(time_adaptive(op, backend, warmup)))
         for k, site in enumerate(names):
             first = calls[sites.index(site)]
             coll, size, members = first[1], first[2], first[3]

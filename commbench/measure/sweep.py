@@ -17,21 +17,26 @@ import pandas as pd
 from commbench import CommbenchError
 from commbench.collectives import get_collective
 from commbench.measure.backends import Backend, check_backend
-from commbench.measure.timing import time_calls
+from commbench.measure.timing import TARGET_CI, sample_stats, time_adaptive, time_calls
 
 SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv",
                      "send_recv_bidir")
 TYPESIZE = 4  # float32
 
 
-def sizes_between(min_bytes: int, max_bytes: int) -> list[int]:
-    """Powers of two from min_bytes to max_bytes (bytes, rounded to whole float32 elements)."""
+def sizes_between(min_bytes: int, max_bytes: int, factor: float = 2.0) -> list[int]:
+    """Sizes from min_bytes to max_bytes, each `factor` times the last (nccl-tests -f), rounded down
+    to whole float32 elements; factor 2 gives the powers of two."""
     if min_bytes <= 0 or max_bytes < min_bytes:
         raise CommbenchError(f"need 0 < min-bytes <= max-bytes, got {min_bytes} and {max_bytes}")
-    sizes, s = [], max(TYPESIZE, min_bytes)
+    if not factor > 1:
+        raise CommbenchError(f"the size step factor must be above 1, got {factor:g}")
+    sizes, s = [], float(max(TYPESIZE, min_bytes))
     while s <= max_bytes:
-        sizes.append(s - s % TYPESIZE)
-        s *= 2
+        size = int(s) - int(s) % TYPESIZE
+        if not sizes or size > sizes[-1]:
+            sizes.append(size)
+        s *= factor
     return sizes
 
 
@@ -106,9 +111,12 @@ def _collective_calls(backend, collective: str, per_rank: int):
     return op, verify
 
 
-def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int, warmup: int, timing: str = "blocking",
-              on_row=None) -> pd.DataFrame:
-    """One row per size (see the module docstring); `on_row(row)` is called as each size finishes."""
+def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int | None, warmup: int,
+              timing: str = "blocking", on_row=None, target_ci: float = TARGET_CI) -> pd.DataFrame:
+    """One row per size (see the module docstring); `on_row(row)` is called as each size finishes.
+
+    iters None: adaptive sampling (commbench.measure.timing.time_adaptive, to +-target_ci on the p50);
+    a number: exactly that many timed iterations."""
     check_sweep_choices(collective)
     coll = get_collective(collective)
     n = backend.world_size
@@ -118,7 +126,8 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int, w
         if per_rank == 0:
             continue
         op, verify = _collective_calls(backend, collective, per_rank)
-        samples = time_calls(op, backend, iters, warmup, timing)
+        samples = time_calls(op, backend, iters, warmup, timing) if iters else \
+            time_adaptive(op, backend, warmup, timing, target_ci)
         wrong = backend.sum_over_ranks(int(np.count_nonzero(verify())))  # every rank's check, not rank 0's
         t = float(np.median(samples))
         S = coll.msg_bytes(per_rank, TYPESIZE, n)
@@ -128,6 +137,7 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int, w
             "time_us_p50": t * 1e6, "time_us_min": samples.min() * 1e6, "time_us_max": samples.max() * 1e6,
             "time_us_p99": float(np.percentile(samples, 99)) * 1e6,
             "algbw_gbps": coll.algbw_gbps(S, t), "busbw_gbps": coll.busbw_gbps(S, t, n), "wrong": wrong,
+            **sample_stats(samples),
             "samples_us": [round(float(x) * 1e6, 2) for x in samples],
         })
         if on_row is not None:
@@ -135,13 +145,14 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int, w
     return pd.DataFrame(rows)
 
 
-def sweep_job(collective: str, sizes, iters: int, warmup: int, timing: str = "blocking"):
+def sweep_job(collective: str, sizes, iters: int | None, warmup: int, timing: str = "blocking",
+              target_ci: float = TARGET_CI):
     """A picklable job: backend, on_row -> the sweep table (run by every rank)."""
-    return functools.partial(_sweep_job, collective, tuple(sizes), iters, warmup, timing)
+    return functools.partial(_sweep_job, collective, tuple(sizes), iters, warmup, timing, target_ci)
 
 
-def _sweep_job(collective, sizes, iters, warmup, timing, backend, on_row):
-    return run_sweep(backend, collective, list(sizes), iters, warmup, timing, on_row)
+def _sweep_job(collective, sizes, iters, warmup, timing, target_ci, backend, on_row):
+    return run_sweep(backend, collective, list(sizes), iters, warmup, timing, on_row, target_ci)
 
 
 def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 20, warmup: int = 3,

@@ -21,6 +21,57 @@ from commbench import CommbenchError
 
 TIMING_MODES = ("blocking", "back-to-back")
 
+TARGET_CI = 0.03
+"""Adaptive sampling stops once the 95% confidence interval of the p50 is within +-TARGET_CI of it
+(pyperf-style), unitless; `--target-ci` overrides it."""
+BUDGET_S = 1.0
+"""...or once this much time has been measured for the size (the sum of its samples), seconds."""
+BLOCK = 10
+"""Iterations per block; ranks agree on stopping from the same per-iteration maxima after each block."""
+MAX_SAMPLES = 2000
+SLOW_FACTOR = 2.0
+"""A sample more than SLOW_FACTOR x the fastest quartile counts in the slow mode (a scheduler tick,
+a thread hand-off); between 10% and 90% of the samples there is a bimodal size."""
+
+
+def median_ci(samples: np.ndarray) -> tuple[float, float]:
+    """95% confidence interval of the median from order statistics (binomial, normal approximation):
+    the sorted samples at ranks n/2 -+ 1.96 sqrt(n)/2."""
+    x = np.sort(np.asarray(samples, dtype=float))
+    n = len(x)
+    half = 1.96 * np.sqrt(n) / 2
+    lo, hi = int(np.floor(n / 2 - half)), int(np.ceil(n / 2 + half)) - 1
+    return float(x[max(lo, 0)]), float(x[min(hi, n - 1)])
+
+
+def time_adaptive(op, backend, warmup: int, timing: str = "blocking", target_ci: float = TARGET_CI,
+                  budget_s: float = BUDGET_S) -> np.ndarray:
+    """Blocks of BLOCK timed iterations (time_calls) until the p50's 95% CI is within +-target_ci of
+    it, `budget_s` of samples were measured, or MAX_SAMPLES. Every rank sees the same per-iteration
+    maxima, so every rank stops after the same block. back-to-back timing gives one sample per block."""
+    samples = time_calls(op, backend, BLOCK, warmup, timing)
+    while True:
+        if len(samples) >= 2 * BLOCK or (timing == "back-to-back" and len(samples) >= 5):
+            lo, hi = median_ci(samples)
+            if (hi - lo) / 2 <= target_ci * float(np.median(samples)):
+                return samples
+        if samples.sum() * (BLOCK if timing == "back-to-back" else 1) >= budget_s or len(samples) >= MAX_SAMPLES:
+            return samples
+        samples = np.concatenate([samples, time_calls(op, backend, BLOCK, 0, timing)])
+
+
+def sample_stats(samples: np.ndarray) -> dict:
+    """The figures a row reports beside its p50: sample count, the p50's CI, the slow-mode share,
+    a bimodal flag and, when bimodal, each mode's median (microseconds)."""
+    x = np.asarray(samples, dtype=float)
+    lo, hi = median_ci(x)
+    slow = x > SLOW_FACTOR * np.percentile(x, 25)
+    share = float(slow.mean())
+    bimodal = 0.1 <= share <= 0.9
+    return {"samples": len(x), "p50_ci_lo_us": lo * 1e6, "p50_ci_hi_us": hi * 1e6, "slow_mode_share": share,
+            "bimodal": bimodal, "fast_mode_us": float(np.median(x[~slow])) * 1e6 if bimodal else None,
+            "slow_mode_us": float(np.median(x[slow])) * 1e6 if bimodal else None}
+
 
 def time_calls(op, backend, iters: int, warmup: int, timing: str = "blocking") -> np.ndarray:
     """Run `op()` warmup + iters times; return the per-iteration seconds, max over ranks."""
