@@ -81,7 +81,7 @@ def published_for(row: dict, extra: dict | None = None) -> float | None:
     figures (published/figures.csv), matching model, tp, pp, batch, ISL/OSL, hardware and recipe;
     only output-throughput figures compare with a full-run prediction.
     """
-    key = tuple(row.get(k, "checkpoint") for k in FIGURE_KEY)
+    key = tuple(row.get(k, "checkpoint") if k == "recipe" else row[k] for k in FIGURE_KEY)
     for index in (extra or {}, _shipped()):
         if key in index:
             return index[key]
