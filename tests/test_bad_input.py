@@ -38,7 +38,7 @@ CASES = [
     (lambda t: ("fabric", "validate", "--expect", "1gbit", "--sweep", _file(t, "s.csv", "size,t\n8,1\n")),
      "lacks columns collective, msg_bytes, ranks, time_us_p50"),
     (lambda t: ("compute", "debug-tiny", "--device", "nope"), "unknown --device 'nope'; valid: cpu, cuda, cuda:N"),
-    (lambda t: ("predict", "gpt-oss-120b", "--mode", "tp", "--tp", "0", "--batch", "1"), "tp and pp must be >= 1, got tp=0"),
+    (lambda t: ("predict", "gpt-oss-120b", "--mode", "tp", "--tp", "0", "--batch", "1"), "tp, pp and dp must be >= 1, got tp=0"),
     (lambda t: ("sweep", "all_reduce", "--link", _file(t, "l.toml", b"\xff")), "link file"),
     (lambda t: ("sweep", "all_reduce", "--target-ci", "0"), "--target-ci 0 must be between 0 and 1"),
     (lambda t: ("sweep", "all_reduce", "-f", "1"), "the size step factor must be above 1, got 1"),

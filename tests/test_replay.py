@@ -34,8 +34,11 @@ def test_llama_dense_and_pp_order():
     calls = engine_order(_trace("llama-3.1-8b-instruct", "tp", 1), "decode")
     assert [c[0] for c in calls[1:3]] == ["layer.attn.o_proj", "layer.mlp.down_proj"]
     pp = engine_order(_trace("gpt-oss-120b", "pp", 128), "decode")
-    # one micro-batch of 64 requests: hidden_states and residual [64, 2880] bf16, rank 0 -> rank 1
-    assert pp == [("stage0->stage1.hidden_states", "send_recv", 368_640, ((0, 1),)),
+    # send_tensor_dict: the metadata (an int64 size, then its 183-byte pickle; test_trace.py works it
+    # out), then one micro-batch of 64 requests: hidden_states and residual [64, 2880] bf16, rank 0 -> rank 1
+    assert pp == [("stage0->stage1.metadata_size", "send_recv", 8, ((0, 1),)),
+                  ("stage0->stage1.metadata", "send_recv", 183, ((0, 1),)),
+                  ("stage0->stage1.hidden_states", "send_recv", 368_640, ((0, 1),)),
                   ("stage0->stage1.residual", "send_recv", 368_640, ((0, 1),))]
 
 
@@ -47,11 +50,14 @@ def test_tp_inside_pp_order():
     stage1 = [c for c in calls if c[0].startswith("stage1.")]
     assert len(stage0) == 1 + 2 * 16 and {c[3] for c in stage0} == {(0, 1)}
     assert len(stage1) == 2 * 16 + 1 and {c[3] for c in stage1} == {(2, 3)}
-    boundary = calls[len(stage0):len(stage0) + 4]
+    boundary = calls[len(stage0):len(stage0) + 6]
+    # each rank pair first sends the metadata (8 B size, then the pickle), unsplit
+    assert [c[0] for c in boundary[:2]] == ["stage0->stage1.metadata_size", "stage0->stage1.metadata"]
+    assert boundary[0][3] == ((0, 2), (1, 3))
     # a decode micro-batch holds 8 / pp = 4 requests: [4, 4096] bf16 split over 2 TP ranks is 16 KB per
     # rank pair, then all-gathered (S = 32 KB) in stage 1
-    assert boundary[0] == ("stage0->stage1.hidden_states", "send_recv", 4 * 4096 * 2 / 2, ((0, 2), (1, 3)))
-    assert boundary[1] == ("stage0->stage1.hidden_states.all_gather", "all_gather", 4 * 4096 * 2, (2, 3))
+    assert boundary[2] == ("stage0->stage1.hidden_states", "send_recv", 4 * 4096 * 2 / 2, ((0, 2), (1, 3)))
+    assert boundary[3] == ("stage0->stage1.hidden_states.all_gather", "all_gather", 4 * 4096 * 2, (2, 3))
 
 
 def _check_rows(rows, link_Bps):

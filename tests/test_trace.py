@@ -43,10 +43,17 @@ def test_gpt_oss_120b_tp2_prefill_chunk_by_hand():
 def test_gpt_oss_120b_pp2_by_hand():
     trace = make_trace(ParallelPlan.for_mode(load_model_card("gpt-oss-120b"), "pp"), Workload(128, 1024, 1024))
     decode = ops_of(trace, "decode")
-    assert set(decode) == {"stage0->stage1.hidden_states", "stage0->stage1.residual"}
+    tensors = {"stage0->stage1.hidden_states", "stage0->stage1.residual"}
+    assert set(decode) == tensors | {"stage0->stage1.metadata_size", "stage0->stage1.metadata"}
     for op in decode.values():
         assert op.collective == "send_recv" and op.peers == "0->1" and op.calls == 1
-        assert op.msg_bytes == 64 * 2880 * BF16  # a micro-batch of 128/2 requests
+    for site in tensors:
+        assert decode[site].msg_bytes == 64 * 2880 * BF16  # a micro-batch of 128/2 requests
+    # send_object: an int64 byte count, then pickle.dumps([(key, TensorMetadata("cuda", torch.bfloat16,
+    # torch.Size([64, 2880]))), ...]): 96 + len("bfloat16") + per tensor 24 + len(key) + 2 (BININT1 64)
+    # + 3 (BININT2 2880) = 104 + 42 + 37
+    assert decode["stage0->stage1.metadata_size"].msg_bytes == 8
+    assert decode["stage0->stage1.metadata"].msg_bytes == 104 + (24 + 13 + 5) + (24 + 8 + 5) == 183
     prefill = ops_of(trace, "prefill")
     assert prefill["stage0->stage1.hidden_states"].msg_bytes == 8192 * 2880 * BF16
     assert trace.plan.layers_per_stage == (18, 18)
@@ -74,10 +81,10 @@ def test_qwen3_coder_tp4_and_pp4():
     pre = ops_of(tp, "prefill")  # a chunk of 8192 tokens covers exactly one 8192-token prompt
     assert pre["lm_head"].msg_bytes == 1 * 151936 * BF16
     pp = make_trace(ParallelPlan.for_mode(card, "pp", pp=4), Workload(16, 8192, 1024))
-    sites = [op.site for op in pp.ops if op.phase == "decode"]
-    assert sites == [f"stage{s}->stage{s + 1}.{t}" for s in range(3) for t in ("hidden_states", "residual")]
-    assert all(op.msg_bytes == 4 * 2048 * BF16 for op in pp.ops if op.phase == "decode")  # 16 / 4 requests
-    assert all(op.msg_bytes == 8192 * 2048 * BF16 for op in pp.ops if op.phase == "prefill")
+    sends = [op for op in pp.ops if op.phase == "decode" and op.group == "pp"]
+    assert [op.site for op in sends] == [f"stage{s}->stage{s + 1}.{t}" for s in range(3) for t in ("hidden_states", "residual")]
+    assert all(op.msg_bytes == 4 * 2048 * BF16 for op in sends)  # 16 / 4 requests
+    assert all(op.msg_bytes == 8192 * 2048 * BF16 for op in pp.ops if op.phase == "prefill" and op.group == "pp")
     assert pp.plan.layers_per_stage == (12, 12, 12, 12)
 
 
@@ -103,8 +110,9 @@ def test_user_config_json(tmp_path):
     assert card.name == "my-model" and card.head_dim == 64
     trace = make_trace(ParallelPlan.for_mode(card, "tp"), Workload(3, 100, 10))
     dec = ops_of(trace, "decode")
-    assert dec["layer.mlp.down_proj"].msg_bytes == 3 * 512 * 2
-    # vocab 1000 pads to 1024 (multiple of 64); each of 2 ranks holds 512 columns.
+    # CUDA graphs (the default) pad the 3-token decode step to the capture size 4 for the all-reduces
+    assert dec["layer.mlp.down_proj"].msg_bytes == 4 * 512 * 2
+    # ... but not the logits: vocab 1000 pads to 1024 (multiple of 64); each of 2 ranks holds 512 columns.
     assert dec["lm_head"].msg_bytes == 3 * 512 * 2 * 2
     assert trace.inputs["model"] == "my-model"
 

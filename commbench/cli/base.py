@@ -177,11 +177,25 @@ def workload_options(f):
 
 
 def plan_options(f):
-    """MODEL and the parallel plan (--mode, --tp, --pp), shared by trace and compute."""
-    f = click.option("--pp", type=int, default=None, help="Pipeline-parallel size (default 2 in pp mode, 1 in tp mode).")(f)
-    f = click.option("--tp", type=int, default=None, help="Tensor-parallel size (default 2 in tp mode, 1 in pp mode).")(f)
-    f = click.option("--mode", default="tp", show_default=True, help="Parallel pattern: tp or pp.")(f)
+    """MODEL and the parallel plan (--mode, --tp, --pp, --dp), shared by trace and compute."""
+    f = click.option("--dp", type=int, default=None, help="Data-parallel replicas with expert parallelism (mode ep; default 2).")(f)
+    f = click.option("--pp", type=int, default=None, help="Pipeline-parallel size (default 2 in pp mode, 1 otherwise).")(f)
+    f = click.option("--tp", type=int, default=None, help="Tensor-parallel size (default 2 in tp mode, 1 otherwise).")(f)
+    f = click.option("--mode", default="tp", show_default=True, help="Parallel pattern: tp, pp or ep (expert parallel).")(f)
     return click.argument("model")(f)
+
+
+def engine_options(f):
+    """How the serving engine runs a step (trace.EngineOptions): generation, CUDA graphs, MoE kernel, all2all."""
+    f = click.option("--all2all", default="allgather_reducescatter", show_default=True,
+                     help="Mode ep: how MoE layers exchange tokens: allgather_reducescatter (vLLM 0.11's default) "
+                          "or all_to_all (DeepEP / pplx kernels).")(f)
+    f = click.option("--moe-kernel", default="triton", show_default=True,
+                     help="MXFP4 MoE kernel (its hidden-size padding): triton, marlin, flashinfer-trtllm, flashinfer-cutlass.")(f)
+    f = click.option("--cuda-graphs/--eager", "cuda_graphs", default=True, show_default=True,
+                     help="CUDA graphs pad a step's tokens up to the next capture size; --eager runs them as they are.")(f)
+    return click.option("--engine", default="vllm-v1", show_default=True,
+                        help="Engine generation: vllm-v1 (vLLM 0.11.0, the review's) or vllm-v2 (current model runner).")(f)
 
 
 def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, timeout_s: float,

@@ -225,7 +225,7 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, ranks, iters, targe
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the table (.csv/.json/.parquet); "
               "predict --hardware FILE composes with it.")
-def compute(model, mode, tp, pp, stage, batch, prefill_tokens, context, iters, device, gemm_tokens, as_json, out):
+def compute(model, mode, tp, pp, dp, stage, batch, prefill_tokens, context, iters, device, gemm_tokens, as_json, out):
     """Measure one rank's per-stage compute at MODEL's own layer shapes on this device.
 
     Builds one layer of each kind the stage holds (TP shard or PP layer range) with random
@@ -257,7 +257,10 @@ def compute(model, mode, tp, pp, stage, batch, prefill_tokens, context, iters, d
             raise CommbenchError(f"--device {device} needs CUDA; this torch sees no GPU (use --device cpu)")
     if out:
         check_output_path(out)
-    plan = ParallelPlan.for_mode(load_model_card(model), mode, tp=tp, pp=pp)
+    plan = ParallelPlan.for_mode(load_model_card(model), mode, tp=tp, pp=pp, dp=dp)
+    if plan.dp > 1:
+        raise CommbenchError("compute measures tp and pp stages; mode ep is traced and replayed (commbench trace "
+                             "--mode ep), not yet composed into compute or predict")
     with console.status(f"building {plan.model.name} stage {stage} layers") as status:
         frame = measure_stage(plan, stage, prefill_tokens, batch, context, iters=iters, device=device,
                               progress=lambda msg: status.update(f"timing {msg}"))

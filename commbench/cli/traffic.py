@@ -7,7 +7,7 @@ import click
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.cli.base import (dumps, _records, _run_job, console, main, plan_options, print_frame,
+from commbench.cli.base import (dumps, _records, _run_job, console, engine_options, main, plan_options, print_frame,
                                 workload_options)
 
 
@@ -63,9 +63,10 @@ def models_show(model, as_json):
 # ---------------------------------------------------------------------------------------------
 @main.command()
 @plan_options
+@engine_options
 @click.option("--batch", type=int, default=1, show_default=True, help="Concurrent requests.")
 @workload_options
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (inputs, ops, totals; with --replay, rows).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (inputs, engine, warnings, ops, totals; with --replay, rows).")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Write the op rows as CSV.")
 @click.option("--replay", is_flag=True, help="Run the traced ops for real, in engine order, per step kind.")
 @click.option("--backend", default="gloo", show_default=True, help="Replay backend: gloo, mpi, nccl or cupy.")
@@ -75,30 +76,35 @@ def models_show(model, as_json):
 @click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True, help="Seconds per replayed row before a peer counts as dead.")
 @click.option("--link", default="200gbe", show_default=True, help="Link for the replay's wire-time column.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the replay table (.csv/.json/.parquet) with metadata.")
-def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json, csv_path, replay, backend, phase,
-          iters, warmup, timeout_s, link, out):
-    """The exact communication of MODEL under TP or PP: every site per prefill chunk and decode step.
+def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, batch, scenario, isl, osl, token_budget,
+          as_json, csv_path, replay, backend, phase, iters, warmup, timeout_s, link, out):
+    """The exact communication of MODEL under TP, PP or EP: every site per prefill chunk and decode step.
 
-    MODEL is a shipped name (see `commbench models`) or a path to a Hugging Face config.json.
+    MODEL is a shipped name (see `commbench models`), a path to a Hugging Face config.json, or a
+    Hugging Face hub id (Org/Name: only its config.json is fetched, into the hub cache).
 
     \b
     Example:
       commbench trace gpt-oss-120b --mode pp
       commbench trace gpt-oss-120b --mode tp --batch 128 --scenario balanced --json
+      commbench trace gpt-oss-120b --mode ep --batch 128 --engine vllm-v2
       commbench trace gpt-oss-120b --mode tp --batch 128 --replay
     """
     from commbench.traffic.model_card import load_model_card
     from commbench.traffic.plan import ParallelPlan
     from commbench.results import check_output_path
-    from commbench.traffic.trace import make_trace
+    from commbench.traffic.trace import ENGINES, EngineOptions, make_trace
     from commbench.traffic.workload import Workload
 
     if csv_path:
         check_output_path(csv_path, (".csv",))
+    engine_opts = EngineOptions(engine, cuda_graphs, moe_kernel=moe_kernel, all2all=all2all)
     card = load_model_card(model)
-    plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp)
+    plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp, dp=dp)
     workload = Workload.from_options(batch, scenario, isl, osl, token_budget)
-    result = make_trace(plan, workload)
+    result = make_trace(plan, workload, engine_opts)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if replay:
         _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json)
         return
@@ -111,7 +117,10 @@ def trace(model, mode, tp, pp, batch, scenario, isl, osl, token_budget, as_json,
         return
     w = workload
     console.print(f"[bold]{card.name}[/] {plan.describe()}  batch {w.batch}, {w.scenario} ISL {w.isl} / OSL {w.osl}, "
-                  f"token budget {w.token_budget}")
+                  f"token budget {w.token_budget}", highlight=False)
+    default = " (default)" if engine == "vllm-v1" else ""
+    console.print(f"engine {engine}{default}: {ENGINES[engine]}; {'CUDA graphs' if cuda_graphs else 'eager'}; "
+                  f"layers: {card.layer_kind_summary} (family {card.family})", highlight=False)
     ops = result.ops_frame()
     for phase, shape in result.steps.items():
         unit = "micro-batch step" if plan.pp > 1 else "step"

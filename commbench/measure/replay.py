@@ -33,11 +33,13 @@ TYPESIZE = 4  # float32 buffers of the traced byte size
 
 def engine_order(trace: Trace, phase: str) -> list[tuple]:
     """Every call of one step of `phase` in engine order (commbench.traffic.trace.engine_calls), as
-    (site, collective, msg_bytes, members): members are the TP group's ranks, or a send's
-    (src, dst) pairs. With pp > 1 a TP site is named per stage ("stage0.tp.o_proj")."""
+    (site, collective, msg_bytes, members): members are the group's ranks, or a send's
+    (src, dst) pairs. With pp > 1 a TP site is named per stage ("stage0.layer.attn.o_proj"); a
+    concurrent copy in another DP replica (or PP / DP group) gets a suffix ("layer.moe#1")."""
     plan: ParallelPlan = trace.plan
-    return [((f"stage{c.stage}." if plan.pp > 1 and c.group == "tp" else "") + c.site, c.collective, c.msg_bytes,
-             c.members) for c in engine_calls(plan, trace.steps[phase])]
+    return [((f"stage{c.stage}." if plan.pp > 1 and c.group == "tp" else "") + c.site
+             + (f"#{c.replica}" if c.replica else ""), c.collective, c.msg_bytes, c.members)
+            for c in engine_calls(plan, trace.steps[phase], trace.engine, trace.workload.token_budget)]
 
 
 def _groups(backend, calls_by_phase: dict) -> dict:
@@ -73,13 +75,20 @@ def _call(backend, handles: dict, collective: str, msg_bytes: float, members, bu
         if key not in buffers:
             buffers[key] = backend.buffer(max(1, int(msg_bytes) // TYPESIZE), 0.0)
         return functools.partial(group.all_reduce, buffers[key])
-    if collective == "all_gather":
+    if collective in ("all_gather", "reduce_scatter", "all_to_all"):
         key = (collective, int(msg_bytes), n)
         if key not in buffers:
             per_rank = max(1, int(msg_bytes) // TYPESIZE // n)
-            buffers[key] = (backend.buffer(per_rank * n, 0.0), backend.buffer(per_rank, 1.0))
+            whole, part = backend.buffer(per_rank * n, 0.0), backend.buffer(per_rank, 1.0)
+            # all_gather: part in, whole out; reduce_scatter: whole in, part out; all_to_all: whole both ways
+            buffers[key] = {"all_gather": (whole, part), "reduce_scatter": (part, whole),
+                            "all_to_all": (whole, backend.buffer(per_rank * n, 1.0))}[collective]
         out, inp = buffers[key]
-        return functools.partial(group.all_gather, out, inp)
+        return functools.partial(getattr(group, collective), out, inp)
+    if collective == "broadcast":  # from the last member (the last PP stage), as vLLM's sampled-token broadcast
+        if key not in buffers:
+            buffers[key] = backend.buffer(max(1, int(msg_bytes) // TYPESIZE), 1.0)
+        return functools.partial(group.broadcast, buffers[key], members[-1])
     raise CommbenchError(f"replay cannot run {collective!r} yet")
 
 

@@ -3,6 +3,10 @@
 Any user's config.json loads the same way as the shipped cards in model_traces/: the HF field
 names are read directly (nested `text_config` for multimodal wrappers such as Mistral3), and a
 missing serving block is derived from `torch_dtype` and `quantization_config`.
+Each layer is described by its blocks (attention, Mamba mixer, dense MLP, MoE, ...), derived from
+whatever the config says per layer (`layer_types`, `layers_block_type`, `hybrid_override_pattern`,
+`block_configs`, the MoE layer rules) under the architecture family rules of
+model_traces/architectures.toml, so the trace resolves communication sites per layer.
 Parameter counts follow the gated-MLP decoder layout of Llama / Mistral / Qwen3-MoE / gpt-oss:
     attention = hidden*(heads*head_dim) + 2*hidden*(kv_heads*head_dim) + (heads*head_dim)*hidden
     dense MLP = 3*hidden*intermediate            (gate, up, down)
@@ -14,7 +18,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import tomllib
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 from commbench import CommbenchError
@@ -31,6 +37,21 @@ QUANT_WEIGHT_BYTES = {"mxfp4": 4.25 / 8, "fp8": 1.0, "nvfp4": 4.5 / 8, "modelopt
 WEIGHT_GROUPS = ("attention", "dense_mlp", "experts", "router", "embedding", "lm_head")
 
 REQUIRED_FIELDS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
+
+#: Other names real config.json files use for the same field (HF attribute_map entries and
+#: model-specific spellings), tried in order after the canonical name.
+ALIASES = {
+    "num_hidden_layers": ("n_layer", "num_layers", "n_layers"),
+    "hidden_size": ("n_embd", "d_model"),
+    "num_attention_heads": ("n_head", "num_heads", "n_heads"),
+    "num_key_value_heads": ("num_kv_heads", "n_head_kv", "multi_query_group_num"),
+    "intermediate_size": ("ffn_hidden_size", "n_inner", "ffn_dim"),
+    "num_experts_per_tok": ("experts_per_token", "num_experts_per_token", "top_k_experts", "moe_topk", "moe_k"),
+    "num_experts": ("num_local_experts", "n_routed_experts", "moe_num_experts"),
+}
+
+#: The blocks a layer may hold (model_traces/architectures.toml explains each).
+BLOCKS = ("attention", "mamba", "mamba2", "gated_deltanet", "mlp", "moe", "parallel_attention_mlp", "qk_norm_tp")
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,14 @@ class ModelCard:
     source: str = ""
     kv_cache_dtype: str = ""  # the engine's --kv-cache-dtype; "" = the activation dtype (vLLM's "auto")
     recipe: str = "checkpoint"  # which serving recipe set the weight bytes (commbench.predict.recipes)
+    model_type: str = ""  # the config's HF model_type ("" when it names none)
+    family: str = "default"  # the architectures.toml family whose rules built the layers
+    layer_blocks: tuple = ()  # per layer, its blocks in engine order, e.g. ("attention", "moe")
+    layer_mlp_width: tuple = ()  # per layer, the dense MLP width (block_configs' ffn_mult; else intermediate_size)
+    boundary_tensors: tuple = ("hidden_states", "residual")  # what a pipeline stage sends to the next
+    mamba_x_proj_width: int = 0  # Mamba-1 x_proj output: dt_rank + 2 * d_state
+    mamba_n_groups: int = 0  # Mamba-2 B/C groups (the gated norm all-reduces when it is 1)
+    warnings: tuple = ()  # what the card could not derive exactly, said in every output
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
@@ -73,6 +102,24 @@ class ModelCard:
     @property
     def num_dense_layers(self) -> int:
         return self.num_hidden_layers - self.num_moe_layers
+
+    def blocks_of(self, layer: int) -> tuple[str, ...]:
+        return self.layer_blocks[layer] if self.layer_blocks else (("attention", "moe" if self.moe_layer_mask[layer] else "mlp"))
+
+    @property
+    def uniform_layers(self) -> bool:
+        """Every layer is attention + one MLP or MoE of the card's widths: the serving model's assumption."""
+        return all(b in (("attention", "mlp"), ("attention", "moe")) for b in (self.blocks_of(i) for i in range(self.num_hidden_layers))) \
+            and all(w == self.intermediate_size for w, moe in zip(self.layer_mlp_width, self.moe_layer_mask) if not moe)
+
+    @property
+    def layer_kind_summary(self) -> str:
+        """Layer kinds and their counts, e.g. '27 mamba2, 4 attention, 25 mlp'."""
+        counts: dict[str, int] = {}
+        for i in range(self.num_hidden_layers):
+            for block in self.blocks_of(i):
+                counts[block] = counts.get(block, 0) + 1
+        return ", ".join(f"{n} {b}" for b, n in counts.items())
 
     @property
     def q_size(self) -> int:
@@ -161,15 +208,46 @@ def shipped_models() -> list[str]:
     return names_in("model_traces", ".json")
 
 
+def _looks_like_hub_id(name: str) -> bool:
+    """Org/Name with no path that exists here and no .json suffix: a Hugging Face hub model id."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.endswith(".json") and not Path(name).exists() \
+        and not name.startswith((".", "~"))
+
+
+def _fetch_hub_config(repo_id: str) -> Path:
+    """config.json of a hub model, through huggingface_hub into its cache (nothing else is fetched).
+    HF_HUB_OFFLINE=1 reads the cache only."""
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+    except ImportError:
+        raise CommbenchError(f"{repo_id!r} looks like a Hugging Face hub id, which needs huggingface_hub: "
+                             "pip install huggingface_hub") from None
+    try:
+        return Path(hf_hub_download(repo_id, "config.json"))
+    except LocalEntryNotFoundError:
+        raise CommbenchError(f"cannot fetch config.json of hub model {repo_id!r}: not in the hub cache and the hub "
+                             "is unreachable (or HF_HUB_OFFLINE=1)") from None
+    except (RepositoryNotFoundError, EntryNotFoundError):
+        raise CommbenchError(f"hub model {repo_id!r} not found or has no config.json "
+                             "(a gated model needs `huggingface-cli login`)") from None
+    except Exception as exc:  # network errors, bad ids: one line, not a traceback
+        raise CommbenchError(f"cannot fetch config.json of hub model {repo_id!r}: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
 def _resolve_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.is_dir():
         path = path / "config.json"
+    shipped = shipped_models()
+    if name_or_path not in shipped and _looks_like_hub_id(name_or_path):
+        return _fetch_hub_config(name_or_path)
     if path.suffix == ".json" or path.exists() or "/" in name_or_path:
         if not path.is_file():
             raise CommbenchError(f"cannot read model config {str(path)!r}: no such file")
         return path
-    shipped = shipped_models()
     if name_or_path not in shipped:
         raise unknown_name_error("model", name_or_path, shipped)
     return data_dir("model_traces") / f"{name_or_path}.json"
@@ -185,12 +263,25 @@ def load_model_card(name_or_path: str) -> ModelCard:
     if not isinstance(raw, dict):
         raise CommbenchError(f"model config {str(path)!r} is not a JSON object")
     name = path.stem if path.name != "config.json" else path.parent.name
+    if _looks_like_hub_id(name_or_path) and name_or_path not in shipped_models():
+        name = name_or_path  # the hub id, not the cache's snapshot hash
     return card_from_config(raw, name=name, source=str(path))
+
+
+#: The activation dtype vLLM serves a config's dtype in with --dtype auto (vllm/config/model.py
+#: _find_dtype, _resolve_auto_dtype): float32 checkpoints (or none named) are downcast to the
+#: platform's preferred dtype, bfloat16 on CUDA GPUs from Ampere on.
+AUTO_DTYPE = {"float32": "bfloat16", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 def _serving_block(raw: dict, cfg: dict) -> tuple[str, dict]:
     serving = raw.get("serving") or {}
-    act = serving.get("activation_dtype") or raw.get("torch_dtype") or cfg.get("torch_dtype") or "bfloat16"
+    act = serving.get("activation_dtype")
+    if not act:  # the checkpoint's dtype: transformers 5 writes `dtype`, older files `torch_dtype`
+        named = next((c.get(k) for c in (raw, cfg) for k in ("dtype", "torch_dtype") if c.get(k)), None) or "float32"
+        act = AUTO_DTYPE.get(str(named).replace("torch.", ""))
+        if act is None:
+            raise CommbenchError(f"unsupported dtype {named!r} in the model config; valid: {', '.join(AUTO_DTYPE)}")
     if act not in ("bfloat16", "float16", "float32"):
         raise CommbenchError(f"unsupported activation dtype {act!r}; valid: bfloat16, float16, float32")
     if "weight_bytes_per_param" in serving:
@@ -219,8 +310,8 @@ FIELD_MAX = {"num_hidden_layers": 10_000, "hidden_size": 1 << 20, "num_attention
 
 
 def _whole(cfg: dict, name: str, *keys: str, default: int | None = None, minimum: int = 1) -> int:
-    """The first of `keys` present (and truthy) in cfg as a whole number in minimum..FIELD_MAX, or `default`."""
-    for key in keys:
+    """The first of `keys` (or their ALIASES) present in cfg as a whole number in minimum..FIELD_MAX, or `default`."""
+    for key in (k for key in keys for k in (key, *ALIASES.get(key, ()))):
         value = cfg.get(key)
         if value is None or (value == 0 and default is not None and minimum > 0):
             continue
@@ -235,48 +326,210 @@ def _whole(cfg: dict, name: str, *keys: str, default: int | None = None, minimum
     return default
 
 
+@dataclass(frozen=True)
+class Family:
+    name: str
+    blocks: tuple[str, ...]
+    linear_attention: str
+    boundary: tuple[str, ...]
+    whole_layer_kinds: bool = False
+    unsupported: str = ""
+    source: str = ""
+
+
+@lru_cache(maxsize=1)
+def _architectures() -> dict:
+    return tomllib.loads((data_dir("model_traces") / "architectures.toml").read_text())
+
+
+def family_of(cfg: dict) -> Family:
+    """The architectures.toml family whose model_types include cfg's model_type (and whose
+    `when_any` fields hold), with [default]'s fields where the family does not set them."""
+    arch = _architectures()
+    base = arch["default"]
+    model_type = str(cfg.get("model_type") or "")
+    # a family that only changes the boundary (hidden_states_only) combines with one that changes the blocks
+    merged, names = dict(base), []
+    for fname, fam in arch.get("family", {}).items():
+        if model_type not in fam.get("model_types", ()):
+            continue
+        if fam.get("when_any") and not any(cfg.get(k) for k in fam["when_any"]):
+            continue
+        merged.update({k: v for k, v in fam.items() if k not in ("model_types", "when_any")})
+        names.append(fname)
+    return Family("+".join(names) or "default", tuple(merged["blocks"]), merged["linear_attention"],
+                  tuple(merged["boundary"]), bool(merged.get("whole_layer_kinds")), merged.get("unsupported", ""),
+                  merged.get("source", ""))
+
+
+#: Per-layer list entries (transformers 5 names, with the legacy ones it remaps) and the block each means.
+MIXER_KINDS = {"full_attention": "attention", "attention": "attention", "sliding_attention": "attention",
+               "chunked_attention": "attention", "linear_attention": None, "mamba": None}
+WHOLE_LAYER_KINDS = {**MIXER_KINDS, "mlp": "mlp", "moe": "moe"}
+#: hybrid_override_pattern characters (Nemotron-H): Mamba, attention, MLP, MoE.
+PATTERN_CHARS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
+
+
+def _text_config(raw: dict, name: str) -> dict:
+    """The language model's config: a multimodal wrapper's text_config with the library defaults
+    transformers fills in (architectures.toml [library_defaults]), else the config itself."""
+    if not isinstance(raw.get("text_config"), dict):
+        return raw
+    cfg = dict(raw["text_config"])
+    defaults = _architectures().get("library_defaults", {})
+    cfg.setdefault("model_type", defaults.get("text_model_type", {}).get(str(raw.get("model_type")), ""))
+    if cfg.get("vocab_size") is None and raw.get("vocab_size") is None:
+        vocab = defaults.get("vocab_size", {}).get(cfg["model_type"])
+        if vocab is None:
+            raise CommbenchError(f"model config {name!r}: text_config has no vocab_size and its model_type "
+                                 f"{cfg['model_type']!r} has no known library default; add vocab_size")
+        cfg["vocab_size"] = vocab
+    cfg.setdefault("vocab_size", raw.get("vocab_size"))
+    return cfg
+
+
+def _layer_list(cfg: dict, name: str, layers: int) -> tuple[str, list] | None:
+    """(field, entries) of the config's per-layer list, if it has one."""
+    pattern = cfg.get("hybrid_override_pattern")
+    if pattern:
+        bad = sorted(set(str(pattern)) - set(PATTERN_CHARS))
+        if bad:
+            raise CommbenchError(f"model config {name!r}: hybrid_override_pattern has {bad[0]!r}; valid: "
+                                 f"{', '.join(PATTERN_CHARS)} ({', '.join(f'{k} {v}' for k, v in PATTERN_CHARS.items())})")
+        return "hybrid_override_pattern", [PATTERN_CHARS[c] for c in str(pattern)]
+    for key in ("layers_block_type", "layer_types"):
+        if cfg.get(key):
+            if not isinstance(cfg[key], list):
+                raise CommbenchError(f"model config {name!r}: {key} must be a list of layer kinds")
+            return key, list(cfg[key])
+    return None
+
+
+def _moe_mask(cfg: dict, name: str, layers: int, num_experts: int) -> tuple[bool, ...]:
+    """Which layers are MoE: Qwen's mlp_only_layers / decoder_sparse_step, DeepSeek's
+    first_k_dense_replace, Jamba's expert_layer_period / expert_layer_offset."""
+    dense_only = set(cfg.get("mlp_only_layers") or [])
+    step = _whole(cfg, name, "decoder_sparse_step", default=1)
+    first_dense = _whole(cfg, name, "first_k_dense_replace", default=0, minimum=0)
+    period = _whole(cfg, name, "expert_layer_period", default=0, minimum=0)
+    offset = _whole(cfg, name, "expert_layer_offset", default=0, minimum=0)
+    return tuple(
+        bool(num_experts) and i not in dense_only and (i + 1) % step == 0 and i >= first_dense
+        and (not period or i % period == offset) for i in range(layers)
+    )
+
+
+def _layer_blocks(cfg: dict, name: str, layers: int, family: Family, moe_mask: tuple[bool, ...]):
+    """(blocks per layer, attention-free layer count source) from the config's per-layer description."""
+    ffn = tuple("moe" if moe else "mlp" for moe in moe_mask)
+    listed = _layer_list(cfg, name, layers)
+    attn_period = _whole(cfg, name, "attn_layer_period", default=0, minimum=0)
+    if listed is None and attn_period:  # Jamba: attention every attn_layer_period layers, Mamba between
+        offset = _whole(cfg, name, "attn_layer_offset", default=0, minimum=0)
+        listed = ("attn_layer_period", ["attention" if i % attn_period == offset else "mamba" for i in range(layers)])
+    if listed is None:
+        if family.blocks == ("attention", "ffn"):
+            for key in ("ssm_state_size", "mamba_d_state", "state_size", "linear_num_key_heads"):
+                if cfg.get(key) is not None:
+                    raise CommbenchError(f"model config {name!r} has {key} (a non-attention mixer) but no per-layer list "
+                                         "(layer_types, layers_block_type, hybrid_override_pattern) saying which layers use it")
+        return tuple(tuple(f if b == "ffn" else b for b in family.blocks for f in ([ffn[i]] if b == "ffn" else [b]))
+                     for i in range(layers))
+    field_name, entries = listed
+    if len(entries) != layers:
+        raise CommbenchError(f"model config {name!r}: {field_name} has {len(entries)} entries, num_hidden_layers is {layers}")
+    kinds = WHOLE_LAYER_KINDS if family.whole_layer_kinds else MIXER_KINDS
+    blocks = []
+    for i, entry in enumerate(entries):
+        if entry not in kinds:
+            raise CommbenchError(f"model config {name!r}: {field_name}[{i}] = {entry!r} is a layer kind commbench "
+                                 f"cannot model; valid: {', '.join(kinds)}")
+        mixer = kinds[entry] or family.linear_attention
+        if family.whole_layer_kinds:
+            blocks.append((mixer,))
+        else:
+            blocks.append(tuple(ffn[i] if b == "ffn" else (mixer if b == "attention" else b) for b in family.blocks))
+    return tuple(blocks)
+
+
+def _ffn_mult_to_width(ffn_mult: float, hidden: int) -> int:
+    """DeciLM / Nemotron-NAS: int(2 * ffn_mult * hidden / 3) rounded up to a multiple of 256
+    (vllm/model_executor/models/nemotron_nas.py: _ffn_mult_to_intermediate_size)."""
+    width = int(2 * ffn_mult * hidden / 3)
+    return -(-width // 256) * 256
+
+
+def _apply_block_configs(cfg: dict, name: str, layers: int, blocks: tuple, widths: list) -> tuple:
+    """Nemotron-NAS `block_configs`: a layer's attention or FFN may be a no-op (no block, no
+    all-reduce) and each FFN has its own width; replace_with_linear is not modelled (error)."""
+    configs = cfg["block_configs"]
+    if not isinstance(configs, list) or len(configs) != layers:
+        got = len(configs) if isinstance(configs, list) else type(configs).__name__
+        raise CommbenchError(f"model config {name!r}: block_configs has {got} entries, num_hidden_layers is {layers}")
+    hidden = cfg.get("hidden_size") or cfg.get("n_embd")
+    out = []
+    for i, bc in enumerate(configs):
+        attn, ffn = (bc or {}).get("attention") or {}, (bc or {}).get("ffn") or {}
+        for part, sub in (("attention", attn), ("ffn", ffn)):
+            if sub.get("replace_with_linear"):
+                raise CommbenchError(f"model config {name!r}: block_configs[{i}].{part}.replace_with_linear is not "
+                                     "modelled (vLLM's nemotron_nas.py serves no-op and regular blocks only)")
+        layer = [b for b in blocks[i] if not ((b == "attention" and attn.get("no_op")) or (b in ("mlp", "moe") and ffn.get("no_op")))]
+        if not ffn.get("no_op") and ffn.get("ffn_mult") is not None:
+            widths[i] = _ffn_mult_to_width(float(ffn["ffn_mult"]), int(hidden))
+        out.append(tuple(layer))
+    return tuple(out)
+
+
 def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     """Build a ModelCard from a parsed config.json dict (HF field names)."""
     # long: one config field per line, read in the order a config.json lists them
-    cfg = raw.get("text_config") or raw  # multimodal wrappers keep the LM under text_config
-    for key in REQUIRED_FIELDS:
-        if cfg.get(key) is None:
-            raise CommbenchError(f"model config {name!r} is missing required field {key!r}")
-    layers = _whole(cfg, name, "num_hidden_layers")
+    cfg = _text_config(raw, name)  # multimodal wrappers keep the LM under text_config
+    family = family_of(cfg)
+    if family.unsupported:
+        raise CommbenchError(f"model config {name!r}: model_type {cfg.get('model_type')!r} cannot be traced: {family.unsupported}")
+    layer_list = _layer_list(cfg, name, 0)
+    layers = _whole(cfg, name, "num_hidden_layers", default=len(layer_list[1]) if layer_list else None)
     hidden = _whole(cfg, name, "hidden_size")
     heads = _whole(cfg, name, "num_attention_heads")
-    kv_heads = _whole(cfg, name, "num_key_value_heads", default=heads)  # HF default: multi-head attention
+    _whole(cfg, name, "vocab_size")
+    kv_heads = _whole(cfg, name, "num_key_value_heads", default=1 if cfg.get("multi_query") else heads)
     head_dim = _whole(cfg, name, "head_dim", default=max(1, hidden // heads))
-    num_experts = _whole(cfg, name, "num_local_experts", "num_experts", "n_routed_experts", default=0)
-    k = _whole(cfg, name, "num_experts_per_tok", "experts_per_token", default=0)
+    num_experts = _whole(cfg, name, "num_experts", default=0)
+    k = _whole(cfg, name, "num_experts_per_tok", default=0) if num_experts else 0  # a top-k without experts is unused
     if num_experts and not k:
         raise CommbenchError(f"model config {name!r} has {num_experts} experts but no 'num_experts_per_tok'")
     if k > num_experts:
         raise CommbenchError(f"model config {name!r}: num_experts_per_tok = {k} exceeds the {num_experts} experts")
     moe_inter = _whole(cfg, name, "moe_intermediate_size", "intermediate_size", default=0) if num_experts else 0
-    dense_inter = _whole(cfg, name, "intermediate_size", default=0)
-    if not num_experts and not dense_inter:
-        raise CommbenchError(f"model config {name!r} is missing required field 'intermediate_size'")
+    # GPT-2 / BLOOM / GPT-J leave the MLP width out: 4 x hidden (their config classes' default)
+    dense_inter = _whole(cfg, name, "intermediate_size", default=4 * hidden if family.boundary == ("hidden_states",) else 0)
 
-    # Which layers are MoE: Qwen's mlp_only_layers / decoder_sparse_step, DeepSeek's first_k_dense_replace.
-    dense_only = set(cfg.get("mlp_only_layers") or [])
-    step = _whole(cfg, name, "decoder_sparse_step", default=1)
-    first_dense = _whole(cfg, name, "first_k_dense_replace", default=0, minimum=0)
-    moe_mask = tuple(
-        bool(num_experts) and i not in dense_only and (i + 1) % step == 0 and i >= first_dense for i in range(layers)
-    )
+    moe_mask = _moe_mask(cfg, name, layers, num_experts)
+    blocks = _layer_blocks(cfg, name, layers, family, moe_mask)
+    widths = [dense_inter] * layers
+    if cfg.get("block_configs") is not None:
+        blocks = _apply_block_configs(cfg, name, layers, blocks, widths)
+    moe_mask = tuple("moe" in b for b in blocks)
+    if not num_experts and any(moe_mask):
+        raise CommbenchError(f"model config {name!r} has MoE layers but no expert count (num_experts / n_routed_experts)")
+    if any("mlp" in b for b in blocks) and not dense_inter and not cfg.get("block_configs"):
+        raise CommbenchError(f"model config {name!r} is missing required field 'intermediate_size'")
+    n_groups = _whole(cfg, name, "n_groups", "mamba_n_groups", "mamba_ngroups", default=1) \
+        if any("mamba2" in b for b in blocks) else 0
+    x_proj = 0
+    if any("mamba" in b for b in blocks):  # Mamba-1: dt_rank (default ceil(hidden / 16)) + 2 * d_state
+        x_proj = _whole(cfg, name, "mamba_dt_rank", default=-(-hidden // 16)) + 2 * _whole(cfg, name, "mamba_d_state", default=16)
 
     window = _whole(cfg, name, "sliding_window", default=0) or None
     layer_types = cfg.get("layer_types")
-    if layer_types:
-        if len(layer_types) != layers:
-            raise CommbenchError(f"model config {name!r}: layer_types has {len(layer_types)} entries, num_hidden_layers is {layers}")
+    if isinstance(layer_types, list) and len(layer_types) == layers:
         sliding = tuple(t == "sliding_attention" for t in layer_types)
     else:
         uses_window = window is not None and cfg.get("use_sliding_window", True) is not False
-        sliding = (uses_window,) * layers
+        sliding = tuple(uses_window and "attention" in b for b in blocks)
     act, wb = _serving_block(raw, cfg)
-    return ModelCard(
+    card = ModelCard(
         name=name,
         num_hidden_layers=layers,
         hidden_size=hidden,
@@ -296,4 +549,16 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         activation_dtype=act,
         weight_bytes_per_param=wb,
         source=source,
+        model_type=str(cfg.get("model_type") or ""),
+        family=family.name,
+        layer_blocks=blocks,
+        layer_mlp_width=tuple(widths),
+        boundary_tensors=family.boundary,
+        mamba_x_proj_width=x_proj,
+        mamba_n_groups=n_groups,
     )
+    if not card.uniform_layers:
+        return replace(card, warnings=(
+            f"{name}: layers differ ({card.layer_kind_summary}); trace follows each layer, but predict's compute and "
+            "memory terms still price every layer as attention + the card's MLP/MoE",))
+    return card

@@ -1,8 +1,9 @@
 """Parallel patterns: declarative TOML files in patterns/ naming each communication site.
 
-A site has a name, a collective, a `repeat` (how often per forward pass of a stage), a shape as a
-list of named dimensions (resolved in commbench.traffic.trace.DIMENSIONS; no formula strings), and the
-dtype ("activation"). Nothing here is evaluated from strings.
+A site has a name, a collective, a `repeat` (how often per forward pass of a stage; per_block sites
+name the layer blocks that issue them), a shape as a list of named dimensions or whole numbers
+(resolved in commbench.traffic.trace._dims; no formula strings), and the dtype ("activation" or a
+fixed one). Nothing here is evaluated from strings.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from commbench import CommbenchError
 from commbench.collectives import COLLECTIVES
 from commbench.data import data_dir, names_in
 
-REPEATS = ("per_forward", "per_layer", "per_dense_layer", "per_moe_layer", "per_boundary")
+REPEATS = ("per_forward", "per_block", "per_boundary", "per_step")
+SITE_DTYPES = ("activation", "float32", "int64", "int32", "uint8")
 OWNERS = ("every_stage", "first_stage", "last_stage")
 
 
@@ -24,10 +26,15 @@ class Site:
     name: str
     collective: str
     repeat: str
-    shape: tuple[str, ...]
+    shape: tuple  # named dimensions and whole numbers
     dtype: str = "activation"
     owner: str = "every_stage"
     split_across_tp: bool = False
+    blocks: tuple[str, ...] = ()  # per_block: the layer blocks that issue the site
+    when: str = ""  # a named rule in commbench.traffic.trace that must hold
+    per_tensor: bool = False  # per_boundary: once per boundary tensor of the model card
+    cpu_group: bool = False  # carried by the CPU (gloo) group, not the device communicator
+    engines: tuple[str, ...] = ()  # engine generations that make the call (all when empty)
     source: str = ""
 
 
@@ -47,12 +54,15 @@ def load_pattern(name: str) -> Pattern:
     raw = tomllib.loads(path.read_text())
     sites = []
     for entry in raw.get("site", []):
-        site = Site(**{**entry, "shape": tuple(entry["shape"])})
+        site = Site(**{**entry, "shape": tuple(entry["shape"]), "blocks": tuple(entry.get("blocks", ())),
+                       "engines": tuple(entry.get("engines", ()))})
         if site.collective not in COLLECTIVES:
             raise CommbenchError(f"pattern {name}: site {site.name} has unknown collective {site.collective!r}")
         if site.repeat not in REPEATS:
             raise CommbenchError(f"pattern {name}: site {site.name} has unknown repeat {site.repeat!r}; valid: {', '.join(REPEATS)}")
         if site.owner not in OWNERS:
             raise CommbenchError(f"pattern {name}: site {site.name} has unknown owner {site.owner!r}; valid: {', '.join(OWNERS)}")
+        if site.dtype not in SITE_DTYPES:
+            raise CommbenchError(f"pattern {name}: site {site.name} has unknown dtype {site.dtype!r}; valid: {', '.join(SITE_DTYPES)}")
         sites.append(site)
     return Pattern(raw["name"], raw["group"], raw.get("description", ""), tuple(sites))

@@ -1,6 +1,9 @@
 """A parallel plan (tp x pp over a model) that validates itself on construction, torchtitan-style.
 
-Rank layout follows vLLM: TP is innermost, rank = stage * tp + tp_rank.
+Rank layout follows vLLM: TP is innermost, then PP, then DP:
+rank = dp_rank * (pp * tp) + stage * tp + tp_rank. Expert parallelism (mode ep) is vLLM's
+--data-parallel-size dp --enable-expert-parallel: each DP replica runs attention on its own
+requests and the MoE layers' experts are spread over all dp x tp ranks (ep size = dp x tp).
 Layer split follows vLLM's `get_pp_indices` (vllm/distributed/utils.py): every stage gets
 layers // pp, and the remainder goes one each to the stages just before the last (the last
 stage also runs the LM head, so it is kept light).
@@ -15,7 +18,7 @@ import numpy as np
 from commbench import CommbenchError
 from commbench.traffic.model_card import ModelCard
 
-MODES = ("tp", "pp")
+MODES = ("tp", "pp", "ep")
 
 
 def pp_layer_split(num_layers: int, pp: int) -> tuple[int, ...]:
@@ -61,11 +64,19 @@ class ParallelPlan:
     model: ModelCard
     tp: int = 1
     pp: int = 1
+    dp: int = 1  # data-parallel replicas with expert parallelism (mode ep); 1 otherwise
 
     def __post_init__(self) -> None:
         m = self.model
-        if self.tp < 1 or self.pp < 1:
-            raise CommbenchError(f"tp and pp must be >= 1, got tp={self.tp} pp={self.pp}")
+        if self.tp < 1 or self.pp < 1 or self.dp < 1:
+            raise CommbenchError(f"tp, pp and dp must be >= 1, got tp={self.tp} pp={self.pp} dp={self.dp}")
+        if self.dp > 1 and not m.is_moe:
+            raise CommbenchError(f"mode ep (dp={self.dp}) needs an MoE model; {m.name} is dense: use mode tp or pp")
+        if self.dp > 1 and self.pp > 1:
+            raise CommbenchError(f"dp={self.dp} with pp={self.pp} is not modelled; use dp with tp only")
+        if m.mamba_n_groups > 1 and m.mamba_n_groups % self.tp:
+            raise CommbenchError(f"tp={self.tp} does not divide the Mamba-2 n_groups={m.mamba_n_groups} of {m.name} "
+                                 "(vLLM's MambaMixer2 requires n_groups % tp == 0 or n_groups == 1)")
         if m.num_attention_heads % self.tp:
             raise CommbenchError(
                 f"tp={self.tp} does not divide num_attention_heads={m.num_attention_heads} of {m.name}; "
@@ -80,20 +91,28 @@ class ParallelPlan:
             raise CommbenchError(f"pp={self.pp} exceeds num_hidden_layers={m.num_hidden_layers} of {m.name}")
 
     @classmethod
-    def for_mode(cls, model: ModelCard, mode: str, tp: int | None = None, pp: int | None = None) -> "ParallelPlan":
-        """`mode` tp: tp ranks (default 2), pp 1; pp: pp ranks (default 2), tp 1; explicit tp/pp override."""
+    def for_mode(cls, model: ModelCard, mode: str, tp: int | None = None, pp: int | None = None,
+                 dp: int | None = None) -> "ParallelPlan":
+        """`mode` tp: tp ranks (default 2), pp 1; pp: pp ranks (default 2), tp 1; ep: dp replicas
+        (default 2) with expert parallelism, tp 1; explicit tp/pp/dp override."""
         if mode not in MODES:
             raise CommbenchError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+        if dp is not None and mode != "ep":
+            raise CommbenchError(f"--dp {dp} applies to mode ep only (got mode {mode})")
         if mode == "tp":
             return cls(model, tp=2 if tp is None else tp, pp=1 if pp is None else pp)
+        if mode == "ep":
+            return cls(model, tp=1 if tp is None else tp, pp=1 if pp is None else pp, dp=2 if dp is None else dp)
         return cls(model, tp=1 if tp is None else tp, pp=2 if pp is None else pp)
 
     @property
     def world_size(self) -> int:
-        return self.tp * self.pp
+        return self.tp * self.pp * self.dp
 
     @property
     def mode(self) -> str:
+        if self.dp > 1:
+            return "ep" if self.tp == 1 else "tp+ep"
         return "pp" if self.pp > 1 and self.tp == 1 else ("tp" if self.pp == 1 else "tp+pp")
 
     @property
@@ -136,11 +155,18 @@ class ParallelPlan:
             return np.clip(seqs, 1, self.pp) if self.pp > 1 else np.ones_like(seqs)
         return max(1, min(self.pp, seqs)) if self.pp > 1 else 1
 
-    def ranks_of_stage(self, stage: int) -> list[int]:
-        return [stage * self.tp + t for t in range(self.tp)]
+    def ranks_of_stage(self, stage: int, replica: int = 0) -> list[int]:
+        """The TP group of `stage` in DP replica `replica`."""
+        base = replica * self.pp * self.tp
+        return [base + stage * self.tp + t for t in range(self.tp)]
+
+    def dp_groups(self) -> list[tuple[int, ...]]:
+        """The DP groups (one per TP rank): the same TP rank of every replica, as vLLM's get_dp_group()."""
+        return [tuple(d * self.pp * self.tp + t for d in range(self.dp)) for t in range(self.tp)]
 
     def describe(self) -> str:
-        return f"tp={self.tp} pp={self.pp} (world {self.world_size}, layers per stage {list(self.layers_per_stage)})"
+        dp = f" dp={self.dp} (ep {self.dp * self.tp})" if self.dp > 1 else ""
+        return f"tp={self.tp} pp={self.pp}{dp} (world {self.world_size}, layers per stage {list(self.layers_per_stage)})"
 
 
 def _divisors(n: int) -> list[int]:

@@ -14,14 +14,16 @@ sent stage0 -> stage1 once per micro-batch.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import pandas as pd
 
 from commbench.collectives import get_collective
 from commbench.fabric.links import LINKS, wire_time_s
-from commbench.traffic.model_card import DTYPE_BYTES, ModelCard
+from commbench.traffic.model_card import DTYPE_BYTES, QUANT_WEIGHT_BYTES, ModelCard
 from commbench.traffic.patterns import Site, load_pattern
 from commbench.traffic.plan import ParallelPlan
 from commbench.traffic.workload import Workload, build_schedule
@@ -36,6 +38,96 @@ class StepShape:
     sampled: float  # sequences whose logits the step computes
 
 
+#: Engine generations whose traffic differs (the PP sampled-token broadcast; capture sizes).
+ENGINES = {
+    "vllm-v1": "vLLM 0.11.0's V1 GPUModelRunner, the generation the review ran",
+    "vllm-v2": "current vLLM's model runner v2 (vllm/v1/worker/gpu/model_runner.py)",
+}
+DEFAULT_ENGINE = "vllm-v1"
+
+#: Hidden-size alignment of the MXFP4 MoE kernels before the MoE all-reduce
+#: (vllm/model_executor/layers/quantization/mxfp4.py, Mxfp4MoEMethod.create_weights: Marlin and
+#: FlashInfer TRT-LLM round_up(hidden_size, 256), FlashInfer CUTLASS / SM90 128, Triton none).
+MOE_KERNEL_HIDDEN_ALIGN = {"triton": 1, "marlin": 256, "flashinfer-trtllm": 256, "flashinfer-cutlass": 128}
+
+#: How expert-parallel MoE layers move tokens (VLLM_ALL2ALL_BACKEND; patterns/ep.toml).
+ALL2ALL_BACKENDS = {"allgather_reducescatter": "all2all_allgather", "all_to_all": "all2all_kernels"}
+
+#: vLLM's default ceiling on CUDA-graph capture sizes: min(2 x max_num_seqs, 512) with
+#: max_num_seqs >= 256 (vllm/config/scheduler.py in 0.11.0; vllm/config/vllm.py now, 1024 on SM 10.x).
+DEFAULT_MAX_CAPTURE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs a step: its generation, CUDA graphs or eager, and the MoE kernel."""
+
+    name: str = DEFAULT_ENGINE
+    cuda_graphs: bool = True
+    max_capture_size: int = DEFAULT_MAX_CAPTURE_SIZE
+    moe_kernel: str = "triton"
+    all2all: str = "allgather_reducescatter"  # VLLM_ALL2ALL_BACKEND family, for mode ep
+
+    def __post_init__(self) -> None:
+        from commbench import CommbenchError
+
+        if self.name not in ENGINES:
+            raise CommbenchError(f"unknown engine {self.name!r}; valid: {', '.join(ENGINES)}")
+        if self.moe_kernel not in MOE_KERNEL_HIDDEN_ALIGN:
+            raise CommbenchError(f"unknown MoE kernel {self.moe_kernel!r}; valid: {', '.join(MOE_KERNEL_HIDDEN_ALIGN)}")
+        if self.all2all not in ALL2ALL_BACKENDS:
+            raise CommbenchError(f"unknown all2all backend {self.all2all!r}; valid: {', '.join(ALL2ALL_BACKENDS)}")
+        if self.max_capture_size < 1:
+            raise CommbenchError(f"max capture size must be >= 1, got {self.max_capture_size}")
+
+    def capture_sizes(self, max_num_tokens: int) -> tuple[int, ...]:
+        """The token counts vLLM captures graphs for (none when eager), at most max_num_tokens.
+
+        vllm-v1 (0.11.0 vllm/config/__init__.py _set_cudagraph_sizes): [1, 2, 4] + range(8, max + 1, 8).
+        vllm-v2 (vllm/config/vllm.py): [1, 2, 4] + range(8, min(max + 1, 256), 8) + range(256, max + 1, 16),
+        plus max_num_tokens itself when it is within max.
+        """
+        if not self.cuda_graphs:
+            return ()
+        top = self.max_capture_size
+        sizes = [s for s in (1, 2, 4) if s <= top]
+        if self.name == "vllm-v1":
+            sizes += range(8, top + 1, 8)
+        else:
+            sizes += list(range(8, min(top + 1, 256), 8)) + list(range(256, top + 1, 16))
+            if max_num_tokens <= top:
+                sizes.append(max_num_tokens)
+        return tuple(sorted({s for s in sizes if s <= max_num_tokens}))
+
+    def padded_tokens(self, tokens: float, max_num_tokens: int) -> float:
+        """Tokens the forward runs: a step of up to the largest capture size is padded up to the
+        next one (GPUModelRunner: num_input_tokens = pad_for_cudagraph(num_scheduled_tokens))."""
+        sizes = self.capture_sizes(max_num_tokens)
+        if not sizes or tokens > sizes[-1] or tokens <= 0:
+            return tokens
+        whole = math.ceil(tokens)
+        return next(s for s in sizes if s >= whole)
+
+
+def _int_pickle_bytes(value: int) -> int:
+    """Bytes pickle protocol 4 spends on a non-negative int: BININT1, BININT2 or BININT."""
+    return 2 if value < 256 else 3 if value < 65536 else 5
+
+
+def metadata_pickle_bytes(tensors: tuple[str, ...], shape: tuple[int, ...], dtype: str) -> int:
+    """Size of pickle.dumps(metadata_list) that send_tensor_dict sends before the tensors:
+    [(key, TensorMetadata("cuda", torch.<dtype>, torch.Size(shape))), ...], protocol 4.
+
+        96 + len(dtype name) + sum over tensors of (24 + len(key) + sum of each dim's int opcode)
+
+    The first entry carries the globals (TensorMetadata, torch.<dtype>, torch.Size) and later
+    ones refer back to them; tests/test_trace_architectures.py checks this against pickle with torch.
+    """
+    assert len(shape) == 2, "boundary tensors are [tokens, hidden]"
+    per_dim = sum(_int_pickle_bytes(int(d)) for d in shape)
+    return 96 + len(dtype) + sum(24 + len(key) + per_dim for key in tensors)
+
+
 @dataclass(frozen=True)
 class Call:
     """One communication call of an engine step, in the order the engine makes it."""
@@ -44,16 +136,19 @@ class Call:
     collective: str
     msg_bytes: float  # nccl-tests S
     count: float  # elements in S
-    group: str  # the pattern's group: "tp" (a stage's tensor-parallel ranks) or "pp" (a stage boundary)
-    members: tuple  # the ranks: a TP group (r, ...), or a send's (src, dst) pairs ((s, d), ...)
+    group: str  # "tp" (a stage's tensor-parallel ranks), "pp" (a stage boundary), "pp_cpu" (its gloo group)
+    members: tuple  # the ranks: a group (r, ...), or a send's (src, dst) pairs ((s, d), ...)
     group_size: int
     shape: str
     stage: int  # the stage that issues the call (a boundary's sending stage)
+    dtype: str = ""
+    replica: int = 0  # which of the concurrent copies (DP replica, or the TP rank of a PP/DP group) makes it
 
 
 @dataclass(frozen=True)
 class CommOp:
-    """A site's calls of one (micro-batch) step through all stages, aggregated from engine_calls."""
+    """A site's calls of one (micro-batch) step through all stages, aggregated from engine_calls
+    (concurrent copies in other DP replicas or PP/DP groups are listed in members, counted once)."""
 
     phase: str
     site: str
@@ -62,7 +157,7 @@ class CommOp:
     msg_bytes: float  # nccl-tests S of one call
     count: float  # elements in S
     calls: int  # calls per (micro-batch) step of this phase
-    group: str  # "tp" or "pp": which parallel dimension's communicator carries the calls
+    group: str  # "tp", "pp" or "pp_cpu": which communicator carries the calls
     members: tuple  # TP: every stage's rank group; PP send: (src, dst) pairs; PP all-gather: (receiving group,)
     group_size: int
     shape: str
@@ -82,108 +177,222 @@ class CommOp:
         return wire_time_s(self.collective, self.msg_bytes, self.group_size, LINKS[link_name])
 
 
-def _dims(plan: ParallelPlan, step: StepShape) -> dict[str, float]:
+#: Fixed site dtypes' element sizes (activation sites take the card's).
+SITE_DTYPE_BYTES = {"float32": 4, "int64": 8, "int32": 4, "uint8": 1}
+
+
+def _dims(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None, token_budget: int) -> dict[str, float]:
+    m = plan.model
+    tokens = engine.padded_tokens(step.tokens, token_budget) if engine else step.tokens
+    moe_hidden = m.hidden_size
+    if engine and m.weight_bytes("experts") == QUANT_WEIGHT_BYTES["mxfp4"]:
+        align = MOE_KERNEL_HIDDEN_ALIGN[engine.moe_kernel]
+        moe_hidden = -(-m.hidden_size // align) * align
     return {
-        "tokens": step.tokens,
+        "tokens": tokens,
         "sampled": step.sampled,
-        "hidden": plan.model.hidden_size,
+        "hidden": m.hidden_size,
+        "moe_hidden": moe_hidden,
+        "mamba_x_proj": m.mamba_x_proj_width,
         "vocab_per_tp": plan.padded_vocab // plan.tp,
+        "experts": m.num_experts,
+        "topk_per_ep": m.experts_per_token / (plan.dp * plan.tp),
+        "dp": plan.dp,
+        "metadata_bytes": metadata_pickle_bytes(m.boundary_tensors, (int(math.ceil(tokens)), m.hidden_size),
+                                                m.activation_dtype),
     }
 
 
-def _issues(site: Site, plan: ParallelPlan, stage: int, layer: int | None) -> bool:
+#: Named rules a site's `when` refers to (patterns/*.toml): each takes the plan.
+_WHEN = {
+    "": lambda plan, engine: True,
+    "mamba_single_group": lambda plan, engine: plan.model.mamba_n_groups == 1,
+    "all2all_allgather": lambda plan, engine: ALL2ALL_BACKENDS[(engine or EngineOptions()).all2all] == "all2all_allgather",
+    "all2all_kernels": lambda plan, engine: ALL2ALL_BACKENDS[(engine or EngineOptions()).all2all] == "all2all_kernels",
+}
+
+
+def _issues(site: Site, plan: ParallelPlan, stage: int, layer: int | None, block: str | None,
+            engine: EngineOptions | None) -> bool:
     """Whether `stage` issues `site` at this point of its forward: before its layers (layer None,
-    first-stage per_forward sites), at `layer`, or after them (layer -1, last-stage per_forward)."""
-    m: ModelCard = plan.model
+    first-stage per_forward sites), in `layer`'s `block`, or after them (layer -1, last-stage per_forward)."""
     if site.repeat == "per_forward":
         owner_ok = site.owner == "every_stage" or (site.owner == "first_stage" and stage == 0) or \
             (site.owner == "last_stage" and stage == plan.pp - 1)
         wanted = -1 if site.owner == "last_stage" else None
-        return owner_ok and layer == wanted
-    if layer is None or layer < 0:
-        return False
-    return site.repeat == "per_layer" or (site.repeat == "per_moe_layer" and m.moe_layer_mask[layer]) or \
-        (site.repeat == "per_dense_layer" and not m.moe_layer_mask[layer])
+        return owner_ok and layer == wanted and block is None
+    return block is not None and block in site.blocks and _WHEN[site.when](plan, engine)
 
 
-def engine_calls(plan: ParallelPlan, step: StepShape) -> list[Call]:
-    """Every communication call of one (micro-batch) step through all stages, in engine order.
+def _engine_sites(pattern: str, engine: EngineOptions | None) -> tuple[Site, ...]:
+    """The pattern's sites this engine makes. Without engine options (the serving model's
+    bytes-linear view) only the sites that scale with tokens: no metadata, no per-step broadcast."""
+    sites = load_pattern(pattern).sites
+    if engine is None:
+        return tuple(s for s in sites if not s.cpu_group and s.repeat != "per_step")
+    return tuple(s for s in sites if not s.engines or engine.name in s.engines)
 
-    Stage by stage: its TP calls (first-stage sites, then layer by layer, then last-stage sites),
-    then its boundary to the next stage (each tensor's send, split 1/tp per pair when tp > 1 and
-    all-gathered by the receiving stage, vLLM V1's all_gather_group). The one place where the
-    patterns' repeat and owner fields are read.
-    """
-    dims = _dims(plan, step)
-    typesize = DTYPE_BYTES[plan.model.activation_dtype]
-    tp_sites = load_pattern("tp").sites if plan.tp > 1 else ()
-    calls: list[Call] = []
+
+@dataclass(frozen=True)
+class _Slot:
+    """One call of a step before its sizes are known: the plan's structure, built once per plan."""
+
+    name: str
+    site: Site
+    kind: str  # "collective"; "send" (a boundary tensor, 1/split per pair); "regather" (the receiver's all-gather)
+    group: str
+    members: tuple
+    n: int
+    stage: int
+    replica: int = 0
+    split: int = 1
+
+
+@lru_cache(maxsize=256)
+def _slots(plan: ParallelPlan, engine: EngineOptions | None) -> tuple[_Slot, ...]:
+    """Every call of a step in engine order (see engine_calls), without sizes."""
+    # long: the engine's order of a step, stage by stage, in one loop the reader can follow
+    m = plan.model
+    tp_sites = _engine_sites("tp", engine) if plan.tp > 1 else ()
+    ep_sites = _engine_sites("ep", engine) if plan.dp > 1 else ()
+    pp_sites = _engine_sites("pp", engine) if plan.pp > 1 else ()
+    slots: list[_Slot] = []
     for stage in range(plan.pp):
-        group = tuple(plan.ranks_of_stage(stage))
         for layer in (None, *plan.stage_layer_range(stage), -1):
-            for site in tp_sites:
-                if _issues(site, plan, stage, layer):
-                    count = _product(dims, site.shape)
-                    coll = get_collective(site.collective)
-                    calls.append(Call(site.name, site.collective, coll.msg_bytes(count, typesize, plan.tp),
-                                      count * (plan.tp if coll.gathers else 1), "tp", group, plan.tp,
-                                      _shape(site.shape, dims), stage))
+            blocks = (None,) if layer is None or layer < 0 else m.blocks_of(layer)
+            for block in blocks:
+                # the EP exchange of an MoE block comes before its TP all-reduce (FusedMoE.forward_impl)
+                for site in ep_sites:
+                    if _issues(site, plan, stage, layer, block, engine):
+                        label = "ep_cpu" if site.cpu_group else "ep"
+                        slots += [_Slot(site.name, site, "collective", label, group, plan.dp, stage, t)
+                                  for t, group in enumerate(plan.dp_groups())]
+                for site in tp_sites:
+                    if _issues(site, plan, stage, layer, block, engine):
+                        slots += [_Slot(site.name, site, "collective", "tp", tuple(plan.ranks_of_stage(stage, r)),
+                                        plan.tp, stage, r) for r in range(plan.dp)]
         if stage == plan.pp - 1:
             continue
-        dst = tuple(plan.ranks_of_stage(stage + 1))
-        for site in load_pattern("pp").sites:
-            count = _product(dims, site.shape)
+        group, dst = tuple(plan.ranks_of_stage(stage)), tuple(plan.ranks_of_stage(stage + 1))
+        for site in (s for s in pp_sites if s.repeat == "per_boundary"):
             split = plan.tp if site.split_across_tp and plan.tp > 1 else 1
-            name = f"stage{stage}->stage{stage + 1}.{site.name.split('.')[-1]}"
-            calls.append(Call(name, site.collective, count / split * typesize, count / split, "pp",
-                              tuple(zip(group, dst)), 2, _shape(site.shape, dims) + (f"/{split}" if split > 1 else ""),
-                              stage))
-            if split > 1:  # the receiving stage all-gathers the split tensor (all_gather_group)
-                calls.append(Call(name + ".all_gather", "all_gather", count * typesize, count, "pp", dst, plan.tp,
-                                  _shape(site.shape, dims), stage + 1))
-    return calls
+            for tensor in (m.boundary_tensors if site.per_tensor else (site.name.split(".")[-1],)):
+                name = f"stage{stage}->stage{stage + 1}.{tensor}"
+                slots.append(_Slot(name, site, "send", "pp_cpu" if site.cpu_group else "pp", tuple(zip(group, dst)),
+                                   2, stage, split=split))
+                if split > 1:  # the receiving stage all-gathers the split tensor (all_gather_group)
+                    slots.append(_Slot(name + ".all_gather", site, "regather", "pp", dst, plan.tp, stage + 1))
+    for site in (s for s in pp_sites if s.repeat == "per_step"):
+        for t in range(plan.tp):  # one PP group per TP rank: (t, t + tp, ...), rooted at the last stage
+            members = tuple(stage * plan.tp + t for stage in range(plan.pp))
+            slots.append(_Slot(site.name, site, "collective", "pp", members, plan.pp, plan.pp - 1, t))
+    return tuple(slots)
 
 
-def step_ops(plan: ParallelPlan, step: StepShape, phase: str) -> list[CommOp]:
-    """engine_calls aggregated per site: TP sites in pattern order, then the boundaries in stage order."""
-    by_site: dict[str, list[Call]] = {}
-    for call in engine_calls(plan, step):
-        by_site.setdefault(call.site, []).append(call)
-    order = {site.name: i for i, site in enumerate(load_pattern("tp").sites)}
-    dtype = plan.model.activation_dtype
+def _sized(slot: _Slot, dims: dict, m: ModelCard) -> Call:
+    """The Call a slot makes in a step of these dimensions."""
+    site = slot.site
+    count = _product(dims, site.shape)
+    typesize, dtype, shape = _typesize(site, m), _dtype(site, m), _shape(site.shape, dims)
+    if slot.kind == "send":
+        return Call(slot.name, site.collective, count / slot.split * typesize, count / slot.split, slot.group,
+                    slot.members, 2, shape + (f"/{slot.split}" if slot.split > 1 else ""), slot.stage, dtype)
+    if slot.kind == "regather":
+        return Call(slot.name, "all_gather", count * typesize, count, slot.group, slot.members, slot.n, shape,
+                    slot.stage, dtype)
+    coll = get_collective(site.collective)
+    return Call(slot.name, site.collective, coll.msg_bytes(count, typesize, slot.n),
+                count * (slot.n if coll.gathers else 1), slot.group, slot.members, slot.n, shape, slot.stage, dtype,
+                slot.replica)
+
+
+def engine_calls(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None = None,
+                 token_budget: int = 1 << 30) -> list[Call]:
+    """Every communication call of one (micro-batch) step through all stages, in engine order.
+
+    Stage by stage: its EP and TP calls (first-stage sites, then layer by layer each block's sites,
+    then last-stage sites), then its boundary to the next stage (the metadata over the CPU group,
+    then each boundary tensor's send, split 1/tp per pair when tp > 1 and all-gathered by the
+    receiving stage, vLLM V1's all_gather_group); last, the per-step sites (vllm-v2's sampled-token
+    broadcast from the last stage). The one place where the patterns' repeat and owner fields are read.
+    `engine` None gives the bytes-linear view the serving model uses (no padding, no metadata).
+    """
+    dims = _dims(plan, step, engine, token_budget)
+    return [_sized(slot, dims, plan.model) for slot in _slots(plan, engine)]
+
+
+def _typesize(site: Site, m: ModelCard) -> float:
+    return DTYPE_BYTES[m.activation_dtype] if site.dtype == "activation" else SITE_DTYPE_BYTES[site.dtype]
+
+
+def _dtype(site: Site, m: ModelCard) -> str:
+    return m.activation_dtype if site.dtype == "activation" else site.dtype
+
+
+@lru_cache(maxsize=256)
+def _site_summary(plan: ParallelPlan, engine: EngineOptions | None) -> tuple:
+    """Per site, in display order (EP and TP sites in pattern order, then the boundaries in stage
+    order): (first slot, calls per step, members). Concurrent copies (each DP replica's TP call,
+    each TP rank's PP broadcast or DP exchange) are listed in members and counted once."""
+    by_site: dict[str, list[_Slot]] = {}
+    for slot in _slots(plan, engine):
+        by_site.setdefault(slot.name, []).append(slot)
+    order = {site.name: i for i, site in enumerate((*load_pattern("ep").sites, *load_pattern("tp").sites))}
+    summary = []
+    for name in sorted(by_site, key=lambda n: (by_site[n][0].group not in ("tp", "ep", "ep_cpu"), order.get(n, 0))):
+        slots = by_site[name]
+        first = slots[0]
+        if first.kind == "send":
+            members = first.members
+        elif first.group in ("tp", "ep", "ep_cpu") or first.site.collective == "broadcast":
+            members = tuple(dict.fromkeys(s.members for s in slots))
+        else:
+            members = (first.members,)
+        summary.append((first, sum(1 for s in slots if s.replica == 0), members))
+    return tuple(summary)
+
+
+def step_ops(plan: ParallelPlan, step: StepShape, phase: str, engine: EngineOptions | None = None,
+             token_budget: int = 1 << 30) -> list[CommOp]:
+    """engine_calls aggregated per site (_site_summary's order and counts)."""
+    dims = _dims(plan, step, engine, token_budget)
     ops = []
-    for name in sorted(by_site, key=lambda n: (by_site[n][0].group != "tp", order.get(n, 0))):
-        calls = by_site[name]
-        first = calls[0]
-        members = tuple(dict.fromkeys(c.members for c in calls)) if first.group == "tp" else \
-            (first.members if first.collective == "send_recv" else (first.members,))
-        ops.append(CommOp(phase, name, first.collective, dtype, first.msg_bytes, first.count, len(calls), first.group,
-                          members, first.group_size, first.shape))
+    for slot, calls, members in _site_summary(plan, engine):
+        c = _sized(slot, dims, plan.model)
+        ops.append(CommOp(phase, slot.name, c.collective, c.dtype, c.msg_bytes, c.count, calls, c.group, members,
+                          c.group_size, c.shape))
     return ops
 
 
-def _product(dims: dict[str, float], shape: tuple[str, ...]) -> float:
+def _product(dims: dict[str, float], shape: tuple) -> float:
     value = 1.0
     for dim in shape:
-        value *= dims[dim]
+        value *= dim if isinstance(dim, int) else dims[dim]
     return int(value) if float(value).is_integer() else value
 
 
-def _shape(shape: tuple[str, ...], dims: dict[str, float]) -> str:
-    return "[" + ", ".join(f"{dims[d]:g}" for d in shape) + "]"
+def _shape(shape: tuple, dims: dict[str, float]) -> str:
+    return "[" + ", ".join(f"{d if isinstance(d, int) else dims[d]:g}" for d in shape) + "]"
 
 
 def phase_steps(plan: ParallelPlan, w: Workload) -> dict[str, StepShape]:
     """Representative step of each phase: the first full prefill chunk and a full decode step.
 
     PP keeps pp micro-batches in flight, so its decode step is a micro-batch of ceil(B/pp)
-    requests; a prefill micro-batch is one chunk of up to the token budget.
+    requests; a prefill micro-batch is one chunk of up to the token budget. With dp replicas
+    (mode ep) each replica schedules its own ceil(B/dp) requests.
     """
+    w = replica_workload(plan, w)
     decode = -(-w.batch // plan.pp)
     return {
         "prefill": StepShape(w.prefill_chunk_tokens, w.prefill_chunk_requests),
         "decode": StepShape(decode, decode),
     }
+
+
+def replica_workload(plan: ParallelPlan, w: Workload) -> Workload:
+    """What one DP replica's scheduler sees: ceil(B/dp) of the B requests (the workload itself when dp = 1)."""
+    return w if plan.dp == 1 else dataclasses.replace(w, batch=-(-w.batch // plan.dp))
 
 
 @dataclass(frozen=True)
@@ -192,13 +401,20 @@ class Trace:
     workload: Workload
     steps: dict = field(hash=False)
     ops: tuple[CommOp, ...]
+    engine: EngineOptions = EngineOptions()
 
     @property
     def inputs(self) -> dict:
-        w = self.workload
+        w, e = self.workload, self.engine
         return {"model": self.plan.model.name, "mode": self.plan.mode, "tp": self.plan.tp, "pp": self.plan.pp,
                 "batch": w.batch, "isl": w.isl, "osl": w.osl, "scenario": w.scenario,
-                "token_budget": w.token_budget, "world_size": self.plan.world_size}
+                "token_budget": w.token_budget, "world_size": self.plan.world_size,
+                "engine": e.name, "cuda_graphs": e.cuda_graphs, "moe_kernel": e.moe_kernel}
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the trace could not derive exactly (from the model card), said in every output."""
+        return list(self.plan.model.warnings)
 
     def ops_frame(self) -> pd.DataFrame:
         rows = []
@@ -220,16 +436,17 @@ class Trace:
 
         PP runs the schedule with pp micro-batches in flight, each up to the token budget, so the
         scheduler sees pp x budget tokens per round; a round of T tokens over s sequences becomes
-        m = min(pp, s) micro-batches of T/m tokens.
+        m = min(pp, s) micro-batches of T/m tokens. With dp replicas the totals are one replica's
+        (every replica makes the same calls on its share of the requests).
         """
-        plan, w = self.plan, self.workload
+        plan, w = self.plan, replica_workload(self.plan, self.workload)
         schedule = build_schedule(w, w.token_budget * plan.pp)
         totals = dict.fromkeys(("calls", "msg_bytes", "wire_bytes_per_rank", *(f"wire_s_{l}" for l in THEORY_LINKS)), 0.0)
         for group in schedule.groups:
             micro = plan.micro_batches(group.seqs)
             shape = StepShape(group.tokens / micro, group.seqs / micro)
             phase = "prefill" if group.prefill_segments else "decode"
-            for op in step_ops(plan, shape, phase):
+            for op in step_ops(plan, shape, phase, self.engine, w.token_budget):
                 n = group.count * micro * op.calls
                 totals["calls"] += n
                 totals["msg_bytes"] += n * op.msg_bytes
@@ -252,7 +469,7 @@ class Trace:
                 **{f"wire_ms_{l}": sum(o.calls * o.wire_time_s(l) for o in ops) * 1e3 for l in THEORY_LINKS},
             })
         run = self.run_totals
-        out_tokens = self.workload.output_tokens
+        out_tokens = replica_workload(self.plan, self.workload).output_tokens
         for scope, div in (("per output token", out_tokens), ("whole run", 1)):
             rows.append({
                 "scope": scope,
@@ -266,13 +483,18 @@ class Trace:
     def to_dict(self) -> dict:
         return {
             **self.inputs,
+            "engine_description": ENGINES[self.engine.name],
+            "family": self.plan.model.family,
+            "warnings": self.warnings,
             "steps": {phase: asdict(s) for phase, s in self.steps.items()},
             "ops": self.ops_frame().to_dict(orient="records"),
             "totals": self.totals_frame().to_dict(orient="records"),
         }
 
 
-def make_trace(plan: ParallelPlan, workload: Workload) -> Trace:
+def make_trace(plan: ParallelPlan, workload: Workload, engine: EngineOptions | None = None) -> Trace:
+    engine = engine or EngineOptions()
     steps = phase_steps(plan, workload)
-    ops = tuple(op for phase, shape in steps.items() for op in step_ops(plan, shape, phase))
-    return Trace(plan, workload, steps, ops)
+    ops = tuple(op for phase, shape in steps.items()
+                for op in step_ops(plan, shape, phase, engine, workload.token_budget))
+    return Trace(plan, workload, steps, ops, engine)

@@ -69,8 +69,12 @@ class MpiBackend:
         sub = self.comm.Split(0 if member else self.MPI.UNDEFINED, self.rank)
         if not member:
             return None
+        order = sorted(ranks)  # Split keyed by world rank: sub-communicator rank = position in sorted ranks
         return SimpleNamespace(all_reduce=functools.partial(sub.Allreduce, self.MPI.IN_PLACE),
-                               all_gather=lambda out, inp: sub.Allgather(inp, out))
+                               all_gather=lambda out, inp: sub.Allgather(inp, out),
+                               reduce_scatter=lambda out, inp: sub.Reduce_scatter_block(inp, out, op=self._sum),
+                               all_to_all=lambda out, inp: sub.Alltoall(inp, out),
+                               broadcast=lambda buf, root: sub.Bcast(buf, root=order.index(root)))
 
     def to_numpy(self, buf) -> np.ndarray:
         return buf.cpu().numpy() if self.device == "cuda" else buf

@@ -56,7 +56,10 @@ class TorchBackend:
         if self.rank not in ranks:
             return None
         return SimpleNamespace(all_reduce=functools.partial(dist.all_reduce, group=group),
-                               all_gather=functools.partial(self._all_gather, group=group))
+                               all_gather=functools.partial(self._all_gather, group=group),
+                               reduce_scatter=functools.partial(self._reduce_scatter, group=group),
+                               all_to_all=functools.partial(dist.all_to_all_single, group=group),
+                               broadcast=lambda buf, root: dist.broadcast(buf, src=root, group=group))
 
     @staticmethod
     def elapsed_s(start, end) -> float:

@@ -1,0 +1,326 @@
+"""Trace of every architecture family in tests/configs/ against vLLM's model code, by hand.
+
+Each test names the vLLM file (current release; 0.11.0 where it differs) whose forward pass makes
+the calls, and works the expected call counts and bytes out from the config's own numbers.
+Unless said otherwise: TP=2, a decode step of 8 requests (8 is a CUDA-graph capture size, so the
+default graph padding leaves it alone), bf16 activations (2 bytes).
+"""
+
+import json
+import os
+import pickle
+import re
+import sys
+import types
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from commbench import CommbenchError
+from commbench.traffic.model_card import card_from_config, load_model_card
+from commbench.traffic.plan import ParallelPlan
+from commbench.traffic.trace import EngineOptions, make_trace, metadata_pickle_bytes
+from commbench.traffic.workload import Workload
+
+CONFIGS = Path(__file__).parent / "configs"
+BF16 = 2
+
+
+def decode_ops(config, mode="tp", batch=8, engine=None, **plan):
+    if isinstance(config, str):  # a corpus file, or a shipped model card by name
+        path = CONFIGS / f"{config}.json"
+        config = load_model_card(str(path) if path.exists() else config)
+    card = config
+    trace = make_trace(ParallelPlan.for_mode(card, mode, **plan), Workload(batch, 1024, 128), engine)
+    return {op.site: op for op in trace.ops if op.phase == "decode"}, trace
+
+
+def all_reduces(ops):
+    return sum(op.calls for op in ops.values() if op.collective == "all_reduce")
+
+
+@pytest.mark.parametrize("config", ["nemotron_h_legacy", "nemotron_h"])
+def test_nemotron_h_one_all_reduce_per_layer(config):
+    # vllm/model_executor/models/nemotron_h.py: each of the 52 layers is ONE block, chosen by
+    # hybrid_override_pattern "M-M-M-M*-M-M-M-M-M*-..." (transformers 5: layers_block_type):
+    # 24 "M" Mamba-2 (out_proj RowParallelLinear), 24 "-" MLP (down_proj), 4 "*" attention (o_proj).
+    # n_groups = 8 is divisible by tp = 2, so Mixer2RMSNormGated reduces within its own groups: no collective.
+    ops, trace = decode_ops(config)
+    assert ops["layer.mamba.out_proj"].calls == 24
+    assert ops["layer.mlp.down_proj"].calls == 24
+    assert ops["layer.attn.o_proj"].calls == 4
+    assert "layer.mamba.norm" not in ops and "layer.moe" not in ops
+    assert all_reduces(ops) == 52 + 1  # one per layer and the embedding; "two per layer" would say 105
+    assert ops["layer.mamba.out_proj"].msg_bytes == 8 * 4096 * BF16
+    assert trace.plan.model.warnings  # predict's uniform-layer terms do not fit: said, not silent
+
+
+def test_granite_hybrid_mamba2_single_group_norm_all_reduce():
+    # vllm/model_executor/layers/mamba/mamba_mixer2.py Mixer2RMSNormGated.forward_native: n_groups == 1
+    # and tp > 1 -> all-reduce of the per-token sum of squares, [tokens, 1] float32.
+    # granitemoehybrid.py: every layer is a mixer (6 Mamba-2, 2 attention) plus the MoE FFN.
+    ops, _ = decode_ops("granitemoehybrid")
+    assert ops["layer.mamba.norm"].calls == 6 and ops["layer.mamba.norm"].msg_bytes == 8 * 1 * 4
+    assert ops["layer.mamba.norm"].dtype == "float32"
+    assert ops["layer.mamba.out_proj"].calls == 6 and ops["layer.attn.o_proj"].calls == 2
+    assert ops["layer.moe"].calls == 8
+    assert all_reduces(ops) == 6 + 6 + 2 + 8 + 1
+
+
+def test_jamba_mamba1_x_proj_and_periodic_experts():
+    # vllm/model_executor/layers/mamba/mamba_mixer.py: x_proj is a RowParallelLinear from the
+    # sharded intermediate size to dt_rank + 2 * d_state = 256 + 2 * 16 = 288 -> an all-reduce of
+    # [tokens, 288]; out_proj another. jamba.py: attention where i % 8 == 4 (4 layers), Mamba
+    # elsewhere (28); MoE where i % 2 == 1 (16 layers), a dense MLP elsewhere (16).
+    ops, _ = decode_ops("jamba")
+    assert ops["layer.mamba.x_proj"].calls == 28 and ops["layer.mamba.x_proj"].msg_bytes == 8 * 288 * BF16
+    assert ops["layer.mamba.out_proj"].calls == 28 and ops["layer.attn.o_proj"].calls == 4
+    assert ops["layer.moe"].calls == 16 and ops["layer.mlp.down_proj"].calls == 16
+    assert all_reduces(ops) == 28 * 2 + 4 + 16 + 16 + 1
+
+
+def test_qwen3_next_gated_deltanet_layers():
+    # qwen3_next.py: layer_types 3 x linear_attention then full_attention, 48 layers -> 36 Gated
+    # DeltaNet (out_proj RowParallelLinear; RMSNormGated per head: no collective) and 12 attention;
+    # every layer's sparse MoE block (shared expert included) reduces once.
+    ops, _ = decode_ops("qwen3_next")
+    assert ops["layer.linear_attn.out_proj"].calls == 36 and ops["layer.attn.o_proj"].calls == 12
+    assert ops["layer.moe"].calls == 48 and all_reduces(ops) == 36 + 12 + 48 + 1
+    assert ops["layer.moe"].msg_bytes == 8 * 2048 * BF16
+
+
+def test_cohere_parallel_block_one_all_reduce():
+    # commandr.py CohereDecoderLayer: attention and MLP read the same normed input, o_proj and
+    # down_proj have reduce_results=False, one tensor_model_parallel_all_reduce of their sum.
+    ops, _ = decode_ops("cohere")
+    assert set(ops) == {"embed", "layer.parallel_block", "lm_head"}
+    assert ops["layer.parallel_block"].calls == 40 and ops["layer.parallel_block"].msg_bytes == 8 * 8192 * BF16
+
+
+def test_falcon_parallel_block_and_single_tensor_boundary():
+    # falcon.py: new_decoder_architecture -> reduce_row_parallel_results False: one all-reduce per
+    # layer; its IntermediateTensors hold hidden_states only (no residual).
+    ops, _ = decode_ops("falcon")
+    assert ops["layer.parallel_block"].calls == 60 and all_reduces(ops) == 61
+    pp, _ = decode_ops("falcon", mode="pp")
+    sends = [op for op in pp.values() if op.group == "pp"]
+    assert [op.site for op in sends] == ["stage0->stage1.hidden_states"]
+    assert sends[0].msg_bytes == 4 * 8192 * BF16  # a micro-batch of 8 / 2 requests
+    # the metadata pickle names one tensor: 96 + len("bfloat16") + 24 + len("hidden_states") + 2 + 3
+    assert pp["stage0->stage1.metadata"].msg_bytes == 96 + 8 + 24 + 13 + 2 + 3
+
+
+def test_minimax_m2_qk_norm_spans_tp():
+    # minimax_m2.py: MiniMaxText01RMSNormTP.forward_qkv -> rms_norm_tp.py _all_reduce_variance of the
+    # q and k variances, [tokens, 2] float32, before attention in every layer.
+    ops, _ = decode_ops("minimax_m2")
+    assert ops["layer.attn.qk_norm"].calls == 62 and ops["layer.attn.qk_norm"].msg_bytes == 8 * 2 * 4
+    assert ops["layer.attn.o_proj"].calls == 62 and ops["layer.moe"].calls == 62
+    assert all_reduces(ops) == 3 * 62 + 1
+
+
+def test_longcat_flash_dense_mlps_beside_the_moe_reduce_separately():
+    # longcat_flash.py FlashDecoderLayer: self_attn[0], the MoE, mlps[0], self_attn[1], mlps[1]: each a
+    # RowParallel output reduced on its own: 2 + 1 + 2 all-reduces in each of num_layers = 28 layers.
+    card = load_model_card(str(CONFIGS / "longcat_flash.json"))
+    assert card.blocks_of(0) == ("attention", "moe", "mlp", "attention", "mlp")
+    ops, _ = decode_ops(card)
+    assert ops["layer.attn.o_proj"].calls == 56 and ops["layer.mlp.down_proj"].calls == 56
+    assert ops["layer.moe"].calls == 28 and all_reduces(ops) == 5 * 28 + 1
+
+
+def test_nemotron_nas_block_configs():
+    # nemotron_nas.py DeciLMDecoderLayer: attention.no_op / ffn.no_op layers have no such block (and
+    # no all-reduce); each FFN's width is _ffn_mult_to_intermediate_size(ffn_mult, hidden) =
+    # round_up(int(2 * ffn_mult * hidden / 3), 256).
+    card = load_model_card(str(CONFIGS / "nemotron_nas.json"))
+    assert card.layer_mlp_width[0] == 28672  # 2 * 5.25 * 8192 / 3 = 28672
+    assert card.layer_mlp_width[6] == 2816  # 2 * 0.5 * 8192 / 3 = 2730.67 -> 2730 -> 2816
+    ops, _ = decode_ops(card)
+    assert ops["layer.attn.o_proj"].calls == 5  # layers 2, 3 and 6 have no attention
+    assert ops["layer.mlp.down_proj"].calls == 7  # layer 4 has no FFN
+    assert all_reduces(ops) == 5 + 7 + 1
+
+
+def test_gpt2_aliases_float32_and_single_tensor_boundary():
+    # gpt2.py: n_embd / n_layer / n_head are HF attribute_map aliases; no dtype in the config -> float32
+    # -> vLLM's auto dtype serves bfloat16 (vllm/config/model.py _resolve_auto_dtype); the MLP width
+    # defaults to 4 x n_embd; IntermediateTensors(['hidden_states']).
+    card = load_model_card(str(CONFIGS / "gpt2.json"))
+    assert (card.hidden_size, card.num_hidden_layers, card.num_attention_heads) == (768, 12, 12)
+    assert card.activation_dtype == "bfloat16" and card.intermediate_size == 4 * 768
+    ops, _ = decode_ops(card)
+    assert ops["layer.attn.o_proj"].msg_bytes == 8 * 768 * BF16 and all_reduces(ops) == 2 * 12 + 1
+    # vocab 50257 -> padded to 50304 (a multiple of 64), half per rank, gathered: S = 8 x 50304 x 2 B
+    assert ops["lm_head"].msg_bytes == 8 * 50304 * BF16
+
+
+@pytest.mark.parametrize("config, field", [("zamba2", "zamba2"), ])
+def test_unmodelled_family_fails_naming_it(config, field):
+    with pytest.raises(CommbenchError, match=rf"model_type '{field}' cannot be traced: its 'hybrid' layers"):
+        load_model_card(str(CONFIGS / f"{config}.json"))
+
+
+BASE = {"num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4, "vocab_size": 1000,
+        "intermediate_size": 512}
+
+
+def test_unknown_layer_kind_and_pattern_char_name_the_field():
+    with pytest.raises(CommbenchError, match=r"layer_types\[2\] = 'retention' is a layer kind commbench cannot model; valid:"):
+        card_from_config({**BASE, "layer_types": ["full_attention"] * 2 + ["retention", "full_attention"]}, "x")
+    with pytest.raises(CommbenchError, match=r"hybrid_override_pattern has 'X'; valid: M, \*, -, E"):
+        card_from_config({**BASE, "model_type": "nemotron_h", "hybrid_override_pattern": "M*X-"}, "x")
+    with pytest.raises(CommbenchError, match=r"has ssm_state_size .* but no per-layer list"):
+        card_from_config({**BASE, "ssm_state_size": 128}, "x")
+
+
+def test_dtype_rules():
+    # transformers 5 writes `dtype`, older files `torch_dtype`; float32 (or none) is served in bf16.
+    assert card_from_config({**BASE, "torch_dtype": "float32"}, "x").activation_dtype == "bfloat16"
+    assert card_from_config({**BASE, "dtype": "float16"}, "x").activation_dtype == "float16"
+    assert card_from_config(BASE, "x").activation_dtype == "bfloat16"
+
+
+def test_config_aliases_and_text_config_library_default():
+    for key in ("top_k_experts", "num_experts_per_token"):
+        card = card_from_config({**BASE, "num_local_experts": 8, key: 2, "moe_intermediate_size": 128}, "x")
+        assert card.experts_per_token == 2 and card.num_experts == 8
+    # a Mistral3 wrapper whose text_config names no vocab_size: MistralConfig's default 32000
+    wrapped = {"model_type": "mistral3", "text_config": {k: v for k, v in BASE.items() if k != "vocab_size"}}
+    assert card_from_config(wrapped, "x").vocab_size == 32000
+
+
+@pytest.mark.parametrize("engine, batch, padded", [
+    ("vllm-v1", 260, 264),  # 0.11.0: [1, 2, 4] + range(8, 513, 8)
+    ("vllm-v2", 260, 272),  # current: ... range(8, 256, 8) + range(256, 513, 16)
+    ("vllm-v1", 3, 4), ("vllm-v2", 600, 600),  # above the largest capture size (512): no graph, no padding
+])
+def test_cuda_graph_padding(engine, batch, padded):
+    ops, _ = decode_ops("llama-3.1-8b-instruct", batch=batch, engine=EngineOptions(engine))
+    card = load_model_card("llama-3.1-8b-instruct")
+    assert ops["layer.attn.o_proj"].msg_bytes == padded * 4096 * BF16
+    # the logits gather carries the sampled rows, never padded: 128256 / 2 per rank, gathered
+    assert ops["lm_head"].msg_bytes == batch * (card.vocab_size // 2) * 2 * BF16
+    eager, _ = decode_ops("llama-3.1-8b-instruct", batch=batch, engine=EngineOptions(engine, cuda_graphs=False))
+    assert eager["layer.attn.o_proj"].msg_bytes == batch * 4096 * BF16
+
+
+@pytest.mark.parametrize("kernel, hidden", [("triton", 2880), ("marlin", 3072), ("flashinfer-cutlass", 2944)])
+def test_mxfp4_moe_kernel_pads_the_moe_all_reduce(kernel, hidden):
+    # mxfp4.py Mxfp4MoEMethod.create_weights: Marlin round_up(2880, 256) = 3072; CUTLASS 128 -> 2944;
+    # FusedMoE.forward_native pads the input, the all-reduce inside moe_forward carries the padded
+    # width, and the output is sliced back: attention's o_proj is untouched.
+    ops, _ = decode_ops("gpt-oss-120b", batch=64, engine=EngineOptions(moe_kernel=kernel))
+    assert ops["layer.moe"].msg_bytes == 64 * hidden * BF16
+    assert ops["layer.attn.o_proj"].msg_bytes == 64 * 2880 * BF16
+
+
+def test_vllm_v2_broadcasts_sampled_tokens_across_pp():
+    # vllm/v1/worker/gpu/pp_utils.py: every step the last PP rank broadcasts sampled_tokens
+    # [num_reqs, 1] int64 and (num_sampled, num_rejected) [2, num_reqs] int32; 0.11.0 does not.
+    v2, _ = decode_ops("llama-3.1-8b-instruct", mode="pp", engine=EngineOptions("vllm-v2"))
+    assert v2["sampled_tokens"].collective == "broadcast" and v2["sampled_tokens"].msg_bytes == 4 * 8
+    assert v2["sampled_counts"].msg_bytes == 2 * 4 * 4 and v2["sampled_tokens"].peers == "[0,1]"
+    v1, _ = decode_ops("llama-3.1-8b-instruct", mode="pp", engine=EngineOptions("vllm-v1"))
+    assert "sampled_tokens" not in v1
+
+
+def test_expert_parallel_allgather_reducescatter_by_hand():
+    # gpt-oss-120b, --data-parallel-size 2 --enable-expert-parallel, batch 128: each replica decodes
+    # 64 requests. all2all.py AgRsAll2AllManager: dispatch all_gatherv of hidden_states [64, 2880] and
+    # router_logits [64, 128 experts] over the DP group, combine reduce_scatterv; per MoE layer (36).
+    ops, trace = decode_ops("gpt-oss-120b", mode="ep", batch=128)
+    assert trace.plan.world_size == 2 and trace.plan.mode == "ep"
+    assert ops["layer.moe.dispatch"].msg_bytes == 2 * 64 * 2880 * BF16 == 737_280  # S = gathered total
+    assert ops["layer.moe.dispatch_router_logits"].msg_bytes == 2 * 64 * 128 * BF16
+    assert ops["layer.moe.combine"].collective == "reduce_scatter" and ops["layer.moe.combine"].msg_bytes == 737_280
+    assert all(ops[s].calls == 36 for s in ("layer.moe.dispatch", "layer.moe.combine"))
+    assert "layer.attn.o_proj" not in ops  # tp = 1: attention runs whole in each replica
+    # 0.11.0 forward_context.py DPMetadata.num_tokens_across_dp: all-reduce of int32 [dp]
+    assert ops["dp.num_tokens"].msg_bytes == 2 * 4 and ops["dp.num_tokens"].calls == 1
+
+
+def test_expert_parallel_all_to_all_and_tp_inside():
+    # DeepEP / pplx: each of 64 tokens goes to its top-4 experts: S = 64 x 4 x 2880 x 2 B each way
+    ops, _ = decode_ops("gpt-oss-120b", mode="ep", batch=128, engine=EngineOptions(all2all="all_to_all"))
+    assert ops["layer.moe.a2a_dispatch"].msg_bytes == 64 * 4 * 2880 * BF16
+    assert ops["layer.moe.a2a_combine"].collective == "all_to_all" and "layer.moe.dispatch" not in ops
+    # TP 2 inside 2 replicas: ranks [0,1] and [2,3] all-reduce; DP groups [0,2] and [1,3] exchange
+    tpep, trace = decode_ops("gpt-oss-120b", mode="ep", batch=128, tp=2)
+    assert trace.plan.world_size == 4
+    assert tpep["layer.attn.o_proj"].peers == "[0,1] [2,3]" and tpep["layer.attn.o_proj"].calls == 36
+    assert tpep["layer.moe.dispatch"].peers == "[0,2] [1,3]" and tpep["layer.moe"].calls == 36
+
+
+def test_metadata_pickle_size_matches_pickle():
+    # send_object pickles [(key, TensorMetadata("cuda", dtype, torch.Size([T, H]))), ...]
+    torch = pytest.importorskip("torch")
+    saved = {k: sys.modules.get(k) for k in ("vllm", "vllm.distributed", "vllm.distributed.parallel_state")}
+    module = types.ModuleType("vllm.distributed.parallel_state")
+    sys.modules.update({"vllm": types.ModuleType("vllm"), "vllm.distributed": types.ModuleType("vllm.distributed"),
+                        "vllm.distributed.parallel_state": module})
+    try:
+        meta = namedtuple("TensorMetadata", ["device", "dtype", "size"])  # vllm/distributed/parallel_state.py
+        meta.__module__ = module.__name__
+        module.TensorMetadata = meta
+        for keys in (("hidden_states",), ("hidden_states", "residual")):
+            for tokens in (1, 255, 256, 8192, 70000):
+                for dtype in ("bfloat16", "float16"):
+                    real = pickle.dumps([(k, meta("cuda", getattr(torch, dtype), torch.Size([tokens, 2880]))) for k in keys],
+                                        protocol=4)
+                    assert metadata_pickle_bytes(keys, (tokens, 2880), dtype) == len(real), (keys, tokens, dtype)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def test_trace_json_carries_engine_and_warnings(cli):
+    result = cli("trace", str(CONFIGS / "nemotron_h.json"), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for key in ("model", "mode", "tp", "pp", "batch", "ops", "totals", "steps"):  # the schema so far stays
+        assert key in data
+    assert data["engine"] == "vllm-v1" and data["cuda_graphs"] is True
+    assert data["warnings"] and "layers differ" in data["warnings"][0]
+    assert data["family"] == "nemotron_h"
+
+
+def test_unmodelled_model_exits_2_with_one_line(cli, tmp_path):
+    out = tmp_path / "t.csv"
+    result = cli("trace", str(CONFIGS / "zamba2.json"), "--csv", out)
+    assert result.exit_code == 2
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and "model_type 'zamba2' cannot be traced" in lines[0] and not out.exists()
+
+
+def _hub_cache(root: Path, repo: str, config: dict) -> None:
+    """The layout huggingface_hub's cache keeps: models--Org--Name/{refs/main, snapshots/<rev>/config.json}."""
+    folder = root / ("models--" + repo.replace("/", "--"))
+    rev = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(rev)
+    (folder / "snapshots" / rev).mkdir(parents=True)
+    (folder / "snapshots" / rev / "config.json").write_text(json.dumps(config))
+
+
+def test_hub_id_reads_config_from_the_cache_offline(tmp_path, monkeypatch):
+    pytest.importorskip("huggingface_hub")
+    import subprocess
+
+    _hub_cache(tmp_path / "hub", "Org/Tiny-Llama", {**BASE, "model_type": "llama", "torch_dtype": "bfloat16"})
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "commbench", "trace", "Org/Tiny-Llama", "--json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["model"] == "Org/Tiny-Llama"
+    ops = {op["site"]: op for op in data["ops"] if op["phase"] == "decode"}
+    assert ops["layer.attn.o_proj"]["msg_bytes"] == 1 * 256 * BF16 and ops["layer.attn.o_proj"]["calls"] == 4
+    missing = subprocess.run([sys.executable, "-m", "commbench", "trace", "Org/Not-Cached"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert missing.returncode == 2
+    assert re.fullmatch(r"commbench: error: cannot fetch config.json of hub model 'Org/Not-Cached'.*\n", missing.stderr)
