@@ -17,9 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from commbench import CommbenchError, __version__
+from commbench import CommbenchError, __version__, lazy_module
+
+pd = lazy_module("pandas")  # imported on first use: trace --json reports the environment without it
 
 SCHEMA_VERSION = 1
 FORMATS = (".csv", ".json", ".parquet")
@@ -31,10 +32,10 @@ interface, protocol and MCA settings), not a launcher's bookkeeping (OMPI_COMM_W
 
 def environment_metadata(**extra) -> dict:
     """Library versions, host, interpreter and the communication environment variables."""
-    versions = {"commbench": __version__, "python": platform.python_version(), "pandas": pd.__version__}
+    versions = {"commbench": __version__, "python": platform.python_version()}
     from importlib import metadata
 
-    for dist in ("torch", "mpi4py", "numpy", "matplotlib"):  # installed versions, imported or not
+    for dist in ("pandas", "torch", "mpi4py", "numpy", "matplotlib"):  # installed versions, imported or not
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

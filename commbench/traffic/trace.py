@@ -19,7 +19,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
 
-import pandas as pd
+from commbench import lazy_module
+
+pd = lazy_module("pandas")  # imported on first use
 
 from commbench.collectives import get_collective
 from commbench.fabric.links import LINKS, wire_time_s
@@ -417,6 +419,10 @@ class Trace:
         return list(self.plan.model.warnings)
 
     def ops_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.ops_records())
+
+    def ops_records(self) -> list[dict]:
+        """The op rows (the --json / --csv schema) as plain dicts: no pandas on the trace path."""
         rows = []
         for op in self.ops:
             row = {k: v for k, v in asdict(op).items() if k not in ("members", "group")}
@@ -428,7 +434,7 @@ class Trace:
             for link in THEORY_LINKS:
                 row[f"wire_us_{link}"] = op.wire_time_s(link) * 1e6
             rows.append(row)
-        return pd.DataFrame(rows)
+        return rows
 
     @cached_property
     def run_totals(self) -> dict:
@@ -457,6 +463,9 @@ class Trace:
         return totals
 
     def totals_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.totals_records())
+
+    def totals_records(self) -> list[dict]:
         rows = []
         for phase in PHASES:
             ops = [o for o in self.ops if o.phase == phase]
@@ -478,7 +487,7 @@ class Trace:
                 "wire_bytes_per_rank": run["wire_bytes_per_rank"] / div,
                 **{f"wire_ms_{l}": run[f"wire_s_{l}"] / div * 1e3 for l in THEORY_LINKS},
             })
-        return pd.DataFrame(rows)
+        return rows
 
     def to_dict(self) -> dict:
         return {
@@ -487,8 +496,8 @@ class Trace:
             "family": self.plan.model.family,
             "warnings": self.warnings,
             "steps": {phase: asdict(s) for phase, s in self.steps.items()},
-            "ops": self.ops_frame().to_dict(orient="records"),
-            "totals": self.totals_frame().to_dict(orient="records"),
+            "ops": self.ops_records(),
+            "totals": self.totals_records(),
         }
 
 
