@@ -99,6 +99,11 @@ def test_every_json_output_is_strict(cli, tmp_path):
         doc = strict(result.output)  # raises on Infinity / NaN
         assert doc["schema_version"] == 1, args
         assert "environment" in doc or args[0] == "accuracy", args
+        if args[:2] == ("fabric", "fit"):  # confidence intervals are numbers (or null), never strings
+            for row in doc["rows"]:
+                for key in ("alpha_ci_lo_us", "alpha_ci_hi_us", "busbw_ci_lo_gbps", "busbw_ci_hi_gbps"):
+                    assert row[key] is None or isinstance(row[key], float), (key, row[key])
+                assert row["alpha_ci_lo_us"] <= row["alpha_us"] <= row["alpha_ci_hi_us"]
 
 
 def test_environment_keeps_what_changes_results(monkeypatch):

@@ -64,3 +64,36 @@ def test_a_lone_srun_task_fails_with_a_message_not_a_local_world():
                            "--timeout", "3"], env=_slurm_env(1, port), capture_output=True, text=True, timeout=90)
     assert proc.returncode == 2
     assert f"rank 1 could not join the gloo world at localhost:{port} within 3 s" in proc.stderr
+
+
+def test_detect_pmix_only_launch():
+    # prterun / prun without Open MPI's OMPI_COMM_WORLD_* variables: rank from PMIX_RANK, size from MPI_Init
+    launch = detect({"PMIX_RANK": "1", "PMIX_NAMESPACE": "prterun-x@1"})
+    assert (launch.world, launch.launcher, launch.rank) == ("mpi", "pmix", 1)
+    # Open MPI's mpiexec sets both: its OMPI_* variables win (they carry the size)
+    both = detect({"PMIX_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "1"})
+    assert (both.launcher, both.size) == ("mpiexec", 2)
+
+
+def test_pmix_launch_joins_through_mpi_and_refuses_gloo(tmp_path):
+    """A real PMIx launch: mpiexec's ranks with Open MPI's own variables removed, so only PMIx's remain."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import mpiexec_path
+
+    mpiexec = mpiexec_path()
+    if mpiexec is None or shutil.which("env") is None:
+        pytest.skip("no mpiexec")
+    strip = [a for v in ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK") for a in ("-u", v)]
+    base = [mpiexec, "-n", "2", "--oversubscribe", "env", *strip, sys.executable, "-m", "commbench", "sweep", "all_reduce",
+            "-b", "8", "-e", "64", "--iters", "3", "--json"]
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    done = subprocess.run([*base, "--backend", "mpi"], capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(done.stdout)
+    assert {row["ranks"] for row in data["rows"]} == {2} and all(row["wrong"] == 0 for row in data["rows"])
+    refused = subprocess.run([*base, "--backend", "gloo"], capture_output=True, text=True, env=env, timeout=180)
+    assert refused.returncode != 0
+    assert "a PMIx launcher started this process" in refused.stderr and "use --backend mpi" in refused.stderr

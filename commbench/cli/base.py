@@ -9,7 +9,6 @@ import os
 import sys
 
 import click
-import numpy as np
 from commbench import lazy_module
 
 pd = lazy_module("pandas")  # imported on first use

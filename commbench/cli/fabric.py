@@ -41,7 +41,7 @@ def fabric_links(ranks, msg_bytes):
     Example:
       commbench fabric links --ranks 4 --msg-bytes 1M
     """
-    from commbench.fabric import load_fabric, shipped_fabrics
+    from commbench.fabric import CI_COLUMNS, load_fabric, shipped_fabrics
     from commbench.fabric.links import LINKS, theory_time_s
 
     if ranks < 2:
@@ -60,7 +60,7 @@ def fabric_links(ranks, msg_bytes):
     print_frame(pd.DataFrame(rows), f"Link theory for n = {ranks} ranks, S = {S:,} B (GB = 1e9 B, per direction)",
                 {"measured_gbps": "{:.2f}", "latency_us": "{:.1f}"})
     frames = [load_fabric(name).to_frame() for name in shipped_fabrics()]
-    print_frame(pd.concat(frames, ignore_index=True).drop(columns=["collective", "alpha_ci_us", "busbw_ci_gbps"]),
+    print_frame(pd.concat(frames, ignore_index=True).drop(columns=["collective", *CI_COLUMNS]),
                 "Fabric profiles (fabrics/): t(S) = alpha + S x busbw factor / busbw, per size segment",
                 {"from_bytes": "{:,.0f}", "up_to_bytes": "{:,.0f}", "alpha_us": "{:.1f}", "busbw_gbps": "{:.3f}"})
 
@@ -114,7 +114,7 @@ def fabric_infer(base, out):
       commbench fabric infer
     """
     from commbench.fabric.infer import infer_fabric, judge, predicted, unexplained_ms_per_step
-    from commbench.fabric import fabric_toml, load_fabric
+    from commbench.fabric import CI_COLUMNS, fabric_toml, load_fabric
     from commbench.predict.published import review_rows
     from commbench.results import atomic_write
 
@@ -126,7 +126,7 @@ def fabric_infer(base, out):
     rows = [{"model": r.model, "mode": r.mode, "batch": r.batch, "scenario": r.scenario, "published_tok_s": r.output_tok_s,
              "implied_fabric_tok_s": predicted(r, model), f"{base}_tok_s": predicted(r, base_fabric),
              f"unexplained_ms_per_step_on_{base}": unexplained_ms_per_step(r, base_fabric)} for r in review_rows()]
-    print_frame(model.to_frame().drop(columns=["collective", "alpha_ci_us", "busbw_ci_gbps"]),
+    print_frame(model.to_frame().drop(columns=["collective", *CI_COLUMNS]),
                 f"Fabric the published TP rows imply (over {base}'s small-message slope)",
                 {"from_bytes": "{:,.0f}", "up_to_bytes": "{:,.0f}", "alpha_us": "{:.1f}", "busbw_gbps": "{:.3f}"})
     print_frame(pd.DataFrame(rows), "Published rows", {"implied_fabric_tok_s": "{:.1f}", f"{base}_tok_s": "{:.1f}",

@@ -73,13 +73,20 @@ class FabricModel:
             for seg in segs:
                 rows.append({"fabric": self.name, "collective": coll, "from_bytes": lo, "up_to_bytes": seg.up_to_bytes,
                              "alpha_us": seg.alpha_s * 1e6, "busbw_gbps": seg.busbw_Bps / 1e9,
-                             "alpha_ci_us": _fmt_ci(seg.alpha_ci_s, 1e6), "busbw_ci_gbps": _fmt_ci(seg.busbw_ci_Bps, 1e-9)})
+                             **_ci_columns("alpha", seg.alpha_ci_s, 1e6, "us"),
+                             **_ci_columns("busbw", seg.busbw_ci_Bps, 1e-9, "gbps")})
                 lo = seg.up_to_bytes
         return pd.DataFrame(rows)
 
 
-def _fmt_ci(ci, scale) -> str:
-    return "" if ci is None else f"[{ci[0] * scale:.4g}, {ci[1] * scale:.4g}]"
+CI_COLUMNS = ("alpha_ci_lo_us", "alpha_ci_hi_us", "busbw_ci_lo_gbps", "busbw_ci_hi_gbps")
+
+
+def _ci_columns(name: str, ci, scale: float, unit: str) -> dict:
+    """A 95% interval as two numbers (NaN where none was fitted; an unbounded end stays inf, and
+    strict JSON writes it as null)."""
+    lo, hi = (math.nan, math.nan) if ci is None else (ci[0] * scale, ci[1] * scale)
+    return {f"{name}_ci_lo_{unit}": lo, f"{name}_ci_hi_{unit}": hi}
 
 
 def shipped_fabrics() -> list[str]:

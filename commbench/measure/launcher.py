@@ -37,7 +37,8 @@ def _int(env: dict, name: str) -> int:
 
 def detect(env: dict | None = None) -> Launch | None:
     """The launcher of this process from its environment; MPI first, as mpiexec under a
-    torchrun-like environment is still an MPI world; srun last (torchrun inside srun is torchrun)."""
+    torchrun-like environment is still an MPI world; srun after torchrun (torchrun inside srun is
+    torchrun); a bare PMIx launch last (size 0: MPI_Init learns it from the PMIx server)."""
     env = os.environ if env is None else env
     for size_var, rank_var, local_var in (("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"),
                                           ("PMI_SIZE", "PMI_RANK", "MPI_LOCALRANKID")):
@@ -50,6 +51,9 @@ def detect(env: dict | None = None) -> Launch | None:
     if "SLURM_PROCID" in env and "SLURM_NTASKS" in env and _int(env, "SLURM_NTASKS") > 1:
         return Launch("torch", "srun", _int(env, "SLURM_PROCID"), _int(env, "SLURM_NTASKS"),
                       _int(env, "SLURM_LOCALID") if "SLURM_LOCALID" in env else 0)
+    if "PMIX_RANK" in env:  # a PMIx launcher without Open MPI's variables (prun, a PMIx-enabled scheduler):
+        # the world size lives in the PMIx server, so the world is joined through MPI (MPI_Init asks it)
+        return Launch("mpi", "pmix", _int(env, "PMIX_RANK"), 0, _int(env, "PMIX_LOCAL_RANK") if "PMIX_LOCAL_RANK" in env else 0)
     if "WORLD_SIZE" in env and "RANK" not in env:
         raise CommbenchError("WORLD_SIZE is set but RANK is not: start every rank with torchrun (or set both)")
     return None

@@ -429,6 +429,10 @@ def run_job(job, backend: str, ranks: int, timeout_s: float, relaunch_args: list
                              f"torchrun --nproc-per-node 2 -m commbench {' '.join(relaunch_args[:2])} --backend {backend}")
     if launch is None:
         return run_local(job, ranks, timeout_s, on_row), "embedded", ranks
+    if launch.launcher == "pmix" and backend != "mpi":
+        raise CommbenchError(f"rank {launch.rank}: a PMIx launcher started this process (PMIX_RANK set, no RANK/WORLD_SIZE): "
+                             f"it joins its world through MPI; use --backend mpi (--backend {backend} needs torchrun, srun "
+                             "or RANK, WORLD_SIZE and MASTER_ADDR)")
     on_row = journal_rank(launch, on_row if launch.rank == 0 else None)
     rank, frame = run_in_launched_world(backend, job, timeout_s, on_row, options)
     if rank != 0:

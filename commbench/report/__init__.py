@@ -21,7 +21,7 @@ from commbench import require
 from commbench.collectives import get_collective
 from commbench.predict.explain import (TERM_COLUMNS, TERM_LABELS, explain, model_message_sizes, pp_over_tp, predict_grid,
                                theory_ladder)
-from commbench.fabric import FabricModel, check_sweep_table, fit_sweep, load_fabric
+from commbench.fabric import CI_COLUMNS, FabricModel, check_sweep_table, fit_sweep, load_fabric
 from commbench.fabric.links import LINKS
 from commbench.importers import read_sweep
 from commbench.results import environment_metadata, load_table
@@ -247,7 +247,7 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
         "## Communication against the fabric", "", f"![busbw]({images[2]})", "",
         "Percent of theory, from the line rate down to this model's own messages:", "",
         _md_table(theory_ladder(model, fab, top).astype(object).fillna(""), "{:,.3g}"), "",
-        _md_table(fab.to_frame().drop(columns=["collective", "alpha_ci_us", "busbw_ci_gbps"]), "{:,.3f}"), "",
+        _md_table(fab.to_frame().drop(columns=["collective", *CI_COLUMNS]), "{:,.3f}"), "",
     ]
     if replay_file:
         lines += ["## Replayed communication", "", f"![replay]({images[3]})", ""]

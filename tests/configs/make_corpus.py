@@ -8,7 +8,6 @@ nemotron_nas.json with DeciLM's block_configs, a remote-code model with no trans
 The tests derive every expected call and byte count by hand from these fields and vLLM's code.
 """
 
-import json
 from pathlib import Path
 
 import transformers as t
