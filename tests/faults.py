@@ -28,7 +28,7 @@ def _exit_job(rank: int, after_rows: int, collective, sizes, iters, warmup, timi
 
 def exit_job(rank: int, after_rows: int):
     """A sweep_job factory (same signature) whose `rank` dies after `after_rows` finished sizes."""
-    def factory(collective, sizes, iters, warmup, timing="blocking", target_ci=None):
+    def factory(collective, sizes, iters, warmup, timing="blocking", target_ci=None, *datatype_op_placement):
         return functools.partial(_exit_job, rank, after_rows, collective, tuple(sizes), iters, warmup, timing)
     return factory
 
@@ -49,10 +49,12 @@ class Corrupting:
         return out
 
 
-def _corrupt_job(rank, collective, sizes, iters, warmup, backend, on_row):
-    return run_sweep(Corrupting(backend, rank), collective, list(sizes), iters, warmup, "blocking", on_row)
+def _corrupt_job(rank, collective, sizes, iters, warmup, dtype, op, placement, backend, on_row):
+    return run_sweep(Corrupting(backend, rank), collective, list(sizes), iters, warmup, "blocking", on_row,
+                     dtype=dtype, op=op, placement=placement)
 
 
-def corrupt_job(rank: int, collective: str, sizes, iters: int = 2, warmup: int = 0):
+def corrupt_job(rank: int, collective: str, sizes, iters: int = 2, warmup: int = 0, dtype: str = "float32",
+                op: str = "sum", placement: str = "both"):
     """A sweep job whose correctness check on `rank` always sees one wrong element."""
-    return functools.partial(_corrupt_job, rank, collective, tuple(sizes), iters, warmup)
+    return functools.partial(_corrupt_job, rank, collective, tuple(sizes), iters, warmup, dtype, op, placement)

@@ -42,6 +42,13 @@ CASES = [
     (lambda t: ("sweep", "all_reduce", "--link", _file(t, "l.toml", b"\xff")), "link file"),
     (lambda t: ("sweep", "all_reduce", "--target-ci", "0"), "--target-ci 0 must be between 0 and 1"),
     (lambda t: ("sweep", "all_reduce", "-f", "1"), "the size step factor must be above 1, got 1"),
+    (lambda t: ("sweep", "all_reduce", "--target-ci", "-0.1"), "--target-ci -0.1 must be between 0 and 1"),
+    (lambda t: ("sweep", "all_reduce", "-d", "float8"), "unknown datatype 'float8'; valid: float32, float64, float16, bfloat16"),
+    (lambda t: ("sweep", "all_reduce", "-o", "avg"), "the gloo backend has no 'avg' reduction; valid: sum, prod, max, min"),
+    (lambda t: ("sweep", "all_reduce", "-o", "mean"), "unknown reduction op 'mean'; valid: sum, prod, max, min, avg"),
+    (lambda t: ("sweep", "all_reduce", "--backend", "mpi", "-d", "bfloat16"), "the mpi backend has no bfloat16; valid: float32"),
+    (lambda t: ("sweep", "all_reduce", "--out-of-place"), "all_reduce on gloo runs in-place only; --out-of-place is not available"),
+    (lambda t: ("sweep", "all_gather", "-o", "max"), "-o max applies to all_reduce and reduce_scatter"),
 ]
 
 

@@ -60,11 +60,12 @@ def _add_theory_columns(frame: pd.DataFrame, link_profile) -> None:
 
 
 def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing="blocking", options=None, on_row=None,
-             target_ci=0.03):
+             target_ci=0.03, dtype="float32", op="sum", placement="both"):
     """A sweep through _run_job."""
     from commbench.measure import sweep as sweep_module
 
-    return _run_job(sweep_module.sweep_job(collective, sizes, iters, warmup, timing, target_ci=target_ci), len(sizes),
+    rows = len(sizes) * len(sweep_module.check_sweep_choices(collective, backend, dtype, op, placement))
+    return _run_job(sweep_module.sweep_job(collective, sizes, iters, warmup, timing, target_ci, dtype, op, placement), rows,
                     f"{collective}: {len(sizes)} sizes on {backend}", backend, ranks, timeout_s,
                     lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", options, on_row)
 
@@ -140,6 +141,12 @@ def _keep_partial(failure, out: str | None, meta: dict, printed: bool) -> None:
               help="Multiply the size by this much per step (nccl-tests -f).")
 @click.option("--backend", default="gloo", show_default=True,
               help="gloo (torch.distributed, CPU), mpi (mpi4py), nccl (torch.distributed, CUDA) or cupy (CuPy's NCCL).")
+@click.option("-d", "--datatype", "dtype", default="float32", show_default=True,
+              help="Element type (nccl-tests -d): float32, float64, float16, bfloat16, int8, uint8, int32, int64.")
+@click.option("-o", "--op", "redop", default="sum", show_default=True,
+              help="Reduction of all_reduce / reduce_scatter (nccl-tests -o): sum, prod, max, min, avg.")
+@click.option("--in-place", "placement", flag_value="in_place", help="Only the in-place call (default: both, where the backend has both).")
+@click.option("--out-of-place", "placement", flag_value="out_of_place", help="Only the out-of-place call.")
 @click.option("--ranks", type=int, default=2, show_default=True, help="Local ranks of the embedded world.")
 @click.option("--iters", type=int, default=None,
               help="Timed iterations per size (default: adaptive, until the p50's 95% CI is within --target-ci).")
@@ -154,8 +161,8 @@ def _keep_partial(failure, out: str | None, meta: dict, printed: bool) -> None:
 @click.option("--link", default=None, help="Add busbw as percent of a link: 200gbe, 100gbe, pcie5x4, pcie5x16, or a rate like 1gbit.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the tidy table (.csv/.json/.parquet) with environment metadata.")
-def sweep(collective, min_bytes, max_bytes, factor, backend, ranks, iters, target_ci, timing, mpi_buffers, warmup,
-          timeout_s, link, as_json, out):
+def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, placement, ranks, iters, target_ci, timing,
+          mpi_buffers, warmup, timeout_s, link, as_json, out):
     """nccl-tests-style size sweep of COLLECTIVE.
 
     COLLECTIVE: all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv (one-way,
@@ -168,6 +175,7 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, ranks, iters, targe
     Example:
       commbench sweep all_reduce --min-bytes 8 --max-bytes 64M
       commbench sweep send_recv --backend mpi
+      commbench sweep all_reduce --backend mpi -d int8 -o max --out-of-place
       mpiexec -n 2 -host a,b commbench sweep all_reduce --backend mpi
       torchrun --nnodes 2 --nproc-per-node 1 --rdzv-endpoint HOST:29500 -m commbench sweep all_reduce --backend nccl
     """
@@ -175,9 +183,10 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, ranks, iters, targe
     from commbench.measure.sweep import check_sweep_choices, sizes_between
     from commbench.measure.world import WorldFailed
 
-    check_sweep_choices(collective, backend)
+    placement = placement or "both"
+    check_sweep_choices(collective, backend, dtype, redop, placement)
     _check_sweep_options(backend, mpi_buffers, timing, ranks, 1 if iters is None else iters, warmup)
-    if not 0 < target_ci < 1:
+    if not 0 < target_ci < 1:  # not (x > 0) also catches NaN
         raise CommbenchError(f"--target-ci {target_ci:g} must be between 0 and 1 (a fraction of the p50, e.g. 0.03)")
     from commbench.fabric.links import parse_link
 
@@ -187,11 +196,12 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, ranks, iters, targe
     sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes), factor)
     _check_embedded_memory(sizes[-1] if sizes else 0, ranks, backend)
     meta = dict(backend=backend, ranks=ranks, iters=iters if iters else f"adaptive, +-{target_ci:g} on the p50", warmup=warmup, collective=collective, timing=timing,
-                mpi_buffers=mpi_buffers if backend == "mpi" else None)
+                mpi_buffers=mpi_buffers if backend == "mpi" else None, datatype=dtype, redop=redop, placement=placement)
     try:
         streaming = not as_json and output_format() != "table"
         result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing,
-                          {"buffers": mpi_buffers} if backend == "mpi" else None, target_ci=target_ci, on_row=
+                          {"buffers": mpi_buffers} if backend == "mpi" else None, target_ci=target_ci, dtype=dtype,
+                          op=redop, placement=placement, on_row=
                           _streamer(link_profile, f"{collective}, {backend}, {ranks} ranks, "
                                                   f"{iters or 'adaptive'} iterations (time = max over ranks per "
                                                   "iteration)") if streaming else None)

@@ -225,7 +225,8 @@ def check_sweep_table(frame: pd.DataFrame, name: str = "sweep table") -> pd.Data
     """The table with numeric, finite, positive msg_bytes, ranks and time_us_p50 (and time_us_min
     when present), and busbw_gbps derived where it is missing; else a one-line error naming the
     column and the first bad value. A table saved from a run that ended early is accepted: the
-    caller reads `complete` in its metadata and says so."""
+    caller reads `complete` in its metadata and says so. A table with both placements keeps its
+    out-of-place rows."""
     missing = [c for c in SWEEP_COLUMNS if c not in frame.columns]
     if missing:
         raise CommbenchError(f"{name} lacks columns {', '.join(missing)}; a sweep needs {', '.join(SWEEP_COLUMNS)} "
@@ -233,6 +234,9 @@ def check_sweep_table(frame: pd.DataFrame, name: str = "sweep table") -> pd.Data
     if frame.empty:
         raise CommbenchError(f"{name} has no rows")
     frame = frame.copy()
+    if "placement" in frame.columns and frame["placement"].nunique() > 1:
+        # a sweep with both placements: fit the out-of-place rows, the figure nccl-tests leads with
+        frame = frame[frame["placement"] == "out_of_place"].reset_index(drop=True)
     for col in ("msg_bytes", "ranks", "time_us_p50", "time_us_min"):
         if col not in frame.columns:
             continue

@@ -1,10 +1,13 @@
 """nccl-tests-style size sweeps on a backend, with a correctness pass.
 
-Buffers hold float32. Rank r fills its input with (r + 1); an all-reduce must then hold
-n(n+1)/2 everywhere, an all-gather's slot r must hold r + 1, a one-way send must deliver 1.0.
-`wrong` counts elements that differ. Columns follow nccl-tests: msg_bytes (S), count, type,
-time_us (= time_us_p50; with p50/min/max/p99 of the per-iteration max over ranks), algbw_gbps = S / t,
-busbw_gbps = algbw * factor(n) from commbench.collectives.
+Buffers hold the sweep's datatype (-d, float32 by default). Rank r fills its input with (r + 1);
+an all-reduce must then hold the op of 1..n everywhere (sum n(n+1)/2, prod n!, max n, min 1,
+avg (n+1)/2), an all-gather's slot r must hold r + 1, a one-way send must deliver 1.0. `wrong`
+counts elements that differ. Reducing and gathering collectives run in place, out of place or
+both, as the backend allows (nccl-tests prints both); each is its own row (`placement`).
+Columns follow nccl-tests: msg_bytes (S), count, type, redop, time_us (= time_us_p50; with
+p50/min/max/p99 of the per-iteration max over ranks), algbw_gbps = S / t, busbw_gbps = algbw *
+factor(n) from commbench.collectives.
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.collectives import get_collective
-from commbench.measure.backends import Backend, check_backend
+from commbench.measure.backends import CAPABILITIES, DTYPE_BYTES, REDUCE_OPS, Backend, check_backend
 from commbench.measure.timing import TARGET_CI, sample_stats, time_adaptive, time_calls
 
 SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv",
                      "send_recv_bidir")
-TYPESIZE = 4  # float32
+TYPESIZE = 4  # float32, the default datatype
+REDUCING = ("all_reduce", "reduce_scatter")
 
 
 def sizes_between(min_bytes: int, max_bytes: int, factor: float = 2.0) -> list[int]:
@@ -40,14 +44,71 @@ def sizes_between(min_bytes: int, max_bytes: int, factor: float = 2.0) -> list[i
     return sizes
 
 
-def check_sweep_choices(collective: str, backend: str = "gloo") -> None:
-    """Raise a one-line error naming a bad collective or backend and the valid choices."""
+def check_sweep_choices(collective: str, backend: str = "gloo", dtype: str = "float32", op: str = "sum",
+                        placement: str = "both") -> tuple[str, ...]:
+    """The placements to run; a one-line error naming a bad collective, backend, datatype, op or
+    placement and the valid choices (for this backend)."""
     if collective not in SWEEP_COLLECTIVES:
         raise CommbenchError(f"unknown sweep collective {collective!r}; valid: {', '.join(SWEEP_COLLECTIVES)}")
     check_backend(backend)
+    caps = CAPABILITIES[backend]
+    if dtype not in DTYPE_BYTES:
+        raise CommbenchError(f"unknown datatype {dtype!r}; valid: {', '.join(DTYPE_BYTES)}")
+    if dtype not in caps["dtypes"]:
+        raise CommbenchError(f"the {backend} backend has no {dtype}; valid: {', '.join(caps['dtypes'])}")
+    if op not in REDUCE_OPS:
+        raise CommbenchError(f"unknown reduction op {op!r}; valid: {', '.join(REDUCE_OPS)}")
+    if op not in caps["ops"]:
+        raise CommbenchError(f"the {backend} backend has no {op!r} reduction; valid: {', '.join(caps['ops'])}")
+    if op != "sum" and collective not in REDUCING:
+        raise CommbenchError(f"-o {op} applies to {' and '.join(REDUCING)}; {collective} reduces nothing")
+    offered = caps["placements"].get(collective)
+    if offered is None:  # one buffer (broadcast) or two that cannot alias (sends, all_to_all)
+        if placement != "both":
+            raise CommbenchError(f"--{placement.replace('_', '-')} applies to {', '.join(caps['placements'])}")
+        return ("in_place",) if collective == "broadcast" else ("out_of_place",)
+    if placement == "both":
+        return offered
+    if placement not in offered:
+        raise CommbenchError(f"{collective} on {backend} runs {' and '.join(p.replace('_', '-') for p in offered)} "
+                             f"only; --{placement.replace('_', '-')} is not available")
+    return (placement,)
 
 
-def _collective_calls(backend, collective: str, per_rank: int):
+def _expected_reduction(op: str, n: int) -> float:
+    """The op over the ranks' inputs 1..n."""
+    return {"sum": n * (n + 1) / 2, "prod": float(np.prod(np.arange(1, n + 1))), "max": n, "min": 1,
+            "avg": (n + 1) / 2}[op]
+
+
+def _placed_calls(backend, collective: str, per_rank: int, dtype: str, op: str, in_place: bool):
+    """(timed op, verify) for all_reduce, all_gather, reduce_scatter with a datatype, op and placement."""
+    n, r = backend.world_size, backend.rank
+    if collective == "all_reduce":
+        out = backend.buffer(per_rank, 0, dtype)
+        inp = out if in_place else backend.buffer(per_rank, r + 1, dtype)
+        expected = _expected_reduction(op, n)
+    elif collective == "all_gather":  # in place: this rank's slot of `out` holds its input
+        out = backend.buffer(per_rank * n, 0, dtype)
+        inp = out if in_place else backend.buffer(per_rank, r + 1, dtype)
+        expected = np.repeat(np.arange(1, n + 1, dtype=np.float64), per_rank)
+    else:  # reduce_scatter; in place: `out` is the whole input, the result in its first block
+        out = backend.buffer(per_rank * n if in_place else per_rank, 0, dtype)
+        inp = out if in_place else backend.buffer(per_rank * n, r + 1, dtype)
+        expected = _expected_reduction(op, n)
+    call = backend.bound(collective, out, inp, op, in_place)
+
+    def verify():
+        backend.fill(inp, r + 1)
+        call()
+        got = backend.to_numpy(out)
+        return (got[:per_rank] if collective == "reduce_scatter" else got) - expected
+
+    return call, verify
+
+
+def _collective_calls(backend, collective: str, per_rank: int, dtype: str = "float32", op: str = "sum",
+                      placement: str = ""):
     """(timed op, verified call returning the error array) for one message size.
 
     Rank r's input holds r + 1 (deterministic data, as nccl-tests). Expected results:
@@ -58,6 +119,11 @@ def _collective_calls(backend, collective: str, per_rank: int):
     """
     # long: one short branch per collective (buffers, the timed op, its check), read side by side
     n, r = backend.world_size, backend.rank
+    if placement and (collective in ("all_gather", "reduce_scatter") or (collective == "all_reduce" and (
+            placement == "out_of_place" or dtype != "float32" or op != "sum"))):
+        return _placed_calls(backend, collective, per_rank, dtype, op, placement == "in_place")
+    if dtype != "float32":  # the collectives below: their own buffers in the datatype
+        return _typed_calls(backend, collective, per_rank, dtype)
     if collective == "all_reduce":
         buf = backend.buffer(per_rank, 0.0)
 
@@ -111,28 +177,56 @@ def _collective_calls(backend, collective: str, per_rank: int):
     return op, verify
 
 
+def _typed_calls(backend, collective: str, per_rank: int, dtype: str):
+    """all_to_all, broadcast and the sends on buffers of another datatype (the same checks)."""
+    n, r = backend.world_size, backend.rank
+    if collective == "all_to_all":
+        inp, out = backend.buffer(per_rank * n, r + 1, dtype), backend.buffer(per_rank * n, 0, dtype)
+        call = functools.partial(backend.all_to_all, out, inp)
+        return call, lambda: (call(), backend.to_numpy(out) - np.repeat(np.arange(1, n + 1), per_rank))[1]
+    if collective == "send_recv_bidir":
+        inp, out = backend.buffer(per_rank, r + 1, dtype), backend.buffer(per_rank, 0, dtype)
+        call = functools.partial(backend.send_recv_bidir, out, inp)
+        return call, lambda: (call(), backend.to_numpy(out) - ((r - 1) % n + 1))[1]
+    buf = backend.buffer(per_rank, 1 if r == 0 else 0, dtype)
+    call = functools.partial(backend.broadcast, buf, 0) if collective == "broadcast" else \
+        functools.partial(backend.send_recv, buf, 0, 1)
+
+    def verify():
+        backend.fill(buf, 1 if r == 0 else 0)
+        call()
+        return backend.to_numpy(buf) - 1 if collective == "broadcast" or r in (0, 1) else np.zeros(1)
+
+    return call, verify
+
+
 def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int | None, warmup: int,
-              timing: str = "blocking", on_row=None, target_ci: float = TARGET_CI) -> pd.DataFrame:
-    """One row per size (see the module docstring); `on_row(row)` is called as each size finishes.
+              timing: str = "blocking", on_row=None, target_ci: float = TARGET_CI, dtype: str = "float32",
+              op: str = "sum", placement: str = "both") -> pd.DataFrame:
+    """One row per size and placement (see the module docstring); `on_row(row)` is called as each
+    row finishes.
 
     iters None: adaptive sampling (commbench.measure.timing.time_adaptive, to +-target_ci on the p50);
     a number: exactly that many timed iterations."""
-    check_sweep_choices(collective)
+    placements = check_sweep_choices(collective, backend.name if backend.name in CAPABILITIES else "gloo", dtype, op,
+                                     placement)
     coll = get_collective(collective)
     n = backend.world_size
+    typesize = DTYPE_BYTES[dtype]
     rows = []
-    for requested_bytes in sizes:
-        per_rank = requested_bytes // TYPESIZE // (n if coll.gathers else 1)
+    for requested_bytes, where in ((s, p) for s in sizes for p in placements):
+        per_rank = requested_bytes // typesize // (n if coll.gathers else 1)
         if per_rank == 0:
             continue
-        op, verify = _collective_calls(backend, collective, per_rank)
-        samples = time_calls(op, backend, iters, warmup, timing) if iters else \
-            time_adaptive(op, backend, warmup, timing, target_ci)
+        call, verify = _collective_calls(backend, collective, per_rank, dtype, op, where)
+        samples = time_calls(call, backend, iters, warmup, timing) if iters else \
+            time_adaptive(call, backend, warmup, timing, target_ci)
         wrong = backend.sum_over_ranks(int(np.count_nonzero(verify())))  # every rank's check, not rank 0's
         t = float(np.median(samples))
-        S = coll.msg_bytes(per_rank, TYPESIZE, n)
+        S = coll.msg_bytes(per_rank, typesize, n)
         rows.append({
-            "collective": collective, "msg_bytes": S, "count": S // TYPESIZE, "type": "float32", "ranks": n,
+            "collective": collective, "msg_bytes": S, "count": S // typesize, "type": dtype,
+            "redop": op if collective in REDUCING else "none", "placement": where, "ranks": n,
             "time_us": t * 1e6,  # the time algbw and busbw derive from: the p50 of the samples
             "time_us_p50": t * 1e6, "time_us_min": samples.min() * 1e6, "time_us_max": samples.max() * 1e6,
             "time_us_p99": float(np.percentile(samples, 99)) * 1e6,
@@ -146,13 +240,14 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int | 
 
 
 def sweep_job(collective: str, sizes, iters: int | None, warmup: int, timing: str = "blocking",
-              target_ci: float = TARGET_CI):
+              target_ci: float = TARGET_CI, dtype: str = "float32", op: str = "sum", placement: str = "both"):
     """A picklable job: backend, on_row -> the sweep table (run by every rank)."""
-    return functools.partial(_sweep_job, collective, tuple(sizes), iters, warmup, timing, target_ci)
+    return functools.partial(_sweep_job, collective, tuple(sizes), iters, warmup, timing, target_ci, dtype, op,
+                             placement)
 
 
-def _sweep_job(collective, sizes, iters, warmup, timing, target_ci, backend, on_row):
-    return run_sweep(backend, collective, list(sizes), iters, warmup, timing, on_row, target_ci)
+def _sweep_job(collective, sizes, iters, warmup, timing, target_ci, dtype, op, placement, backend, on_row):
+    return run_sweep(backend, collective, list(sizes), iters, warmup, timing, on_row, target_ci, dtype, op, placement)
 
 
 def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 20, warmup: int = 3,

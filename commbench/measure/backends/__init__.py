@@ -20,7 +20,7 @@ class Backend(Protocol):
     world_size: int
     needs_sync: bool  # a returned call may still be running on a device
 
-    def buffer(self, elements: int, fill: float) -> Any: ...
+    def buffer(self, elements: int, fill: float, dtype: str = "float32") -> Any: ...
     def fill(self, buf: Any, value: float) -> None: ...
     def to_numpy(self, buf: Any) -> np.ndarray: ...
     def all_reduce(self, buf: Any) -> None: ...
@@ -31,6 +31,9 @@ class Backend(Protocol):
     def send_recv(self, buf: Any, src: int, dst: int) -> None: ...  # one-way, src to dst
     def send_recv_bidir(self, out: Any, inp: Any) -> None: ...  # ring shift, both directions
     def subgroup(self, ranks) -> Any: ...  # all_reduce and all_gather within ranks; None for non-members
+    # the zero-argument call of a reducing or gathering collective with a datatype, an op and a placement
+    # (sweep -d/-o/--in-place/--out-of-place); only what CAPABILITIES lists for the backend
+    def bound(self, collective: str, out: Any, inp: Any, op: str = "sum", in_place: bool = False) -> Any: ...
     def barrier(self) -> None: ...
     def synchronize(self) -> None: ...
     def max_over_ranks(self, samples: np.ndarray) -> np.ndarray: ...
@@ -40,6 +43,33 @@ class Backend(Protocol):
 
 BACKENDS = ("gloo", "mpi", "nccl", "cupy")
 GPU_BACKENDS = ("nccl", "cupy")
+
+#: Bytes per element of the datatypes a sweep can run (-d), nccl-tests' names where it has them.
+DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "int32": 4,
+               "int64": 8}
+REDUCE_OPS = ("sum", "prod", "max", "min", "avg")
+PLACEMENTS = ("in_place", "out_of_place")
+
+#: What each backend's sweep path offers, checked before any rank starts:
+#:   gloo/nccl: torch.distributed has no bfloat16-free limits but no out-of-place all_reduce (the API
+#:   reduces in place) and no in-place all_gather / reduce_scatter (the *_single calls take two
+#:   tensors); AVG is an NCCL-only ReduceOp.
+#:   mpi: numpy buffers (no bfloat16 or float16: MPI has no standard 16-bit float), both placements
+#:   through MPI_IN_PLACE, no average op.
+#:   cupy: float32, sum, the API's placements only (its -d/-o paths have not run on a GPU here).
+CAPABILITIES = {
+    "gloo": {"dtypes": tuple(DTYPE_BYTES), "ops": ("sum", "prod", "max", "min"),
+             "placements": {"all_reduce": ("in_place",), "all_gather": ("out_of_place",),
+                            "reduce_scatter": ("out_of_place",)}},
+    "nccl": {"dtypes": tuple(DTYPE_BYTES), "ops": REDUCE_OPS,
+             "placements": {"all_reduce": ("in_place",), "all_gather": ("out_of_place",),
+                            "reduce_scatter": ("out_of_place",)}},
+    "mpi": {"dtypes": ("float32", "float64", "int8", "uint8", "int32", "int64"), "ops": ("sum", "prod", "max", "min"),
+            "placements": {"all_reduce": PLACEMENTS, "all_gather": PLACEMENTS, "reduce_scatter": PLACEMENTS}},
+    "cupy": {"dtypes": ("float32",), "ops": ("sum",),
+             "placements": {"all_reduce": ("in_place",), "all_gather": ("out_of_place",),
+                            "reduce_scatter": ("out_of_place",)}},
+}
 
 
 def check_backend(name: str) -> None:

@@ -8,6 +8,8 @@ wall-clock limit (and the rendezvous timeout) bounds a run with a dead peer.
 
 from __future__ import annotations
 
+import functools
+
 import datetime
 import os
 import socket
@@ -63,8 +65,14 @@ class CupyNcclBackend:
                              "use --backend nccl for tp x pp plans")
 
     # ---- buffers and clocks
-    def buffer(self, elements: int, fill: float):
-        return self.cp.full((elements,), fill, dtype=self.cp.float32)
+    def buffer(self, elements: int, fill: float, dtype: str = "float32"):
+        return self.cp.full((elements,), fill, dtype=self.cp.dtype(dtype))
+
+    def bound(self, collective: str, out, inp, op: str = "sum", in_place: bool = False):
+        """The protocol's calls as they are (CAPABILITIES offers float32, sum and the API's placements)."""
+        if collective == "all_reduce":
+            return functools.partial(self.all_reduce, out)
+        return functools.partial(getattr(self, collective), out, inp)
 
     @staticmethod
     def fill(buf, value: float):

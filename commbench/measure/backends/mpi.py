@@ -49,12 +49,24 @@ class MpiBackend:
             _check_cuda_aware_mpi(MPI.Get_library_version())
             self.needs_sync = True
 
-    def buffer(self, elements: int, fill: float):
+    def buffer(self, elements: int, fill: float, dtype: str = "float32"):
         if self.device == "cuda":
-            buf = self._torch.full((elements,), fill, dtype=self._torch.float32, device="cuda")
+            buf = self._torch.full((elements,), fill, dtype=getattr(self._torch, dtype), device="cuda")
             self._torch.cuda.synchronize()
             return buf
-        return np.full(elements, fill, dtype=np.float32)
+        return np.full(elements, fill, dtype=np.dtype(dtype))
+
+    def bound(self, collective: str, out, inp, op: str = "sum", in_place: bool = False):
+        """mpi4py's own call with its arguments bound (one C-level call per op). In place: MPI_IN_PLACE,
+        with `out` holding the input (all_gather: this rank's slot; reduce_scatter: the whole input,
+        the result in its first block)."""
+        mpi_op = {"sum": self.MPI.SUM, "prod": self.MPI.PROD, "max": self.MPI.MAX, "min": self.MPI.MIN}[op]
+        send = self.MPI.IN_PLACE if in_place else inp
+        if collective == "all_reduce":
+            return functools.partial(self.comm.Allreduce, send, out, mpi_op)
+        if collective == "all_gather":
+            return functools.partial(self.comm.Allgather, send, out)
+        return functools.partial(self.comm.Reduce_scatter_block, send, out, mpi_op)
 
     def fill(self, buf, value: float):
         if self.device == "cuda":

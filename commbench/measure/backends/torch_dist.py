@@ -65,8 +65,18 @@ class TorchBackend:
     def elapsed_s(start, end) -> float:
         return start.elapsed_time(end) / 1e3
 
-    def buffer(self, elements: int, fill: float) -> torch.Tensor:
-        return torch.full((elements,), fill, dtype=torch.float32, device=self.device)
+    def buffer(self, elements: int, fill: float, dtype: str = "float32") -> torch.Tensor:
+        return torch.full((elements,), fill, dtype=getattr(torch, dtype), device=self.device)
+
+    def bound(self, collective: str, out, inp, op: str = "sum", in_place: bool = False):
+        """all_reduce (in place: `out` is the buffer), all_gather, reduce_scatter with a ReduceOp."""
+        reduce_op = {"sum": dist.ReduceOp.SUM, "prod": dist.ReduceOp.PRODUCT, "max": dist.ReduceOp.MAX,
+                     "min": dist.ReduceOp.MIN, "avg": dist.ReduceOp.AVG}[op]
+        if collective == "all_reduce":
+            return functools.partial(dist.all_reduce, out, reduce_op)
+        if collective == "all_gather":
+            return functools.partial(self._all_gather, out, inp)
+        return functools.partial(self._reduce_scatter, out, inp, reduce_op)
 
     @staticmethod
     def fill(buf, value: float):
@@ -74,7 +84,8 @@ class TorchBackend:
 
     @staticmethod
     def to_numpy(buf) -> np.ndarray:
-        return buf.cpu().numpy()
+        # numpy has no bfloat16: checks read every datatype as float64 (exact for the sweep's small integers)
+        return (buf if buf.dtype == torch.float32 else buf.double()).cpu().numpy()
 
     # torch 2.13 renamed the *_tensor collectives *_single; older releases only have the former
     _all_gather = staticmethod(getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor)
