@@ -34,6 +34,12 @@ def test_mpi_sweep_identities(collective, factor, tmp_path):
         assert r["busbw_gbps"] == pytest.approx(r["algbw_gbps"] * factor)
     meta = json.loads(out.read_text())["metadata"]
     assert meta["backend"] == "mpi" and meta["launcher"] == "mpiexec" and "mpi4py" in meta["versions"]
+    # the harness floor: a timer pair plus a one-rank (MPI_COMM_SELF) all-reduce, in the rows and the metadata
+    floor = meta["harness_floor"]
+    assert floor["call_us"] > 0 and floor["us"] == pytest.approx(floor["timer_us"] + floor["call_us"])
+    for r in rows:
+        assert r["floor_us"] == pytest.approx(floor["us"])
+        assert r["near_floor"] == (r["time_us_p50"] < 2 * r["floor_us"])
 
 
 @pytest.mark.parametrize("collective, dtype, op, expected_count", [

@@ -45,7 +45,8 @@ OUTPUT = {"format": None}  # set by `commbench --format`; None: a table on a ter
 
 
 HEADLINE_COLUMNS = {"msg_bytes", "time_us_p50", "busbw_gbps", "wrong", "model", "mode", "batch", "output_tok_s",
-                    "published_tok_s", "error_pct", "value", "predicted", "site", "calls", "status", "band", "measured"}
+                    "published_tok_s", "error_pct", "value", "predicted", "site", "calls", "status", "band", "measured",
+                    "placement", "bimodal", "near_floor"}
 """Columns a narrow terminal keeps longest."""
 
 

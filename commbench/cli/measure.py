@@ -70,7 +70,7 @@ def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing
                     lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", options, on_row)
 
 
-SWEEP_HIDDEN = ("samples_us", "collective", "time_us")
+SWEEP_HIDDEN = ("samples_us", "collective", "time_us", "floor_timer_us", "floor_call_us")
 
 
 def _streamer(link_profile, title: str):
@@ -112,7 +112,8 @@ def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int
 def _print_sweep(frame: pd.DataFrame, title: str) -> None:
     pct = {c: "{:.3g}" for c in frame.columns if c.startswith("busbw_pct_")}
     print_frame(frame.drop(columns=[c for c in ("samples_us", "collective", "time_us", "p50_ci_lo_us", "p50_ci_hi_us",
-                                                "fast_mode_us", "slow_mode_us") if c in frame]), title,
+                                                "fast_mode_us", "slow_mode_us", "floor_us", "floor_timer_us",
+                                                "floor_call_us") if c in frame]), title,
                 {"algbw_gbps": "{:.4f}", "busbw_gbps": "{:.4f}", "time_us_p50": "{:,.1f}", "time_us_min": "{:,.1f}",
                  "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}", **pct,
                  **{c: "{:,.1f}" for c in frame.columns if c.startswith("theory_us_")}})
@@ -212,6 +213,8 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
         return
     frame, launcher, ranks = result
     meta.update(ranks=ranks, hosts=frame.attrs.get("hosts", []))
+    if "floor_us" in frame and len(frame):  # the harness floor, once, in the metadata too
+        meta["harness_floor"] = {k: frame[f"floor_{k}"].iloc[0] for k in ("us", "timer_us", "call_us")}
     _add_theory_columns(frame, link_profile)
     if out:
         save_table(frame, out, environment_metadata(**meta, launcher=launcher, complete=True))
@@ -220,6 +223,11 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
     elif not streaming:  # piped: every row was printed as it finished
         _print_sweep(frame, f"{collective}, {backend}, {ranks} ranks ({launcher}), {iters or 'adaptive'} iterations (time = max "
                      "over ranks per iteration; busbw_pct_*: percent of that link's rate)")
+        if "floor_us" in frame and len(frame):
+            f = meta["harness_floor"]
+            call = "n/a" if f["call_us"] is None or f["call_us"] != f["call_us"] else f"{f['call_us']:.2f} us"
+            console.print(f"harness floor {f['us']:.2f} us per call (timer {f['timer_us']:.3f} us + a one-rank {backend} "
+                          f"all-reduce {call}); near_floor: p50 within 2x of it", highlight=False)
     if frame["wrong"].sum():
         raise CommbenchError(f"{int(frame['wrong'].sum())} wrong values in the correctness pass")
 

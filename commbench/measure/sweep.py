@@ -7,7 +7,8 @@ counts elements that differ. Reducing and gathering collectives run in place, ou
 both, as the backend allows (nccl-tests prints both); each is its own row (`placement`).
 Columns follow nccl-tests: msg_bytes (S), count, type, redop, time_us (= time_us_p50; with
 p50/min/max/p99 of the per-iteration max over ranks), algbw_gbps = S / t, busbw_gbps = algbw *
-factor(n) from commbench.collectives.
+factor(n) from commbench.collectives. floor_us is the harness's own cost per call measured at the
+start (commbench.measure.timing.harness_floor); near_floor marks rows within 2x of it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 from commbench import CommbenchError
 from commbench.collectives import get_collective
 from commbench.measure.backends import CAPABILITIES, DTYPE_BYTES, REDUCE_OPS, Backend, check_backend
-from commbench.measure.timing import TARGET_CI, sample_stats, time_adaptive, time_calls
+from commbench.measure.timing import NEAR_FLOOR, TARGET_CI, harness_floor, sample_stats, time_adaptive, time_calls
 
 SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv",
                      "send_recv_bidir")
@@ -213,6 +214,7 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int | 
     coll = get_collective(collective)
     n = backend.world_size
     typesize = DTYPE_BYTES[dtype]
+    floor = harness_floor(backend)
     rows = []
     for requested_bytes, where in ((s, p) for s in sizes for p in placements):
         per_rank = requested_bytes // typesize // (n if coll.gathers else 1)
@@ -232,6 +234,9 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int | 
             "time_us_p99": float(np.percentile(samples, 99)) * 1e6,
             "algbw_gbps": coll.algbw_gbps(S, t), "busbw_gbps": coll.busbw_gbps(S, t, n), "wrong": wrong,
             **sample_stats(samples),
+            # the harness floor (timing.harness_floor): a p50 within NEAR_FLOOR x of it is mostly harness
+            "floor_us": floor["floor_us"], "near_floor": t * 1e6 < NEAR_FLOOR * floor["floor_us"],
+            "floor_timer_us": floor["timer_us"], "floor_call_us": floor["call_us"],
             "samples_us": [round(float(x) * 1e6, 2) for x in samples],
         })
         if on_row is not None:

@@ -125,3 +125,41 @@ def time_calls(op, backend, iters: int, warmup: int, timing: str = "blocking") -
             op()
             samples[i] = clock() - start
     return backend.max_over_ranks(samples)
+
+
+FLOOR_CALLS = 200
+"""Calls timed (after as many warm-up calls) for each part of the harness floor."""
+NEAR_FLOOR = 2.0
+"""A size whose p50 is within NEAR_FLOOR x the floor measures the harness as much as the transfer."""
+
+
+def harness_floor(backend) -> dict:
+    """What a timed call costs with nothing to move, measured on this rank at the start of a sweep:
+
+        timer_us  one perf_counter() pair (the clock the host backends read)
+        call_us   a 1-element all-reduce on a one-rank communicator (backend.self_group(): the
+                  library's own per-call cost, no peer, no wire); None where the backend has none
+        floor_us  timer_us + call_us: the smallest time a row could read
+
+    The p50 of FLOOR_CALLS calls, the max over ranks (the slowest rank's floor bounds the row)."""
+    clock = time.perf_counter
+    ticks = np.empty(FLOOR_CALLS)
+    for i in range(FLOOR_CALLS):
+        t0 = clock()
+        ticks[i] = clock() - t0
+    timer = float(np.median(ticks))
+    call = float("nan")
+    group = backend.self_group() if hasattr(backend, "self_group") else None
+    if group is not None:
+        op = group.all_reduce
+        for _ in range(FLOOR_CALLS):
+            op()
+        samples = np.empty(FLOOR_CALLS)
+        for i in range(FLOOR_CALLS):
+            t0 = clock()
+            op()
+            samples[i] = clock() - t0
+        call = float(np.median(samples))
+    timer, call = backend.max_over_ranks(np.array([timer, call]))
+    call_us = None if np.isnan(call) else float(call) * 1e6
+    return {"timer_us": float(timer) * 1e6, "call_us": call_us, "floor_us": float(timer) * 1e6 + (call_us or 0.0)}

@@ -75,6 +75,11 @@ class MpiBackend:
         else:
             buf.fill(value)
 
+    def self_group(self):
+        """MPI_COMM_SELF with all_reduce() of one element: the harness floor's per-call cost."""
+        buf = self.buffer(1, 0.0)
+        return SimpleNamespace(all_reduce=functools.partial(self.MPI.COMM_SELF.Allreduce, self.MPI.IN_PLACE, buf))
+
     def subgroup(self, ranks):
         """Collectives within `ranks` (every rank must call this in the same order); None for non-members."""
         member = self.rank in ranks

@@ -50,6 +50,13 @@ class TorchBackend:
         self.all_reduce = dist.all_reduce
         self.barrier = dist.barrier
 
+    def self_group(self):
+        """A one-rank communicator of this rank (every rank creates every rank's, in order), with
+        all_reduce() of one element: the harness floor's per-call cost."""
+        groups = [dist.new_group([r]) for r in range(self.world_size)]
+        buf = self.buffer(1, 0.0)
+        return SimpleNamespace(all_reduce=functools.partial(dist.all_reduce, buf, group=groups[self.rank]))
+
     def subgroup(self, ranks):
         """Collectives within `ranks` (every rank must call this in the same order); None for non-members."""
         group = dist.new_group(list(ranks))
