@@ -34,6 +34,13 @@ def unknown_name_error(kind: str, value: str, choices: list[str]) -> CommbenchEr
     return CommbenchError(f"unknown {kind} {value!r}.{hint} Valid: {', '.join(choices)}")
 
 
+def check_choices(checks, prefix: str = "") -> None:
+    """For each (kind, value, valid choices): a one-line error "unknown KIND 'value'; valid: ..." at the first bad one."""
+    for kind, value, valid in checks:
+        if value not in valid:
+            raise CommbenchError(f"{prefix}unknown {kind} {value!r}; valid: {', '.join(valid)}")
+
+
 def read_toml(path, kind: str) -> dict:
     """A TOML file as a dict, or a one-line error naming the file: unreadable, not text, or not TOML."""
     import tomllib

@@ -130,6 +130,37 @@ def test_longcat_flash_dense_mlps_beside_the_moe_reduce_separately():
     assert ops["layer.moe"].calls == 28 and all_reduces(ops) == 5 * 28 + 1
 
 
+def test_gemma4_per_layer_inputs_cross_the_boundary_as_a_third_dimension():
+    # gemma4.py (Gemma4Config defaults: hidden 2304, 30 layers, hidden_size_per_layer_input 256):
+    # the first stage also embeds per-layer inputs (embed_tokens_per_layer, a VocabParallelEmbedding:
+    # all-reduce of [tokens, 30 x 256]) and projects hidden states to them (per_layer_model_projection,
+    # ColumnParallelLinear(gather_output=True): all-gather, S = tokens x 7680 x 2 B).
+    ops, _ = decode_ops("gemma4")
+    assert ops["embed_per_layer"].msg_bytes == 8 * 30 * 256 * BF16 == 122_880
+    assert ops["per_layer_projection"].collective == "all_gather" and ops["per_layer_projection"].msg_bytes == 122_880
+    assert ops["layer.attn.o_proj"].calls == 30 and ops["layer.mlp.down_proj"].calls == 30
+    assert all_reduces(ops) == 1 + 1 + 2 * 30
+    # PP: IntermediateTensors {hidden_states [tokens, 2304], per_layer_inputs [tokens, 30, 256]}; no residual
+    pp, _ = decode_ops("gemma4", mode="pp")
+    sends = {op.site: op for op in pp.values() if op.group == "pp"}
+    assert set(sends) == {"stage0->stage1.hidden_states", "stage0->stage1.per_layer_inputs"}
+    assert sends["stage0->stage1.per_layer_inputs"].msg_bytes == 4 * 30 * 256 * BF16
+    assert sends["stage0->stage1.per_layer_inputs"].shape == "[4, 30, 256]"
+    # metadata pickle: 96 + len("bfloat16") + (24 + 13 + 2 + 3) + (24 + len("per_layer_inputs") + 2 + 2 + 3)
+    assert pp["stage0->stage1.metadata"].msg_bytes == 104 + 42 + 47
+
+
+def test_gemma4_moe_runs_beside_the_dense_mlp():
+    # gemma4.py Gemma4DecoderLayer: the MLP runs unconditionally and the MoE block beside it, each
+    # output normed before their sum, so each reduces: 3 all-reduces per layer; `top_k_experts` is
+    # the config's name for the experts per token.
+    card = load_model_card(str(CONFIGS / "gemma4_moe.json"))
+    assert card.experts_per_token == 8 and card.blocks_of(0) == ("attention", "mlp", "moe")
+    ops, _ = decode_ops(card)
+    assert ops["layer.mlp.down_proj"].calls == 30 and ops["layer.moe"].calls == 30
+    assert all_reduces(ops) == 3 * 30 + 1 and "embed_per_layer" not in ops
+
+
 def test_nemotron_nas_block_configs():
     # nemotron_nas.py DeciLMDecoderLayer: attention.no_op / ffn.no_op layers have no such block (and
     # no all-reduce); each FFN's width is _ffn_mult_to_intermediate_size(ffn_mult, hidden) =
@@ -264,12 +295,16 @@ def test_metadata_pickle_size_matches_pickle():
         meta = namedtuple("TensorMetadata", ["device", "dtype", "size"])  # vllm/distributed/parallel_state.py
         meta.__module__ = module.__name__
         module.TensorMetadata = meta
-        for keys in (("hidden_states",), ("hidden_states", "residual")):
+        for keys in (("hidden_states",), ("hidden_states", "residual"), ("hidden_states", "per_layer_inputs")):
             for tokens in (1, 255, 256, 8192, 70000):
                 for dtype in ("bfloat16", "float16"):
-                    real = pickle.dumps([(k, meta("cuda", getattr(torch, dtype), torch.Size([tokens, 2880]))) for k in keys],
+                    # Gemma 4's per-layer inputs are [tokens, layers, per-layer width]: a 3-dimension Size
+                    shapes = {"hidden_states": (tokens, 2880), "residual": (tokens, 2880),
+                              "per_layer_inputs": (tokens, 30, 256)}
+                    real = pickle.dumps([(k, meta("cuda", getattr(torch, dtype), torch.Size(shapes[k]))) for k in keys],
                                         protocol=4)
-                    assert metadata_pickle_bytes(keys, (tokens, 2880), dtype) == len(real), (keys, tokens, dtype)
+                    ours = metadata_pickle_bytes(tuple((k, shapes[k]) for k in keys), dtype)
+                    assert ours == len(real), (keys, tokens, dtype)
     finally:
         for k, v in saved.items():
             if v is None:

@@ -84,6 +84,7 @@ class ModelCard:
     boundary_tensors: tuple = ("hidden_states", "residual")  # what a pipeline stage sends to the next
     mamba_x_proj_width: int = 0  # Mamba-1 x_proj output: dt_rank + 2 * d_state
     mamba_n_groups: int = 0  # Mamba-2 B/C groups (the gated norm all-reduces when it is 1)
+    per_layer_input_size: int = 0  # Gemma 4's hidden_size_per_layer_input (per-layer embeddings; 0 = none)
     warnings: tuple = ()  # what the card could not derive exactly, said in every output
 
     # ---- derived sizes -------------------------------------------------------------------
@@ -433,8 +434,7 @@ def _layer_blocks(cfg: dict, name: str, layers: int, family: Family, moe_mask: t
                 if cfg.get(key) is not None:
                     raise CommbenchError(f"model config {name!r} has {key} (a non-attention mixer) but no per-layer list "
                                          "(layer_types, layers_block_type, hybrid_override_pattern) saying which layers use it")
-        return tuple(tuple(f if b == "ffn" else b for b in family.blocks for f in ([ffn[i]] if b == "ffn" else [b]))
-                     for i in range(layers))
+        return tuple(_resolve(family.blocks, ffn[i], "attention") for i in range(layers))
     field_name, entries = listed
     if len(entries) != layers:
         raise CommbenchError(f"model config {name!r}: {field_name} has {len(entries)} entries, num_hidden_layers is {layers}")
@@ -445,11 +445,22 @@ def _layer_blocks(cfg: dict, name: str, layers: int, family: Family, moe_mask: t
             raise CommbenchError(f"model config {name!r}: {field_name}[{i}] = {entry!r} is a layer kind commbench "
                                  f"cannot model; valid: {', '.join(kinds)}")
         mixer = kinds[entry] or family.linear_attention
-        if family.whole_layer_kinds:
-            blocks.append((mixer,))
-        else:
-            blocks.append(tuple(ffn[i] if b == "ffn" else (mixer if b == "attention" else b) for b in family.blocks))
+        blocks.append((mixer,) if family.whole_layer_kinds else _resolve(family.blocks, ffn[i], mixer))
     return tuple(blocks)
+
+
+def _resolve(blocks: tuple[str, ...], ffn: str, mixer: str) -> tuple[str, ...]:
+    """A family's block list for one layer: `ffn` -> mlp or moe, `moe_if_any` -> moe or nothing,
+    `attention` -> the layer's mixer."""
+    out = []
+    for b in blocks:
+        if b == "ffn":
+            out.append(ffn)
+        elif b == "moe_if_any":
+            out += ["moe"] if ffn == "moe" else []
+        else:
+            out.append(mixer if b == "attention" else b)
+    return tuple(out)
 
 
 def _ffn_mult_to_width(ffn_mult: float, hidden: int) -> int:
@@ -501,7 +512,8 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         raise CommbenchError(f"model config {name!r} has {num_experts} experts but no 'num_experts_per_tok'")
     if k > num_experts:
         raise CommbenchError(f"model config {name!r}: num_experts_per_tok = {k} exceeds the {num_experts} experts")
-    moe_inter = _whole(cfg, name, "moe_intermediate_size", "intermediate_size", default=0) if num_experts else 0
+    moe_inter = _whole(cfg, name, "moe_intermediate_size", "expert_intermediate_size", "intermediate_size",
+                       default=0) if num_experts else 0
     # GPT-2 / BLOOM / GPT-J leave the MLP width out: 4 x hidden (their config classes' default)
     dense_inter = _whole(cfg, name, "intermediate_size", default=4 * hidden if family.boundary == ("hidden_states",) else 0)
 
@@ -521,6 +533,7 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     if any("mamba" in b for b in blocks):  # Mamba-1: dt_rank (default ceil(hidden / 16)) + 2 * d_state
         x_proj = _whole(cfg, name, "mamba_dt_rank", default=-(-hidden // 16)) + 2 * _whole(cfg, name, "mamba_d_state", default=16)
 
+    ple = _whole(cfg, name, "hidden_size_per_layer_input", default=0, minimum=0) if "per_layer_inputs" in family.boundary else 0
     window = _whole(cfg, name, "sliding_window", default=0) or None
     layer_types = cfg.get("layer_types")
     if isinstance(layer_types, list) and len(layer_types) == layers:
@@ -553,7 +566,9 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         family=family.name,
         layer_blocks=blocks,
         layer_mlp_width=tuple(widths),
-        boundary_tensors=family.boundary,
+        # a tensor a family may send is sent only where the config has it (Gemma 4 without per-layer inputs)
+        boundary_tensors=tuple(t for t in family.boundary if t != "per_layer_inputs" or ple),
+        per_layer_input_size=ple,
         mamba_x_proj_width=x_proj,
         mamba_n_groups=n_groups,
     )

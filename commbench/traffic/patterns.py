@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from commbench import CommbenchError
 from commbench.collectives import COLLECTIVES
-from commbench.data import data_dir, names_in
+from commbench.data import check_choices, data_dir, names_in
 
 REPEATS = ("per_forward", "per_block", "per_boundary", "per_step")
 SITE_DTYPES = ("activation", "float32", "int64", "int32", "uint8")
@@ -56,13 +56,8 @@ def load_pattern(name: str) -> Pattern:
     for entry in raw.get("site", []):
         site = Site(**{**entry, "shape": tuple(entry["shape"]), "blocks": tuple(entry.get("blocks", ())),
                        "engines": tuple(entry.get("engines", ()))})
-        if site.collective not in COLLECTIVES:
-            raise CommbenchError(f"pattern {name}: site {site.name} has unknown collective {site.collective!r}")
-        if site.repeat not in REPEATS:
-            raise CommbenchError(f"pattern {name}: site {site.name} has unknown repeat {site.repeat!r}; valid: {', '.join(REPEATS)}")
-        if site.owner not in OWNERS:
-            raise CommbenchError(f"pattern {name}: site {site.name} has unknown owner {site.owner!r}; valid: {', '.join(OWNERS)}")
-        if site.dtype not in SITE_DTYPES:
-            raise CommbenchError(f"pattern {name}: site {site.name} has unknown dtype {site.dtype!r}; valid: {', '.join(SITE_DTYPES)}")
+        check_choices((("collective", site.collective, tuple(COLLECTIVES)), ("repeat", site.repeat, REPEATS),
+                       ("owner", site.owner, OWNERS), ("dtype", site.dtype, SITE_DTYPES)),
+                      prefix=f"pattern {name}: site {site.name} has ")
         sites.append(site)
     return Pattern(raw["name"], raw["group"], raw.get("description", ""), tuple(sites))

@@ -24,6 +24,7 @@ from commbench import lazy_module
 pd = lazy_module("pandas")  # imported on first use
 
 from commbench.collectives import get_collective
+from commbench.data import check_choices
 from commbench.fabric.links import LINKS, wire_time_s
 from commbench.traffic.model_card import DTYPE_BYTES, QUANT_WEIGHT_BYTES, ModelCard
 from commbench.traffic.patterns import Site, load_pattern
@@ -73,12 +74,8 @@ class EngineOptions:
     def __post_init__(self) -> None:
         from commbench import CommbenchError
 
-        if self.name not in ENGINES:
-            raise CommbenchError(f"unknown engine {self.name!r}; valid: {', '.join(ENGINES)}")
-        if self.moe_kernel not in MOE_KERNEL_HIDDEN_ALIGN:
-            raise CommbenchError(f"unknown MoE kernel {self.moe_kernel!r}; valid: {', '.join(MOE_KERNEL_HIDDEN_ALIGN)}")
-        if self.all2all not in ALL2ALL_BACKENDS:
-            raise CommbenchError(f"unknown all2all backend {self.all2all!r}; valid: {', '.join(ALL2ALL_BACKENDS)}")
+        check_choices((("engine", self.name, ENGINES), ("MoE kernel", self.moe_kernel, MOE_KERNEL_HIDDEN_ALIGN),
+                       ("all2all backend", self.all2all, ALL2ALL_BACKENDS)))
         if self.max_capture_size < 1:
             raise CommbenchError(f"max capture size must be >= 1, got {self.max_capture_size}")
 
@@ -116,18 +113,24 @@ def _int_pickle_bytes(value: int) -> int:
     return 2 if value < 256 else 3 if value < 65536 else 5
 
 
-def metadata_pickle_bytes(tensors: tuple[str, ...], shape: tuple[int, ...], dtype: str) -> int:
+def metadata_pickle_bytes(tensors: tuple, dtype: str) -> int:
     """Size of pickle.dumps(metadata_list) that send_tensor_dict sends before the tensors:
-    [(key, TensorMetadata("cuda", torch.<dtype>, torch.Size(shape))), ...], protocol 4.
+    [(key, TensorMetadata("cuda", torch.<dtype>, torch.Size(shape))), ...], protocol 4, for
+    `tensors` = ((key, shape), ...):
 
         96 + len(dtype name) + sum over tensors of (24 + len(key) + sum of each dim's int opcode)
 
     The first entry carries the globals (TensorMetadata, torch.<dtype>, torch.Size) and later
-    ones refer back to them; tests/test_trace_architectures.py checks this against pickle with torch.
+    ones refer back to them; a shape's tuple is one opcode whatever its length (TUPLE1-3).
+    tests/test_trace_architectures.py checks this against pickle with torch.
     """
-    assert len(shape) == 2, "boundary tensors are [tokens, hidden]"
-    per_dim = sum(_int_pickle_bytes(int(d)) for d in shape)
-    return 96 + len(dtype) + sum(24 + len(key) + per_dim for key in tensors)
+    return 96 + len(dtype) + sum(24 + len(key) + sum(_int_pickle_bytes(int(d)) for d in shape) for key, shape in tensors)
+
+
+#: The shape of each tensor a stage boundary may carry (IntermediateTensors), in _dims' names.
+BOUNDARY_SHAPES = {"hidden_states": ("tokens", "hidden"), "residual": ("tokens", "hidden"),
+                   # vllm/model_executor/models/gemma4.py make_empty_intermediate_tensors
+                   "per_layer_inputs": ("tokens", "num_layers", "per_layer_input")}
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None, tok
     if engine and m.weight_bytes("experts") == QUANT_WEIGHT_BYTES["mxfp4"]:
         align = MOE_KERNEL_HIDDEN_ALIGN[engine.moe_kernel]
         moe_hidden = -(-m.hidden_size // align) * align
-    return {
+    dims = {
         "tokens": tokens,
         "sampled": step.sampled,
         "hidden": m.hidden_size,
@@ -200,15 +203,22 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None, tok
         "experts": m.num_experts,
         "topk_per_ep": m.experts_per_token / (plan.dp * plan.tp),
         "dp": plan.dp,
-        "metadata_bytes": metadata_pickle_bytes(m.boundary_tensors, (int(math.ceil(tokens)), m.hidden_size),
-                                                m.activation_dtype),
+        "num_layers": m.num_hidden_layers,
+        "per_layer_input": m.per_layer_input_size,
+        "per_layer_total": m.num_hidden_layers * m.per_layer_input_size,
+        "per_layer_total_per_tp": m.num_hidden_layers * m.per_layer_input_size // plan.tp,
     }
+    dims["metadata_bytes"] = metadata_pickle_bytes(
+        tuple((t, tuple(int(math.ceil(dims[d])) for d in BOUNDARY_SHAPES[t])) for t in m.boundary_tensors),
+        m.activation_dtype)
+    return dims
 
 
 #: Named rules a site's `when` refers to (patterns/*.toml): each takes the plan.
 _WHEN = {
     "": lambda plan, engine: True,
     "mamba_single_group": lambda plan, engine: plan.model.mamba_n_groups == 1,
+    "per_layer_inputs": lambda plan, engine: plan.model.per_layer_input_size > 0,
     "all2all_allgather": lambda plan, engine: ALL2ALL_BACKENDS[(engine or EngineOptions()).all2all] == "all2all_allgather",
     "all2all_kernels": lambda plan, engine: ALL2ALL_BACKENDS[(engine or EngineOptions()).all2all] == "all2all_kernels",
 }
@@ -222,8 +232,9 @@ def _issues(site: Site, plan: ParallelPlan, stage: int, layer: int | None, block
         owner_ok = site.owner == "every_stage" or (site.owner == "first_stage" and stage == 0) or \
             (site.owner == "last_stage" and stage == plan.pp - 1)
         wanted = -1 if site.owner == "last_stage" else None
-        return owner_ok and layer == wanted and block is None
+        return owner_ok and layer == wanted and block is None and _WHEN[site.when](plan, engine)
     return block is not None and block in site.blocks and _WHEN[site.when](plan, engine)
+
 
 
 def _engine_sites(pattern: str, engine: EngineOptions | None) -> tuple[Site, ...]:
@@ -280,6 +291,8 @@ def _slots(plan: ParallelPlan, engine: EngineOptions | None) -> tuple[_Slot, ...
             split = plan.tp if site.split_across_tp and plan.tp > 1 else 1
             for tensor in (m.boundary_tensors if site.per_tensor else (site.name.split(".")[-1],)):
                 name = f"stage{stage}->stage{stage + 1}.{tensor}"
+                if site.per_tensor:  # the tensor's own shape (BOUNDARY_SHAPES), not the pattern's default
+                    site = dataclasses.replace(site, shape=BOUNDARY_SHAPES[tensor])
                 slots.append(_Slot(name, site, "send", "pp_cpu" if site.cpu_group else "pp", tuple(zip(group, dst)),
                                    2, stage, split=split))
                 if split > 1:  # the receiving stage all-gathers the split tensor (all_gather_group)

@@ -38,6 +38,14 @@ FILES = {
     "longcat_flash.json": (t.LongcatFlashConfig, {}),
     # GPT-2 (124M): the class defaults; no dtype, no intermediate size
     "gpt2.json": (t.GPT2Config, {}),
+    # Gemma 4 (the class defaults: per-layer inputs of 256 per layer, no experts), multimodal wrapper
+    "gemma4.json": (t.Gemma4Config, {}),
+    # a Gemma 4 MoE text model: experts beside the dense MLP in every layer (top_k_experts, as the
+    # published MoE checkpoints name it), no per-layer inputs
+    "gemma4_moe.json": (t.Gemma4TextConfig, {"hidden_size": 2816, "num_hidden_layers": 30, "num_attention_heads": 16,
+                                             "num_key_value_heads": 8, "intermediate_size": 2112, "num_experts": 128,
+                                             "top_k_experts": 8, "moe_intermediate_size": 704,
+                                             "hidden_size_per_layer_input": 0}),
     # Zamba2-2.7B: the class defaults (its 'hybrid' layers are not modelled: the test expects an error)
     "zamba2.json": (t.Zamba2Config, {}),
 }
