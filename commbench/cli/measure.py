@@ -92,8 +92,11 @@ def _streamer(link_profile, title: str):
     return stream
 
 
-def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int, iters: int, warmup: int) -> None:
+def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int, iters: int, warmup: int,
+                         target_ci: float = 0.03) -> None:
     """One-line errors for the sweep's options, before any rank starts."""
+    if not 0 < target_ci < 1:  # not (x > 0) also catches NaN
+        raise CommbenchError(f"--target-ci {target_ci:g} must be between 0 and 1 (a fraction of the p50, e.g. 0.03)")
     from commbench.measure.timing import TIMING_MODES
 
     if mpi_buffers not in ("host", "cuda"):
@@ -117,6 +120,22 @@ def _print_sweep(frame: pd.DataFrame, title: str) -> None:
                 {"algbw_gbps": "{:.4f}", "busbw_gbps": "{:.4f}", "time_us_p50": "{:,.1f}", "time_us_min": "{:,.1f}",
                  "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}", **pct,
                  **{c: "{:,.1f}" for c in frame.columns if c.startswith("theory_us_")}})
+
+
+def _floor_of(frame: pd.DataFrame) -> dict | None:
+    """The harness floor a sweep's rows carry (the same on every row), as one dict."""
+    if "floor_us" not in frame or not len(frame):
+        return None
+    return {k: frame[f"floor_{k}"].iloc[0] for k in ("us", "timer_us", "call_us")}
+
+
+def _print_floor(floor: dict | None, backend: str) -> None:
+    """The harness floor line under a sweep table (commbench.measure.timing.harness_floor)."""
+    if not floor:
+        return
+    call = "n/a" if floor["call_us"] is None or floor["call_us"] != floor["call_us"] else f"{floor['call_us']:.2f} us"
+    console.print(f"harness floor {floor['us']:.2f} us per call (timer {floor['timer_us']:.3f} us + a one-rank {backend} "
+                  f"all-reduce {call}); near_floor: p50 within 2x of it", highlight=False)
 
 
 def _keep_partial(failure, out: str | None, meta: dict, printed: bool) -> None:
@@ -180,17 +199,14 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
       mpiexec -n 2 -host a,b commbench sweep all_reduce --backend mpi
       torchrun --nnodes 2 --nproc-per-node 1 --rdzv-endpoint HOST:29500 -m commbench sweep all_reduce --backend nccl
     """
+    from commbench.fabric.links import parse_link
     from commbench.results import check_output_path, environment_metadata, save_table
     from commbench.measure.sweep import check_sweep_choices, sizes_between
     from commbench.measure.world import WorldFailed
 
     placement = placement or "both"
     check_sweep_choices(collective, backend, dtype, redop, placement)
-    _check_sweep_options(backend, mpi_buffers, timing, ranks, 1 if iters is None else iters, warmup)
-    if not 0 < target_ci < 1:  # not (x > 0) also catches NaN
-        raise CommbenchError(f"--target-ci {target_ci:g} must be between 0 and 1 (a fraction of the p50, e.g. 0.03)")
-    from commbench.fabric.links import parse_link
-
+    _check_sweep_options(backend, mpi_buffers, timing, ranks, 1 if iters is None else iters, warmup, target_ci)
     link_profile = parse_link(link) if link else None
     if out:
         check_output_path(out)
@@ -213,8 +229,7 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
         return
     frame, launcher, ranks = result
     meta.update(ranks=ranks, hosts=frame.attrs.get("hosts", []))
-    if "floor_us" in frame and len(frame):  # the harness floor, once, in the metadata too
-        meta["harness_floor"] = {k: frame[f"floor_{k}"].iloc[0] for k in ("us", "timer_us", "call_us")}
+    meta["harness_floor"] = _floor_of(frame)  # once, in the metadata too
     _add_theory_columns(frame, link_profile)
     if out:
         save_table(frame, out, environment_metadata(**meta, launcher=launcher, complete=True))
@@ -223,11 +238,7 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
     elif not streaming:  # piped: every row was printed as it finished
         _print_sweep(frame, f"{collective}, {backend}, {ranks} ranks ({launcher}), {iters or 'adaptive'} iterations (time = max "
                      "over ranks per iteration; busbw_pct_*: percent of that link's rate)")
-        if "floor_us" in frame and len(frame):
-            f = meta["harness_floor"]
-            call = "n/a" if f["call_us"] is None or f["call_us"] != f["call_us"] else f"{f['call_us']:.2f} us"
-            console.print(f"harness floor {f['us']:.2f} us per call (timer {f['timer_us']:.3f} us + a one-rank {backend} "
-                          f"all-reduce {call}); near_floor: p50 within 2x of it", highlight=False)
+        _print_floor(meta.get("harness_floor"), backend)
     if frame["wrong"].sum():
         raise CommbenchError(f"{int(frame['wrong'].sum())} wrong values in the correctness pass")
 
