@@ -48,11 +48,12 @@ def _c_times(mpiexec, exe, in_place: bool) -> dict:
     return {int(b): float(avg) for b, avg, _ in (line.split() for line in done.stdout.splitlines())}
 
 
-def _commbench_times(placement: str) -> dict:
+def _commbench_times(placement: str, timing: str = "blocking") -> dict:
     times = {}
     for size in SIZES:
         done = subprocess.run([sys.executable, "-m", "commbench", "sweep", "all_reduce", "--backend", "mpi", "-b", str(size),
-                               "-e", str(size), "--iters", str(ITERS), "--warmup", str(WARMUP), f"--{placement}", "--json"],
+                               "-e", str(size), "--iters", str(ITERS), "--warmup", str(WARMUP), f"--{placement}", "--json",
+                               "--timing", timing],
                               capture_output=True, text=True, env=ENV, timeout=300)
         assert done.returncode == 0, done.stderr
         (row,) = json.loads(done.stdout)["rows"]
@@ -82,3 +83,8 @@ def test_mpi_backend_against_c_reference(benchmark, reference, placement):
     for size in SIZES:
         if size >= 65536:
             assert ratios[size] <= LIMIT, f"{size} B: commbench {ours[size]:.2f} us vs C {c[size]:.2f} us"
+    # --timing c-loop moves the loop into C (mpi_loop.c): the small-message floor without mpi4py's per-call cost
+    looped = min((_commbench_times(placement, "c-loop") for _ in range(ROUNDS)), key=lambda t: t[8])
+    benchmark.extra_info.update({f"c_loop_us_{s}": looped[s] for s in SIZES})
+    benchmark.extra_info["c_loop_ratio_8"] = looped[8] / c[8]
+    print(f"{placement} --timing c-loop: 8 B {looped[8]:.2f} us ({looped[8] / c[8]:.2f}x the C reference)")

@@ -49,6 +49,8 @@ CASES = [
     (lambda t: ("sweep", "all_reduce", "--backend", "mpi", "-d", "bfloat16"), "the mpi backend has no bfloat16; valid: float32"),
     (lambda t: ("sweep", "all_reduce", "--out-of-place"), "all_reduce on gloo runs in-place only; --out-of-place is not available"),
     (lambda t: ("sweep", "all_gather", "-o", "max"), "-o max applies to all_reduce and reduce_scatter"),
+    (lambda t: ("sweep", "all_reduce", "--timing", "c-loop"), "--timing c-loop is the mpi backend's compiled loop"),
+    (lambda t: ("sweep", "broadcast", "--backend", "mpi", "--timing", "c-loop"), "--timing c-loop times all_reduce, all_gather"),
 ]
 
 

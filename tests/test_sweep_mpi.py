@@ -70,3 +70,18 @@ def test_a_wrong_value_on_a_typed_out_of_place_call_is_caught():
                           cwd=str(__import__("tests.conftest", fromlist=["ROOT"]).ROOT))
     assert proc.returncode == 0, proc.stderr
     assert "WRONG 1" in proc.stdout  # rank 1's check saw its corrupted element; rank 0 reports it
+
+
+def test_c_loop_timing_runs_the_loop_in_c():
+    """--timing c-loop: mpi_loop.c built with the venv's mpicc times back-to-back calls inside C;
+    each sample is the mean of a block sized to ~2 ms, the floor is the same loop on MPI_COMM_SELF
+    (no timer share), and every rank's result is still checked."""
+    proc = subprocess.run([sys.executable, "-m", "commbench", "sweep", "all_reduce", "--backend", "mpi", "--timing", "c-loop",
+                           "-b", "8", "-e", "4K", "-f", "8", "--json"], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert sorted({r["msg_bytes"] for r in rows}) == [8, 64, 512, 4096]
+    for r in rows:
+        assert r["wrong"] == 0 and r["samples"] == len(r["samples_us"]) >= 5
+        assert r["floor_timer_us"] == 0 and r["floor_us"] == pytest.approx(r["floor_call_us"])
+        assert r["near_floor"] == (r["time_us_p50"] < 2 * r["floor_us"])

@@ -93,7 +93,7 @@ def _streamer(link_profile, title: str):
 
 
 def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int, iters: int, warmup: int,
-                         target_ci: float = 0.03) -> None:
+                         target_ci: float = 0.03, collective: str = "all_reduce") -> None:
     """One-line errors for the sweep's options, before any rank starts."""
     if not 0 < target_ci < 1:  # not (x > 0) also catches NaN
         raise CommbenchError(f"--target-ci {target_ci:g} must be between 0 and 1 (a fraction of the p50, e.g. 0.03)")
@@ -108,6 +108,15 @@ def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int
             raise CommbenchError("--mpi-buffers cuda needs a CUDA device; use host buffers on CPU")
     if timing not in TIMING_MODES:
         raise CommbenchError(f"unknown timing mode {timing!r}; valid: {', '.join(TIMING_MODES)}")
+    if timing == "c-loop":
+        if backend != "mpi":
+            raise CommbenchError(f"--timing c-loop is the mpi backend's compiled loop; --backend {backend} has none "
+                                 "(use back-to-back)")
+        if collective not in ("all_reduce", "all_gather", "reduce_scatter"):
+            raise CommbenchError(f"--timing c-loop times all_reduce, all_gather and reduce_scatter, not {collective}")
+        from commbench.measure.backends.mpi import c_loop_library
+
+        c_loop_library(require("mpi4py.MPI"))  # built here, once, before any rank starts
     if ranks < 2 or iters < 1 or warmup < 0:
         raise CommbenchError(f"need ranks >= 2, iters >= 1, warmup >= 0; got {ranks}, {iters}, {warmup}")
 
@@ -173,7 +182,8 @@ def _keep_partial(failure, out: str | None, meta: dict, printed: bool) -> None:
 @click.option("--target-ci", type=float, default=0.03, show_default=True,
               help="Adaptive sampling: stop when the p50's 95% confidence interval is within +- this fraction.")
 @click.option("--timing", default="blocking", show_default=True,
-              help="blocking (a barrier before every timed call) or back-to-back (nccl-tests: mean of iters calls).")
+              help="blocking (a barrier before every timed call), back-to-back (nccl-tests: mean of iters calls) or "
+                   "c-loop (mpi: back-to-back with the loop in C, below mpi4py's per-call cost).")
 @click.option("--mpi-buffers", default="host", show_default=True,
               help="mpi backend: host (numpy) or cuda (device buffers; needs a CUDA-aware MPI).")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Untimed iterations per size.")
@@ -206,7 +216,7 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
 
     placement = placement or "both"
     check_sweep_choices(collective, backend, dtype, redop, placement)
-    _check_sweep_options(backend, mpi_buffers, timing, ranks, 1 if iters is None else iters, warmup, target_ci)
+    _check_sweep_options(backend, mpi_buffers, timing, ranks, 1 if iters is None else iters, warmup, target_ci, collective)
     link_profile = parse_link(link) if link else None
     if out:
         check_output_path(out)

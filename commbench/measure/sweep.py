@@ -214,13 +214,17 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int | 
     coll = get_collective(collective)
     n = backend.world_size
     typesize = DTYPE_BYTES[dtype]
-    floor = harness_floor(backend)
+    if timing == "c-loop":
+        backend.enable_c_loop()  # the mpi backend's compiled loop; its bound() calls carry .c_loop
+    floor = harness_floor(backend, timing)
     rows = []
     for requested_bytes, where in ((s, p) for s in sizes for p in placements):
         per_rank = requested_bytes // typesize // (n if coll.gathers else 1)
         if per_rank == 0:
             continue
-        call, verify = _collective_calls(backend, collective, per_rank, dtype, op, where)
+        call, verify = _placed_calls(backend, collective, per_rank, dtype, op, where == "in_place") \
+            if timing == "c-loop" and collective in ("all_reduce", "all_gather", "reduce_scatter") else \
+            _collective_calls(backend, collective, per_rank, dtype, op, where)
         samples = time_calls(call, backend, iters, warmup, timing) if iters else \
             time_adaptive(call, backend, warmup, timing, target_ci)
         wrong = backend.sum_over_ranks(int(np.count_nonzero(verify())))  # every rank's check, not rank 0's

@@ -5,6 +5,9 @@ Modes:
                 is the time of that collective alone;
   back-to-back  nccl-tests' way: `iters` calls issued without barriers, one clock around all of
                 them; the single sample is the mean per call (pipelined launches included).
+  c-loop        back-to-back with the loop itself in C (the mpi backend's mpi_loop.c, the call's
+                `.c_loop(iters)`): no Python between calls, so the harness floor drops to the
+                library's own per-call cost.
 Clocks: the host's perf_counter for host backends (gloo, MPI on numpy buffers); CUDA events
 recorded on the backend's stream for device backends (NCCL, CuPy), which expose
 `new_event()` and `elapsed_s(start, end)`; `synchronize` is the device sync (a no-op on CPU).
@@ -19,7 +22,7 @@ import numpy as np
 
 from commbench import CommbenchError
 
-TIMING_MODES = ("blocking", "back-to-back")
+TIMING_MODES = ("blocking", "back-to-back", "c-loop")
 
 TARGET_CI = 0.03
 """Adaptive sampling stops once the 95% confidence interval of the p50 is within +-TARGET_CI of it
@@ -29,6 +32,11 @@ BUDGET_S = 1.0
 BLOCK = 10
 """Iterations per block; ranks agree on stopping from the same per-iteration maxima after each block."""
 MAX_SAMPLES = 2000
+C_LOOP_BLOCK_S = 2e-3
+"""c-loop: calls per sample chosen so one sample spans about this long (seconds), at least BLOCK and at
+most C_LOOP_MAX_CALLS: a scheduler tick (~4 ms here) landing in a sample of 10 sub-microsecond calls
+would be the sample; spread over a 2 ms block it is one slow sample among many."""
+C_LOOP_MAX_CALLS = 100_000
 SLOW_FACTOR = 2.0
 """A sample more than SLOW_FACTOR x the fastest quartile counts in the slow mode (a scheduler tick,
 a thread hand-off); between 10% and 90% of the samples there is a bimodal size."""
@@ -50,12 +58,14 @@ def time_adaptive(op, backend, warmup: int, timing: str = "blocking", target_ci:
     it, `budget_s` of samples were measured, or MAX_SAMPLES. Every rank sees the same per-iteration
     maxima, so every rank stops after the same block. back-to-back timing gives one sample per block."""
     samples = time_calls(op, backend, BLOCK, warmup, timing)
+    per_block = timing != "blocking"  # one sample (a mean) per block of BLOCK calls
     while True:
-        if len(samples) >= 2 * BLOCK or (timing == "back-to-back" and len(samples) >= 5):
+        if len(samples) >= 2 * BLOCK or (per_block and len(samples) >= 5):
             lo, hi = median_ci(samples)
             if (hi - lo) / 2 <= target_ci * float(np.median(samples)):
                 return samples
-        if samples.sum() * (BLOCK if timing == "back-to-back" else 1) >= budget_s or len(samples) >= MAX_SAMPLES:
+        calls_per_sample = getattr(op, "calls_per_sample", BLOCK) if per_block else 1
+        if samples.sum() * calls_per_sample >= budget_s or len(samples) >= MAX_SAMPLES:
             return samples
         samples = np.concatenate([samples, time_calls(op, backend, BLOCK, 0, timing)])
 
@@ -82,6 +92,14 @@ def time_calls(op, backend, iters: int, warmup: int, timing: str = "blocking") -
     backend.synchronize()
     barrier, clock = backend.barrier, time.perf_counter
     events = getattr(backend, "new_event", None)
+    if timing == "c-loop":
+        loop = getattr(op, "c_loop", None)
+        if loop is None:
+            raise CommbenchError("--timing c-loop runs the mpi backend's all_reduce, all_gather and reduce_scatter")
+        if not hasattr(op, "calls_per_sample"):  # a pilot block sizes the samples; every rank agrees (max)
+            pilot = float(backend.max_over_ranks(np.array([loop(iters)]))[0])
+            op.calls_per_sample = int(min(C_LOOP_MAX_CALLS, max(iters, C_LOOP_BLOCK_S / max(pilot, 1e-9))))
+        return backend.max_over_ranks(np.array([loop(op.calls_per_sample)]))
     if timing == "back-to-back":
         barrier()
         if events:
@@ -133,7 +151,7 @@ NEAR_FLOOR = 2.0
 """A size whose p50 is within NEAR_FLOOR x the floor measures the harness as much as the transfer."""
 
 
-def harness_floor(backend) -> dict:
+def harness_floor(backend, timing: str = "blocking") -> dict:
     """What a timed call costs with nothing to move, measured on this rank at the start of a sweep:
 
         timer_us  one perf_counter() pair (the clock the host backends read)
@@ -141,7 +159,9 @@ def harness_floor(backend) -> dict:
                   library's own per-call cost, no peer, no wire); None where the backend has none
         floor_us  timer_us + call_us: the smallest time a row could read
 
-    The p50 of FLOOR_CALLS calls, the max over ranks (the slowest rank's floor bounds the row)."""
+    The p50 of FLOOR_CALLS calls, the max over ranks (the slowest rank's floor bounds the row).
+    With timing c-loop the calls run inside the C loop and the clock is read once per loop, so
+    the floor is the loop's mean per call and the timer's share is nil."""
     clock = time.perf_counter
     ticks = np.empty(FLOOR_CALLS)
     for i in range(FLOOR_CALLS):
@@ -150,7 +170,10 @@ def harness_floor(backend) -> dict:
     timer = float(np.median(ticks))
     call = float("nan")
     group = backend.self_group() if hasattr(backend, "self_group") else None
-    if group is not None:
+    if timing == "c-loop" and getattr(group, "c_loop", None) is not None:
+        timer = 0.0
+        call = float(np.median([group.c_loop(FLOOR_CALLS) for _ in range(10)]))
+    elif group is not None:
         op = group.all_reduce
         for _ in range(FLOOR_CALLS):
             op()

