@@ -84,6 +84,8 @@ def test_replay_on_gloo_cli(cli):
     decode = {r["site"]: r for r in rows if r["phase"] == "decode"}
     assert decode["layer.attn.o_proj"]["calls"] == 4 and decode["layer.attn.o_proj"]["msg_bytes"] == 4 * 64 * 2
     assert decode["step"]["calls"] == 10
+    # the traced dtype by default: gloo has bfloat16, so the buffers are bf16 of the traced bytes
+    assert {r["type"] for r in rows if r["site"] != "step"} == {"bfloat16"}
     _check_rows(rows, LINKS["200gbe"].bandwidth_Bps)
 
 
@@ -97,6 +99,9 @@ def test_replay_on_mpi_pp():
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)["rows"]
     assert {r["collective"] for r in rows if r["site"] != "step"} == {"send_recv"}
+    # MPI has no bfloat16: activation sends fall back to float32 of the same bytes; metadata keeps its types
+    types = {r["site"].split(".")[-1]: r["type"] for r in rows if r["site"] != "step" and r["phase"] == "decode"}
+    assert types == {"metadata_size": "int64", "metadata": "uint8", "hidden_states": "float32", "residual": "float32"}
     _check_rows(rows, LINKS["200gbe"].bandwidth_Bps)
 
 

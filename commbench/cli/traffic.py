@@ -79,13 +79,16 @@ def models_show(model, as_json):
 @click.option("--replay", is_flag=True, help="Run the traced ops for real, in engine order, per step kind.")
 @click.option("--backend", default="gloo", show_default=True, help="Replay backend: gloo, mpi, nccl or cupy.")
 @click.option("--phase", default="both", show_default=True, help="Replay prefill, decode or both.")
+@click.option("--replay-dtype", default=None,
+              help="Replay buffers of this type instead of the traced one (default: the trace's, e.g. bfloat16; "
+                   "float32 of the same bytes where the backend lacks it).")
 @click.option("--iters", type=int, default=3, show_default=True, help="Replayed steps timed per phase.")
 @click.option("--warmup", type=int, default=1, show_default=True, help="Untimed steps per phase.")
 @click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True, help="Seconds per replayed row before a peer counts as dead.")
 @click.option("--link", default="200gbe", show_default=True, help="Link for the replay's wire-time column.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the replay table (.csv/.json/.parquet) with metadata.")
 def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, batch, scenario, isl, osl, token_budget,
-          as_json, csv_path, replay, backend, phase, iters, warmup, timeout_s, link, out):
+          as_json, csv_path, replay, backend, phase, replay_dtype, iters, warmup, timeout_s, link, out):
     """The exact communication of MODEL under TP, PP or EP: every site per prefill chunk and decode step.
 
     MODEL is a shipped name (see `commbench models`), a path to a Hugging Face config.json, or a
@@ -114,7 +117,7 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if replay:
-        _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json)
+        _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json, replay_dtype)
         return
     if csv_path:  # the op rows, with the inputs and environment in a .meta.json sidecar like every table
         from commbench.results import environment_metadata, save_table
@@ -143,13 +146,20 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
                   "200gbe = 25 GB/s, pcie5x16 = 63 GB/s per direction.")
 
 
-def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json):
+def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json, replay_dtype=None):
     from commbench.fabric.links import parse_link
     from commbench.measure.replay import replay_job, replay_plan, total_steps
     from commbench.results import check_output_path, environment_metadata, save_table
     from commbench.measure.backends import check_backend
 
     check_backend(backend)
+    if replay_dtype is not None:
+        from commbench.measure.backends import CAPABILITIES, DTYPE_BYTES
+        from commbench.data import check_choices
+
+        check_choices((("datatype", replay_dtype, tuple(DTYPE_BYTES)),))
+        if replay_dtype not in CAPABILITIES[backend]["dtypes"]:
+            raise CommbenchError(f"the {backend} backend has no {replay_dtype}; valid: {', '.join(CAPABILITIES[backend]['dtypes'])}")
     phases = {"both": ("prefill", "decode"), "prefill": ("prefill",), "decode": ("decode",)}.get(phase)
     if phases is None:
         raise CommbenchError(f"unknown phase {phase!r}; valid: prefill, decode, both")
@@ -158,7 +168,7 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
     link_profile = parse_link(link)
     if out:
         check_output_path(out)
-    calls, wire = replay_plan(result, link_profile, phases)
+    calls, wire = replay_plan(result, link_profile, phases, backend, replay_dtype)
     plan = result.plan
     ran = _run_job(replay_job(calls, iters, warmup, wire, plan.world_size), total_steps(calls),
                    f"replaying {plan.model.name} {plan.describe()}", backend, plan.world_size, timeout_s,
@@ -176,7 +186,7 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
         return
     w = result.workload
     print_frame(frame, f"Replay of {plan.model.name} {plan.describe()}, batch {w.batch} {w.scenario}: one engine step "
-                f"per phase on {backend} ({launcher}), p50 of {iters}; float32 buffers of the traced sizes",
+                f"per phase on {backend} ({launcher}), p50 of {iters}; buffers of the traced sizes and types (type)",
                 {"msg_bytes": "{:,.0f}", "measured_us_per_step": "{:,.1f}", "isolated_us_per_step": "{:,.1f}",
                  f"wire_us_per_step_{link_profile.name}": "{:,.1f}"})
     console.print("measured: inside the replayed step; isolated: calls x the same call timed alone; "

@@ -4,8 +4,9 @@ For each phase (a prefill chunk, a decode step) the step's calls are issued in t
 engine makes them: the embedding all-reduce, then layer by layer the attention o_proj all-reduce
 and the MLP / MoE all-reduce, then the logits all-gather (TP); or every stage boundary's
 hidden_states and residual sends (PP); with both, each stage's TP calls in its own group, then
-the boundary. Buffers are float32 of the same byte size as the traced
-tensors (gloo and MPI reduce float32 everywhere; the bytes on the wire are what matter).
+the boundary. Buffers hold the traced dtype (bf16 activations, int64 metadata sizes, ...) where
+the backend has it, else float32 of the same byte size (MPI has no bfloat16; the bytes on the
+wire are what matter); `type` says which each row used.
 
 Per phase and site the table gives:
     measured_us_per_step   time spent in that site's calls inside the replayed step (p50 over steps)
@@ -24,11 +25,11 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.fabric.links import LinkProfile, wire_time_s
+from commbench.measure.backends import CAPABILITIES, DTYPE_BYTES
 from commbench.traffic.plan import ParallelPlan
 from commbench.measure.timing import time_adaptive, time_calls
 from commbench.traffic.trace import Trace, engine_calls
 
-TYPESIZE = 4  # float32 buffers of the traced byte size
 
 
 def engine_order(trace: Trace, phase: str) -> list[tuple]:
@@ -42,6 +43,13 @@ def engine_order(trace: Trace, phase: str) -> list[tuple]:
             for c in engine_calls(plan, trace.steps[phase], trace.engine, trace.workload.token_budget)]
 
 
+def buffer_dtype(traced: str, backend: str, override: str | None = None) -> str:
+    """The element type a replayed call's buffers use: `override` or the traced dtype where the
+    backend has it (CAPABILITIES), else float32 (same bytes)."""
+    wanted = override or traced
+    return wanted if wanted in CAPABILITIES.get(backend, {}).get("dtypes", ()) else "float32"
+
+
 def _groups(backend, calls_by_phase: dict) -> dict:
     """A communicator handle per TP group the calls use (None where this rank is not a member).
 
@@ -50,19 +58,20 @@ def _groups(backend, calls_by_phase: dict) -> dict:
     handles = {}
     world = tuple(range(backend.world_size))
     for calls in calls_by_phase.values():
-        for _, coll, _, members in calls:
+        for _, coll, _, members, _ in calls:
             if coll == "send_recv" or members in handles:
                 continue
             handles[members] = backend if members == world else backend.subgroup(members)
     return handles
 
 
-def _call(backend, handles: dict, collective: str, msg_bytes: float, members, buffers: dict):
+def _call(backend, handles: dict, collective: str, msg_bytes: float, members, buffers: dict, dtype: str = "float32"):
     """A zero-argument op for this rank's part of one call (a no-op where it takes no part)."""
-    key = (collective, int(msg_bytes))
+    typesize = DTYPE_BYTES[dtype]
+    key = (collective, int(msg_bytes), dtype)
     if collective == "send_recv":
         if key not in buffers:
-            buffers[key] = backend.buffer(max(1, int(msg_bytes) // TYPESIZE), 1.0)
+            buffers[key] = backend.buffer(max(1, int(msg_bytes) // typesize), 1, dtype)
         mine = [(src, dst) for src, dst in members if backend.rank in (src, dst)]
         if not mine:
             return _noop
@@ -73,21 +82,21 @@ def _call(backend, handles: dict, collective: str, msg_bytes: float, members, bu
     n = len(members)
     if collective == "all_reduce":
         if key not in buffers:
-            buffers[key] = backend.buffer(max(1, int(msg_bytes) // TYPESIZE), 0.0)
+            buffers[key] = backend.buffer(max(1, int(msg_bytes) // typesize), 0, dtype)
         return functools.partial(group.all_reduce, buffers[key])
     if collective in ("all_gather", "reduce_scatter", "all_to_all"):
-        key = (collective, int(msg_bytes), n)
+        key = (collective, int(msg_bytes), n, dtype)
         if key not in buffers:
-            per_rank = max(1, int(msg_bytes) // TYPESIZE // n)
-            whole, part = backend.buffer(per_rank * n, 0.0), backend.buffer(per_rank, 1.0)
+            per_rank = max(1, int(msg_bytes) // typesize // n)
+            whole, part = backend.buffer(per_rank * n, 0, dtype), backend.buffer(per_rank, 1, dtype)
             # all_gather: part in, whole out; reduce_scatter: whole in, part out; all_to_all: whole both ways
             buffers[key] = {"all_gather": (whole, part), "reduce_scatter": (part, whole),
-                            "all_to_all": (whole, backend.buffer(per_rank * n, 1.0))}[collective]
+                            "all_to_all": (whole, backend.buffer(per_rank * n, 1, dtype))}[collective]
         out, inp = buffers[key]
         return functools.partial(getattr(group, collective), out, inp)
     if collective == "broadcast":  # from the last member (the last PP stage), as vLLM's sampled-token broadcast
         if key not in buffers:
-            buffers[key] = backend.buffer(max(1, int(msg_bytes) // TYPESIZE), 1.0)
+            buffers[key] = backend.buffer(max(1, int(msg_bytes) // typesize), 1, dtype)
         return functools.partial(group.broadcast, buffers[key], members[-1])
     raise CommbenchError(f"replay cannot run {collective!r} yet")
 
@@ -111,7 +120,7 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
     sync = backend.synchronize
     clock = time.perf_counter
     for phase, calls in calls_by_phase.items():
-        ops = [_call(backend, handles, coll, size, members, buffers) for _, coll, size, members in calls]
+        ops = [_call(backend, handles, coll, size, members, buffers, dtype) for _, coll, size, members, dtype in calls]
         sites = [site for site, *_ in calls]
         names = list(dict.fromkeys(sites))
         per_site = np.zeros((len(names), iters))
@@ -140,15 +149,15 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
         # a site's time is its slowest rank's (ranks outside a stage's group record zeros)
         per_site = backend.max_over_ranks(per_site.ravel()).reshape(per_site.shape)
         isolated = {}
-        for (site, coll, size, members), op in zip(calls, ops):
+        for (site, coll, size, members, _), op in zip(calls, ops):
             if (coll, size, members) not in isolated:
                 # the same adaptive rule as a sweep's: the p50 to +-3%, not the p50 of `iters` samples
                 isolated[(coll, size, members)] = float(np.median(time_adaptive(op, backend, warmup)))
         for k, site in enumerate(names):
             first = calls[sites.index(site)]
-            coll, size, members = first[1], first[2], first[3]
+            coll, size, members, dtype = first[1], first[2], first[3], first[4]
             n_calls = sites.count(site)
-            row = {"phase": phase, "site": site, "collective": coll, "msg_bytes": size, "calls": n_calls,
+            row = {"phase": phase, "site": site, "collective": coll, "msg_bytes": size, "type": dtype, "calls": n_calls,
                    "group_size": 2 if coll == "send_recv" else len(members),
                    "measured_us_per_step": float(np.median(per_site[k])) * 1e6,
                    "isolated_us_per_step": n_calls * isolated[(coll, size, members)] * 1e6,
@@ -157,7 +166,8 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
             if on_row is not None:
                 on_row(row)
         site_rows = [r for r in rows if r["phase"] == phase]
-        rows.append({"phase": phase, "site": "step", "collective": "", "msg_bytes": sum(r["msg_bytes"] * r["calls"] for r in site_rows),
+        rows.append({"phase": phase, "site": "step", "collective": "", "type": "",
+                     "msg_bytes": sum(r["msg_bytes"] * r["calls"] for r in site_rows),
                      "calls": len(calls), "group_size": backend.world_size,
                      "measured_us_per_step": float(np.median(step_samples)) * 1e6,
                      "isolated_us_per_step": sum(r["isolated_us_per_step"] for r in site_rows),
@@ -167,14 +177,17 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
     return pd.DataFrame(rows)
 
 
-def replay_plan(trace: Trace, link: LinkProfile, phases=("prefill", "decode")) -> tuple[dict, dict]:
-    """(calls by phase, wire seconds per call by phase and site) for replay_job."""
+def replay_plan(trace: Trace, link: LinkProfile, phases=("prefill", "decode"), backend: str = "gloo",
+                dtype: str | None = None) -> tuple[dict, dict]:
+    """(calls by phase, wire seconds per call by phase and site) for replay_job; each call is
+    (site, collective, msg_bytes, members, buffer dtype: buffer_dtype of the traced one or `dtype`)."""
     calls_by_phase, wire = {}, {}
     for phase in phases:
-        calls = engine_order(trace, phase)
+        traced = [c.dtype for c in engine_calls(trace.plan, trace.steps[phase], trace.engine, trace.workload.token_budget)]
+        calls = [(*call, buffer_dtype(t, backend, dtype)) for call, t in zip(engine_order(trace, phase), traced)]
         calls_by_phase[phase] = calls
         wire[phase] = {site: wire_time_s(coll, size, 2 if coll == "send_recv" else len(members), link)
-                       for site, coll, size, members in calls}
+                       for site, coll, size, members, _ in calls}
     return calls_by_phase, wire
 
 
