@@ -206,6 +206,18 @@ def test_unknown_layer_kind_and_pattern_char_name_the_field():
         card_from_config({**BASE, "ssm_state_size": 128}, "x")
 
 
+def test_llama4_interleaved_moe_layers():
+    # llama4.py Llama4DecoderLayer: is_moe_layer = (layer_idx + 1) % interleave_moe_layer_step == 0 (Maverick: 2);
+    # the other layers' dense MLP is intermediate_size_mlp wide, the experts intermediate_size
+    cfg = {**BASE, "model_type": "llama4_text", "intermediate_size": 128, "intermediate_size_mlp": 512,
+           "num_local_experts": 16, "num_experts_per_tok": 1, "interleave_moe_layer_step": 2}
+    card = card_from_config(cfg, "maverick-like")
+    assert card.moe_layer_mask == (False, True, False, True)
+    assert (card.intermediate_size, card.moe_intermediate_size) == (512, 128)
+    ops, _ = decode_ops(card)
+    assert ops["layer.moe"].calls == 2 and ops["layer.mlp.down_proj"].calls == 2 and all_reduces(ops) == 4 + 2 + 2 + 1
+
+
 def test_dtype_rules():
     # transformers 5 writes `dtype`, older files `torch_dtype`; float32 (or none) is served in bf16.
     assert card_from_config({**BASE, "torch_dtype": "float32"}, "x").activation_dtype == "bfloat16"

@@ -48,6 +48,9 @@ ALIASES = {
     "intermediate_size": ("ffn_hidden_size", "n_inner", "ffn_dim"),
     "num_experts_per_tok": ("experts_per_token", "num_experts_per_token", "top_k_experts", "moe_topk", "moe_k"),
     "num_experts": ("num_local_experts", "n_routed_experts", "moe_num_experts"),
+    # Llama 4: MoE every interleave_moe_layer_step layers (vllm/model_executor/models/llama4.py,
+    # is_moe_layer = (layer_idx + 1) % step == 0), the dense layers' MLP width intermediate_size_mlp
+    "decoder_sparse_step": ("interleave_moe_layer_step",),
 }
 
 #: The blocks a layer may hold (model_traces/architectures.toml explains each).
@@ -515,7 +518,8 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     moe_inter = _whole(cfg, name, "moe_intermediate_size", "expert_intermediate_size", "intermediate_size",
                        default=0) if num_experts else 0
     # GPT-2 / BLOOM / GPT-J leave the MLP width out: 4 x hidden (their config classes' default)
-    dense_inter = _whole(cfg, name, "intermediate_size", default=4 * hidden if family.boundary == ("hidden_states",) else 0)
+    dense_inter = _whole(cfg, name, "intermediate_size_mlp", "intermediate_size",
+                         default=4 * hidden if family.boundary == ("hidden_states",) else 0)
 
     moe_mask = _moe_mask(cfg, name, layers, num_experts)
     blocks = _layer_blocks(cfg, name, layers, family, moe_mask)
