@@ -302,6 +302,9 @@ def compute(model, mode, tp, pp, dp, stage, batch, prefill_tokens, context, iter
     if plan.dp > 1:
         raise CommbenchError("compute measures tp and pp stages; mode ep is traced and replayed (commbench trace "
                              "--mode ep), not yet composed into compute or predict")
+    if not plan.model.uniform_layers:
+        raise CommbenchError(f"compute times attention + MLP/MoE layers; {plan.model.name}'s layers differ "
+                             f"({plan.model.layer_kind_summary}): predict it from a hardware profile instead")
     with console.status(f"building {plan.model.name} stage {stage} layers") as status:
         frame = measure_stage(plan, stage, prefill_tokens, batch, context, iters=iters, device=device,
                               progress=lambda msg: status.update(f"timing {msg}"))

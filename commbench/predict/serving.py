@@ -126,44 +126,55 @@ class StageCost:
     s_per_pair: float  # attention seconds per (query, key) pair per layer, at peak
     weight_bytes_total: float  # resident weights on the rank (memory check)
     layers: int  # decoder layers on the stage (kernel launches scale with them)
+    state_bytes_per_seq: float = 0.0  # Mamba / Gated DeltaNet recurrent state of a sequence, this rank's share
 
 
 def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost:
+    """One stage's per-rank costs, summed over its layers' blocks (ModelCard.layer_params):
+    attention and parallel blocks, dense MLPs of each layer's width, MoE blocks (router whole,
+    experts / tp), Mamba / Gated DeltaNet mixers (/ tp, priced as attention weights); KV for the
+    attention blocks only (sliding ones capped by the window), and the mixers' recurrent state."""
+    # long: one sum per weight group, then the StageCost fields in the order the dataclass lists them
     m: ModelCard = plan.model
     tp = plan.tp
     layers = list(plan.stage_layer_range(stage))
-    n_moe = sum(m.moe_layer_mask[i] for i in layers)
-    n_dense = len(layers) - n_moe
-    n_sliding = sum(m.sliding_layer_mask[i] for i in layers) if m.sliding_window else 0
+    groups = [m.layer_params(i) for i in layers]
+    attn = sum(g["attention"] for g in groups) / tp
+    dense = sum(g["dense_mlp"] for g in groups) / tp
+    mixer = sum(g["mixer"] for g in groups) / tp
+    n_moe = sum(m.blocks_of(i).count("moe") for i in layers)
+    n_attn = sum(sum(b in ("attention", "parallel_attention_mlp") for b in m.blocks_of(i)) for i in layers)
+    n_sliding = sum(sum(b in ("attention", "parallel_attention_mlp") for b in m.blocks_of(i))
+                    for i in layers if m.sliding_layer_mask[i]) if m.sliding_window else 0
     act = m.activation_dtype
 
     def rate(group: str) -> float:  # peak: the efficiency is applied per step (HardwareProfile.flop_efficiency_at)
         return hw.flops_for(act, m.weight_bytes(group))
 
     moe_layer, dense_layer = plan.layer_shard(True), plan.layer_shard(False)
-    attn = len(layers) * dense_layer.attention
-    dense = n_dense * dense_layer.mlp
     router = n_moe * moe_layer.router
     experts_all = n_moe * moe_layer.mlp if n_moe else 0.0
     last = stage == plan.pp - 1
     lm_head = plan.padded_vocab * m.hidden_size / tp if last else 0.0
     embed = plan.padded_vocab * m.hidden_size / tp if stage == 0 else 0.0
-    fixed = (attn * m.weight_bytes("attention") + dense * m.weight_bytes("dense_mlp")
+    fixed = ((attn + mixer) * m.weight_bytes("attention") + dense * m.weight_bytes("dense_mlp")
              + router * m.weight_bytes("router") + lm_head * m.weight_bytes("lm_head"))
     expert_bytes = experts_all * m.weight_bytes("experts")
     active_experts = n_moe * moe_layer.active_mlp if n_moe else 0.0
-    s_per_token = 2 * (attn / rate("attention") + dense / rate("dense_mlp") + router / rate("router")
+    s_per_token = 2 * ((attn + mixer) / rate("attention") + dense / rate("dense_mlp") + router / rate("router")
                        + (active_experts / rate("experts") if n_moe else 0.0))
     kv_share = plan.kv_heads_per_rank / m.num_key_value_heads
+    state = sum(m.state_bytes_per_seq.get(b, 0.0) for i in layers for b in m.blocks_of(i)) / tp
     return StageCost(
         fixed_weight_bytes=fixed, expert_bytes_all=expert_bytes, moe_k=m.experts_per_token, moe_e=m.num_experts,
         kv_bytes_per_token_layer=m.kv_bytes_per_token_per_layer * kv_share,
-        full_layers=len(layers) - n_sliding, sliding_layers=n_sliding, window=m.sliding_window or 0,
+        full_layers=n_attn - n_sliding, sliding_layers=n_sliding, window=m.sliding_window or 0,
         s_per_token=s_per_token,
         s_per_sampled=2 * lm_head / rate("lm_head") if last else 0.0,
         s_per_pair=dense_layer.attention_flops(1.0) / hw.peak_flops.get(act, hw.flops_for(act, 2.0)),
         weight_bytes_total=fixed + expert_bytes + embed * m.weight_bytes("embedding"),
         layers=len(layers),
+        state_bytes_per_seq=state,
     )
 
 
@@ -248,15 +259,18 @@ class Prediction:
         return float(np.mean(self.clock[self.schedule.prefill_done_step]))
 
 
-def _step_compute(sc: StageCost, tokens, sampled, kv_full, kv_slide, pairs_full, pairs_slide, bw_Bps, flop_eff):
+def _step_compute(sc: StageCost, tokens, sampled, kv_full, kv_slide, pairs_full, pairs_slide, bw_Bps, flop_eff,
+                  seqs=0.0):
     """Per-rank (weights_s, kv_s, flops_s) of a micro-batch step; arrays broadcast over steps.
+    kv_s includes the recurrent state of non-attention mixers: read and written once per sequence.
 
     flop_eff: the fraction of peak FLOP/s reached at the step's token count. Only the binding roof
     counts: memory-bound steps charge weights and KV, compute-bound ones FLOPs.
     """
     cover = expert_coverage(tokens, sc.moe_k, sc.moe_e) if sc.moe_e else 0.0
     weight_s = (sc.fixed_weight_bytes + sc.expert_bytes_all * cover) / bw_Bps
-    kv_s = (sc.full_layers * kv_full + sc.sliding_layers * kv_slide) * sc.kv_bytes_per_token_layer / bw_Bps
+    kv_s = ((sc.full_layers * kv_full + sc.sliding_layers * kv_slide) * sc.kv_bytes_per_token_layer
+            + 2 * seqs * sc.state_bytes_per_seq) / bw_Bps
     flop_s = (tokens * sc.s_per_token + sampled * sc.s_per_sampled
               + (sc.full_layers * pairs_full + sc.sliding_layers * pairs_slide) * sc.s_per_pair) / flop_eff
     mem_bound = weight_s + kv_s >= flop_s
@@ -283,7 +297,8 @@ def round_cost(plan: ParallelPlan, stages: list[StageCost], fabric: FabricModel,
     tp_lat, tp_bw = lat / pp, stream / pp  # step_ops sums the TP calls of every stage
     bw_Bps, flop_eff = hw.effective_bandwidth_Bps, hw.flop_efficiency_at(tokens)
     per_stage = [(*_step_compute(sc, tokens, sampled, kv_full / m, kv_slide / m, pairs_full / m,
-                                 pairs_slide / m, bw_Bps, flop_eff), engine.launch_s(sc.layers, tokens)) for sc in stages]
+                                 pairs_slide / m, bw_Bps, flop_eff, seqs / m), engine.launch_s(sc.layers, tokens))
+                 for sc in stages]
     stage_time = [ws + ks + fs + ls + tp_lat + tp_bw for ws, ks, fs, ls in per_stage]
     names = ("weights_s", "kv_s", "flops_s", "launch_s")
     if pp == 1:
@@ -383,8 +398,9 @@ def _step_columns(batch: int, isl: int, osl: int, budget: int, window: int | Non
 
 
 def _kv_resident_bytes(sc: StageCost, context: int) -> float:
+    """A sequence's resident cache: its KV and its mixers' recurrent state."""
     slide = min(context, sc.window) if sc.window else context
-    return (sc.full_layers * context + sc.sliding_layers * slide) * sc.kv_bytes_per_token_layer
+    return (sc.full_layers * context + sc.sliding_layers * slide) * sc.kv_bytes_per_token_layer + sc.state_bytes_per_seq
 
 
 def _linear_percentiles(sorted_values: np.ndarray, qs) -> list[float]:

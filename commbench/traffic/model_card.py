@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,6 +51,7 @@ ALIASES = {
     # Llama 4: MoE every interleave_moe_layer_step layers (vllm/model_executor/models/llama4.py,
     # is_moe_layer = (layer_idx + 1) % step == 0), the dense layers' MLP width intermediate_size_mlp
     "decoder_sparse_step": ("interleave_moe_layer_step",),
+    "moe_intermediate_size": ("expert_intermediate_size", "expert_ffn_hidden_size"),
 }
 
 #: The blocks a layer may hold (model_traces/architectures.toml explains each).
@@ -88,6 +89,9 @@ class ModelCard:
     mamba_x_proj_width: int = 0  # Mamba-1 x_proj output: dt_rank + 2 * d_state
     mamba_n_groups: int = 0  # Mamba-2 B/C groups (the gated norm all-reduces when it is 1)
     per_layer_input_size: int = 0  # Gemma 4's hidden_size_per_layer_input (per-layer embeddings; 0 = none)
+    gated_mlp: bool = True  # gate, up and down (3 matrices); False: up and down (Nemotron-H's relu2 MLP)
+    mixer_params: dict = field(default_factory=dict, hash=False, compare=False)  # per layer, by non-attention mixer
+    state_bytes_per_seq: dict = field(default_factory=dict, hash=False, compare=False)  # recurrent state per layer
     warnings: tuple = ()  # what the card could not derive exactly, said in every output
 
     # ---- derived sizes -------------------------------------------------------------------
@@ -112,7 +116,8 @@ class ModelCard:
 
     @property
     def uniform_layers(self) -> bool:
-        """Every layer is attention + one MLP or MoE of the card's widths: the serving model's assumption."""
+        """Every layer is attention + one MLP or MoE of the card's widths: what `commbench compute`
+        measures (the serving model prices each layer from its blocks)."""
         return all(b in (("attention", "mlp"), ("attention", "moe")) for b in (self.blocks_of(i) for i in range(self.num_hidden_layers))) \
             and all(w == self.intermediate_size for w, moe in zip(self.layer_mlp_width, self.moe_layer_mask) if not moe)
 
@@ -155,25 +160,33 @@ class ModelCard:
     def embedding_params(self) -> int:
         return self.vocab_size * self.hidden_size
 
+    def layer_params(self, layer: int, active: bool = False) -> dict[str, float]:
+        """One layer's parameters by weight group, from its blocks: attention (attention and
+        parallel blocks), dense_mlp (its width; 3 or 2 matrices), experts (all, or the k one token
+        uses when `active`) and router (MoE blocks), mixer (Mamba / Gated DeltaNet blocks)."""
+        blocks = self.blocks_of(layer)
+        width = self.layer_mlp_width[layer] if self.layer_mlp_width else self.intermediate_size
+        n_attn = sum(b in ("attention", "parallel_attention_mlp") for b in blocks)
+        n_mlp = sum(b in ("mlp", "parallel_attention_mlp") for b in blocks)
+        n_moe = blocks.count("moe")
+        experts = self.experts_per_token if active else self.num_experts
+        return {"attention": n_attn * self.attention_params_per_layer,
+                "dense_mlp": n_mlp * (3 if self.gated_mlp else 2) * self.hidden_size * width,
+                "experts": n_moe * experts * self.params_per_expert,
+                "router": n_moe * self.router_params_per_layer,
+                "mixer": sum(self.mixer_params.get(b, 0) for b in blocks)}
+
     @property
     def total_params(self) -> int:
-        layers = (
-            self.num_hidden_layers * self.attention_params_per_layer
-            + self.num_dense_layers * self.dense_mlp_params_per_layer
-            + self.num_moe_layers * (self.num_experts * self.params_per_expert + self.router_params_per_layer)
-        )
+        layers = sum(sum(self.layer_params(i).values()) for i in range(self.num_hidden_layers))
         lm_head = 0 if self.tie_word_embeddings else self.embedding_params
-        return layers + self.embedding_params + lm_head
+        return int(layers + self.embedding_params + lm_head)
 
     @property
     def active_params(self) -> int:
         """Parameters one token multiplies through (embedding lookup excluded, lm_head included)."""
-        return (
-            self.num_hidden_layers * self.attention_params_per_layer
-            + self.num_dense_layers * self.dense_mlp_params_per_layer
-            + self.num_moe_layers * (self.experts_per_token * self.params_per_expert + self.router_params_per_layer)
-            + self.embedding_params
-        )
+        layers = sum(sum(self.layer_params(i, active=True).values()) for i in range(self.num_hidden_layers))
+        return int(layers + self.embedding_params)
 
     @property
     def kv_bytes_per_token_per_layer(self) -> float:
@@ -342,6 +355,7 @@ class Family:
     whole_layer_kinds: bool = False
     unsupported: str = ""
     source: str = ""
+    gated_mlp: bool = True
 
 
 @lru_cache(maxsize=1)
@@ -366,7 +380,7 @@ def family_of(cfg: dict) -> Family:
         names.append(fname)
     return Family("+".join(names) or "default", tuple(merged["blocks"]), merged["linear_attention"],
                   tuple(merged["boundary"]), bool(merged.get("whole_layer_kinds")), merged.get("unsupported", ""),
-                  merged.get("source", ""))
+                  merged.get("source", ""), bool(merged.get("gated_mlp", True)))
 
 
 #: Per-layer list entries (transformers 5 names, with the legacy ones it remaps) and the block each means.
@@ -498,6 +512,50 @@ def _apply_block_configs(cfg: dict, name: str, layers: int, blocks: tuple, width
     return tuple(out)
 
 
+def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> tuple[dict, dict]:
+    """(parameters, recurrent-state bytes per sequence) of one layer of each non-attention mixer the
+    layers use, from the config's fields (transformers' defaults where a field is left out). The
+    state is held in `mamba_ssm_cache_dtype` where the config names one, else the activation dtype.
+
+      mamba (Mamba-1; vllm/model_executor/layers/mamba/mamba_mixer.py), d = expand x hidden:
+        in_proj 2 h d + conv d K + x_proj d (r + 2 N) + dt_proj r d + d + A d N + D d + out_proj d h;
+        state d (K - 1) + d N
+      mamba2 (mamba_mixer2.py), d = heads x head_dim, g groups:
+        in_proj h (2 d + 2 g N + heads) + conv (d + 2 g N) K + 3 heads + norm d + out_proj d h;
+        state (d + 2 g N)(K - 1) + heads x head_dim x N
+      gated_deltanet (qwen3_next.py), keys nk x dk, values nv x dv:
+        in_proj_qkvz h (2 nk dk + 2 nv dv) + in_proj_ba h 2 nv + conv (2 nk dk + nv dv) K + 2 nv
+        + norm dv + out_proj nv dv h; state (2 nk dk + nv dv)(K - 1) + nv dk dv
+    """
+    kinds = {b for layer in blocks for b in layer} & {"mamba", "mamba2", "gated_deltanet"}
+    cache = str(cfg.get("mamba_ssm_cache_dtype") or act).replace("torch.", "")
+    state_bytes = DTYPE_BYTES.get(cache, DTYPE_BYTES[act])
+    params, state = {}, {}
+    w = lambda *keys, default: _whole(cfg, name, *keys, default=default)  # noqa: E731
+    if "mamba" in kinds:
+        d = w("mamba_expand", "expand", default=2) * hidden
+        r, n, k = w("mamba_dt_rank", default=-(-hidden // 16)), w("mamba_d_state", default=16), w("mamba_d_conv", default=4)
+        params["mamba"] = 2 * hidden * d + d * k + d * (r + 2 * n) + r * d + d + d * n + d + d * hidden
+        state["mamba"] = (d * (k - 1) + d * n) * state_bytes
+    if "mamba2" in kinds:
+        heads = w("mamba_num_heads", "mamba_n_heads", "n_mamba_heads", default=0)
+        head_dim = w("mamba_head_dim", "mamba_d_head", default=0)
+        d = heads * head_dim if heads and head_dim else w("expand", "mamba_expand", default=2) * hidden
+        heads = heads or max(1, d // 64)
+        g = w("n_groups", "mamba_n_groups", "mamba_ngroups", default=1)
+        n, k = w("ssm_state_size", "mamba_d_state", default=128), w("conv_kernel", "mamba_d_conv", default=4)
+        params["mamba2"] = hidden * (2 * d + 2 * g * n + heads) + (d + 2 * g * n) * k + 3 * heads + d + d * hidden
+        state["mamba2"] = ((d + 2 * g * n) * (k - 1) + d * n) * state_bytes
+    if "gated_deltanet" in kinds:
+        nk, dk = w("linear_num_key_heads", default=16), w("linear_key_head_dim", default=128)
+        nv, dv = w("linear_num_value_heads", default=32), w("linear_value_head_dim", default=128)
+        k = w("linear_conv_kernel_dim", default=4)
+        params["gated_deltanet"] = hidden * (2 * nk * dk + 2 * nv * dv) + hidden * 2 * nv + (2 * nk * dk + nv * dv) * k \
+            + 2 * nv + dv + nv * dv * hidden
+        state["gated_deltanet"] = ((2 * nk * dk + nv * dv) * (k - 1) + nv * dk * dv) * state_bytes
+    return params, state
+
+
 def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     """Build a ModelCard from a parsed config.json dict (HF field names)."""
     # long: one config field per line, read in the order a config.json lists them
@@ -518,8 +576,7 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         raise CommbenchError(f"model config {name!r} has {num_experts} experts but no 'num_experts_per_tok'")
     if k > num_experts:
         raise CommbenchError(f"model config {name!r}: num_experts_per_tok = {k} exceeds the {num_experts} experts")
-    moe_inter = _whole(cfg, name, "moe_intermediate_size", "expert_intermediate_size", "intermediate_size",
-                       default=0) if num_experts else 0
+    moe_inter = _whole(cfg, name, "moe_intermediate_size", "intermediate_size", default=0) if num_experts else 0
     # GPT-2 / BLOOM / GPT-J leave the MLP width out: 4 x hidden (their config classes' default)
     dense_inter = _whole(cfg, name, "intermediate_size_mlp", "intermediate_size",
                          default=4 * hidden if family.boundary == ("hidden_states",) else 0)
@@ -549,6 +606,7 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         uses_window = window is not None and cfg.get("use_sliding_window", True) is not False
         sliding = tuple(uses_window and "attention" in b for b in blocks)
     act, wb = _serving_block(raw, cfg)
+    mixer_params, state_bytes = _mixers(cfg, name, blocks, hidden, act)
     card = ModelCard(
         name=name,
         num_hidden_layers=layers,
@@ -578,9 +636,8 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         per_layer_input_size=ple,
         mamba_x_proj_width=x_proj,
         mamba_n_groups=n_groups,
+        gated_mlp=family.gated_mlp,
+        mixer_params=mixer_params,
+        state_bytes_per_seq=state_bytes,
     )
-    if not card.uniform_layers:
-        return replace(card, warnings=(
-            f"{name}: layers differ ({card.layer_kind_summary}); trace follows each layer, but predict's compute and "
-            "memory terms still price every layer as attention + the card's MLP/MoE",))
     return card
