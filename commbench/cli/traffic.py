@@ -154,12 +154,9 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
 
     check_backend(backend)
     if replay_dtype is not None:
-        from commbench.measure.backends import CAPABILITIES, DTYPE_BYTES
-        from commbench.data import check_choices
+        from commbench.measure.backends import check_datatype
 
-        check_choices((("datatype", replay_dtype, tuple(DTYPE_BYTES)),))
-        if replay_dtype not in CAPABILITIES[backend]["dtypes"]:
-            raise CommbenchError(f"the {backend} backend has no {replay_dtype}; valid: {', '.join(CAPABILITIES[backend]['dtypes'])}")
+        check_datatype(replay_dtype, backend)
     phases = {"both": ("prefill", "decode"), "prefill": ("prefill",), "decode": ("decode",)}.get(phase)
     if phases is None:
         raise CommbenchError(f"unknown phase {phase!r}; valid: prefill, decode, both")

@@ -37,10 +37,16 @@ def engine_order(trace: Trace, phase: str) -> list[tuple]:
     (site, collective, msg_bytes, members): members are the group's ranks, or a send's
     (src, dst) pairs. With pp > 1 a TP site is named per stage ("stage0.layer.attn.o_proj"); a
     concurrent copy in another DP replica (or PP / DP group) gets a suffix ("layer.moe#1")."""
-    plan: ParallelPlan = trace.plan
-    return [((f"stage{c.stage}." if plan.pp > 1 and c.group == "tp" else "") + c.site
-             + (f"#{c.replica}" if c.replica else ""), c.collective, c.msg_bytes, c.members)
-            for c in engine_calls(plan, trace.steps[phase], trace.engine, trace.workload.token_budget)]
+    return [(_site(trace.plan, c), c.collective, c.msg_bytes, c.members) for c in _phase_calls(trace, phase)]
+
+
+def _phase_calls(trace: Trace, phase: str):
+    return engine_calls(trace.plan, trace.steps[phase], trace.engine, trace.workload.token_budget)
+
+
+def _site(plan: ParallelPlan, call) -> str:
+    return (f"stage{call.stage}." if plan.pp > 1 and call.group == "tp" else "") + call.site \
+        + (f"#{call.replica}" if call.replica else "")
 
 
 def buffer_dtype(traced: str, backend: str, override: str | None = None) -> str:
@@ -183,8 +189,8 @@ def replay_plan(trace: Trace, link: LinkProfile, phases=("prefill", "decode"), b
     (site, collective, msg_bytes, members, buffer dtype: buffer_dtype of the traced one or `dtype`)."""
     calls_by_phase, wire = {}, {}
     for phase in phases:
-        traced = [c.dtype for c in engine_calls(trace.plan, trace.steps[phase], trace.engine, trace.workload.token_budget)]
-        calls = [(*call, buffer_dtype(t, backend, dtype)) for call, t in zip(engine_order(trace, phase), traced)]
+        calls = [(_site(trace.plan, c), c.collective, c.msg_bytes, c.members, buffer_dtype(c.dtype, backend, dtype))
+                 for c in _phase_calls(trace, phase)]
         calls_by_phase[phase] = calls
         wire[phase] = {site: wire_time_s(coll, size, 2 if coll == "send_recv" else len(members), link)
                        for site, coll, size, members, _ in calls}

@@ -20,13 +20,14 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.collectives import get_collective
-from commbench.measure.backends import CAPABILITIES, DTYPE_BYTES, REDUCE_OPS, Backend, check_backend
+from commbench.measure.backends import CAPABILITIES, DTYPE_BYTES, REDUCE_OPS, Backend, check_backend, check_datatype
 from commbench.measure.timing import NEAR_FLOOR, TARGET_CI, harness_floor, sample_stats, time_adaptive, time_calls
 
 SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv",
                      "send_recv_bidir")
 TYPESIZE = 4  # float32, the default datatype
 REDUCING = ("all_reduce", "reduce_scatter")
+PLACED = ("all_reduce", "all_gather", "reduce_scatter")  # the collectives with an in-place and an out-of-place call
 
 
 def sizes_between(min_bytes: int, max_bytes: int, factor: float = 2.0) -> list[int]:
@@ -53,10 +54,7 @@ def check_sweep_choices(collective: str, backend: str = "gloo", dtype: str = "fl
         raise CommbenchError(f"unknown sweep collective {collective!r}; valid: {', '.join(SWEEP_COLLECTIVES)}")
     check_backend(backend)
     caps = CAPABILITIES[backend]
-    if dtype not in DTYPE_BYTES:
-        raise CommbenchError(f"unknown datatype {dtype!r}; valid: {', '.join(DTYPE_BYTES)}")
-    if dtype not in caps["dtypes"]:
-        raise CommbenchError(f"the {backend} backend has no {dtype}; valid: {', '.join(caps['dtypes'])}")
+    check_datatype(dtype, backend)
     if op not in REDUCE_OPS:
         raise CommbenchError(f"unknown reduction op {op!r}; valid: {', '.join(REDUCE_OPS)}")
     if op not in caps["ops"]:
@@ -108,87 +106,34 @@ def _placed_calls(backend, collective: str, per_rank: int, dtype: str, op: str, 
     return call, verify
 
 
-def _collective_calls(backend, collective: str, per_rank: int, dtype: str = "float32", op: str = "sum",
-                      placement: str = ""):
+def _collective_calls(backend, collective: str, per_rank: int, dtype: str, op: str, placement: str):
     """(timed op, verified call returning the error array) for one message size.
 
     Rank r's input holds r + 1 (deterministic data, as nccl-tests). Expected results:
-    all_reduce and reduce_scatter n(n+1)/2; all_gather and all_to_all slot j = j + 1; broadcast
-    from rank 0 and one-way send 1.0; bidirectional ring shift: the left neighbour's value.
-    The timed op runs on buffers left as they are (a sum of zeros stays finite however many
-    iterations run); the correctness pass refills the inputs and checks one call.
+    all_reduce and reduce_scatter the op over 1..n (_placed_calls); all_gather and all_to_all slot
+    j = j + 1; broadcast from rank 0 and one-way send 1; bidirectional ring shift: the left
+    neighbour's value. The timed op runs on buffers left as they are (a sum of zeros stays finite
+    however many iterations run); the correctness pass refills the inputs and checks one call.
     """
-    # long: one short branch per collective (buffers, the timed op, its check), read side by side
     n, r = backend.world_size, backend.rank
-    if placement and (collective in ("all_gather", "reduce_scatter") or (collective == "all_reduce" and (
-            placement == "out_of_place" or dtype != "float32" or op != "sum"))):
+    if collective in PLACED:
         return _placed_calls(backend, collective, per_rank, dtype, op, placement == "in_place")
-    if dtype != "float32":  # the collectives below: their own buffers in the datatype
-        return _typed_calls(backend, collective, per_rank, dtype)
-    if collective == "all_reduce":
-        buf = backend.buffer(per_rank, 0.0)
-
-        def verify():
-            backend.fill(buf, r + 1)
-            backend.all_reduce(buf)
-            return backend.to_numpy(buf) - n * (n + 1) / 2
-
-        return functools.partial(backend.all_reduce, buf), verify
-    if collective in ("all_gather", "reduce_scatter", "all_to_all"):
-        inp_len, out_len = {"all_gather": (per_rank, per_rank * n), "reduce_scatter": (per_rank * n, per_rank),
-                            "all_to_all": (per_rank * n, per_rank * n)}[collective]
-        inp, out = backend.buffer(inp_len, r + 1), backend.buffer(out_len, 0)
-        op = functools.partial(getattr(backend, collective), out, inp)
-        # slot j of a gathered buffer holds j + 1 (float32, as the buffers: no int64 copy of the message)
-        expected = n * (n + 1) / 2 if collective == "reduce_scatter" else \
-            np.repeat(np.arange(1, n + 1, dtype=np.float32), per_rank)
-
-        def verify():
-            backend.fill(inp, r + 1)
-            op()
-            return backend.to_numpy(out) - expected
-
-        return op, verify
-    if collective == "broadcast":
-        buf = backend.buffer(per_rank, 1.0 if r == 0 else 0.0)
-
-        def verify():
-            backend.fill(buf, 1.0 if r == 0 else 0.0)
-            backend.broadcast(buf, 0)
-            return backend.to_numpy(buf) - 1.0
-
-        return functools.partial(backend.broadcast, buf, 0), verify
-    if collective == "send_recv_bidir":
-        inp, out = backend.buffer(per_rank, r + 1), backend.buffer(per_rank, 0)
-        op = functools.partial(backend.send_recv_bidir, out, inp)
-
-        def verify():
-            op()
-            return backend.to_numpy(out) - ((r - 1) % n + 1)
-
-        return op, verify
-    buf = backend.buffer(per_rank, 1.0 if r == 0 else 0.0)
-    op = functools.partial(backend.send_recv, buf, 0, 1)
-
-    def verify():
-        backend.fill(buf, 1.0 if r == 0 else 0.0)
-        op()
-        return backend.to_numpy(buf) - 1.0 if r in (0, 1) else np.zeros(1)
-
-    return op, verify
-
-
-def _typed_calls(backend, collective: str, per_rank: int, dtype: str):
-    """all_to_all, broadcast and the sends on buffers of another datatype (the same checks)."""
-    n, r = backend.world_size, backend.rank
     if collective == "all_to_all":
         inp, out = backend.buffer(per_rank * n, r + 1, dtype), backend.buffer(per_rank * n, 0, dtype)
         call = functools.partial(backend.all_to_all, out, inp)
-        return call, lambda: (call(), backend.to_numpy(out) - np.repeat(np.arange(1, n + 1), per_rank))[1]
+        expected = np.repeat(np.arange(1, n + 1, dtype=np.float64), per_rank)  # slot j holds j + 1
+
+        def verify():
+            backend.fill(inp, r + 1)
+            call()
+            return backend.to_numpy(out) - expected
+
+        return call, verify
     if collective == "send_recv_bidir":
         inp, out = backend.buffer(per_rank, r + 1, dtype), backend.buffer(per_rank, 0, dtype)
         call = functools.partial(backend.send_recv_bidir, out, inp)
         return call, lambda: (call(), backend.to_numpy(out) - ((r - 1) % n + 1))[1]
+    # broadcast from rank 0, or the one-way send rank 0 -> rank 1: one buffer, 1 at the source
     buf = backend.buffer(per_rank, 1 if r == 0 else 0, dtype)
     call = functools.partial(backend.broadcast, buf, 0) if collective == "broadcast" else \
         functools.partial(backend.send_recv, buf, 0, 1)
@@ -222,9 +167,7 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int | 
         per_rank = requested_bytes // typesize // (n if coll.gathers else 1)
         if per_rank == 0:
             continue
-        call, verify = _placed_calls(backend, collective, per_rank, dtype, op, where == "in_place") \
-            if timing == "c-loop" and collective in ("all_reduce", "all_gather", "reduce_scatter") else \
-            _collective_calls(backend, collective, per_rank, dtype, op, where)
+        call, verify = _collective_calls(backend, collective, per_rank, dtype, op, where)
         samples = time_calls(call, backend, iters, warmup, timing) if iters else \
             time_adaptive(call, backend, warmup, timing, target_ci)
         wrong = backend.sum_over_ranks(int(np.count_nonzero(verify())))  # every rank's check, not rank 0's

@@ -143,9 +143,8 @@ def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost
     dense = sum(g["dense_mlp"] for g in groups) / tp
     mixer = sum(g["mixer"] for g in groups) / tp
     n_moe = sum(m.blocks_of(i).count("moe") for i in layers)
-    n_attn = sum(sum(b in ("attention", "parallel_attention_mlp") for b in m.blocks_of(i)) for i in layers)
-    n_sliding = sum(sum(b in ("attention", "parallel_attention_mlp") for b in m.blocks_of(i))
-                    for i in layers if m.sliding_layer_mask[i]) if m.sliding_window else 0
+    n_attn = sum(m.attention_blocks(i) for i in layers)
+    n_sliding = sum(m.attention_blocks(i) for i in layers if m.sliding_layer_mask[i]) if m.sliding_window else 0
     act = m.activation_dtype
 
     def rate(group: str) -> float:  # peak: the efficiency is applied per step (HardwareProfile.flop_efficiency_at)

@@ -112,21 +112,25 @@ class ModelCard:
         return self.num_hidden_layers - self.num_moe_layers
 
     def blocks_of(self, layer: int) -> tuple[str, ...]:
-        return self.layer_blocks[layer] if self.layer_blocks else (("attention", "moe" if self.moe_layer_mask[layer] else "mlp"))
+        return self.layer_blocks[layer]
+
+    def attention_blocks(self, layer: int) -> int:
+        """Attention blocks of a layer (parallel attention + MLP blocks included): each has its own KV."""
+        return sum(b in ("attention", "parallel_attention_mlp") for b in self.layer_blocks[layer])
 
     @property
     def uniform_layers(self) -> bool:
         """Every layer is attention + one MLP or MoE of the card's widths: what `commbench compute`
         measures (the serving model prices each layer from its blocks)."""
-        return all(b in (("attention", "mlp"), ("attention", "moe")) for b in (self.blocks_of(i) for i in range(self.num_hidden_layers))) \
+        return all(b in (("attention", "mlp"), ("attention", "moe")) for b in self.layer_blocks) \
             and all(w == self.intermediate_size for w, moe in zip(self.layer_mlp_width, self.moe_layer_mask) if not moe)
 
     @property
     def layer_kind_summary(self) -> str:
         """Layer kinds and their counts, e.g. '27 mamba2, 4 attention, 25 mlp'."""
         counts: dict[str, int] = {}
-        for i in range(self.num_hidden_layers):
-            for block in self.blocks_of(i):
+        for blocks in self.layer_blocks:
+            for block in blocks:
                 counts[block] = counts.get(block, 0) + 1
         return ", ".join(f"{n} {b}" for b, n in counts.items())
 
@@ -164,14 +168,12 @@ class ModelCard:
         """One layer's parameters by weight group, from its blocks: attention (attention and
         parallel blocks), dense_mlp (its width; 3 or 2 matrices), experts (all, or the k one token
         uses when `active`) and router (MoE blocks), mixer (Mamba / Gated DeltaNet blocks)."""
-        blocks = self.blocks_of(layer)
-        width = self.layer_mlp_width[layer] if self.layer_mlp_width else self.intermediate_size
-        n_attn = sum(b in ("attention", "parallel_attention_mlp") for b in blocks)
+        blocks = self.layer_blocks[layer]
         n_mlp = sum(b in ("mlp", "parallel_attention_mlp") for b in blocks)
         n_moe = blocks.count("moe")
         experts = self.experts_per_token if active else self.num_experts
-        return {"attention": n_attn * self.attention_params_per_layer,
-                "dense_mlp": n_mlp * (3 if self.gated_mlp else 2) * self.hidden_size * width,
+        return {"attention": self.attention_blocks(layer) * self.attention_params_per_layer,
+                "dense_mlp": n_mlp * (3 if self.gated_mlp else 2) * self.hidden_size * self.layer_mlp_width[layer],
                 "experts": n_moe * experts * self.params_per_expert,
                 "router": n_moe * self.router_params_per_layer,
                 "mixer": sum(self.mixer_params.get(b, 0) for b in blocks)}
@@ -409,7 +411,7 @@ def _text_config(raw: dict, name: str) -> dict:
     return cfg
 
 
-def _layer_list(cfg: dict, name: str, layers: int) -> tuple[str, list] | None:
+def _layer_list(cfg: dict, name: str) -> tuple[str, list] | None:
     """(field, entries) of the config's per-layer list, if it has one."""
     pattern = cfg.get("hybrid_override_pattern")
     if pattern:
@@ -443,7 +445,7 @@ def _moe_mask(cfg: dict, name: str, layers: int, num_experts: int) -> tuple[bool
 def _layer_blocks(cfg: dict, name: str, layers: int, family: Family, moe_mask: tuple[bool, ...]):
     """(blocks per layer, attention-free layer count source) from the config's per-layer description."""
     ffn = tuple("moe" if moe else "mlp" for moe in moe_mask)
-    listed = _layer_list(cfg, name, layers)
+    listed = _layer_list(cfg, name)
     attn_period = _whole(cfg, name, "attn_layer_period", default=0, minimum=0)
     if listed is None and attn_period:  # Jamba: attention every attn_layer_period layers, Mamba between
         offset = _whole(cfg, name, "attn_layer_offset", default=0, minimum=0)
@@ -490,14 +492,13 @@ def _ffn_mult_to_width(ffn_mult: float, hidden: int) -> int:
     return -(-width // 256) * 256
 
 
-def _apply_block_configs(cfg: dict, name: str, layers: int, blocks: tuple, widths: list) -> tuple:
+def _apply_block_configs(cfg: dict, name: str, layers: int, hidden: int, blocks: tuple, widths: list) -> tuple:
     """Nemotron-NAS `block_configs`: a layer's attention or FFN may be a no-op (no block, no
     all-reduce) and each FFN has its own width; replace_with_linear is not modelled (error)."""
     configs = cfg["block_configs"]
     if not isinstance(configs, list) or len(configs) != layers:
         got = len(configs) if isinstance(configs, list) else type(configs).__name__
         raise CommbenchError(f"model config {name!r}: block_configs has {got} entries, num_hidden_layers is {layers}")
-    hidden = cfg.get("hidden_size") or cfg.get("n_embd")
     out = []
     for i, bc in enumerate(configs):
         attn, ffn = (bc or {}).get("attention") or {}, (bc or {}).get("ffn") or {}
@@ -507,15 +508,17 @@ def _apply_block_configs(cfg: dict, name: str, layers: int, blocks: tuple, width
                                      "modelled (vLLM's nemotron_nas.py serves no-op and regular blocks only)")
         layer = [b for b in blocks[i] if not ((b == "attention" and attn.get("no_op")) or (b in ("mlp", "moe") and ffn.get("no_op")))]
         if not ffn.get("no_op") and ffn.get("ffn_mult") is not None:
-            widths[i] = _ffn_mult_to_width(float(ffn["ffn_mult"]), int(hidden))
+            widths[i] = _ffn_mult_to_width(float(ffn["ffn_mult"]), hidden)
         out.append(tuple(layer))
     return tuple(out)
 
 
-def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> tuple[dict, dict]:
-    """(parameters, recurrent-state bytes per sequence) of one layer of each non-attention mixer the
-    layers use, from the config's fields (transformers' defaults where a field is left out). The
-    state is held in `mamba_ssm_cache_dtype` where the config names one, else the activation dtype.
+def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> dict:
+    """The card fields of the non-attention mixers the layers use, from the config's fields
+    (transformers' defaults where a field is left out): per mixer kind, one layer's parameters
+    (mixer_params) and recurrent-state bytes per sequence (state_bytes_per_seq), held in
+    `mamba_ssm_cache_dtype` where the config names one, else the activation dtype; and the sizes
+    the trace's sites use: Mamba-1's x_proj width r + 2 N, Mamba-2's group count g.
 
       mamba (Mamba-1; vllm/model_executor/layers/mamba/mamba_mixer.py), d = expand x hidden:
         in_proj 2 h d + conv d K + x_proj d (r + 2 N) + dt_proj r d + d + A d N + D d + out_proj d h;
@@ -530,13 +533,14 @@ def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> tuple
     kinds = {b for layer in blocks for b in layer} & {"mamba", "mamba2", "gated_deltanet"}
     cache = str(cfg.get("mamba_ssm_cache_dtype") or act).replace("torch.", "")
     state_bytes = DTYPE_BYTES.get(cache, DTYPE_BYTES[act])
-    params, state = {}, {}
+    params, state, sizes = {}, {}, {}
     w = lambda *keys, default: _whole(cfg, name, *keys, default=default)  # noqa: E731
     if "mamba" in kinds:
         d = w("mamba_expand", "expand", default=2) * hidden
         r, n, k = w("mamba_dt_rank", default=-(-hidden // 16)), w("mamba_d_state", default=16), w("mamba_d_conv", default=4)
         params["mamba"] = 2 * hidden * d + d * k + d * (r + 2 * n) + r * d + d + d * n + d + d * hidden
         state["mamba"] = (d * (k - 1) + d * n) * state_bytes
+        sizes["mamba_x_proj_width"] = r + 2 * n
     if "mamba2" in kinds:
         heads = w("mamba_num_heads", "mamba_n_heads", "n_mamba_heads", default=0)
         head_dim = w("mamba_head_dim", "mamba_d_head", default=0)
@@ -546,6 +550,7 @@ def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> tuple
         n, k = w("ssm_state_size", "mamba_d_state", default=128), w("conv_kernel", "mamba_d_conv", default=4)
         params["mamba2"] = hidden * (2 * d + 2 * g * n + heads) + (d + 2 * g * n) * k + 3 * heads + d + d * hidden
         state["mamba2"] = ((d + 2 * g * n) * (k - 1) + d * n) * state_bytes
+        sizes["mamba_n_groups"] = g
     if "gated_deltanet" in kinds:
         nk, dk = w("linear_num_key_heads", default=16), w("linear_key_head_dim", default=128)
         nv, dv = w("linear_num_value_heads", default=32), w("linear_value_head_dim", default=128)
@@ -553,7 +558,7 @@ def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> tuple
         params["gated_deltanet"] = hidden * (2 * nk * dk + 2 * nv * dv) + hidden * 2 * nv + (2 * nk * dk + nv * dv) * k \
             + 2 * nv + dv + nv * dv * hidden
         state["gated_deltanet"] = ((2 * nk * dk + nv * dv) * (k - 1) + nv * dk * dv) * state_bytes
-    return params, state
+    return {"mixer_params": params, "state_bytes_per_seq": state, **sizes}
 
 
 def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
@@ -563,7 +568,7 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     family = family_of(cfg)
     if family.unsupported:
         raise CommbenchError(f"model config {name!r}: model_type {cfg.get('model_type')!r} cannot be traced: {family.unsupported}")
-    layer_list = _layer_list(cfg, name, 0)
+    layer_list = _layer_list(cfg, name)
     layers = _whole(cfg, name, "num_hidden_layers", default=len(layer_list[1]) if layer_list else None)
     hidden = _whole(cfg, name, "hidden_size")
     heads = _whole(cfg, name, "num_attention_heads")
@@ -585,18 +590,12 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     blocks = _layer_blocks(cfg, name, layers, family, moe_mask)
     widths = [dense_inter] * layers
     if cfg.get("block_configs") is not None:
-        blocks = _apply_block_configs(cfg, name, layers, blocks, widths)
+        blocks = _apply_block_configs(cfg, name, layers, hidden, blocks, widths)
     moe_mask = tuple("moe" in b for b in blocks)
     if not num_experts and any(moe_mask):
         raise CommbenchError(f"model config {name!r} has MoE layers but no expert count (num_experts / n_routed_experts)")
     if any("mlp" in b for b in blocks) and not dense_inter and not cfg.get("block_configs"):
         raise CommbenchError(f"model config {name!r} is missing required field 'intermediate_size'")
-    n_groups = _whole(cfg, name, "n_groups", "mamba_n_groups", "mamba_ngroups", default=1) \
-        if any("mamba2" in b for b in blocks) else 0
-    x_proj = 0
-    if any("mamba" in b for b in blocks):  # Mamba-1: dt_rank (default ceil(hidden / 16)) + 2 * d_state
-        x_proj = _whole(cfg, name, "mamba_dt_rank", default=-(-hidden // 16)) + 2 * _whole(cfg, name, "mamba_d_state", default=16)
-
     ple = _whole(cfg, name, "hidden_size_per_layer_input", default=0, minimum=0) if "per_layer_inputs" in family.boundary else 0
     window = _whole(cfg, name, "sliding_window", default=0) or None
     layer_types = cfg.get("layer_types")
@@ -606,7 +605,7 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         uses_window = window is not None and cfg.get("use_sliding_window", True) is not False
         sliding = tuple(uses_window and "attention" in b for b in blocks)
     act, wb = _serving_block(raw, cfg)
-    mixer_params, state_bytes = _mixers(cfg, name, blocks, hidden, act)
+    mixers = _mixers(cfg, name, blocks, hidden, act)
     card = ModelCard(
         name=name,
         num_hidden_layers=layers,
@@ -634,10 +633,7 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         # a tensor a family may send is sent only where the config has it (Gemma 4 without per-layer inputs)
         boundary_tensors=tuple(t for t in family.boundary if t != "per_layer_inputs" or ple),
         per_layer_input_size=ple,
-        mamba_x_proj_width=x_proj,
-        mamba_n_groups=n_groups,
         gated_mlp=family.gated_mlp,
-        mixer_params=mixer_params,
-        state_bytes_per_seq=state_bytes,
+        **mixers,
     )
     return card

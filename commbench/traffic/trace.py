@@ -101,11 +101,16 @@ class EngineOptions:
     def padded_tokens(self, tokens: float, max_num_tokens: int) -> float:
         """Tokens the forward runs: a step of up to the largest capture size is padded up to the
         next one (GPUModelRunner: num_input_tokens = pad_for_cudagraph(num_scheduled_tokens))."""
-        sizes = self.capture_sizes(max_num_tokens)
+        sizes = _capture_sizes(self, max_num_tokens)  # cached: the whole-run walk pads every step
         if not sizes or tokens > sizes[-1] or tokens <= 0:
             return tokens
         whole = math.ceil(tokens)
         return next(s for s in sizes if s >= whole)
+
+
+@lru_cache(maxsize=64)
+def _capture_sizes(engine: EngineOptions, max_num_tokens: int) -> tuple[int, ...]:
+    return engine.capture_sizes(max_num_tokens)
 
 
 def _int_pickle_bytes(value: int) -> int:
@@ -291,12 +296,12 @@ def _slots(plan: ParallelPlan, engine: EngineOptions | None) -> tuple[_Slot, ...
             split = plan.tp if site.split_across_tp and plan.tp > 1 else 1
             for tensor in (m.boundary_tensors if site.per_tensor else (site.name.split(".")[-1],)):
                 name = f"stage{stage}->stage{stage + 1}.{tensor}"
-                if site.per_tensor:  # the tensor's own shape (BOUNDARY_SHAPES), not the pattern's default
-                    site = dataclasses.replace(site, shape=BOUNDARY_SHAPES[tensor])
-                slots.append(_Slot(name, site, "send", "pp_cpu" if site.cpu_group else "pp", tuple(zip(group, dst)),
+                # a per-tensor site takes the tensor's own shape (BOUNDARY_SHAPES), not the pattern's default
+                sent = dataclasses.replace(site, shape=BOUNDARY_SHAPES[tensor]) if site.per_tensor else site
+                slots.append(_Slot(name, sent, "send", "pp_cpu" if site.cpu_group else "pp", tuple(zip(group, dst)),
                                    2, stage, split=split))
                 if split > 1:  # the receiving stage all-gathers the split tensor (all_gather_group)
-                    slots.append(_Slot(name + ".all_gather", site, "regather", "pp", dst, plan.tp, stage + 1))
+                    slots.append(_Slot(name + ".all_gather", sent, "regather", "pp", dst, plan.tp, stage + 1))
     for site in (s for s in pp_sites if s.repeat == "per_step"):
         for t in range(plan.tp):  # one PP group per TP rank: (t, t + tp, ...), rooted at the last stage
             members = tuple(stage * plan.tp + t for stage in range(plan.pp))

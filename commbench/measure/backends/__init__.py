@@ -76,3 +76,11 @@ def check_backend(name: str) -> None:
     """Raise a one-line error naming a bad backend and the valid choices."""
     if name not in BACKENDS:
         raise CommbenchError(f"unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+
+
+def check_datatype(dtype: str, backend: str) -> None:
+    """A one-line error naming a datatype that does not exist, or that `backend` lacks, and the valid ones."""
+    if dtype not in DTYPE_BYTES:
+        raise CommbenchError(f"unknown datatype {dtype!r}; valid: {', '.join(DTYPE_BYTES)}")
+    if dtype not in CAPABILITIES[backend]["dtypes"]:
+        raise CommbenchError(f"the {backend} backend has no {dtype}; valid: {', '.join(CAPABILITIES[backend]['dtypes'])}")
