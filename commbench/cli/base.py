@@ -25,19 +25,25 @@ console = Console(width=200 if _UNDER_MPI or not sys.stdout.isatty() else None,
 
 
 class CommbenchGroup(click.Group):
-    """Turns CommbenchError into one line on stderr and exit status 2; keeps the command's own
-    arguments (ctx.meta["commbench.argv"]) for the mpiexec relaunch of the embedded MPI world."""
-
-    def parse_args(self, ctx, args):
-        ctx.meta["commbench.argv"] = list(args)
-        return super().parse_args(ctx, args)
+    """Turns CommbenchError into one line on stderr and exit status 2; a stop signal (SIGINT, SIGTERM,
+    SIGHUP) at any point, start-up included, into one line and exit 130 for SIGINT, 2 for the others
+    (commbench.measure.supervise: a second signal while the first one's rows are saved is ignored)."""
 
     def invoke(self, ctx):
+        import signal
+
+        from commbench.measure.supervise import Stopped, reset_stop, stop_signals
+
+        reset_stop()
         try:
-            return super().invoke(ctx)
+            with stop_signals():
+                return super().invoke(ctx)
+        except Stopped as stop:
+            click.echo(f"commbench: stopped by {stop}", err=True)
+            ctx.exit(130 if stop.signum == signal.SIGINT else 2)
         except CommbenchError as exc:
             click.echo(f"commbench: error: {exc}", err=True)
-            ctx.exit(2)
+            ctx.exit(130 if getattr(exc, "signum", None) == signal.SIGINT else 2)
 
 
 OUTPUT_FORMATS = ("table", "tsv", "csv")
@@ -158,13 +164,14 @@ def main(output):
 
 # ---------------------------------------------------------------------------------------------
 def _save_or_print(frame: pd.DataFrame, title: str, as_json: bool, out: str | None, meta: dict,
-                   formats: dict | None = None, drop: tuple = ()) -> None:
+                   formats: dict | None = None, drop: tuple = (), json_extra: dict | None = None) -> None:
+    """Save `frame` with `meta` to `out`, and print it as a table or as {"rows": [...], **json_extra}."""
     from commbench.results import environment_metadata, save_table
 
     if out:
         save_table(frame, out, environment_metadata(**meta))
     if as_json:
-        click.echo(dumps({"rows": _records(frame)}))
+        click.echo(dumps({"rows": _records(frame), **(json_extra or {})}))
     else:
         print_frame(frame.drop(columns=[c for c in drop if c in frame.columns]), title, formats)
 
@@ -233,24 +240,24 @@ def engine_options(f):
 
 
 def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, timeout_s: float,
-             row_label=lambda row: "", options: dict | None = None, on_row=None):
+             row_label=lambda row: "", options: dict | None = None, on_row=None, how_to_launch: str = "sweep all_reduce"):
     """commbench.measure.world.run_job with a progress bar (one step per finished row, on stderr) on the
-    reporting rank; the mpiexec relaunch re-runs this command's own arguments."""
+    reporting rank."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from commbench.measure.launcher import launcher_rank
     from commbench.measure.world import run_job
 
-    argv = click.get_current_context().find_root().meta.get("commbench.argv", [])
+    if launcher_rank()[0] != 0:
+        return run_job(job, backend, ranks, timeout_s, None, options, how_to_launch)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[last]}"), console=Console(stderr=True), transient=True)
     task = progress.add_task(description, total=total_rows, last="")
-    if launcher_rank()[0] != 0:
-        return run_job(job, backend, ranks, timeout_s, argv, total_rows, None, options)
+
     def finished(row):
         progress.update(task, advance=1, last=row_label(row))
         if on_row is not None:
             on_row(row)
 
     with progress:
-        return run_job(job, backend, ranks, timeout_s, argv, total_rows, finished, options)
+        return run_job(job, backend, ranks, timeout_s, finished, options, how_to_launch)

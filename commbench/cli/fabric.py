@@ -86,9 +86,13 @@ def fabric_fit(sweep_file, out, as_json):
     if out:
         if not out.endswith(".toml"):
             raise CommbenchError(f"--out {out!r}: a fitted fabric is saved as .toml")
+    from commbench.fabric.trust import fit_notes
+
     model = load_fabric(sweep_file)
     frame = model.to_frame()
     frame = frame[frame.collective != "any"].reset_index(drop=True)
+    for note in fit_notes(model):
+        click.echo(f"warning: {note}", err=True)
     if out:
         atomic_write(Path(out), lambda p: Path(p).write_text(fabric_toml(model, f"Fitted by commbench fabric fit from {sweep_file}.")))
     if as_json:
@@ -196,6 +200,8 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
             return
         frame, launcher, ranks = result
     found = assess(frame, findings, link, backend)
+    for caution in found.warnings:
+        click.echo(f"warning: {caution}", err=True)
     if out and frame is not None:
         save_table(frame, out, environment_metadata(command="fabric validate", expect=link.name, backend=backend,
                                                     launcher=launcher, verdict=found.verdict, collective=collective,
@@ -208,6 +214,7 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
                                "preflight": _records(findings_frame(findings)),
                                "bands": _records(bands_frame(found.bands)),
                                "fit": [] if found.fitted is None else _records(found.fitted),
+                               "warnings": list(found.warnings),
                                "rows": [] if frame is None else _records(frame)}))
     else:
         if source:

@@ -85,16 +85,19 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
         click.echo(f"warning: {warning}", err=True)
     published = load_figures(published_file) if published_file else None
     frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp, published, recipe)
+    fabric_warnings, extrapolated = _fabric_trust(fab)
     shown = ["model", "mode", "tp", "pp", "batch", "scenario", "output_tok_s", "ttft_ms", "tpot_ms",
              "published_tok_s", "error_pct", "fits_memory"]
     _save_or_print(frame, f"Predicted full runs on {hw.name} over {fab.name} (breakdown by term: --json, --out or "
                    f"commbench explain)", as_json, out,
                    {"command": "predict", "models": names, "hardware": hw.name, "fabric": fab.name,
                     "fabric_segments": fab.to_frame().to_dict(orient="records"), "scenarios": scenarios,
-                    "token_budget": token_budget, "recipe": recipe, "warnings": warnings},
+                    "token_budget": token_budget, "recipe": recipe, "warnings": warnings + fabric_warnings,
+                    "fabric_extrapolation": extrapolated},
                    {"output_tok_s": "{:,.1f}", "ttft_ms": "{:,.0f}", "tpot_ms": "{:,.1f}",
                     "published_tok_s": "{:.2f}", "error_pct": "{:+.1f}"},
-                   drop=tuple(c for c in frame.columns if c not in shown))
+                   drop=tuple(c for c in frame.columns if c not in shown),
+                   json_extra={"warnings": warnings + fabric_warnings, "fabric_extrapolation": extrapolated})
     if {"tp", "pp"} <= set(modes) and not as_json:
         table = pp_over_tp(frame).pivot_table(index=["model", "scenario"], columns="batch", values="pp_over_tp")
         rows = [{"model": model_name, "scenario": scen, **{f"b{b}": f"{v:.2f}" for b, v in cells.items()}}
@@ -104,6 +107,18 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
         bad = frame[~frame.fits_memory]
         console.print(f"[yellow]warning:[/] {len(bad)} rows need more than {hw.memory_gb:g} GB per rank (weights + KV): "
                       f"{', '.join(f'{r.model} {r.mode} b{r.batch}' for r in bad.itertuples())[:300]}")
+
+
+def _fabric_trust(fab) -> tuple[list[str], list[dict]]:
+    """After pricing with `fab`: its fit notes and extrapolations (commbench.fabric.trust), each
+    printed on stderr as a warning, and returned for --json and saved metadata."""
+    from commbench.fabric.trust import extrapolations, fit_notes
+
+    extrapolated = extrapolations(fab)
+    lines = fit_notes(fab) + [e["message"] for e in extrapolated]
+    for line in lines:
+        click.echo(f"warning: {line}", err=True)
+    return lines, extrapolated
 
 
 @main.command("explain")
@@ -127,9 +142,12 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
     from commbench.fabric import load_fabric
 
     hw = resolve_hardware(hardware)
-    grid, lines, evidence = explain(model, hw, load_fabric(fabric or hw.fabric), batch, scenario, isl, osl)
+    fab = load_fabric(fabric or hw.fabric)
+    grid, lines, evidence = explain(model, hw, fab, batch, scenario, isl, osl)
+    fabric_warnings, extrapolated = _fabric_trust(fab)
     if as_json:
-        click.echo(dumps({"rows": _records(grid), "evidence": _records(evidence), "sentences": lines}))
+        click.echo(dumps({"rows": _records(grid), "evidence": _records(evidence), "sentences": lines,
+                          "warnings": fabric_warnings, "fabric_extrapolation": extrapolated}))
         return
     cols = ["mode", "batch", "output_tok_s", "tpot_ms", "ttft_ms", *TERM_COLUMNS]
     print_frame(grid[cols], f"{model}: time per output token by term (ms)",

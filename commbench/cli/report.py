@@ -63,6 +63,7 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
         hw = resolve_hardware(hardware)
         load_fabric(fabric or hw.fabric)  # bad names fail before anything is written
         target = Path(out or Path("reports") / name)
+        cautions: list[str] = []
         with console.status(f"writing {target}"):
             args = ["report", model, "--hardware", hardware, "--scenario", scenario, "--batch", batch]
             for flag, value in (("--fabric", fabric), ("--sweep", sweep_files[0] if sweep_files else None),
@@ -70,7 +71,9 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
                 args += [flag, value] if value else []
             path = model_report(model, hardware, fabric, target, scenarios, batches,
                                 sweep_files[0] if sweep_files else None, replay_file,
-                                command_line(*args, "--out", target))
+                                command_line(*args, "--out", target), warnings_out=cautions)
+        for caution in cautions:
+            click.echo(f"warning: {caution}", err=True)
     console.print(f"wrote {path} and its plots in {path.parent}")
 
 

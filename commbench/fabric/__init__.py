@@ -35,6 +35,8 @@ class Segment:
     busbw_Bps: float  # incremental bus bandwidth, bytes/s
     alpha_ci_s: tuple[float, float] | None = None  # 95% confidence interval when fitted
     busbw_ci_Bps: tuple[float, float] | None = None
+    points: int = 0  # distinct sizes the segment was fitted on (0: a profile, not a fit)
+    sizes_bytes: tuple[float, float] | None = None  # smallest and largest S it was fitted on
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class FabricModel:
     link: str = ""
     source: str = ""
     per_collective: dict = field(default_factory=dict, hash=False, compare=False)  # name -> tuple[Segment]
+    # collective -> (smallest, largest) S priced so far with a fitted model: what fabric.trust checks
+    # against the sizes the fit was measured on (commands warn when they price far outside them)
+    priced: dict = field(default_factory=dict, hash=False, compare=False, repr=False)
 
     def time_s(self, collective: str, msg_bytes: float, n: int) -> float:
         """Seconds for one call of `collective` with nccl-tests size S = msg_bytes over n ranks."""
@@ -55,6 +60,8 @@ class FabricModel:
         """time_s split into its two named terms: (alpha, S * f(n) / busbw); S may be an array."""
         segments = self.per_collective.get(collective, self.segments)
         msg = np.asarray(msg_bytes, dtype=float)
+        if segments[-1].sizes_bytes is not None:
+            self._note_priced(collective, msg)
         bounds = np.array([seg.up_to_bytes for seg in segments])
         idx = np.minimum(np.searchsorted(bounds, msg, side="left"), len(segments) - 1)
         alpha = np.array([seg.alpha_s for seg in segments])[idx]
@@ -66,15 +73,32 @@ class FabricModel:
             return float(alpha), float(stream)
         return alpha, stream
 
+    def _note_priced(self, collective: str, msg: np.ndarray) -> None:
+        live = msg[msg > 0]
+        if live.size:
+            lo, hi = float(live.min()), float(live.max())
+            seen = self.priced.get(collective)
+            self.priced[collective] = (lo, hi) if seen is None else (min(seen[0], lo), max(seen[1], hi))
+
     def to_frame(self) -> pd.DataFrame:
+        """One row per segment; a fitted model adds the sizes each segment was fitted on
+        (points, measured_from_bytes, measured_to_bytes) and a note where it is not determined."""
         rows = []
+        fitted = any(seg.points for segs in (self.segments, *self.per_collective.values()) for seg in segs)
         for coll, segs in [("any", self.segments), *self.per_collective.items()]:
             lo = 0.0
             for seg in segs:
-                rows.append({"fabric": self.name, "collective": coll, "from_bytes": lo, "up_to_bytes": seg.up_to_bytes,
-                             "alpha_us": seg.alpha_s * 1e6, "busbw_gbps": seg.busbw_Bps / 1e9,
-                             **_ci_columns("alpha", seg.alpha_ci_s, 1e6, "us"),
-                             **_ci_columns("busbw", seg.busbw_ci_Bps, 1e-9, "gbps")})
+                row = {"fabric": self.name, "collective": coll, "from_bytes": lo, "up_to_bytes": seg.up_to_bytes,
+                       "alpha_us": seg.alpha_s * 1e6, "busbw_gbps": seg.busbw_Bps / 1e9,
+                       **_ci_columns("alpha", seg.alpha_ci_s, 1e6, "us"),
+                       **_ci_columns("busbw", seg.busbw_ci_Bps, 1e-9, "gbps")}
+                if fitted:
+                    from commbench.fabric.trust import segment_note
+
+                    sizes = seg.sizes_bytes or (math.nan, math.nan)
+                    row.update(points=seg.points, measured_from_bytes=sizes[0], measured_to_bytes=sizes[1],
+                               note=segment_note(seg))
+                rows.append(row)
                 lo = seg.up_to_bytes
         return pd.DataFrame(rows)
 
@@ -121,7 +145,8 @@ def load_fabric(name_or_path: str) -> FabricModel:
         segments = tuple(
             Segment(number(s["up_to_bytes"], f"fabric file {path}: up_to_bytes"),
                     number(s["alpha_us"], f"fabric file {path}: alpha_us", inclusive=True) * 1e-6,
-                    number(s["busbw_gbps"], f"fabric file {path}: busbw_gbps") * 1e9)
+                    number(s["busbw_gbps"], f"fabric file {path}: busbw_gbps") * 1e9,
+                    **_fitted_range(s, path))
             for s in raw["segment"]
         )
     except (KeyError, TypeError) as exc:
@@ -129,6 +154,22 @@ def load_fabric(name_or_path: str) -> FabricModel:
     if list(segments) != sorted(segments, key=lambda seg: seg.up_to_bytes) or not math.isinf(segments[-1].up_to_bytes):
         raise CommbenchError(f"fabric file {path}: segments must rise in up_to_bytes and the last must be inf")
     return FabricModel(raw.get("name", path.stem), raw.get("description", ""), segments, raw.get("link", ""), str(path))
+
+
+def _fitted_range(seg: dict, path: Path) -> dict:
+    """A fitted profile's segment keeps what it was fitted on (fabric fit --out writes these keys):
+    points (distinct sizes) and measured_from_bytes / measured_to_bytes; all three or none."""
+    keys = ("points", "measured_from_bytes", "measured_to_bytes")
+    if not any(k in seg for k in keys):
+        return {}
+    if not all(k in seg for k in keys):
+        raise CommbenchError(f"fabric file {path}: a [[segment]] with any of {', '.join(keys)} needs all three")
+    points = number(seg["points"], f"fabric file {path}: points")
+    lo = number(seg["measured_from_bytes"], f"fabric file {path}: measured_from_bytes")
+    hi = number(seg["measured_to_bytes"], f"fabric file {path}: measured_to_bytes")
+    if points % 1 or hi < lo:
+        raise CommbenchError(f"fabric file {path}: points must be whole and measured_from_bytes <= measured_to_bytes")
+    return {"points": int(points), "sizes_bytes": (lo, hi)}
 
 
 # ---- fitting ---------------------------------------------------------------------------------
@@ -140,7 +181,8 @@ class LineFit:
     alpha_ci_s: tuple[float, float]
     beta_ci_Bps: tuple[float, float]
     rss: float
-    points: int
+    points: int  # distinct sizes fitted
+    sizes_bytes: tuple[float, float] = (math.nan, math.nan)  # smallest and largest S fitted
 
 
 def fit_alpha_beta(msg_bytes, time_s) -> LineFit:
@@ -148,31 +190,33 @@ def fit_alpha_beta(msg_bytes, time_s) -> LineFit:
 
     Points are weighted by 1/t so a 64 MiB point does not drown the 8 B ones (relative error).
     The CI on beta is the CI on the slope 1/beta, inverted (slope interval endpoints swap).
+    S is scaled to its largest value before solving, so sizes of GB do not make the normal matrix
+    singular (which gave alpha a zero-width interval). Fewer than 3 distinct sizes leave no degree
+    of freedom: the line goes through the points and both intervals are unbounded.
     """
     from scipy import stats
 
     S = np.asarray(msg_bytes, dtype=float)
     t = np.asarray(time_s, dtype=float)
-    if len(S) < 2 or len(np.unique(S)) < 2:
-        raise CommbenchError(f"a fit needs at least 2 distinct sizes, got {len(np.unique(S))}")
-    if len(S) == 2:  # a line through two points: exact, no interval
-        slope = (t[1] - t[0]) / (S[1] - S[0])
-        a = t[0] - slope * S[0]
-        slope = max(slope, 1e-30)
-        return LineFit(float(a), float(1 / slope), (float(a), float(a)), (1 / slope, 1 / slope), 0.0, 2)
+    distinct = len(np.unique(S))
+    if len(S) < 2 or distinct < 2:
+        raise CommbenchError(f"a fit needs at least 2 distinct sizes, got {distinct}")
+    sizes = (float(S.min()), float(S.max()))
+    scale = sizes[1]
     w = 1.0 / t
-    A = np.c_[np.ones_like(S), S] * w[:, None]
+    A = np.c_[np.ones_like(S), S / scale] * w[:, None]
     coef, *_ = np.linalg.lstsq(A, t * w, rcond=None)
+    a, slope = float(coef[0]), max(float(coef[1]) / scale, 1e-30)
+    if distinct < 3:  # a line through two sizes: exact, nothing to bound alpha or beta with
+        return LineFit(a, 1 / slope, (-math.inf, math.inf), (0.0, math.inf), 0.0, distinct, sizes)
     resid = t * w - A @ coef
-    dof = max(1, len(S) - 2)
+    dof = len(S) - 2
     rss = float(resid @ resid)
-    cov = rss / dof * np.linalg.pinv(A.T @ A)
+    cov = rss / dof * np.linalg.inv(A.T @ A)
     q = stats.t.ppf(0.975, dof)
-    a, slope = coef
-    da, ds = q * math.sqrt(max(cov[0, 0], 0.0)), q * math.sqrt(max(cov[1, 1], 0.0))
-    slope = max(slope, 1e-30)
+    da, ds = q * math.sqrt(max(cov[0, 0], 0.0)), q * math.sqrt(max(cov[1, 1], 0.0)) / scale
     beta_ci = (1 / (slope + ds), 1 / (slope - ds) if slope - ds > 0 else math.inf)
-    return LineFit(float(a), float(1 / slope), (a - da, a + da), beta_ci, rss, len(S))
+    return LineFit(a, 1 / slope, (a - da, a + da), beta_ci, rss, distinct, sizes)
 
 
 def fit_piecewise(msg_bytes, time_s, min_points: int = 3) -> list[tuple[float, LineFit]]:
@@ -271,7 +315,8 @@ def fit_sweep(frame: pd.DataFrame, name: str = "fitted") -> FabricModel:
         segments = []
         for up_to, fit in fit_piecewise(rows["msg_bytes"], rows["time_us_p50"] * 1e-6):
             segments.append(Segment(up_to, max(fit.alpha_s, 0.0), fit.beta_Bps * factor,
-                                    fit.alpha_ci_s, tuple(b * factor for b in fit.beta_ci_Bps)))
+                                    fit.alpha_ci_s, tuple(b * factor for b in fit.beta_ci_Bps),
+                                    fit.points, fit.sizes_bytes))
         per_collective[coll] = tuple(segments)
     if not per_collective:
         raise CommbenchError("no collective in the table has two or more sizes to fit")
@@ -290,6 +335,9 @@ def fabric_toml(model: FabricModel, header: str) -> str:
         up_to = "inf" if math.isinf(seg.up_to_bytes) else f"{seg.up_to_bytes:.0f}"
         lines += ["[[segment]]", f"up_to_bytes = {up_to}", f"alpha_us = {seg.alpha_s * 1e6:.6g}",
                   f"busbw_gbps = {seg.busbw_Bps / 1e9:.6g}"]
+        if seg.sizes_bytes is not None:  # what the fit was made on: commands warn when they price far outside
+            lines += [f"points = {seg.points}", f"measured_from_bytes = {seg.sizes_bytes[0]:.0f}",
+                      f"measured_to_bytes = {seg.sizes_bytes[1]:.0f}"]
         if seg.alpha_ci_s:
             lines.append(f"# 95% CI: alpha [{seg.alpha_ci_s[0] * 1e6:.3f}, {seg.alpha_ci_s[1] * 1e6:.3f}] us, "
                          f"busbw [{seg.busbw_ci_Bps[0] / 1e9:.5g}, {seg.busbw_ci_Bps[1] / 1e9:.5g}] GB/s")

@@ -212,18 +212,21 @@ class Assessment:
     bands: list[BandVerdict]
     fitted: pd.DataFrame | None
     verdict: str
+    warnings: tuple[str, ...] = ()  # fit segments without an interval (commbench.fabric.trust.fit_notes)
 
 
 def assess(frame: pd.DataFrame | None, findings: list[Finding], link: LinkProfile, backend: str) -> Assessment:
     """Judge a sweep (None: preflight only) against `link`: bands, the fit of t(S), and the verdict,
     FAIL on any failed preflight check, failed band or wrong value."""
     bands = judge(frame, link, backend) if frame is not None else []
-    fitted = None
+    fitted, notes = None, []
     if frame is not None and len(frame) >= 3:
         from commbench.fabric import fit_sweep
+        from commbench.fabric.trust import fit_notes
 
-        fitted = fit_sweep(frame, name="measured").to_frame().query("collective != 'any'").drop(columns=["fabric"])
+        model = fit_sweep(frame, name="measured")
+        fitted, notes = model.to_frame().query("collective != 'any'").drop(columns=["fabric"]), fit_notes(model)
     result = verdict(findings, bands)
     if frame is not None and "wrong" in frame and frame["wrong"].sum():
         result = "FAIL"
-    return Assessment(bands, fitted, result)
+    return Assessment(bands, fitted, result, tuple(notes))

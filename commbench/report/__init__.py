@@ -204,8 +204,9 @@ def plot_replay(replay: pd.DataFrame, out: Path, title: str) -> str:
 
 def model_report(model: str, hardware: str, fabric: str | None, out: Path, scenarios: list[str],
                  batches: tuple[int, ...] = BATCHES, sweep_file: str | None = None, replay_file: str | None = None,
-                 command: str = "") -> Path:
-    """A predicted model report (see the module docstring); returns the folder."""
+                 command: str = "", warnings_out: list | None = None) -> Path:
+    """A predicted model report (see the module docstring); returns the folder. What the fabric fit
+    cannot vouch for (commbench.fabric.trust) goes into report.md and onto `warnings_out`."""
     # long: the report.md template, section by section in the order it renders
     from commbench.predict.compute import resolve_hardware
 
@@ -226,6 +227,12 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
     if replay_file:
         images.append(plot_replay(load_table(replay_file)[0], out, f"{model}: replayed communication per site"))
     _, sentences, evidence = explain(model, hw, fab, top, scenarios[0])
+    ladder = theory_ladder(model, fab, top)
+    from commbench.fabric.trust import warnings as fit_warnings
+
+    cautions = fit_warnings(fab)
+    if warnings_out is not None:
+        warnings_out.extend(cautions)
     grid.to_csv(out / "predictions.csv", index=False)
     meta = environment_metadata(command=command or command_line("report", model, "--hardware", hardware),
                                 hardware=hw.name, fabric=fab.name)
@@ -238,6 +245,8 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
         "Regenerate with:", "",
         "```", meta["command"], "```", "",
         "## Verdict", "", *[f"- {s}" for s in sentences], "",
+        *(["**How far the fabric fit holds** (sizes it was not measured at):", "", *[f"- {c}" for c in cautions], ""]
+          if cautions else []),
         f"The TP - PP gap at batch {top} by term, ms per decode step, on each named fabric "
         "(positive: TP slower):", "", _md_table(evidence, "{:,.2f}"), "",
         "## Throughput", "", f"![tok/s vs batch]({images[0]})", "",
@@ -246,7 +255,7 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
         "## Where the time goes", "", f"![breakdown]({images[1]})", "",
         "## Communication against the fabric", "", f"![busbw]({images[2]})", "",
         "Percent of theory, from the line rate down to this model's own messages:", "",
-        _md_table(theory_ladder(model, fab, top).astype(object).fillna(""), "{:,.3g}"), "",
+        _md_table(ladder.astype(object).fillna(""), "{:,.3g}"), "",
         _md_table(fab.to_frame().drop(columns=["collective", *CI_COLUMNS]), "{:,.3f}"), "",
     ]
     if replay_file:
