@@ -16,7 +16,8 @@ from commbench.predict.recipes import Engine
 from commbench.predict.serving import decode_step, expert_coverage, expert_pick_probabilities
 from commbench.predict.explain import predict_grid
 
-STEP_OVERHEAD_S = 2e-3  # vLLM's host step (commbench.predict.recipes.ENGINE_COSTS), CUDA graphs: no launches
+PER_REQUEST_S = 7.4e-6  # vLLM's scheduler per request per step, measured (recipes.VLLM_HOST_PER_REQUEST_S)
+STEP_OVERHEAD_S = 2e-3 + PER_REQUEST_S  # vLLM's host step with one request (recipes.ENGINE_COSTS), CUDA graphs: no launches
 
 # Llama-3.1-8B by hand from its config: hidden 4096, 32 q heads and 8 kv heads of 128, MLP 14336,
 # 32 layers, vocab 128256 (already a multiple of 64), BF16 weights, no biases, untied LM head.
@@ -292,4 +293,4 @@ def test_a_measured_launch_cost_replaces_the_engines(flat_fabric, membound_hw):
     measured = replace(membound_hw, eager_launch_s=2e-6)
     eager = Engine("vllm", False)
     step = decode_step(plan, measured, flat_fabric, 4, 100, eager)
-    assert step["overhead_s"] == pytest.approx(2e-3 + 32 * 14 * 2e-6)
+    assert step["overhead_s"] == pytest.approx(2e-3 + 4 * PER_REQUEST_S + 32 * 14 * 2e-6)

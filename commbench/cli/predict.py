@@ -52,18 +52,22 @@ def _predict_options(f):
                    "--save-result` JSON, or a table (model, tp, pp, batch, isl, osl, metric, value).")
 @click.option("--recipe", default="checkpoint", show_default=True,
               help="How the engine serves the model (recipes/): weight formats, KV-cache dtype, CUDA graphs or eager.")
+@click.option("--what-if", "what_ifs", multiple=True, metavar="NAME=VALUE",
+              help="Switch a mechanism (repeatable): fabric=NAME, executor=mp|ray, async_scheduling=true|false, "
+                   "cuda_graphs=true|false, moe_kernel=triton|marlin|..., allreduce_extra_us=N.")
 def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenario, isl, osl, token_budget,
-            published_file, recipe):
+            published_file, recipe, what_ifs):
     """Predict output tok/s, TTFT and TPOT of full runs, TP and PP side by side.
 
     MODELS is one name or config.json, or several comma-separated. Rows with a published figure
-    (../shared/reference/calibration.md) show it and the error.
+    (published/figures.csv) show it and the error.
 
     \b
     Example:
       commbench predict gpt-oss-120b --hardware dgx-spark --mode both --batch 1,2,4,8,16,32,64,128 --scenario balanced
       commbench predict llama-3.1-8b-instruct --hardware dgx-spark --fabric sweep.csv
       commbench predict llama-3.1-8b-instruct --published my-measurements.csv
+      commbench predict gpt-oss-120b --batch 128 --what-if fabric=spark-tcp-200g --what-if executor=ray
     """
     from commbench.predict.compute import resolve_hardware
     from commbench.predict.explain import parse_modes, parse_scenarios, pp_over_tp, predict_grid
@@ -71,8 +75,11 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     from commbench.predict.published import load_figures
     from commbench.results import check_output_path
 
+    from commbench.predict.mechanisms import parse_what_ifs
+
     modes, scenarios = parse_modes(mode), parse_scenarios(scenario)
     batches = _parse_csv_ints(batch, "--batch")
+    what_if = parse_what_ifs(what_ifs)
     if out:
         check_output_path(out)
     hw = resolve_hardware(hardware)
@@ -84,7 +91,8 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     published = load_figures(published_file) if published_file else None
-    frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp, published, recipe)
+    frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp, published, recipe,
+                         what_if)
     fabric_warnings, extrapolated = _fabric_trust(fab)
     shown = ["model", "mode", "tp", "pp", "batch", "scenario", "output_tok_s", "ttft_ms", "tpot_ms",
              "published_tok_s", "error_pct", "fits_memory"]
@@ -130,7 +138,9 @@ def _fabric_trust(fab) -> tuple[list[str], list[dict]]:
 @click.option("--isl", type=int, default=None, help="Input tokens per request (overrides the scenario).")
 @click.option("--osl", type=int, default=None, help="Output tokens per request (overrides the scenario).")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...], \"sentences\": [...]} as JSON.")
-def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
+@click.option("--what-if", "what_ifs", multiple=True, metavar="NAME=VALUE",
+              help="Switch a mechanism in the first table (repeatable; as predict --what-if).")
+def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json, what_ifs):
     """Why TP or PP wins for MODEL: per-token time by term at batch 1 and BATCH, in numbers and words.
 
     \b
@@ -139,14 +149,19 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
     """
     from commbench.predict.compute import resolve_hardware
     from commbench.predict.explain import TERM_COLUMNS, explain
+    from commbench.predict.mechanisms import explain_mechanisms, parse_what_ifs
     from commbench.fabric import load_fabric
 
     hw = resolve_hardware(hardware)
+    what_if = parse_what_ifs(what_ifs)
     fab = load_fabric(fabric or hw.fabric)
-    grid, lines, evidence = explain(model, hw, fab, batch, scenario, isl, osl)
+    grid, lines, evidence = explain(model, hw, fab, batch, scenario, isl, osl, what_if)
+    more = explain_mechanisms(model, hw, fab, batch, scenario, isl, osl)
     fabric_warnings, extrapolated = _fabric_trust(fab)
     if as_json:
-        click.echo(dumps({"rows": _records(grid), "evidence": _records(evidence), "sentences": lines,
+        click.echo(dumps({"rows": _records(grid), "evidence": _records(evidence), "sentences": lines + more["sentences"],
+                          "curves": _records(more["curves"]), "mechanisms": _records(more["mechanisms"]),
+                          "combinations": _records(more["combinations"]), "crossover": more["crossover"],
                           "warnings": fabric_warnings, "fabric_extrapolation": extrapolated}))
         return
     cols = ["mode", "batch", "output_tok_s", "tpot_ms", "ttft_ms", *TERM_COLUMNS]
@@ -156,6 +171,17 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json):
     print_frame(evidence, f"TP - PP gap at batch {batch} by term, ms per decode step, on each fabric",
                 {c: "{:.2f}" for c in evidence.columns[1:]})
     for line in lines:
+        console.print(line, highlight=False)
+    if not more["curves"].empty:
+        print_frame(more["curves"], f"Published figures of {model} beside the prediction ({fab.name} across boxes)",
+                    {"published": "{:,.1f}", "predicted": "{:,.1f}", "error_pct": "{:+.1f}"})
+    print_frame(more["mechanisms"], f"Mechanisms switched on alone from a well-configured TP=2, batch {batch}",
+                {"tp_tok_s": "{:,.1f}", "pp_tok_s": "{:,.1f}", "pp_over_tp": "{:.2f}", "gap_ms_per_step": "{:+.1f}",
+                 "share_of_gap_pct": "{:.1f}"})
+    print_frame(more["combinations"], "Closest combinations (said as 'consistent with' only when near; never fitted)",
+                {"tp_tok_s": "{:,.1f}", "pp_tok_s": "{:,.1f}", "pp_over_tp": "{:.2f}", "share_of_gap_pct": "{:.1f}",
+                 "tp_vs_published_pct": "{:+.1f}"})
+    for line in more["sentences"]:
         console.print(line, highlight=False)
 
 

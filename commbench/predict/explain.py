@@ -100,17 +100,22 @@ def _shipped() -> dict:
 def predict_grid(models: list[str], hardware: HardwareProfile, fabric: FabricModel, modes: list[str],
                  batches: list[int], scenarios: list[str], isl: int | None = None, osl: int | None = None,
                  token_budget: int = 8192, tp: int | None = None, pp: int | None = None,
-                 published: pd.DataFrame | None = None, recipe: str = "checkpoint") -> pd.DataFrame:
-    """Predicted rows over models x scenarios x batches x modes, served as `recipe` says."""
+                 published: pd.DataFrame | None = None, recipe: str = "checkpoint",
+                 what_if: dict | None = None) -> pd.DataFrame:
+    """Predicted rows over models x scenarios x batches x modes, served as `recipe` says with the
+    what-ifs (commbench.predict.mechanisms.parse_what_ifs) switched."""
+    from commbench.predict.mechanisms import apply_what_ifs
+
     rows = []
     served = load_recipe(recipe)
+    engine, fabric = apply_what_ifs(served.engine, fabric, what_if or {})
     extra = figure_index(published)
     for name in models:
         card = apply_recipe(load_model_card(name), served)
         plans = {mode: plan_for(card, mode, tp, pp) for mode in modes}
         for scenario, batch, mode in itertools.product(scenarios, batches, modes):
             w = Workload.from_options(batch, scenario, isl, osl, token_budget)
-            row = predict_row(plans[mode], w, hardware, fabric, served.engine)
+            row = predict_row(plans[mode], w, hardware, fabric, engine)
             figure = published_for(row, extra)
             row["published_tok_s"] = figure
             row["error_pct"] = (row["output_tok_s"] / figure - 1) * 100 if figure else None
@@ -137,11 +142,13 @@ def pp_over_tp(grid: pd.DataFrame, index=("model", "scenario", "batch")) -> pd.D
 
 
 def explain(model: str, hw: HardwareProfile, fab: FabricModel, batch: int, scenario: str,
-            isl: int | None = None, osl: int | None = None) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+            isl: int | None = None, osl: int | None = None,
+            what_if: dict | None = None) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
     """TP vs PP at batch 1 and `batch`: per-output-token terms, sentences saying why, and the
-    TP-PP gap split by term on each fabric the hardware profile names (gap_evidence)."""
+    TP-PP gap split by term on each fabric the hardware profile names (gap_evidence).
+    what_if switches mechanisms in the first table (commbench.predict.mechanisms)."""
     batches = sorted({1, batch})
-    grid = predict_grid([model], hw, fab, ["tp", "pp"], batches, [scenario], isl, osl)
+    grid = predict_grid([model], hw, fab, ["tp", "pp"], batches, [scenario], isl, osl, what_if=what_if)
     lines = []
     w = Workload.from_options(batch, scenario, isl, osl)
     lines.append(f"{model} on two {hw.name} ({fab.name} fabric), {w.scenario} ISL {w.isl} / OSL {w.osl}; "

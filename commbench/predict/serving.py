@@ -19,10 +19,12 @@ Each engine step costs, per rank (every term is in seconds and named in the brea
     TP comm = sum over the step's collectives (commbench.traffic.trace.step_ops) of
               alpha + S x busbw_factor / busbw  (commbench.fabric), serialised with compute
               -> reported as count x latency (tp_latency_s) and bytes / bandwidth (tp_bandwidth_s)
-    overhead = the engine's host step per scheduled (micro-)batch, plus kernel launches on steps
-               that are not CUDA-graph replays (commbench.predict.recipes.Engine)
+    overhead = the engine's host work per scheduled (micro-)batch, host_step_s + host_per_request_s
+               x requests, plus kernel launches on steps that are not CUDA-graph replays
+               (commbench.predict.recipes.Engine)
 
-TP: step = compute + launches + TP comm + host step.
+TP: step = compute + launches + TP comm + host work; with async scheduling on an executor that has
+it (mp, not Ray) the host work overlaps: step = max(compute + launches + TP comm, host work).
 PP: the scheduler keeps pp micro-batches in flight (vLLM max_concurrent_batches = pp), so a round
 of the schedule (pp x token budget) is split into m = min(pp, sequences) micro-batches; with
 stage times s_k per micro-batch and boundary sends c,
@@ -51,7 +53,7 @@ from commbench.predict.hardware import HardwareProfile
 from commbench.traffic.model_card import ModelCard
 from commbench.traffic.plan import ParallelPlan
 from commbench.traffic.trace import StepShape, step_ops
-from commbench.predict.recipes import Engine
+from commbench.predict.recipes import Engine, moe_padding_factor
 from commbench.traffic.workload import Schedule, Workload, build_schedule
 
 ROUTING_ZIPF_EXPONENT = 1.0
@@ -129,11 +131,12 @@ class StageCost:
     state_bytes_per_seq: float = 0.0  # Mamba / Gated DeltaNet recurrent state of a sequence, this rank's share
 
 
-def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost:
+def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile, moe_kernel: str = "triton") -> StageCost:
     """One stage's per-rank costs, summed over its layers' blocks (ModelCard.layer_params):
     attention and parallel blocks, dense MLPs of each layer's width, MoE blocks (router whole,
     experts / tp), Mamba / Gated DeltaNet mixers (/ tp, priced as attention weights); KV for the
-    attention blocks only (sliding ones capped by the window), and the mixers' recurrent state."""
+    attention blocks only (sliding ones capped by the window), and the mixers' recurrent state.
+    MXFP4 experts are padded as `moe_kernel` pads them (recipes.moe_padding_factor): bytes and FLOPs."""
     # long: one sum per weight group, then the StageCost fields in the order the dataclass lists them
     m: ModelCard = plan.model
     tp = plan.tp
@@ -152,14 +155,17 @@ def stage_cost(plan: ParallelPlan, stage: int, hw: HardwareProfile) -> StageCost
 
     moe_layer, dense_layer = plan.layer_shard(True), plan.layer_shard(False)
     router = n_moe * moe_layer.router
-    experts_all = n_moe * moe_layer.mlp if n_moe else 0.0
+    pad = 1.0
+    if n_moe and moe_kernel != "triton" and m.weight_bytes("experts") < 1.0:  # the MXFP4 kernels' padding
+        pad = moe_padding_factor(m.moe_intermediate_size, m.hidden_size, tp, moe_kernel)
+    experts_all = n_moe * moe_layer.mlp * pad if n_moe else 0.0
     last = stage == plan.pp - 1
     lm_head = plan.padded_vocab * m.hidden_size / tp if last else 0.0
     embed = plan.padded_vocab * m.hidden_size / tp if stage == 0 else 0.0
     fixed = ((attn + mixer) * m.weight_bytes("attention") + dense * m.weight_bytes("dense_mlp")
              + router * m.weight_bytes("router") + lm_head * m.weight_bytes("lm_head"))
     expert_bytes = experts_all * m.weight_bytes("experts")
-    active_experts = n_moe * moe_layer.active_mlp if n_moe else 0.0
+    active_experts = n_moe * moe_layer.active_mlp * pad if n_moe else 0.0
     s_per_token = 2 * ((attn + mixer) / rate("attention") + dense / rate("dense_mlp") + router / rate("router")
                        + (active_experts / rate("experts") if n_moe else 0.0))
     kv_share = plan.kv_heads_per_rank / m.num_key_value_heads
@@ -283,12 +289,15 @@ def round_cost(plan: ParallelPlan, stages: list[StageCost], fabric: FabricModel,
     kv_* are summed contexts (keys read) over the round's sequences, pairs_* the attention
     (query, key) pairs; a PP round splits tokens, sequences and both sums evenly over m.
     A stage's time includes its kernel launches where the step is not a CUDA-graph replay
-    (commbench.predict.recipes.Engine.launch_s); the engine's host step is paid once per micro-batch.
-    Returns (wall_s, {weights_s, kv_s, flops_s, launch_s} per rank, tp_latency_s and
-    tp_bandwidth_s per micro-batch step, pp_send_s on the critical path, bubble_s).
+    (commbench.predict.recipes.Engine.launch_s); the engine's host work, host_s(requests), is paid
+    once per micro-batch. TP: step = GPU + host, or max(GPU, host) where the engine overlaps it
+    (async scheduling on an executor that has it).
+    Returns (wall_s, {weights_s, kv_s, flops_s, launch_s, host_s (the host time on the critical
+    path)} per rank, tp_latency_s and tp_bandwidth_s per micro-batch step, pp_send_s on the
+    critical path, bubble_s).
     """
     pp = plan.pp
-    host = engine.host_step_s
+    host = engine.host_s(seqs / m)
     if hw.eager_launch_s:  # measured on the device by commbench compute
         engine = dataclasses.replace(engine, measured_launch_s=hw.eager_launch_s)
     tokens, sampled = tokens / m, seqs / m
@@ -301,7 +310,9 @@ def round_cost(plan: ParallelPlan, stages: list[StageCost], fabric: FabricModel,
     stage_time = [ws + ks + fs + ls + tp_lat + tp_bw for ws, ks, fs, ls in per_stage]
     names = ("weights_s", "kv_s", "flops_s", "launch_s")
     if pp == 1:
-        return stage_time[0] + host, dict(zip(names, per_stage[0])), tp_lat, tp_bw, 0.0, 0.0
+        gpu = stage_time[0]
+        step = np.maximum(gpu, host) if engine.overlaps_host else gpu + host
+        return step, {**dict(zip(names, per_stage[0])), "host_s": step - gpu}, tp_lat, tp_bw, 0.0, 0.0
     slowest = functools.reduce(np.maximum, stage_time) * m
     path = sum(stage_time) + send + host
     step = np.maximum(np.maximum(slowest, path), m * host)
@@ -309,6 +320,7 @@ def round_cost(plan: ParallelPlan, stages: list[StageCost], fabric: FabricModel,
     busy = {name: m * sum(ps[i] for ps in per_stage) / pp for i, name in enumerate(names)}
     send_s = np.where(path >= slowest, send, 0.0)
     bubble = core - send_s - sum(busy.values()) - m * (tp_lat + tp_bw)
+    busy["host_s"] = host
     return step, busy, tp_lat, tp_bw, send_s, bubble
 
 
@@ -318,7 +330,7 @@ def decode_step(plan: ParallelPlan, hw: HardwareProfile, fabric: FabricModel, ba
 
     Returns seconds: wall_s and the terms of round_cost (launches counted in overhead_s), each a float.
     """
-    stages = [stage_cost(plan, s, hw) for s in range(plan.pp)]
+    stages = [stage_cost(plan, s, hw, engine.moe_kernel) for s in range(plan.pp)]
     window = stages[0].window
     kv_full = float(batch * context)
     kv_slide = float(batch * min(context, window)) if window else kv_full
@@ -326,10 +338,10 @@ def decode_step(plan: ParallelPlan, hw: HardwareProfile, fabric: FabricModel, ba
     step, busy, tp_lat, tp_bw, send_s, bubble = round_cost(
         plan, stages, fabric, hw, m, batch, batch, kv_full, kv_slide, kv_full, kv_slide,
         engine)
-    launch = float(busy.pop("launch_s"))
+    launch, host = float(busy.pop("launch_s")), float(busy.pop("host_s"))
     return {"wall_s": float(step), **{k: float(v) for k, v in busy.items()}, "tp_latency_s": m * tp_lat,
             "tp_bandwidth_s": m * tp_bw, "pp_send_s": float(send_s), "bubble_s": float(bubble),
-            "overhead_s": engine.host_step_s + launch, "micro_batches": m}
+            "overhead_s": host + launch, "micro_batches": m}
 
 
 def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: FabricModel,
@@ -341,7 +353,7 @@ def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: Fa
     their contexts, which grow by one key per sequence per step.
     """
     pp = plan.pp
-    stages = [stage_cost(plan, s, hw) for s in range(pp)]
+    stages = [stage_cost(plan, s, hw, engine.moe_kernel) for s in range(pp)]
     schedule = build_schedule(w, w.token_budget * pp)
     a = _step_columns(w.batch, w.isl, w.osl, w.token_budget * pp, stages[0].window or None)
     m = plan.micro_batches(a["seqs"])
@@ -349,13 +361,13 @@ def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: Fa
         plan, stages, fabric, hw, m, a["tokens"], a["seqs"], a["kv_full"], a["kv_slide"],
         a["pairs_full"], a["pairs_slide"], engine)
     n_steps = len(m)
-    launch = busy.pop("launch_s")
+    launch, host = busy.pop("launch_s"), busy.pop("host_s")
     terms = {name: float(np.sum(np.broadcast_to(value, (n_steps,)))) for name, value in busy.items()}
     terms["tp_latency_s"] = float(np.sum(m * tp_lat))
     terms["tp_bandwidth_s"] = float(np.sum(m * tp_bw))
     terms["pp_send_s"] = float(np.sum(np.broadcast_to(send_s, (n_steps,))))
     terms["bubble_s"] = float(np.sum(np.broadcast_to(bubble, (n_steps,))))
-    terms["overhead_s"] = n_steps * engine.host_step_s + float(np.sum(np.broadcast_to(launch, (n_steps,))))
+    terms["overhead_s"] = float(np.sum(np.broadcast_to(host, (n_steps,))) + np.sum(np.broadcast_to(launch, (n_steps,))))
     clock = np.cumsum(np.broadcast_to(step, (n_steps,)))  # end time of every step
     max_context = w.isl + w.osl
     kv_gb = max(_kv_resident_bytes(sc, max_context) for sc in stages) * w.batch / 1e9
