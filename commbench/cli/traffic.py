@@ -113,7 +113,9 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
     card = load_model_card(model)
     plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp, dp=dp)
     workload = Workload.from_options(batch, scenario, isl, osl, token_budget)
-    result = make_trace(plan, workload, engine_opts)
+    explicit = click.get_current_context().get_parameter_source("engine") != click.core.ParameterSource.DEFAULT
+    result = make_trace(plan, workload, engine_opts, engine_explicit=explicit)  # refused or switched by the registry
+    engine = result.engine.name
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if replay:
@@ -129,7 +131,7 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
     w = workload
     console.print(f"[bold]{card.name}[/] {plan.describe()}  batch {w.batch}, {w.scenario} ISL {w.isl} / OSL {w.osl}, "
                   f"token budget {w.token_budget}", highlight=False)
-    default = " (default)" if engine == "vllm-v1" else ""
+    default = "" if explicit else " (default)" if engine == "vllm-v1" else " (switched: see the warning)"
     console.print(f"engine {engine}{default}: {ENGINES[engine]}; {'CUDA graphs' if cuda_graphs else 'eager'}; "
                   f"layers: {card.layer_kind_summary} (family {card.family})", highlight=False)
     ops = result.ops_records()

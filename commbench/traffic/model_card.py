@@ -82,6 +82,7 @@ class ModelCard:
     kv_cache_dtype: str = ""  # the engine's --kv-cache-dtype; "" = the activation dtype (vLLM's "auto")
     recipe: str = "checkpoint"  # which serving recipe set the weight bytes (commbench.predict.recipes)
     model_type: str = ""  # the config's HF model_type ("" when it names none)
+    architectures: tuple = ()  # the config's `architectures` (the engine's registry resolves them: traffic/registry.py)
     family: str = "default"  # the architectures.toml family whose rules built the layers
     layer_blocks: tuple = ()  # per layer, its blocks in engine order, e.g. ("attention", "moe")
     layer_mlp_width: tuple = ()  # per layer, the dense MLP width (block_configs' ffn_mult; else intermediate_size)
@@ -561,6 +562,18 @@ def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> dict:
     return {"mixer_params": params, "state_bytes_per_seq": state, **sizes}
 
 
+def _architecture_names(raw: dict, name: str) -> tuple[str, ...]:
+    """The top-level `architectures` (a name or a list of names, as vLLM reads it), or ()."""
+    value = raw.get("architectures")
+    value = [value] if isinstance(value, str) else value
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise CommbenchError(f"{name}: `architectures` must be a list of model class names "
+                             f"(e.g. [\"LlamaForCausalLM\"]), got {value!r}")
+    return tuple(value)
+
+
 def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     """Build a ModelCard from a parsed config.json dict (HF field names)."""
     # long: one config field per line, read in the order a config.json lists them
@@ -627,6 +640,7 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         weight_bytes_per_param=wb,
         source=source,
         model_type=str(cfg.get("model_type") or ""),
+        architectures=_architecture_names(raw, name),
         family=family.name,
         layer_blocks=blocks,
         layer_mlp_width=tuple(widths),

@@ -29,6 +29,7 @@ from commbench.fabric.links import LINKS, wire_time_s
 from commbench.traffic.model_card import DTYPE_BYTES, QUANT_WEIGHT_BYTES, ModelCard
 from commbench.traffic.patterns import Site, load_pattern
 from commbench.traffic.plan import ParallelPlan
+from commbench.traffic.registry import choose_engine, served_by
 from commbench.traffic.workload import Workload, build_schedule
 
 PHASES = ("prefill", "decode")
@@ -422,6 +423,7 @@ class Trace:
     steps: dict = field(hash=False)
     ops: tuple[CommOp, ...]
     engine: EngineOptions = EngineOptions()
+    engine_notes: tuple = ()  # what the engine registry check said (traffic/registry.py): a switch, a backend
 
     @property
     def inputs(self) -> dict:
@@ -434,7 +436,7 @@ class Trace:
     @property
     def warnings(self) -> list[str]:
         """What the trace could not derive exactly (from the model card), said in every output."""
-        return list(self.plan.model.warnings)
+        return [*self.plan.model.warnings, *self.engine_notes]
 
     def ops_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.ops_records())
@@ -512,6 +514,7 @@ class Trace:
             **self.inputs,
             "engine_description": ENGINES[self.engine.name],
             "family": self.plan.model.family,
+            "served_by": served_by(self.plan.model.architectures),  # engine generations that can serve it
             "warnings": self.warnings,
             "steps": {phase: asdict(s) for phase, s in self.steps.items()},
             "ops": self.ops_records(),
@@ -519,9 +522,16 @@ class Trace:
         }
 
 
-def make_trace(plan: ParallelPlan, workload: Workload, engine: EngineOptions | None = None) -> Trace:
+def make_trace(plan: ParallelPlan, workload: Workload, engine: EngineOptions | None = None,
+               engine_explicit: bool | None = None) -> Trace:
+    """The trace under `engine`, once its model registry can serve the model (registry.choose_engine):
+    refused in one line when it cannot; switched, and said, when the engine was not chosen
+    (engine_explicit False; default: chosen when `engine` is given)."""
+    explicit = engine is not None if engine_explicit is None else engine_explicit
     engine = engine or EngineOptions()
+    name, notes = choose_engine(plan.model.architectures, engine.name, explicit)
+    engine = engine if name == engine.name else dataclasses.replace(engine, name=name)
     steps = phase_steps(plan, workload)
     ops = tuple(op for phase, shape in steps.items()
                 for op in step_ops(plan, shape, phase, engine, workload.token_budget))
-    return Trace(plan, workload, steps, ops, engine)
+    return Trace(plan, workload, steps, ops, engine, notes)
