@@ -219,3 +219,20 @@ def test_baseline_is_well_configured():
     assert BASELINE["fabric"] == "spark-200gbe" and BASELINE["async_scheduling"] and BASELINE["cuda_graphs"]
     eng, _ = apply_what_ifs(Engine(), load_fabric("spark-200gbe"), BASELINE)
     assert eng.overlaps_host and dataclasses.replace(eng, executor="ray").overlaps_host is False
+
+
+def test_accuracy_names_the_metric_per_row_and_sets_the_peak_beside_the_mean():
+    """The review names no metric: mean (output_throughput) and the 1-s peak are both set beside it.
+    A run's mean includes its prefill steps and ramp, so the busiest second is at least the mean;
+    the peak counts whole tokens in one second."""
+    from commbench.predict.accuracy import accuracy_table
+    from commbench.predict.published import shipped_figures
+
+    figs = shipped_figures()
+    table = accuracy_table(figs[figs.source.isin(["StorageReview", "kubis.ai TP=2"])], load_fabric("spark-hoststaged"))
+    review = table[table.source == "StorageReview"]
+    assert (review.predicted_peak >= review.predicted).all()
+    assert (review.predicted_peak % 1 == 0).all() and review.compared_as.str.contains("1-s peak").all()
+    tp2 = table[table.source == "kubis.ai TP=2"]
+    assert tp2.predicted_peak.isna().all() and tp2.compared_as.str.startswith("steady decode").all()
+    assert (tp2.tuned == "").all()  # the independent TP=2 curve is a check, never tuned on

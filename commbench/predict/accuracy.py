@@ -40,17 +40,34 @@ def predict_figure(row, fabric: FabricModel, cache: dict) -> float:
     return float(pred["output_tok_s" if row.metric in ("output_tok_s", "output_throughput") else row.metric])
 
 
+#: What each figure metric is compared with (the `compared_as` column of accuracy_table).
+COMPARED_AS = {
+    "decode_tok_s": "steady decode tok/s over all sequences (batch / TPOT), as llama-benchy and llama-batched-bench print",
+    "output_tok_s": "mean output tok/s of the run (vllm bench serve output_throughput); source names no metric: "
+                    "the 1-s peak is beside it",
+    "output_throughput": "mean output tok/s of the run (vllm bench serve output_throughput)",
+    "max_output_tokens_per_s": "peak output tok/s in a 1-second window (vllm bench serve max_output_tokens_per_s)",
+}
+
+
 def accuracy_table(figures: pd.DataFrame, fabric: FabricModel, progress=None) -> pd.DataFrame:
-    """figures plus predicted and error_pct columns."""
+    """figures plus predicted and error_pct columns, compared_as (the metric each row is compared with)
+    and, for rows whose source does not say mean or peak (output_tok_s), predicted_peak and peak_error_pct:
+    the 1-second-window peak as vllm bench serve computes it (serving.bench_metrics)."""
     cache: dict = {}
-    predicted = []
+    predicted, peaks = [], []
     for row in figures.itertuples():
         predicted.append(predict_figure(row, fabric, cache))
+        peaks.append(predict_figure(row._replace(metric="max_output_tokens_per_s"), fabric, cache)
+                     if row.metric == "output_tok_s" else np.nan)
         if progress:
             progress()
     out = figures.copy()
     out["predicted"] = predicted
     out["error_pct"] = (out.predicted / out.value - 1) * 100
+    out["compared_as"] = [COMPARED_AS.get(m, f"{m} (vllm bench serve)") for m in out.metric]
+    out["predicted_peak"] = peaks
+    out["peak_error_pct"] = (out.predicted_peak / out.value - 1) * 100
     out["fabric"] = np.where(out.tp * out.pp > 1, fabric.name, "")
     return out
 
