@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 import click
-from commbench import lazy_module
+from commbench import CommbenchError, lazy_module
 
 pd = lazy_module("pandas")  # imported on first use
 
@@ -90,9 +90,12 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     warnings = [w for n in names for w in load_model_card(n).warnings]
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    published = load_figures(published_file) if published_file else None
+    notes: list[str] = []
+    published = load_figures(published_file, notes) if published_file else None
     frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp, published, recipe,
                          what_if)
+    for note in notes:  # once priced: bad input stays one line
+        click.echo(f"note: {note}", err=True)
     fabric_warnings, extrapolated = _fabric_trust(fab)
     shown = ["model", "mode", "tp", "pp", "batch", "scenario", "output_tok_s", "ttft_ms", "tpot_ms",
              "published_tok_s", "error_pct", "fits_memory"]
@@ -215,9 +218,15 @@ def accuracy(published_files, more_files, fabric, as_json, out, report_dir):
     if out:
         check_output_path(out)
     files = list(published_files) + list(more_files)
-    figures = combine([load_figures(f) for f in files]) if files else shipped_figures()
+    notes: list[str] = []
+    frames = [f for f in (load_figures(f, notes, skip_side_files=True) for f in files) if not f.empty]
+    if files and not frames:  # only side files: the first one's note says which file to give
+        raise CommbenchError(notes[0] if notes else f"no figures in {', '.join(map(str, files))}")
+    figures = combine(frames) if files else shipped_figures()
     fab = load_fabric(fabric or load_hardware(figures.hardware.iloc[0]).fabric)
     table = accuracy_table(figures, fab)
+    for note in notes:  # once the figures are priced: bad input stays one line
+        click.echo(f"note: {note}", err=True)
     summ, winners, checks = summary(table), winner_agreement(table), findings(fab)
     if report_dir:
         from commbench.report import write_accuracy_report

@@ -22,6 +22,8 @@ from commbench.predict.serving import decode_step, predict_row
 from commbench.traffic.workload import Workload
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
+#: figure metric -> predict_row column, where the row names it differently (the other metrics share the name)
+PREDICTED_AS = {"output_tok_s": "output_tok_s", "output_throughput": "output_tok_s", "total_token_throughput": "total_tok_s"}
 
 
 def predict_figure(row, fabric: FabricModel, cache: dict) -> float:
@@ -37,7 +39,7 @@ def predict_figure(row, fabric: FabricModel, cache: dict) -> float:
         return int(row.batch) / step["wall_s"]
     w = Workload(int(row.batch), int(row.isl), int(row.osl), scenario=row.scenario or "custom")
     pred = predict_row(plan, w, hw, fabric, engine)
-    return float(pred["output_tok_s" if row.metric in ("output_tok_s", "output_throughput") else row.metric])
+    return float(pred[PREDICTED_AS.get(row.metric, row.metric)])
 
 
 #: What each figure metric is compared with (the `compared_as` column of accuracy_table).

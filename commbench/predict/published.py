@@ -12,7 +12,6 @@ vllm/benchmarks/serve.py), or a CSV/JSON/Parquet table with the columns of FIGUR
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +19,14 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.data import data_dir
+from commbench.predict.vllm_bench import BENCH_METRICS
 
 FIGURE_COLUMNS = ("source", "citation", "role", "tuned", "recipe", "hardware", "model", "tp", "pp", "batch",
                   "isl", "osl", "scenario", "metric", "value")
 REQUIRED_COLUMNS = ("model", "batch", "isl", "osl", "metric", "value")
 
-#: Metrics as `vllm bench serve` names them (vllm/benchmarks/serve.py), plus decode_tok_s: steady
+#: Metrics as `vllm bench serve` names them (BENCH_METRICS, vllm/benchmarks/serve.py), plus decode_tok_s: steady
 #: decode tokens per second over all concurrent sequences (batch / TPOT), the single-box benchmarks' figure.
-BENCH_METRICS = ("output_throughput", "total_token_throughput", "request_throughput", "max_output_tokens_per_s",
-                 *(f"{stat}_{name}_ms" for name in ("ttft", "tpot", "itl", "e2el") for stat in ("mean", "median", "p99")))
 METRICS = ("decode_tok_s", "output_tok_s", *BENCH_METRICS)
 LOWER_IS_BETTER = tuple(m for m in METRICS if m.endswith("_ms"))
 
@@ -91,62 +89,61 @@ def check_figures(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return frame[list(FIGURE_COLUMNS)]
 
 
-def _model_name(model_id: str) -> str:
-    """'openai/gpt-oss-120b' -> 'gpt-oss-120b'; 'meta-llama/Llama-3.1-8B-Instruct' -> 'llama-3.1-8b-instruct'."""
-    return str(model_id).rstrip("/").split("/")[-1].lower()
-
-
-def read_vllm_bench(path: str | Path, raw: dict | None = None) -> pd.DataFrame:
-    """One `vllm bench serve --save-result` JSON as figure rows, one per metric it reports.
+def read_vllm_bench(path: str | Path, notes: list | None = None) -> pd.DataFrame:
+    """A `vllm bench serve --save-result` / `--append-result` JSON as figure rows, one per metric each
+    run reports (commbench.predict.vllm_bench: keys of 0.11.0 and the current release).
 
     Setup: model from model_id, batch from max_concurrency, ISL/OSL from total_input_tokens /
     completed and total_output_tokens / completed; tp, pp, hardware and recipe from keys the user
     added with `--metadata tp=2 pp=1 hardware=dgx-spark recipe=checkpoint` (defaults 1, 1,
-    dgx-spark, checkpoint; tensor_parallel_size / pipeline_parallel_size are read too).
+    dgx-spark, checkpoint, said in `notes`; tensor_parallel_size / pipeline_parallel_size are read too).
     """
+    from commbench.predict import vllm_bench
+
     path = Path(path)
-    if raw is None:
-        raw = _read_json(path)
-    need = ("model_id", "completed", "output_throughput", "total_input_tokens", "total_output_tokens")
-    missing = [k for k in need if k not in raw] if isinstance(raw, dict) else list(need)
-    if missing:
-        raise CommbenchError(f"{path}: not a `vllm bench serve --save-result` JSON (missing {', '.join(missing)})")
-    completed = raw["completed"]
-    if not isinstance(completed, (int, float)) or completed <= 0:
-        raise CommbenchError(f"{path}: completed = {completed!r}; a result with no completed request has no figures")
-    batch = raw.get("max_concurrency")
-    if not isinstance(batch, int) or batch <= 0:
-        raise CommbenchError(f"{path}: max_concurrency = {batch!r}; commbench models B concurrent requests, "
-                             f"so run vllm bench serve with --max-concurrency B")
-    setup = {
-        "source": path.name, "citation": f"{path} (vllm bench serve, {raw.get('date', 'undated')})", "role": "user",
-        "tuned": "", "recipe": raw.get("recipe", "checkpoint"), "hardware": raw.get("hardware", "dgx-spark"),
-        "model": _model_name(raw["model_id"]),
-        "tp": raw.get("tp", raw.get("tensor_parallel_size", 1)), "pp": raw.get("pp", raw.get("pipeline_parallel_size", 1)),
-        "batch": batch, "isl": max(1, round(raw["total_input_tokens"] / completed)),
-        "osl": max(1, round(raw["total_output_tokens"] / completed)), "scenario": "",
-    }
-    rows = [{**setup, "metric": m, "value": raw[m]} for m in BENCH_METRICS
-            if isinstance(raw.get(m), (int, float)) and raw[m] > 0]
-    return check_figures(pd.DataFrame(rows), str(path))
+    frame, said = vllm_bench.read_results(path, vllm_bench.json_documents(path, _read_text(path)))
+    if notes is not None:
+        notes.extend(said)
+    return check_figures(frame, str(path))
 
 
-def _read_json(path: Path):
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise CommbenchError(f"{path}: no such file")
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CommbenchError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CommbenchError(f"{path}: not readable JSON ({exc})") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CommbenchError(f"{path}: not readable ({exc.strerror})") from None
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CommbenchError(f"{path}: not text; expected a `vllm bench serve --save-result` JSON or a figures "
+                             "table (.csv/.json/.parquet)") from None
 
 
-def load_figures(path: str | Path) -> pd.DataFrame:
-    """A user's file, detected by content: a vllm bench serve JSON, or a figures table (CSV/JSON/Parquet)."""
+def load_figures(path: str | Path, notes: list | None = None, skip_side_files: bool = False) -> pd.DataFrame:
+    """A user's file, detected by content: a vllm bench serve JSON (one run, or several appended), or a
+    figures table (CSV/JSON/Parquet). What was read by default is appended to `notes`; vLLM's
+    `.pytorch.json` side file is refused in one line, or with skip_side_files noted and read as no rows."""
+    from commbench.predict import vllm_bench
+
     path = Path(path)
     if path.suffix == ".json":
-        raw = _read_json(path)
-        if isinstance(raw, dict) and "rows" not in raw:
-            return read_vllm_bench(path, raw)
+        docs = vllm_bench.json_documents(path, _read_text(path))
+        if len(docs) == 1 and vllm_bench.is_side_file(docs[0]):
+            note = vllm_bench.side_file_note(path)
+            if not skip_side_files:
+                raise CommbenchError(note)
+            if notes is not None:
+                notes.append(note)
+            return pd.DataFrame(columns=list(FIGURE_COLUMNS))
+        if not (len(docs) == 1 and isinstance(docs[0], dict) and "rows" in docs[0]):
+            frame, said = vllm_bench.read_results(path, docs)
+            if notes is not None:
+                notes.extend(said)
+            return check_figures(frame, str(path))
     from commbench.results import load_table
 
     if not path.is_file():
