@@ -22,6 +22,7 @@ from commbench.traffic.model_card import card_from_config, load_model_card
 from commbench.traffic.plan import ParallelPlan
 from commbench.traffic.trace import EngineOptions, make_trace, metadata_pickle_bytes
 from commbench.traffic.workload import Workload
+from tests.conftest import mpiexec_path
 
 CONFIGS = Path(__file__).parent / "configs"
 BF16 = 2
@@ -322,11 +323,15 @@ def test_expert_parallel_all_to_all_and_tp_inside():
     ops, _ = decode_ops("gpt-oss-120b", mode="ep", batch=128, engine=EngineOptions(all2all="all_to_all"))
     assert ops["layer.moe.a2a_dispatch"].msg_bytes == 64 * 4 * 2880 * BF16
     assert ops["layer.moe.a2a_combine"].collective == "all_to_all" and "layer.moe.dispatch" not in ops
-    # TP 2 inside 2 replicas: ranks [0,1] and [2,3] all-reduce; DP groups [0,2] and [1,3] exchange
-    tpep, trace = decode_ops("gpt-oss-120b", mode="ep", batch=128, tp=2)
+    # TP 2 inside 2 replicas: ranks [0,1] and [2,3] all-reduce attention; gpt-oss's MoE runs
+    # sequence-parallel (test_sequence_parallel_moe_*): the DeepEP exchange spans all 4 ranks with
+    # each rank's 32-token chunk, top-4 over 4 ranks: S = 4 x 32 x (4 / 4) x 2880 x 2 B = 32 x 4 x 2880 x 2 B
+    tpep, trace = decode_ops("gpt-oss-120b", mode="ep", batch=128, tp=2, engine=EngineOptions(all2all="all_to_all"))
     assert trace.plan.world_size == 4
     assert tpep["layer.attn.o_proj"].peers == "[0,1] [2,3]" and tpep["layer.attn.o_proj"].calls == 36
-    assert tpep["layer.moe.dispatch"].peers == "[0,2] [1,3]" and tpep["layer.moe"].calls == 36
+    assert tpep["layer.moe.a2a_dispatch"].peers == "[0,1,2,3]" and tpep["layer.moe.a2a_dispatch"].calls == 36
+    assert tpep["layer.moe.a2a_dispatch"].msg_bytes == 32 * 4 * 2880 * BF16
+    assert "layer.moe" not in tpep and tpep["layer.moe.sp_all_gather"].calls == 36
 
 
 def test_metadata_pickle_size_matches_pickle():
@@ -405,3 +410,232 @@ def test_hub_id_reads_config_from_the_cache_offline(tmp_path, monkeypatch):
                              capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 2
     assert re.fullmatch(r"commbench: error: cannot fetch config.json of hub model 'Org/Not-Cached'.*\n", missing.stderr)
+
+
+# ---- issue 20: config shapes, extra collectives and EP x TP, each derived from vLLM's code -------------
+
+
+def test_hunyuan_per_layer_lists():
+    # vllm 0.11.0 hunyuan_v1.py HunYuanSparseMoeBlock.__init__: moe_topk, moe_intermediate_size and
+    # num_shared_expert may be lists indexed by layer_id; head_dim from attention_head_dim
+    # (HunYuanAttention). forward: shared_mlp and experts both reduce_results=False, summed, then ONE
+    # tensor_model_parallel_all_reduce: per layer o_proj + that one = 2 all-reduces of [8, 2048] bf16.
+    card = load_model_card(str(CONFIGS / "hunyuan_moe.json"))
+    assert (card.experts_per_token, card.moe_intermediate_size, card.head_dim) == (4, 1024, 64)
+    assert card.is_moe and card.num_moe_layers == 6 and card.warnings == ()
+    ops, _ = decode_ops(card)
+    assert ops["layer.attn.o_proj"].calls == 6 and ops["layer.moe"].calls == 6 and all_reduces(ops) == 2 * 6 + 1
+    assert ops["layer.moe"].msg_bytes == 8 * 2048 * BF16
+    assert ops["lm_head"].msg_bytes == 8 * 50048 * BF16  # vocab 50000 padded to a multiple of 64
+
+
+def test_per_layer_lists_that_vary_or_do_not_fit():
+    raw = json.loads((CONFIGS / "hunyuan_moe.json").read_text())
+    varying = card_from_config({**raw, "moe_topk": [2, 2, 4, 4, 4, 4]}, "x")
+    assert varying.experts_per_token == 4
+    assert any("moe_topk varies per layer (2..4)" in w for w in varying.warnings)
+    # a dense model's per-layer MLP widths are kept per layer (HunYuanDecoderLayer: intermediate_size[layer_id])
+    dense = {k: v for k, v in raw.items() if k not in ("num_experts", "moe_topk", "moe_intermediate_size")}
+    widths = [1024, 2048, 2048, 4096, 4096, 4096]
+    card = card_from_config({**dense, "intermediate_size": widths}, "x")
+    assert card.layer_mlp_width == tuple(widths) and card.warnings == ()
+    with pytest.raises(CommbenchError, match=r"moe_topk must be one whole number or a list of num_hidden_layers = 6"):
+        card_from_config({**raw, "moe_topk": [4] * 5}, "x")
+
+
+def test_qwen3_next_layer_pattern_from_the_interval():
+    # transformers Qwen3NextConfig (vLLM 0.11.0's vllm/transformers_utils/configs/qwen3_next.py with 4):
+    # without layer_types, layer i is linear_attention unless (i + 1) % full_attention_interval == 0.
+    # 8 layers, interval 4: layers 3 and 7 attention, 6 Gated DeltaNet; every layer MoE.
+    card = load_model_card(str(CONFIGS / "qwen3_next_interval.json"))
+    assert [i for i in range(8) if "attention" in card.blocks_of(i)] == [3, 7]
+    ops, _ = decode_ops(card)
+    assert ops["layer.attn.o_proj"].calls == 2 and ops["layer.linear_attn.out_proj"].calls == 6
+    assert ops["layer.moe"].calls == 8 and all_reduces(ops) == 2 + 6 + 8 + 1
+    raw = json.loads((CONFIGS / "qwen3_next_interval.json").read_text())
+    default = card_from_config({k: v for k, v in raw.items() if k != "full_attention_interval"}, "x")
+    assert default.layer_blocks == card.layer_blocks  # the config class's default interval is 4
+    every_other = card_from_config({**raw, "full_attention_interval": 2}, "x")
+    assert [i for i in range(8) if "attention" in every_other.blocks_of(i)] == [1, 3, 5, 7]
+
+
+def test_step3_shared_expert_reduces_beside_the_routed_experts():
+    # step3_text.py Step3TextDecoderLayer: MoE layers from moe_layers_enum "2,3,4,5,6"; in them
+    # share_expert (Step3TextMLP, share_expert_dim wide, RowParallelLinear down_proj: reduces) and
+    # FusedMoEBlock (its own tensor_model_parallel_all_reduce): two all-reduces; other layers one
+    # MLP (intermediate_size wide). moe_top_k / moe_num_experts name the routing; attention num_kv_heads=1.
+    card = load_model_card(str(CONFIGS / "step3_text.json"))
+    assert card.blocks_of(2) == ("attention", "mlp", "moe") and card.blocks_of(7) == ("attention", "mlp")
+    assert card.layer_mlp_width == (4096, 4096, 768, 768, 768, 768, 768, 4096)
+    assert (card.num_experts, card.experts_per_token, card.num_key_value_heads) == (16, 2, 1)
+    ops, _ = decode_ops(card)
+    assert ops["layer.attn.o_proj"].calls == 8 and ops["layer.mlp.down_proj"].calls == 3 + 5
+    assert ops["layer.moe"].calls == 5 and all_reduces(ops) == 8 + 8 + 5 + 1
+    assert ops["layer.moe"].msg_bytes == ops["layer.mlp.down_proj"].msg_bytes == 8 * 1536 * BF16
+    # without moe_layers_enum every layer but the first is MoE (step3_text.py: range(1, num_hidden_layers))
+    raw = json.loads((CONFIGS / "step3_text.json").read_text())
+    raw["text_config"] = {k: v for k, v in raw["text_config"].items() if k != "moe_layers_enum"}
+    assert card_from_config(raw, "x").moe_layer_mask == (False,) + (True,) * 7
+    # PP: Step3TextModel.forward sends IntermediateTensors hidden_states and residual
+    pp, _ = decode_ops(card, mode="pp")
+    assert {op.site for op in pp.values() if op.group == "pp"} == {"stage0->stage1.hidden_states",
+                                                                  "stage0->stage1.residual"}
+
+
+def test_falcon_h1_parallel_hybrid_three_all_reduces():
+    # falcon_h1.py FalconH1ParallelHybrid.forward: attention (o_proj) and the Mamba-2 mixer
+    # (out_proj) on the same input, each RowParallelLinear reducing, then the MLP (down_proj):
+    # 3 all-reduces per layer. MambaMixer2(use_rms_norm=mamba_rms_norm): false -> Mixer2RMSNormGated
+    # returns before its n_groups == 1 all-reduce.
+    ops, _ = decode_ops("falcon_h1")
+    assert ops["layer.attn.o_proj"].calls == ops["layer.mamba.out_proj"].calls == ops["layer.mlp.down_proj"].calls == 6
+    assert "layer.mamba.norm" not in ops and all_reduces(ops) == 3 * 6 + 1
+    raw = json.loads((CONFIGS / "falcon_h1.json").read_text())
+    normed, _ = decode_ops(card_from_config({**raw, "mamba_rms_norm": True}, "x"))
+    # n_groups 1 and tp 2: the per-token sum of squares, [8, 1] float32, once per mixer
+    assert normed["layer.mamba.norm"].calls == 6 and normed["layer.mamba.norm"].msg_bytes == 8 * 1 * 4
+    # transformers' FalconH1Config leaves the norm out by default (mamba_rms_norm=False)
+    unnamed, _ = decode_ops(card_from_config({k: v for k, v in raw.items() if k != "mamba_rms_norm"}, "x"))
+    assert "layer.mamba.norm" not in unnamed
+    # FalconH1Model.forward: IntermediateTensors({"hidden_states"}) only, [4, 1024] per micro-batch
+    pp, _ = decode_ops("falcon_h1", mode="pp")
+    sends = [op for op in pp.values() if op.group == "pp"]
+    assert [op.site for op in sends] == ["stage0->stage1.hidden_states"] and sends[0].msg_bytes == 4 * 1024 * BF16
+    assert pp["stage0->stage1.metadata"].msg_bytes == 96 + 8 + 24 + len("hidden_states") + 2 + 3
+
+
+@pytest.mark.parametrize("tp, k_heads_gathered", [(2, 4), (8, 8)])
+def test_olmo3_q_and_k_all_gathered_for_their_norm(tp, k_heads_gathered):
+    # vllm 0.11.0 olmo2.py Olmo2Attention._apply_qk_norm (Olmo3ForCausalLM -> olmo2.py): tp > 1 ->
+    # tensor_model_parallel_all_gather of q ([8, 16 x 128 / tp] per rank) and of k ([8, kv heads per
+    # rank x 128]) before the RMSNorms over all heads. 4 KV heads: tp 2 holds 2 each (gathered 4);
+    # tp 8 replicates one per rank (gathered 8).
+    ops, _ = decode_ops("olmo3", tp=tp)
+    q, k = ops["layer.attn.q_all_gather"], ops["layer.attn.k_all_gather"]
+    assert q.collective == k.collective == "all_gather" and q.calls == k.calls == 8
+    assert q.msg_bytes == 8 * 16 * 128 * BF16 and k.msg_bytes == 8 * k_heads_gathered * 128 * BF16
+    assert all_reduces(ops) == 2 * 8 + 1
+    # Olmo2Model.forward: IntermediateTensors({"hidden_states"}) only
+    pp, _ = decode_ops("olmo3", mode="pp")
+    assert [op.site for op in pp.values() if op.group == "pp"] == ["stage0->stage1.hidden_states"]
+
+
+def test_olmoe_q_k_gathers_and_two_tensor_boundary():
+    # olmoe.py OlmoeAttention._apply_qk_norm: the same q and k all-gathers (16 heads x 64 = 1024 each);
+    # the MoE reduces once; OlmoeModel.forward sends hidden_states and residual.
+    ops, _ = decode_ops("olmoe")
+    assert ops["layer.attn.q_all_gather"].msg_bytes == ops["layer.attn.k_all_gather"].msg_bytes == 8 * 1024 * BF16
+    assert ops["layer.moe"].calls == 6 and all_reduces(ops) == 2 * 6 + 1
+    pp, _ = decode_ops("olmoe", mode="pp")
+    assert {op.site for op in pp.values() if op.group == "pp"} == {"stage0->stage1.hidden_states",
+                                                                  "stage0->stage1.residual"}
+
+
+def test_internlm2_fused_qkv_all_gather():
+    # internlm2.py InternLM2Attention.split_qkv: tp > 1 -> tensor_model_parallel_all_gather(qkv) of each
+    # rank's [8, (16 / 2 + 2 x 8 / 2) x 128]: S = 8 x (16 + 2 x 8) x 128 x 2 B, once per layer.
+    ops, _ = decode_ops("internlm2")
+    assert ops["layer.attn.qkv_all_gather"].calls == 6
+    assert ops["layer.attn.qkv_all_gather"].msg_bytes == 8 * (16 + 2 * 8) * 128 * BF16
+    assert all_reduces(ops) == 2 * 6 + 1
+
+
+@pytest.mark.parametrize("engine", ["vllm-v1", "vllm-v2"])
+def test_sequence_parallel_moe_gpt_oss_ep_tp(engine):
+    # vllm 0.11.0 vllm/config/parallel.py ParallelConfig.use_sequence_parallel_moe: allgather_reducescatter,
+    # expert parallel, tp 2 > 1, dp 2 > 1 -> gpt_oss.py MLPBlock.forward (the current release's alike):
+    # sequence_parallel_chunk: each TP rank keeps ceil(64 / 2) = 32 of its replica's 64 tokens;
+    # FusedMoE.forward_impl -> AgRsAll2AllManager.dispatch/combine over get_ep_group() (all 4 ranks);
+    # no MoE all-reduce (`not self.is_sequence_parallel`); tensor_model_parallel_all_gather(x, 0) after.
+    ops, trace = decode_ops("gpt-oss-120b", mode="ep", batch=128, tp=2, engine=EngineOptions(engine))
+    hidden, experts, layers, chunk = 2880, 128, 36, 32
+    assert ops["layer.moe.dispatch"].peers == "[0,1,2,3]" and ops["layer.moe.dispatch"].group_size == 4
+    assert ops["layer.moe.dispatch"].msg_bytes == 4 * chunk * hidden * BF16
+    assert ops["layer.moe.dispatch_router_logits"].msg_bytes == 4 * chunk * experts * BF16  # nn.Linear gate: bf16
+    assert ops["layer.moe.combine"].msg_bytes == 4 * chunk * hidden * BF16
+    gather = ops["layer.moe.sp_all_gather"]
+    assert gather.peers == "[0,1] [2,3]" and gather.msg_bytes == 2 * chunk * hidden * BF16 and gather.calls == layers
+    assert "layer.moe" not in ops
+    if engine == "vllm-v1":
+        # 36 o_proj + the embedding + DPMetadata's int32 [dp] token-count all-reduce
+        assert all_reduces(ops) == layers + 2 == 38
+        per_layer = 4 * chunk * hidden * BF16 * 2 + 4 * chunk * experts * BF16 + 2 * chunk * hidden * BF16
+        o_proj = 64 * hidden * BF16
+        logits = 64 * 201088 * BF16  # 201088 / 2 per rank, gathered
+        total = layers * (per_layer + o_proj) + o_proj + logits + 2 * 4
+        assert sum(op.calls * op.msg_bytes for op in ops.values()) == total == 106_913_800
+
+
+def test_sequence_parallel_chunk_pads_an_odd_token_count():
+    # utils.py sequence_parallel_chunk_impl: 63 tokens over tp 2 -> padded to 64, 32 per rank (eager: no graph padding)
+    ops, _ = decode_ops("gpt-oss-120b", mode="ep", batch=126, tp=2, engine=EngineOptions(cuda_graphs=False))
+    assert ops["layer.attn.o_proj"].msg_bytes == 63 * 2880 * BF16
+    assert ops["layer.moe.dispatch"].msg_bytes == 4 * 32 * 2880 * BF16
+
+
+MIXTRAL_LIKE = {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 512,
+                "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 4, "intermediate_size": 1024,
+                "num_local_experts": 8, "num_experts_per_tok": 2, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+
+
+def test_ep_tp_without_sequence_parallel_family():
+    # mixtral.py MixtralMoE never passes is_sequence_parallel: FusedMoE dispatches over get_dp_group()
+    # (the same TP rank of each replica: [0,2] and [1,3]) with the replica's whole 64 tokens, then
+    # maybe_all_reduce_tensor_model_parallel over TP as without EP.
+    ops, _ = decode_ops(card_from_config(MIXTRAL_LIKE, "mixtral-like"), mode="ep", batch=128, tp=2)
+    assert ops["layer.moe.dispatch"].peers == "[0,2] [1,3]" and ops["layer.moe.dispatch"].msg_bytes == 2 * 64 * 512 * BF16
+    assert ops["layer.moe"].calls == 4 and "layer.moe.sp_all_gather" not in ops
+
+
+def test_router_dtype_sets_the_router_logits_bytes():
+    # glm4_moe.py Glm4MoE.forward: router_logits = self.gate(hidden_states.to(torch.float32)): float32
+    # logits all-gathered beside the bf16 hidden states: S = 2 x 64 x 8 experts x 4 B.
+    glm = card_from_config({**MIXTRAL_LIKE, "architectures": ["Glm4MoeForCausalLM"], "model_type": "glm4_moe"}, "glm")
+    ops, _ = decode_ops(glm, mode="ep", batch=128)
+    assert ops["layer.moe.dispatch_router_logits"].dtype == "float32"
+    assert ops["layer.moe.dispatch_router_logits"].msg_bytes == 2 * 64 * 8 * 4
+    assert ops["layer.moe.dispatch"].msg_bytes == 2 * 64 * 512 * BF16
+    # bailing_moe.py BailingMoE: router_dtype "fp32" -> float32, anything else bfloat16
+    bailing = dict(MIXTRAL_LIKE, model_type="bailing_moe", router_dtype="fp32")
+    assert card_from_config(bailing, "b").router_dtype == "float32"
+    with pytest.raises(CommbenchError, match=r"router_dtype = 'fp8'; valid: float32, fp32"):
+        card_from_config({**bailing, "router_dtype": "fp8"}, "b")
+
+
+@pytest.mark.parametrize("cfg, mask", [
+    # ernie45_moe.py: (i + 1) % moe_layer_interval == 0 and moe_layer_start_index <= i <= moe_layer_end_index
+    ({"moe_layer_start_index": 1, "moe_layer_end_index": 2, "moe_layer_interval": 1, "moe_k": 2}, (0, 1, 1, 0)),
+    # ernie45_vl_moe.py: [text, vision] start/end lists -> the smallest start, the largest end
+    ({"moe_layer_start_index": [2, 1], "moe_layer_end_index": [2, 3], "moe_k": 2}, (0, 1, 1, 1)),
+    # deepseek_v2.py: i >= first_k_dense_replace and i % moe_layer_freq == 0
+    ({"first_k_dense_replace": 1, "moe_layer_freq": 2, "moe_top_k": 2}, (0, 0, 1, 0)),
+    # afmoe.py / lfm2_moe.py: i >= num_dense_layers; moondream3.py moe_experts_per_token
+    ({"num_dense_layers": 3, "moe_experts_per_token": 2}, (0, 0, 0, 1)),
+])
+def test_moe_layer_field_aliases(cfg, mask):
+    base = {k: v for k, v in MIXTRAL_LIKE.items() if k not in ("num_experts_per_tok", "architectures", "model_type")}
+    card = card_from_config({**base, **cfg}, "x")
+    assert card.moe_layer_mask == tuple(bool(m) for m in mask) and card.experts_per_token == 2
+
+
+@pytest.mark.mpi
+@pytest.mark.skipif(mpiexec_path() is None, reason="no mpiexec")
+def test_replay_ep_tp_sequence_parallel_on_four_mpi_ranks(tmp_path):
+    # a tiny Qwen3-MoE (qwen3_moe.py reads use_sequence_parallel_moe): 2 replicas x tp 2 on 4 MPI ranks;
+    # decode batch 6 -> 3 per replica, padded to the capture size 4, 2 per rank after the chunk
+    pytest.importorskip("mpi4py")
+    import subprocess
+
+    tiny = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+            "intermediate_size": 128, "moe_intermediate_size": 32, "num_experts": 8, "num_experts_per_tok": 2,
+            "vocab_size": 512, "torch_dtype": "bfloat16"}
+    (tmp_path / "config.json").write_text(json.dumps(tiny))
+    proc = subprocess.run([sys.executable, "-m", "commbench", "trace", str(tmp_path), "--mode", "ep", "--tp", "2",
+                           "--batch", "6", "--isl", "32", "--osl", "4", "--replay", "--backend", "mpi", "--iters", "2",
+                           "--phase", "decode", "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["site"]: r for r in json.loads(proc.stdout)["rows"] if r["phase"] == "decode"}
+    assert rows["layer.moe.dispatch"]["group_size"] == 4 and rows["layer.moe.dispatch"]["msg_bytes"] == 4 * 2 * 64 * BF16
+    assert rows["layer.moe.sp_all_gather"]["msg_bytes"] == 2 * 2 * 64 * BF16 and "layer.moe" not in rows
+    assert all(r["measured_us_per_step"] > 0 for r in rows.values())

@@ -44,18 +44,36 @@ ALIASES = {
     "num_hidden_layers": ("n_layer", "num_layers", "n_layers"),
     "hidden_size": ("n_embd", "d_model"),
     "num_attention_heads": ("n_head", "num_heads", "n_heads"),
-    "num_key_value_heads": ("num_kv_heads", "n_head_kv", "multi_query_group_num"),
+    # step3_text.py: num_attention_groups (its attention has num_kv_heads=1, as the published config says)
+    "num_key_value_heads": ("num_kv_heads", "n_head_kv", "multi_query_group_num", "num_attention_groups"),
     "intermediate_size": ("ffn_hidden_size", "n_inner", "ffn_dim"),
-    "num_experts_per_tok": ("experts_per_token", "num_experts_per_token", "top_k_experts", "moe_topk", "moe_k"),
+    # hunyuan_v1.py moe_topk, step3_text.py moe_top_k, ernie45_moe.py moe_k, moondream3.py moe_experts_per_token
+    "num_experts_per_tok": ("experts_per_token", "num_experts_per_token", "top_k_experts", "moe_topk", "moe_k",
+                            "moe_top_k", "moe_experts_per_token"),
     "num_experts": ("num_local_experts", "n_routed_experts", "moe_num_experts"),
     # Llama 4: MoE every interleave_moe_layer_step layers (vllm/model_executor/models/llama4.py,
-    # is_moe_layer = (layer_idx + 1) % step == 0), the dense layers' MLP width intermediate_size_mlp
-    "decoder_sparse_step": ("interleave_moe_layer_step",),
-    "moe_intermediate_size": ("expert_intermediate_size", "expert_ffn_hidden_size"),
+    # is_moe_layer = (layer_idx + 1) % step == 0), the dense layers' MLP width intermediate_size_mlp;
+    # ernie45_moe.py (layer_idx + 1) % moe_layer_interval == 0; arctic.py moe_layer_frequency the same
+    "decoder_sparse_step": ("interleave_moe_layer_step", "moe_layer_interval", "moe_layer_frequency"),
+    # the first MoE layer: ernie45_moe.py layer_idx >= moe_layer_start_index; afmoe.py / lfm2_moe.py
+    # layer_idx >= num_dense_layers; moondream3.py layer_idx >= moe_start_layer
+    "first_k_dense_replace": ("moe_layer_start_index", "num_dense_layers", "moe_start_layer"),
+    "moe_intermediate_size": ("expert_intermediate_size", "expert_ffn_hidden_size", "expert_hidden_dim",
+                              "moe_expert_inner_dim"),
+    # hunyuan_v1.py HunYuanAttention: head_dim, else attention_head_dim
+    "head_dim": ("attention_head_dim",),
 }
 
+#: Fields a config may give per layer, as a list of num_hidden_layers numbers (hunyuan_v1.py:
+#: moe_topk, moe_intermediate_size, num_shared_expert, intermediate_size indexed by layer_id).
+#: A uniform list is its value; the dense width is kept per layer; any other varying list takes
+#: its largest entry and says so in the card's warnings.
+PER_LAYER_FIELDS = ("intermediate_size", "moe_intermediate_size", "num_experts_per_tok", "num_experts",
+                    "num_shared_expert", "num_shared_experts", "n_shared_experts")
+
 #: The blocks a layer may hold (model_traces/architectures.toml explains each).
-BLOCKS = ("attention", "mamba", "mamba2", "gated_deltanet", "mlp", "moe", "parallel_attention_mlp", "qk_norm_tp")
+BLOCKS = ("attention", "mamba", "mamba2", "gated_deltanet", "mlp", "moe", "parallel_attention_mlp", "qk_norm_tp",
+          "qk_all_gather", "qkv_all_gather")
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,9 @@ class ModelCard:
     mamba_n_groups: int = 0  # Mamba-2 B/C groups (the gated norm all-reduces when it is 1)
     per_layer_input_size: int = 0  # Gemma 4's hidden_size_per_layer_input (per-layer embeddings; 0 = none)
     gated_mlp: bool = True  # gate, up and down (3 matrices); False: up and down (Nemotron-H's relu2 MLP)
+    mamba_gated_norm: bool = True  # Mamba-2's gated RMSNorm runs (MambaMixer2 use_rms_norm; Falcon-H1 mamba_rms_norm)
+    router_dtype: str = ""  # dtype of the MoE gate's logits ("" = the activation dtype)
+    sequence_parallel_moe: tuple = ()  # engines whose MoE blocks run sequence-parallel under EP x TP
     mixer_params: dict = field(default_factory=dict, hash=False, compare=False)  # per layer, by non-attention mixer
     state_bytes_per_seq: dict = field(default_factory=dict, hash=False, compare=False)  # recurrent state per layer
     warnings: tuple = ()  # what the card could not derive exactly, said in every output
@@ -359,6 +380,12 @@ class Family:
     unsupported: str = ""
     source: str = ""
     gated_mlp: bool = True
+    mlp_width_per_hidden: int = 0  # a missing intermediate_size is this x hidden_size (GPT-2-style classes: 4)
+    defaults: dict = field(default_factory=dict, hash=False, compare=False)  # config values the family's class fills in
+    shared_mlp_width: str = ""  # config field of the width of an `mlp_if_moe` block (a shared expert reducing alone)
+    router_dtype: str = ""  # the MoE gate's logits dtype ("" = activation), unless router_dtype_field says otherwise
+    router_dtype_field: str = ""  # config field naming the gate's dtype ("float32" / "fp32" -> float32)
+    sequence_parallel_moe: tuple = ()  # engines (ENGINES names) whose MoE blocks chunk tokens over TP under EP
 
 
 @lru_cache(maxsize=1)
@@ -379,11 +406,15 @@ def family_of(cfg: dict) -> Family:
             continue
         if fam.get("when_any") and not any(cfg.get(k) for k in fam["when_any"]):
             continue
-        merged.update({k: v for k, v in fam.items() if k not in ("model_types", "when_any")})
-        names.append(fname)
+        skip = ("model_types", "when_any", "hidden") + (("source",) if fam.get("hidden") else ())
+        merged.update({k: v for k, v in fam.items() if k not in skip})
+        names += [] if fam.get("hidden") else [fname]
     return Family("+".join(names) or "default", tuple(merged["blocks"]), merged["linear_attention"],
                   tuple(merged["boundary"]), bool(merged.get("whole_layer_kinds")), merged.get("unsupported", ""),
-                  merged.get("source", ""), bool(merged.get("gated_mlp", True)))
+                  merged.get("source", ""), bool(merged.get("gated_mlp", True)), int(merged.get("mlp_width_per_hidden", 0)),
+                  dict(merged.get("defaults", {})),
+                  merged.get("shared_mlp_width", ""), merged.get("router_dtype", ""),
+                  merged.get("router_dtype_field", ""), tuple(merged.get("sequence_parallel_moe", ())))
 
 
 #: Per-layer list entries (transformers 5 names, with the legacy ones it remaps) and the block each means.
@@ -431,16 +462,70 @@ def _layer_list(cfg: dict, name: str) -> tuple[str, list] | None:
 
 def _moe_mask(cfg: dict, name: str, layers: int, num_experts: int) -> tuple[bool, ...]:
     """Which layers are MoE: Qwen's mlp_only_layers / decoder_sparse_step, DeepSeek's
-    first_k_dense_replace, Jamba's expert_layer_period / expert_layer_offset."""
+    first_k_dense_replace and moe_layer_freq (i % freq == 0; a per-layer list of flags in
+    mimo_v2.py), ERNIE's moe_layer_end_index (i <= end), Jamba's expert_layer_period /
+    expert_layer_offset, Step-3's moe_layers_enum (step3_text.py: the comma-separated MoE layer
+    indices), and the aliases of these in ALIASES."""
+    if not num_experts:
+        return (False,) * layers
+    listed = cfg.get("moe_layers_enum")
+    if listed is not None:
+        try:
+            chosen = {int(i) for i in (listed.strip().split(",") if isinstance(listed, str) else listed)}
+        except (TypeError, ValueError, AttributeError):
+            raise CommbenchError(f"model config {name!r}: moe_layers_enum = {listed!r} must be comma-separated "
+                                 "layer indices, e.g. \"1,2,3\"") from None
+        return tuple(i in chosen for i in range(layers))
     dense_only = set(cfg.get("mlp_only_layers") or [])
     step = _whole(cfg, name, "decoder_sparse_step", default=1)
     first_dense = _whole(cfg, name, "first_k_dense_replace", default=0, minimum=0)
+    last = cfg.get("moe_layer_end_index")
+    last = layers - 1 if last is None else _whole(cfg, name, "moe_layer_end_index", minimum=-1)
+    freq = cfg.get("moe_layer_freq")
+    if isinstance(freq, list):
+        if len(freq) != layers:
+            raise CommbenchError(f"model config {name!r}: moe_layer_freq has {len(freq)} entries, "
+                                 f"num_hidden_layers is {layers}")
+        flags = [bool(f) for f in freq]
+    else:
+        every = _whole(cfg, name, "moe_layer_freq", default=1)
+        flags = [i % every == 0 for i in range(layers)]
     period = _whole(cfg, name, "expert_layer_period", default=0, minimum=0)
     offset = _whole(cfg, name, "expert_layer_offset", default=0, minimum=0)
     return tuple(
-        bool(num_experts) and i not in dense_only and (i + 1) % step == 0 and i >= first_dense
+        i not in dense_only and (i + 1) % step == 0 and first_dense <= i <= last and flags[i]
         and (not period or i % period == offset) for i in range(layers)
     )
+
+
+def _collapse_per_layer(cfg: dict, name: str, layers: int) -> tuple[dict, dict, list]:
+    """(cfg with each PER_LAYER_FIELDS list made one value, the lists kept by field, warnings).
+
+    A list must have num_hidden_layers whole numbers; a uniform one is its value, a varying one
+    its largest entry (said in the warnings, except the dense MLP width, which the card keeps per
+    layer). ERNIE-4.5-VL's [text, vision] moe_layer_start_index / moe_layer_end_index become their
+    min / max (ernie45_vl_moe.py Ernie4_5_VLMoeDecoderLayer: MoE from the smallest start to the
+    largest end).
+    """
+    out, lists, notes = dict(cfg), {}, []
+    for key, pick in (("moe_layer_start_index", min), ("moe_layer_end_index", max)):
+        if isinstance(cfg.get(key), list) and cfg[key]:
+            out[key] = pick(cfg[key])
+    for canonical in PER_LAYER_FIELDS:
+        for key in (canonical, *ALIASES.get(canonical, ())):
+            value = cfg.get(key)
+            if not isinstance(value, list):
+                continue
+            numbers = [v for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if len(value) != layers or len(numbers) != len(value):
+                raise CommbenchError(f"model config {name!r}: {key} must be one whole number or a list of "
+                                     f"num_hidden_layers = {layers} of them, got {value!r}"[:300])
+            lists[canonical] = numbers
+            out[key] = max(numbers)
+            if len(set(numbers)) > 1 and canonical != "intermediate_size":
+                notes.append(f"{key} varies per layer ({min(numbers):g}..{max(numbers):g}); commbench uses the "
+                             f"largest, {max(numbers):g}, for every layer")
+    return out, lists, notes
 
 
 def _layer_blocks(cfg: dict, name: str, layers: int, family: Family, moe_mask: tuple[bool, ...]):
@@ -451,6 +536,10 @@ def _layer_blocks(cfg: dict, name: str, layers: int, family: Family, moe_mask: t
     if listed is None and attn_period:  # Jamba: attention every attn_layer_period layers, Mamba between
         offset = _whole(cfg, name, "attn_layer_offset", default=0, minimum=0)
         listed = ("attn_layer_period", ["attention" if i % attn_period == offset else "mamba" for i in range(layers)])
+    interval = _whole(cfg, name, "full_attention_interval", default=0, minimum=0)
+    if listed is None and interval:  # Qwen3-Next: linear attention unless (i + 1) % interval == 0
+        listed = ("full_attention_interval",
+                  ["full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(layers)])
     if listed is None:
         if family.blocks == ("attention", "ffn"):
             for key in ("ssm_state_size", "mamba_d_state", "state_size", "linear_num_key_heads"):
@@ -474,13 +563,15 @@ def _layer_blocks(cfg: dict, name: str, layers: int, family: Family, moe_mask: t
 
 def _resolve(blocks: tuple[str, ...], ffn: str, mixer: str) -> tuple[str, ...]:
     """A family's block list for one layer: `ffn` -> mlp or moe, `moe_if_any` -> moe or nothing,
-    `attention` -> the layer's mixer."""
+    `mlp_if_moe` -> mlp in an MoE layer or nothing, `attention` -> the layer's mixer."""
     out = []
     for b in blocks:
         if b == "ffn":
             out.append(ffn)
         elif b == "moe_if_any":
             out += ["moe"] if ffn == "moe" else []
+        elif b == "mlp_if_moe":  # a shared expert that reduces on its own, in MoE layers only
+            out += ["mlp"] if ffn == "moe" else []
         else:
             out.append(mixer if b == "attention" else b)
     return tuple(out)
@@ -544,8 +635,9 @@ def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> dict:
         sizes["mamba_x_proj_width"] = r + 2 * n
     if "mamba2" in kinds:
         heads = w("mamba_num_heads", "mamba_n_heads", "n_mamba_heads", default=0)
-        head_dim = w("mamba_head_dim", "mamba_d_head", default=0)
-        d = heads * head_dim if heads and head_dim else w("expand", "mamba_expand", default=2) * hidden
+        d_ssm = w("mamba_d_ssm", default=0)  # Falcon-H1: the mixer width, its head size "auto" = d_ssm / heads
+        head_dim = 0 if cfg.get("mamba_d_head") == "auto" else w("mamba_head_dim", "mamba_d_head", default=0)
+        d = d_ssm or (heads * head_dim if heads and head_dim else w("expand", "mamba_expand", default=2) * hidden)
         heads = heads or max(1, d // 64)
         g = w("n_groups", "mamba_n_groups", "mamba_ngroups", default=1)
         n, k = w("ssm_state_size", "mamba_d_state", default=128), w("conv_kernel", "mamba_d_conv", default=4)
@@ -581,8 +673,10 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     family = family_of(cfg)
     if family.unsupported:
         raise CommbenchError(f"model config {name!r}: model_type {cfg.get('model_type')!r} cannot be traced: {family.unsupported}")
+    cfg = {**family.defaults, **{k: v for k, v in cfg.items() if v is not None}}  # the family class's defaults
     layer_list = _layer_list(cfg, name)
     layers = _whole(cfg, name, "num_hidden_layers", default=len(layer_list[1]) if layer_list else None)
+    cfg, per_layer, notes = _collapse_per_layer(cfg, name, layers)
     hidden = _whole(cfg, name, "hidden_size")
     heads = _whole(cfg, name, "num_attention_heads")
     _whole(cfg, name, "vocab_size")
@@ -597,11 +691,15 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     moe_inter = _whole(cfg, name, "moe_intermediate_size", "intermediate_size", default=0) if num_experts else 0
     # GPT-2 / BLOOM / GPT-J leave the MLP width out: 4 x hidden (their config classes' default)
     dense_inter = _whole(cfg, name, "intermediate_size_mlp", "intermediate_size",
-                         default=4 * hidden if family.boundary == ("hidden_states",) else 0)
+                         default=family.mlp_width_per_hidden * hidden)
 
     moe_mask = _moe_mask(cfg, name, layers, num_experts)
     blocks = _layer_blocks(cfg, name, layers, family, moe_mask)
-    widths = [dense_inter] * layers
+    widths = list(per_layer.get("intermediate_size", [dense_inter] * layers)) if "intermediate_size_mlp" not in cfg \
+        else [dense_inter] * layers
+    if family.shared_mlp_width:  # a shared expert's dense MLP in the MoE layers (`mlp_if_moe`)
+        shared = _whole(cfg, name, family.shared_mlp_width)
+        widths = [shared if moe else w for w, moe in zip(widths, moe_mask)]
     if cfg.get("block_configs") is not None:
         blocks = _apply_block_configs(cfg, name, layers, hidden, blocks, widths)
     moe_mask = tuple("moe" in b for b in blocks)
@@ -648,6 +746,28 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         boundary_tensors=tuple(t for t in family.boundary if t != "per_layer_inputs" or ple),
         per_layer_input_size=ple,
         gated_mlp=family.gated_mlp,
+        mamba_gated_norm=bool(cfg.get("mamba_rms_norm", True)),
+        router_dtype=_router_dtype(cfg, name, family),
+        sequence_parallel_moe=family.sequence_parallel_moe,
+        warnings=tuple(notes),
         **mixers,
     )
     return card
+
+
+#: Gate dtypes a config's router-dtype field may name (bailing_moe.py "fp32"; longcat_flash.py
+#: and deepseek_v2.py "float32"), and the logits dtype each gives.
+ROUTER_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+                 "float16": "float16", "fp16": "float16"}
+
+
+def _router_dtype(cfg: dict, name: str, family: Family) -> str:
+    """The MoE gate's logits dtype: the config's router-dtype field where the family reads one,
+    else the family's fixed one ("" = the activation dtype)."""
+    value = cfg.get(family.router_dtype_field) if family.router_dtype_field else None
+    if value is None:
+        return family.router_dtype
+    if str(value) not in ROUTER_DTYPES:
+        raise CommbenchError(f"model config {name!r}: {family.router_dtype_field} = {value!r}; valid: "
+                             f"{', '.join(ROUTER_DTYPES)}")
+    return ROUTER_DTYPES[str(value)]

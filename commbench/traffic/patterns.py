@@ -17,7 +17,7 @@ from commbench.collectives import COLLECTIVES
 from commbench.data import check_choices, data_dir, names_in
 
 REPEATS = ("per_forward", "per_block", "per_boundary", "per_step")
-SITE_DTYPES = ("activation", "float32", "int64", "int32", "uint8")
+SITE_DTYPES = ("activation", "router", "float32", "int64", "int32", "uint8")  # router: the MoE gate's logits dtype
 OWNERS = ("every_stage", "first_stage", "last_stage")
 
 

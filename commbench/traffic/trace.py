@@ -199,15 +199,21 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None, tok
     if engine and m.weight_bytes("experts") == QUANT_WEIGHT_BYTES["mxfp4"]:
         align = MOE_KERNEL_HIDDEN_ALIGN[engine.moe_kernel]
         moe_hidden = -(-m.hidden_size // align) * align
+    kv_per_tp = max(1, m.num_key_value_heads // plan.tp) * m.head_dim  # KV heads replicated when tp > kv heads
     dims = {
         "tokens": tokens,
+        # an MoE block's tokens on one rank: sequence_parallel_chunk splits them over TP (padded to a multiple)
+        "moe_tokens": -(-tokens // plan.tp) if sequence_parallel_moe(plan, engine) else tokens,
         "sampled": step.sampled,
         "hidden": m.hidden_size,
         "moe_hidden": moe_hidden,
         "mamba_x_proj": m.mamba_x_proj_width,
         "vocab_per_tp": plan.padded_vocab // plan.tp,
         "experts": m.num_experts,
-        "topk_per_ep": m.experts_per_token / (plan.dp * plan.tp),
+        "q_per_tp": m.q_size // plan.tp,
+        "kv_per_tp": kv_per_tp,
+        "qkv_per_tp": m.q_size // plan.tp + 2 * kv_per_tp,
+        "topk_per_ep": m.experts_per_token / _ep_group_size(plan, engine),
         "dp": plan.dp,
         "num_layers": m.num_hidden_layers,
         "per_layer_input": m.per_layer_input_size,
@@ -220,10 +226,26 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None, tok
     return dims
 
 
+def sequence_parallel_moe(plan: ParallelPlan, engine: EngineOptions | None) -> bool:
+    """Whether the MoE blocks run sequence-parallel (vLLM's ParallelConfig.use_sequence_parallel_moe):
+    expert parallelism with dp > 1 and tp > 1, a family whose MoE block reads the flag in this
+    engine generation (architectures.toml `sequence_parallel_moe`), and an all2all backend of the
+    flag's list (allgather_reducescatter and the DeepEP kernels: both of ALL2ALL_BACKENDS)."""
+    return plan.dp > 1 and plan.tp > 1 and (engine or EngineOptions()).name in plan.model.sequence_parallel_moe
+
+
+def _ep_group_size(plan: ParallelPlan, engine: EngineOptions | None) -> int:
+    """Ranks an MoE block's dispatch and combine span: the whole EP group (dp x tp) when sequence
+    parallel (AgRsAll2AllManager: get_ep_group()), else the DP group of its TP rank (get_dp_group())."""
+    return plan.dp * plan.tp if sequence_parallel_moe(plan, engine) else plan.dp
+
+
 #: Named rules a site's `when` refers to (patterns/*.toml): each takes the plan.
 _WHEN = {
     "": lambda plan, engine: True,
-    "mamba_single_group": lambda plan, engine: plan.model.mamba_n_groups == 1,
+    "mamba_single_group": lambda plan, engine: plan.model.mamba_n_groups == 1 and plan.model.mamba_gated_norm,
+    "sequence_parallel_moe": sequence_parallel_moe,
+    "not_sequence_parallel_moe": lambda plan, engine: not sequence_parallel_moe(plan, engine),
     "per_layer_inputs": lambda plan, engine: plan.model.per_layer_input_size > 0,
     "all2all_allgather": lambda plan, engine: ALL2ALL_BACKENDS[(engine or EngineOptions()).all2all] == "all2all_allgather",
     "all2all_kernels": lambda plan, engine: ALL2ALL_BACKENDS[(engine or EngineOptions()).all2all] == "all2all_kernels",
@@ -284,6 +306,11 @@ def _slots(plan: ParallelPlan, engine: EngineOptions | None) -> tuple[_Slot, ...
                 for site in ep_sites:
                     if _issues(site, plan, stage, layer, block, engine):
                         label = "ep_cpu" if site.cpu_group else "ep"
+                        if site.repeat == "per_block" and sequence_parallel_moe(plan, engine):
+                            # one EP group of every rank (dp x tp; plan refuses dp with pp > 1)
+                            slots.append(_Slot(site.name, site, "collective", label, tuple(range(plan.world_size)),
+                                               plan.dp * plan.tp, stage))
+                            continue
                         slots += [_Slot(site.name, site, "collective", label, group, plan.dp, stage, t)
                                   for t, group in enumerate(plan.dp_groups())]
                 for site in tp_sites:
@@ -343,10 +370,15 @@ def engine_calls(plan: ParallelPlan, step: StepShape, engine: EngineOptions | No
 
 
 def _typesize(site: Site, m: ModelCard) -> float:
-    return DTYPE_BYTES[m.activation_dtype] if site.dtype == "activation" else SITE_DTYPE_BYTES[site.dtype]
+    dtype = _dtype(site, m)
+    return SITE_DTYPE_BYTES.get(dtype) or DTYPE_BYTES[dtype]
 
 
 def _dtype(site: Site, m: ModelCard) -> str:
+    """The site's dtype: the card's activation dtype, the MoE gate's (`router`: the activation
+    dtype unless the family's gate runs in another), or a fixed one."""
+    if site.dtype == "router":
+        return m.router_dtype or m.activation_dtype
     return m.activation_dtype if site.dtype == "activation" else site.dtype
 
 
