@@ -226,6 +226,37 @@ def plan_options(f):
     return click.argument("model")(f)
 
 
+def log_options(f=None, *, clash: bool = False):
+    """--collective, --ranks, --run, --partial for the commands that read a nccl-tests / OSU log
+    (commbench.logs): what the log does not say, and which of its runs. A command whose own
+    --collective / --ranks mean something else (`fabric validate`) takes --log-collective /
+    --log-ranks instead (clash=True). Every log read inside the command sees them."""
+    import functools
+
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, log_collective=None, log_ranks=None, log_run=None, log_partial=False, **kwargs):
+            from commbench.logs import reading_options
+
+            spelling = {"collective": "--log-collective", "ranks": "--log-ranks"} if clash else {}
+            with reading_options(collective=log_collective, ranks=log_ranks, run=log_run, partial=log_partial,
+                                 spelling=spelling, announce=lambda note: click.echo(f"note: {note}", err=True)):
+                return func(*args, **kwargs)
+
+        names = ("--log-collective",) if clash else ("--collective", "--log-collective")
+        wrapper = click.option("--partial", "log_partial", is_flag=True,
+                               help="Read a log without its closing lines (cut off or pasted in part) as a partial sweep.")(wrapper)
+        wrapper = click.option("--run", "log_run", type=int, default=None,
+                               help="Which run of a log of several (1-based; a loop of *_perf commands, -N repeats).")(wrapper)
+        wrapper = click.option(*(("--log-ranks",) if clash else ("--ranks", "--log-ranks")), "log_ranks", type=int,
+                               default=None, help="Ranks of a log that does not say (no '# Rank' lines, OSU).")(wrapper)
+        return click.option(*names, "log_collective", default=None,
+                            help="Collective of a log that does not say (old nccl-tests, no X_perf in its name); in a "
+                                 "log of several collectives, the runs of this one.")(wrapper)
+
+    return decorate(f) if f is not None else decorate
+
+
 def engine_options(f):
     """How the serving engine runs a step (trace.EngineOptions): generation, CUDA graphs, MoE kernel, all2all."""
     f = click.option("--all2all", default="allgather_reducescatter", show_default=True,

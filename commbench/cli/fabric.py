@@ -12,7 +12,7 @@ from commbench import lazy_module
 pd = lazy_module("pandas")  # imported on first use
 
 from commbench import CommbenchError
-from commbench.cli.base import dumps, _records, console, main, print_frame
+from commbench.cli.base import dumps, log_options, _records, console, main, print_frame
 from commbench.cli.measure import _check_embedded_memory, _measure, _parse_bytes
 
 
@@ -66,6 +66,7 @@ def fabric_links(ranks, msg_bytes):
 
 
 @fabric.command("fit")
+@log_options
 @click.argument("sweep_file", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Save the fit as a fabric profile (.toml) for predict --fabric.")
@@ -149,6 +150,7 @@ def fabric_infer(base, out):
 
 
 @fabric.command("validate")
+@log_options(clash=True)
 @click.option("--expect", required=True, help="Expected link: 200gbe, 100gbe, pcie5x4, pcie5x16, nvlink-h100, "
               "loopback, or a rate like 1gbit, 12.5GB/s.")
 @click.option("--backend", default="gloo", show_default=True, help="gloo or mpi.")

@@ -8,7 +8,7 @@ from commbench import CommbenchError, lazy_module
 
 pd = lazy_module("pandas")  # imported on first use
 
-from commbench.cli.base import (dumps, _parse_csv_ints, _records, _save_or_print, console, main,
+from commbench.cli.base import (dumps, log_options, _parse_csv_ints, _records, _save_or_print, console, main,
                                 print_frame)
 
 
@@ -37,6 +37,7 @@ def _predict_options(f):
 
 
 @main.command()
+@log_options
 @click.argument("models")
 @_predict_options
 @click.option("--mode", default="both", show_default=True, help="both (tp and pp), or a comma list of tp, pp, tp+pp.")
@@ -133,6 +134,7 @@ def _fabric_trust(fab) -> tuple[list[str], list[dict]]:
 
 
 @main.command("explain")
+@log_options
 @click.argument("model")
 @click.option("--hardware", default="dgx-spark", show_default=True, help="Hardware profile (see `commbench hardware`).")
 @click.option("--fabric", default=None, help="Fabric profile or sweep file (default: the hardware profile's).")
@@ -189,6 +191,7 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json, wha
 
 
 @main.command()
+@log_options
 @click.option("--published", "published_files", multiple=True, type=click.Path(dir_okay=False),
               help="Your own figures instead of the shipped set: `vllm bench serve --save-result` JSON files or "
                    "figure tables (repeat the option, or pass a shell glob after it).")

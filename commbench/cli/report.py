@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from commbench import CommbenchError
-from commbench.cli.base import _parse_csv_ints, console, main
+from commbench.cli.base import _parse_csv_ints, console, log_options, main
 
 
 @main.command()
+@log_options
 @click.argument("model", required=False)
 @click.option("--hardware", default="dgx-spark", show_default=True, help="Hardware profile for a model report.")
 @click.option("--fabric", default=None, help="Fabric profile or sweep file (default: the hardware profile's).")

@@ -23,7 +23,7 @@ from commbench.predict.explain import (TERM_COLUMNS, TERM_LABELS, explain, model
                                theory_ladder)
 from commbench.fabric import CI_COLUMNS, FabricModel, check_sweep_table, fit_sweep, load_fabric
 from commbench.fabric.links import LINKS
-from commbench.importers import read_sweep
+from commbench.logs import provenance, read_sweep
 from commbench.results import environment_metadata, load_table
 from commbench.predict.hardware import FLOP_EFFICIENCY
 from commbench.predict.serving import ROUTING_ZIPF_EXPONENT
@@ -314,10 +314,11 @@ def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, c
     for path in sweep_files:
         frame, meta_in, _ = read_sweep(path)
         frame = check_sweep_table(frame, str(path))
-        label = f"{meta_in.get('collective', frame.collective.iloc[0])} on {meta_in.get('backend', '?')} ({meta_in.get('launcher', '?')})"
+        label = (f"{meta_in['collective']} from {meta_in['tool']} ({meta_in.get('ranks')} ranks)" if provenance(meta_in) else
+                 f"{meta_in.get('collective', frame.collective.iloc[0])} on {meta_in.get('backend', '?')} ({meta_in.get('launcher', '?')})")
         loaded.append((path, frame, meta_in, label, fit_sweep(frame, name=Path(path).stem)))
     out.mkdir(parents=True, exist_ok=True)
-    hosts = sorted({m.get("host", "?") for _, _, m, _, _ in loaded})
+    hosts = sorted({h for _, _, m, _, _ in loaded for h in (m.get("hosts") if provenance(m) else None) or [m.get("host", "?")]})
     images = [plot_measured([(label, frame, fitted) for _, frame, _, label, fitted in loaded], out,
                             title or f"Measured busbw on {', '.join(hosts)}: {len(loaded)} sweep(s) and their fits",
                             parse_link(expect) if expect else None)]
@@ -333,10 +334,11 @@ def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, c
              "```", meta["command"], "```", "", f"![busbw]({images[0]})", ""]
     for path, frame, meta_in, label, fitted in loaded:
         lines += [f"## {label}", "",
-                  f"`{path}`: measured by `commbench sweep` ({meta_in.get('backend', '?')} backend, launcher "
+                  f"`{path}`: " + (provenance(meta_in) or
+                  f"measured by `commbench sweep` ({meta_in.get('backend', '?')} backend, launcher "
                   f"{meta_in.get('launcher', '?')}, {meta_in.get('ranks', '?')} ranks, {meta_in.get('iters', '?')} "
                   f"iterations, timing {meta_in.get('timing', 'blocking')}) on host {meta_in.get('host', '?')} "
-                  f"({meta_in.get('cpu_count', '?')} CPUs).", "",
+                  f"({meta_in.get('cpu_count', '?')} CPUs)."), "",
                   *([f"Rank 0 ran: `commbench {' '.join(meta_in['argv'][1:])}`" + (
                       f" with {', '.join(f'{k}={v}' for k, v in meta_in.get('env', {}).items())}" if meta_in.get("env") else ""), ""]
                     if meta_in.get("argv") else []),

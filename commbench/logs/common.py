@@ -1,0 +1,174 @@
+"""What every log reader shares: the table a log becomes (LogTable), the reading options a user
+gives where the log does not say (--collective, --ranks, --run, --partial), the launcher prefixes
+stripped from every line, and the rank count a launcher command line states.
+
+Prefixes (removed wherever they occur, since a tool that prints a row in pieces gets one per piece):
+- Open MPI `mpirun --tag-output`: `[1,0]<stdout>:` (Open MPI 5 / PRRTE: `[prterun-host-12@1,0]<stdout>:`);
+- Slurm `srun -l` / `--label`: `0: ` (`03: ` with padding) at the start of a line.
+
+Launchers read for the process count (tokens before the benchmark's own binary):
+`mpirun`/`mpiexec` `-np N`, `-n N`, `--np N`, `-c N`; `-npernode Y`/`--npernode Y`/`-N Y` with `-host a,b`;
+`srun -n N` / `--ntasks=N`, or `-N X` / `--nodes=X` with `--ntasks-per-node=Y` (X x Y); any other
+wrapper (`$SUBMIT_CMD -n 4 osu_allreduce`) with `-n N` / `-np N`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import shlex
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from commbench import CommbenchError
+from commbench.collectives import get_collective
+
+TAG_OUTPUT = re.compile(r"\[[^\]\s]*?\d+,\d+\]<std(?:out|err|diag)>:")
+SRUN_LABEL = re.compile(r"^\s*\d+: ")
+LAUNCHERS = {"mpirun", "mpiexec", "mpiexec.hydra", "orterun", "prterun", "srun", "aprun", "jsrun", "prun"}
+
+
+@dataclass(frozen=True)
+class LogTable:
+    """One run read from a log: a commbench sweep table, what the log says about it, and one line
+    saying what was read (printed by the commands, with every assumption in it)."""
+
+    frame: pd.DataFrame
+    meta: dict
+    source: str
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """One run of a log before it is read: its number (1-based) of `total`, the collective the log
+    names for it (None where it does not say), and `read()` to build its LogTable."""
+
+    number: int
+    total: int
+    collective: str | None
+    read: Callable[[], LogTable]
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What the user says where the log does not: the collective, the rank count, which run of a
+    file of several (1-based), and whether a log without its closing lines is read as partial."""
+
+    collective: str | None = None
+    ranks: int | None = None
+    run: int | None = None
+    partial: bool = False
+    spelling: dict = field(default_factory=dict)  # a command whose --collective means something else
+    announce: Callable[[str], None] | None = None  # where a command prints what was assumed (stderr)
+
+    def opt(self, name: str) -> str:
+        return self.spelling.get(name, f"--{name}")
+
+
+_OPTIONS: contextvars.ContextVar[ReadOptions] = contextvars.ContextVar("commbench_log_options", default=ReadOptions())
+
+
+@contextmanager
+def reading_options(**kwargs):
+    """Set the reading options for the log reads inside the block (the CLI's --collective, --ranks,
+    --run, --partial reach the readers that fabric fit, validate, predict and report call)."""
+    token = _OPTIONS.set(ReadOptions(**kwargs))
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+def current_options(collective=None, ranks=None, run=None, partial=None) -> ReadOptions:
+    """The options in force: explicit arguments first, else the ones the CLI set."""
+    base = _OPTIONS.get()
+    return ReadOptions(collective if collective is not None else base.collective,
+                       ranks if ranks is not None else base.ranks,
+                       run if run is not None else base.run,
+                       partial if partial is not None else base.partial, base.spelling, base.announce)
+
+
+def clean_lines(text: str) -> list[str]:
+    """The log's lines without launcher prefixes (tag-output anywhere, srun labels at the start)."""
+    lines = []
+    for line in text.splitlines():
+        line = TAG_OUTPUT.sub("", line)
+        label = SRUN_LABEL.match(line)
+        if label:
+            line = line[label.end():]
+        lines.append(line.rstrip())
+    return lines
+
+
+def _tokens(line: str) -> list[str]:
+    try:
+        return shlex.split(line, comments=False)
+    except ValueError:
+        return line.split()
+
+
+def _int(text: str) -> int | None:
+    return int(text) if re.fullmatch(r"\d+", text or "") else None
+
+
+def launcher_processes(line: str, binary: re.Pattern) -> tuple[int | None, bool, str]:
+    """(processes, launched, command) from a command line that runs a benchmark binary: the process
+    count its launcher states (None where it does not say), whether a launcher or wrapper precedes
+    the binary at all, and the command from the launcher (or binary) on."""
+    tokens = _tokens(line)
+    at = next((i for i, t in enumerate(tokens) if binary.search(Path(t).name)), None)
+    if at is None:
+        return None, False, ""
+    start = next((i for i, t in enumerate(tokens[:at]) if Path(t).name in LAUNCHERS or t.startswith("$")), None)
+    command = " ".join(tokens[start if start is not None else at:])
+    if start is None:
+        return None, False, command
+    opts, nodes, per_node, hosts = tokens[start + 1:at], None, None, None
+    for i, tok in enumerate(opts):
+        name, _, inline = tok.partition("=")
+        value = inline or (opts[i + 1] if i + 1 < len(opts) else "")
+        short = re.fullmatch(r"-n(\d+)", tok)
+        if short:
+            return int(short.group(1)), True, command
+        if name in ("-np", "-n", "--np", "--n", "-c", "--ntasks") and _int(value) is not None:
+            return int(value), True, command
+        if name in ("-N", "--nodes") and _int(value) is not None:
+            nodes = int(value)
+        if name in ("--ntasks-per-node", "-npernode", "--npernode", "-ppn", "--ppn") and _int(value) is not None:
+            per_node = int(value)
+        if name in ("-host", "--host", "-H", "-hosts", "--hosts") and value:
+            hosts = [h for h in value.split(",") if h]
+    is_srun = Path(tokens[start]).name == "srun"
+    if is_srun and nodes and per_node:
+        return nodes * per_node, True, command
+    if not is_srun and hosts and (per_node or nodes):  # Open MPI's -N is per node
+        return len(hosts) * (per_node or nodes), True, command
+    return None, True, command
+
+
+def ranks_from_ratio(collective: str, rows: list[tuple[float, float]]) -> int | None:
+    """The rank count that busbw / algbw = factor(n) pins down, or None where it does not (factor 1
+    for every n, or rounding leaves more than one n). Each pair is (algbw, busbw) in GB/s as the log
+    prints them (two decimals): the pair with the largest algbw has the smallest relative rounding."""
+    kind = get_collective(collective).bus_factor_kind
+    if kind == "one" or not rows:
+        return None
+    alg, bus = max(rows)
+    if not alg or alg < 1:
+        return None
+    lo, hi = (bus - 0.005) / (alg + 0.005), (bus + 0.005) / (alg - 0.005)
+    candidates = [n for n in range(1, 4097) if lo <= get_collective(collective).busbw_factor(n) <= hi]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def number(text: str) -> float:
+    """A figure as printed: `N/A` (no check, -c 0) and `nan` read as NaN."""
+    return float("nan") if text in ("N/A", "n/a", "-nan", "nan") else float(text)
+
+
+def refuse(path: Path, message: str) -> CommbenchError:
+    return CommbenchError(f"{path.name}: {message}")

@@ -1,0 +1,382 @@
+"""nccl-tests text output (every 2.x version), split into runs, each read as a commbench sweep table.
+
+Sources: the printing code of github.com/NVIDIA/nccl-tests, `src/common.cu` (header, Rank lines,
+footer, `Collective test starting/concluded`) and `src/util.cu` (the result rows). What changed
+across versions, and how this reader meets it:
+- <= 2.12: columns `size count type redop time algbw busbw error ...` (all_gather/alltoall: no or an
+  empty `redop`), `error` a float (`0e+00`) or `N/A`; Rank lines without `Group`;
+- 2.13+: `size count type redop root time algbw busbw #wrong time algbw busbw #wrong`; `N/A` in
+  #wrong when validation is off (`-c 0`) or not defined (in-place alltoall/sendrecv);
+- 2.16.7+: `# Collective test starting: X_perf` (program name, `_mpi` for the MPI build);
+- 2.17.4+: `# nccl-tests version V nccl-headers=H nccl-library=L`, `# Collective test concluded`;
+- 2.17.6+: `-S 1` adds a `YYYY-MM-DD HH:MM:SS` timestamp to each row;
+- 2.19.2+: `-I 1` adds per-iteration columns (min, max, p99, cv%) after EACH placement's four, so
+  the in-place time is the 9th figure, not the 5th: the column header line says where each is.
+The collective: the `Collective test starting` line, else the echoed command (`all_reduce_perf -b`),
+else a known `X_perf` anywhere in the file name, else --collective. Ranks: the `# Rank` lines (one per
+GPU: `-g 8` in one process prints 8), else the echoed command (launcher processes x -t x -g), else
+--ranks. A run is one `# nThread` header and its rows; rows whose size falls (`-N` repeats) or whose
+type or op changes (`-d all`, `-o all`) start a new run. Rows of 0 bytes (`-b` below one element per
+rank) move nothing and are skipped with a note. `time_us_p50` is nccl-tests' time: the mean per
+iteration over `iters` back-to-back calls, averaged over ranks (`-a 1`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from commbench.logs.common import (LogTable, ReadOptions, RunRef, clean_lines, launcher_processes, number, ranks_from_ratio,
+                                   refuse)
+
+# nccl-tests binaries (src/*.cu, one X_perf each) -> commbench collective, None where commbench has none
+NCCL_TESTS = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_scatter": "reduce_scatter",
+              "alltoallv": None, "alltoall": "all_to_all", "broadcast": "broadcast", "sendrecv": "send_recv_bidir",
+              "hypercube": None, "reduce": None, "gather": None, "scatter": None}
+_NAMES = "|".join(sorted(NCCL_TESTS, key=len, reverse=True))
+PERF_IN_NAME = re.compile(rf"(?<![a-z])({_NAMES})_perf")
+PERF_BINARY = re.compile(rf"^({_NAMES})_perf(?:_mpi)?$")
+ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+([a-z][a-z0-9_]*)\s+(.*)$")
+TIMESTAMP = re.compile(r"\s(\d{4}-\d{2}-\d{2})\s+(\d{2}:\d{2}:\d{2})(?=\s|$)")
+RANK_LINE = re.compile(r"^#\s*Rank\s+(\d+)\s+(?:Group\s+\d+\s+)?Pid\s+(\d+)\s+on\s+(\S+)\s+device\s+(\d+)")
+NTHREAD = re.compile(r"^#\s*nThread\s+(\d+)\s+nGpus\s+(\d+)")
+REDOPS = {"sum", "prod", "max", "min", "avg", "mulsum", "premulsum", "none"}
+EXTRA_COLUMNS = (("p50", "time_us_p50_iter"), ("p99", "time_us_p99"), ("p95", "time_us_p95"), ("min", "time_us_min"),
+                 ("max", "time_us_max"), ("cv", "cv_pct"))
+PER_ITER_DEFAULT = ("min", "max", "p99", "cv")  # -I 1 column order (src/util.cu, 2.19.2+) where no header names them
+LEADS = "collective from the 'Collective test starting' line, the echoed command or an X_perf file name"
+
+
+def looks_like(text: str) -> bool:
+    return bool(re.search(r"#\s*nThread \d+ nGpus|#\s*size\s+count\s+type|#\s*Avg bus bandwidth\s*:|"
+                          r"#\s*Collective test starting:", text))
+
+
+@dataclass
+class _Run:
+    pre: dict = field(default_factory=dict)  # version, starting collective, command lines before the header
+    header: bool = False
+    threads: int = 1
+    gpus: int = 1
+    settings: dict = field(default_factory=dict)
+    ranks: list = field(default_factory=list)  # (rank, pid, host, device)
+    rank_lines_elided: bool = False
+    columns: list | None = None
+    rows: list = field(default_factory=list)
+    zero_rows: int = 0
+    cut_rows: list = field(default_factory=list)
+    footer: float | None = None
+    concluded: bool = False
+    cycle: int = 0
+
+    def started(self) -> bool:
+        return self.header or bool(self.rows) or self.columns is not None
+
+
+def _header_settings(line: str) -> dict:
+    found = dict(re.findall(r"(\w[\w ]*?):\s*(-?\d+)", line))
+    return {k.strip(): int(v) for k, v in found.items()}
+
+
+def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
+    runs: list[_Run] = []
+    pending: dict = {}
+    info = {"nccl_version": None, "commands": []}
+    current: _Run | None = None
+
+    def new_run(**kw) -> _Run:
+        nonlocal current, pending
+        current = _Run(pre=kw.pop("pre", pending), **kw)
+        pending = {}
+        runs.append(current)
+        return current
+
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        if " NCCL INFO " in line or " NCCL WARN " in line:
+            version = re.search(r"NCCL version (\S+)", line)
+            if version and not info["nccl_version"]:
+                info["nccl_version"] = version.group(1)
+            continue
+        if line.startswith("#"):
+            if m := re.match(r"#\s*nccl-tests version (\S+)(?:.*nccl-library=(\d+))?", line):
+                pending["version"], pending["library"] = m.group(1), m.group(2)
+            elif m := re.match(r"#\s*Collective test starting:\s*(\S+)", line):
+                pending["starting"] = m.group(1)
+            elif m := NTHREAD.match(line):
+                new_run(header=True, threads=int(m.group(1)), gpus=int(m.group(2)), settings=_header_settings(line))
+            elif m := RANK_LINE.match(line):
+                (current or new_run()).ranks.append((int(m.group(1)), int(m.group(2)), m.group(3), int(m.group(4))))
+            elif re.match(r"#\s*size\s+count\s+type\b", line):
+                run = current if current is not None and not current.rows and current.footer is None else new_run()
+                run.columns = line.lstrip("#").split()
+            elif m := re.match(r"#\s*Avg bus bandwidth\s*:\s*(\S+)", line):
+                if current is not None:
+                    current.footer = number(m.group(1))
+            elif re.match(r"#\s*Collective test concluded", line):
+                if current is not None:
+                    current.concluded = True
+            continue
+        if line in ("...", "…") and current is not None and current.header and not current.rows:
+            current.rank_lines_elided = True
+            continue
+        if m := re.match(r"NCCL version (\S+)", line):
+            info["nccl_version"] = info["nccl_version"] or m.group(1)
+            continue
+        row = ROW.match(line)
+        if row is None:
+            procs, launched, command = launcher_processes(line, PERF_BINARY)
+            if command:
+                name = next(m for t in command.split() if (m := PERF_BINARY.match(Path(t).name)))
+                pending["command"] = {"line": command, "processes": procs, "launched": launched,
+                                      "collective": name.group(1),
+                                      "threads": _flag(command, "-t"), "gpus": _flag(command, "-g")}
+                info["commands"].append(command)
+            continue
+        _add_row(current if current is not None else new_run(), row, line, new_run)
+        current = runs[-1]
+    return runs, info
+
+
+def _flag(command: str, flag: str) -> int:
+    m = re.search(rf"(?:^|\s){flag}\s*(\d+)(?=\s|$)", command)
+    return int(m.group(1)) if m else 1
+
+
+def _add_row(run: _Run, row: re.Match, line: str, new_run) -> None:
+    size, count, dtype, rest = int(row.group(1)), int(row.group(2)), row.group(3), row.group(4)
+    stamp = TIMESTAMP.search(" " + rest)
+    rest = TIMESTAMP.sub(" ", " " + rest)
+    tokens = rest.split()
+    redop = tokens.pop(0) if tokens and tokens[0] in REDOPS else ""
+    if run.footer is not None:  # rows after a footer with no new header: a run of their own
+        run = new_run(header=run.header, threads=run.threads, gpus=run.gpus, ranks=list(run.ranks),
+                      columns=run.columns, pre=dict(run.pre))
+    if size == 0:
+        run.zero_rows += 1
+        return
+    if run.rows:
+        last = run.rows[-1]
+        if size < last["msg_bytes"] or (dtype, redop) != (last["type"], last["redop"]):
+            run = new_run(header=run.header, threads=run.threads, gpus=run.gpus, ranks=list(run.ranks),
+                          columns=run.columns, pre=dict(run.pre), settings=run.settings, cycle=run.cycle + 1,
+                          footer=None)
+    run.rows.append({"msg_bytes": size, "count": count, "type": dtype, "redop": redop, "tokens": tokens,
+                     "timestamp": " ".join(stamp.groups()) if stamp else None, "line": line})
+
+
+def _layout(columns: list | None, n_tokens: int) -> tuple[bool, list[str]] | None:
+    """(has root, names of one placement's figures) from the column header, else from the count."""
+    if columns:
+        names = [c for c in columns if c not in ("size", "count", "type", "redop")]
+        has_root = bool(names) and names[0] == "root"
+        names = names[1:] if has_root else names
+        times = [i for i, c in enumerate(names) if c in ("time", "cputime", "cpu_time")]
+        if len(times) == 2 and times[0] == 0 and times[1] * 2 == len(names):
+            return has_root, names[:times[1]]
+    has_root = n_tokens % 2 == 1
+    width = (n_tokens - has_root) // 2
+    if width == 4:
+        return has_root, ["time", "algbw", "busbw", "#wrong"]
+    if width == 8:
+        return has_root, ["time", "algbw", "busbw", "#wrong", *PER_ITER_DEFAULT]
+    return None
+
+
+def _figures(names: list[str], values: list[str], suffix: str) -> dict:
+    out = {f"time_us{suffix}": number(values[0]), f"algbw_gbps{suffix}": number(values[1]),
+           f"busbw_gbps{suffix}": number(values[2]), f"wrong{suffix}": number(values[3])}
+    for name, value in zip(names[4:], values[4:]):
+        key = next((col for tag, col in EXTRA_COLUMNS if tag in name.lower()), f"iter_{name.strip('%#')}")
+        out[key + suffix] = number(value)
+    return out
+
+
+def _rows(run: _Run, path: Path, partial: bool) -> tuple[list[dict], list[str]]:
+    notes, rows = [], []
+    for i, row in enumerate(run.rows):
+        tokens = list(row["tokens"])
+        layout = _layout(run.columns, len(tokens))
+        if layout is None:
+            raise refuse(path, f"cannot read the nccl-tests row {row['line'][:90]!r}: {len(tokens)} figures after the "
+                               "type, expected 8 (16 with -I 1), or a root column before them")
+        has_root, names = layout
+        want = len(names) * 2 + has_root
+        if len(tokens) != want:
+            if len(tokens) < want and i == len(run.rows) - 1 and partial:
+                notes.append(f"last row ({row['msg_bytes']} B) cut off: left out")
+                continue
+            if len(tokens) < want and i == len(run.rows) - 1:
+                raise refuse(path, f"the last row ({row['msg_bytes']} B) is cut off: the log is truncated "
+                                   f"(--partial reads the {len(run.rows) - 1} complete rows)")
+            raise refuse(path, f"cannot read the nccl-tests row {row['line'][:90]!r}: {len(tokens)} figures, "
+                               f"the column header has {want}")
+        if has_root:
+            tokens = tokens[1:]
+        try:
+            out = {"msg_bytes": row["msg_bytes"], "count": row["count"], "type": row["type"], "redop": row["redop"],
+                   **_figures(names, tokens[:len(names)], ""), **_figures(names, tokens[len(names):], "_in_place")}
+        except ValueError:
+            raise refuse(path, f"cannot read the nccl-tests row {row['line'][:90]!r}: a figure is not a number") from None
+        if row["timestamp"]:
+            out["timestamp"] = row["timestamp"]
+        rows.append(out)
+    return rows, notes
+
+
+def _collective(run: _Run, path: Path, opts: ReadOptions, runs: int) -> tuple[str | None, str]:
+    """(nccl-tests name, where from) for a run; (None, '') where nothing says."""
+    if run.pre.get("starting"):
+        m = re.match(rf"({_NAMES})_perf", Path(run.pre["starting"]).name)
+        if m:
+            return m.group(1), "the 'Collective test starting' line"
+        return run.pre["starting"], "the 'Collective test starting' line"
+    command = run.pre.get("command")
+    if command and command["collective"]:
+        return command["collective"], "the echoed command"
+    m = PERF_IN_NAME.search(path.name)
+    if m and runs == 1:
+        return m.group(1), "the file name"
+    return None, ""
+
+
+def _ranks(run: _Run, opts: ReadOptions) -> tuple[int | None, str]:
+    if run.ranks:
+        if len({r[0] for r in run.ranks}) != len(run.ranks):
+            return None, "the '# Rank' lines repeat a rank"
+        return len(run.ranks), "the '# Rank' lines"
+    command = run.pre.get("command")
+    if command:
+        threads, gpus = command["threads"], command["gpus"]
+        if not command["launched"]:
+            return threads * gpus, f"the echoed command (one process, -t {threads} -g {gpus})"
+        if command["processes"]:
+            return command["processes"] * threads * gpus, (f"the echoed command ({command['processes']} processes "
+                                                           f"x -t {threads} -g {gpus})")
+    return None, ""
+
+
+def read(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
+    """Every run in the log, each to be read when chosen (a bad run refuses only if it is read)."""
+    runs, info = _parse(clean_lines(text))
+    runs = [r for r in runs if r.rows or r.header or r.columns is not None]
+    if not runs:
+        raise refuse(path, "nccl-tests output with no run in it (no '# nThread' header and no result rows)")
+    refs = []
+    for k, run in enumerate(runs, 1):
+        name = _collective(run, path, opts, len(runs))[0]
+        refs.append(RunRef(k, len(runs), NCCL_TESTS.get(name) if name else None,
+                           lambda run=run, k=k: _table(run, k, len(runs), path, info, opts)))
+    return refs
+
+
+def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOptions) -> LogTable:
+    from commbench.collectives import COLLECTIVES
+
+    where = f" run {k}/{total}" if total > 1 else ""
+    name, coll_from = _collective(run, path, opts, total)
+    if name is None:
+        if opts.collective is None:
+            hint = _ratio_hint(run)
+            raise refuse(path, f"nccl-tests output{where} that does not say which collective it ran (no 'Collective test "
+                               f"starting' line, echoed command or X_perf file name){hint}; {opts.opt('collective')} "
+                               f"NAME reads it ({', '.join(COLLECTIVES)})")
+        collective, coll_from = opts.collective, f"{opts.opt('collective')} (the log does not say)"
+        if collective not in COLLECTIVES:
+            raise refuse(path, f"{opts.opt('collective')} {collective!r}: valid: {', '.join(COLLECTIVES)}")
+    else:
+        collective = NCCL_TESTS.get(name)
+        if collective is None:
+            raise refuse(path, f"nccl-tests {name}_perf{where}: commbench has no {name!r} collective; it reads "
+                               f"{', '.join(k_ + '_perf' for k_, v in NCCL_TESTS.items() if v)}")
+    if not run.rows:
+        what = "no result rows (truncated, or the run failed)"
+        raise refuse(path, f"nccl-tests {collective} output{where} with {what}")
+    rows, notes = _rows(run, path, opts.partial)
+    ranks, ranks_from = _ranks(run, opts)
+    implied = ranks_from_ratio(collective, [(r["algbw_gbps"], r["busbw_gbps"]) for r in rows])
+    if ranks is None:
+        if opts.ranks is None:
+            elided = " (the Rank lines are elided: '...')" if run.rank_lines_elided else ""
+            hint = f"; busbw/algbw says {implied} for {collective}" if implied else ""
+            raise refuse(path, f"nccl-tests {collective} output{where} without its '# Rank' lines{elided}: the rank "
+                               f"count is not in the log{hint}; {opts.opt('ranks')} N reads it")
+        ranks, ranks_from = opts.ranks, f"{opts.opt('ranks')} (the log does not say)"
+    elif opts.ranks is not None and opts.ranks != ranks:
+        raise refuse(path, f"{opts.opt('ranks')} {opts.ranks} disagrees with {ranks_from} ({ranks} ranks)")
+    if implied is not None and implied != ranks:
+        raise refuse(path, f"nccl-tests {collective} output{where}: {ranks} ranks from {ranks_from}, but busbw/algbw "
+                           f"in the rows says {implied}; the log is inconsistent")
+    if run.footer is None:
+        if not opts.partial:
+            raise refuse(path, f"nccl-tests {collective} output{where} without its '# Avg bus bandwidth' footer: cut off "
+                               f"or pasted in part ({opts.opt('partial')} reads the {len(rows)} rows it has)")
+        notes.append("no '# Avg bus bandwidth' footer: read as partial")
+    if run.zero_rows:
+        notes.append(f"{run.zero_rows} 0-byte rows skipped (nothing moved)")
+    if not rows:
+        raise refuse(path, f"nccl-tests {collective} output{where} with no rows above 0 bytes")
+    if run.cycle:
+        notes.append(f"repeat {run.cycle + 1} of the same header (-N, -d all or -o all)")
+    if any(r["wrong"] != r["wrong"] for r in rows):
+        notes.append("#wrong N/A (validation off, -c 0)")
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "collective", collective)
+    frame.insert(2, "ranks", ranks)
+    frame["time_us_mean"] = frame["time_us"]
+    frame["time_us_p50"] = frame.pop("time_us_p50_iter") if "time_us_p50_iter" in frame else frame["time_us"]
+    meta = _meta(run, info, path, k, total, frame, notes) | {
+        "collective": collective, "collective_from": coll_from, "ranks": ranks, "ranks_from": ranks_from}
+    tail = "; ".join([f"{ranks} ranks from {ranks_from}", "out-of-place times", *notes])
+    return LogTable(frame, meta, f"nccl-tests {collective} log {path.name}{where} ({tail})")
+
+
+def _meta(run: _Run, info: dict, path: Path, k: int, total: int, frame: pd.DataFrame, notes: list) -> dict:
+    """What the log says about a run besides its rows: tool and NCCL versions, hosts, command, settings."""
+    library = run.pre.get("library")
+    nccl = info["nccl_version"] or (f"{int(library) // 10000}.{int(library) // 100 % 100}.{int(library) % 100}"
+                                    if library else None)
+    command = (run.pre.get("command") or {}).get("line") or (info["commands"][0] if len(info["commands"]) == 1 else None)
+    per_iter = "time_us_p99" in frame
+    meta = {"tool": "nccl-tests", "tool_version": run.pre.get("version") or "before 2.17.4 (no version line)",
+            "format": "nccl-tests text", "nccl_version": nccl, "hosts": list(dict.fromkeys(r[2] for r in run.ranks)),
+            "command": command, "run": k, "runs": total, "threads": run.threads, "gpus_per_thread": run.gpus,
+            "iters": run.settings.get("iters"), "warmup": run.settings.get("warmup iters"),
+            "validation": run.settings.get("validation"),
+            "timing": "nccl-tests mean per iteration (back-to-back calls, averaged over ranks)"
+                      + ("; min/max/p99 of the iterations from -I 1" if per_iter else ""),
+            "avg_busbw_gbps": run.footer, "complete": run.footer is not None, "notes": notes, "file": str(path)}
+    if run.footer is None:
+        meta["error"] = "the log ends without its footer"
+    return meta
+
+
+def _ratio_hint(run: _Run) -> str:
+    """What busbw/algbw says about the collective's family, for the refusal."""
+    pairs = []
+    for row in run.rows:
+        tokens = [t for t in row["tokens"] if t not in REDOPS]
+        layout = _layout(run.columns, len(tokens))
+        if layout and len(tokens) >= len(layout[1]) * 2 + layout[0]:
+            vals = tokens[layout[0]:]
+            try:
+                pairs.append((float(vals[1]), float(vals[2])))
+            except ValueError:
+                pass
+    if not pairs:
+        return ""
+    alg, bus = max(pairs)
+    if alg < 1:
+        return ""
+    ratio = bus / alg
+    if ratio > 1.01:
+        n = ranks_from_ratio("all_reduce", pairs)
+        return f" (busbw/algbw = {ratio:.3f} fits all_reduce{f' at {n} ranks' if n else ''})"
+    if ratio < 0.99:
+        return f" (busbw/algbw = {ratio:.3f}: all_gather, reduce_scatter or alltoall)"
+    return " (busbw = algbw: broadcast, sendrecv, or 2 ranks)"
