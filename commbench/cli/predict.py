@@ -76,7 +76,7 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     from commbench.predict.published import load_figures
     from commbench.results import check_output_path
 
-    from commbench.predict.mechanisms import parse_what_ifs
+    from commbench.predict.whatif import parse_what_ifs
 
     modes, scenarios = parse_modes(mode), parse_scenarios(scenario)
     batches = _parse_csv_ints(batch, "--batch")
@@ -154,7 +154,8 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json, wha
     """
     from commbench.predict.compute import resolve_hardware
     from commbench.predict.explain import TERM_COLUMNS, explain
-    from commbench.predict.mechanisms import explain_mechanisms, parse_what_ifs
+    from commbench.predict.mechanisms import explain_mechanisms
+    from commbench.predict.whatif import parse_what_ifs
     from commbench.fabric import load_fabric
 
     hw = resolve_hardware(hardware)

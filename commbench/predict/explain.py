@@ -104,7 +104,7 @@ def predict_grid(models: list[str], hardware: HardwareProfile, fabric: FabricMod
                  what_if: dict | None = None) -> pd.DataFrame:
     """Predicted rows over models x scenarios x batches x modes, served as `recipe` says with the
     what-ifs (commbench.predict.mechanisms.parse_what_ifs) switched."""
-    from commbench.predict.mechanisms import apply_what_ifs
+    from commbench.predict.whatif import apply_what_ifs
 
     rows = []
     served = load_recipe(recipe)
