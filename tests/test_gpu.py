@@ -1,7 +1,6 @@
 """NCCL (torch.distributed) and CuPy NCCL paths: run where CUDA is present, skipped cleanly elsewhere."""
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -16,9 +15,9 @@ def _gpus() -> int:
 
 
 def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
-    torchrun = shutil.which("torchrun") or str(__import__("pathlib").Path(sys.executable).parent / "torchrun")
-    return subprocess.run([torchrun, "--nproc-per-node", str(nproc), "-m", "commbench", *args],
-                          capture_output=True, text=True, timeout=300)
+    """torchrun as `python -m torch.distributed.run` (a GPU box may have no torchrun script on PATH)."""
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                           str(nproc), "-m", "commbench", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("backend", ["nccl", "cupy"])
@@ -68,3 +67,35 @@ def test_mpi_on_device_buffers():
         pytest.skip("this MPI is not CUDA-aware")
     assert proc.returncode == 0, proc.stderr
     assert all(r["wrong"] == 0 for r in json.loads(proc.stdout)["rows"])
+
+
+@pytest.mark.parametrize("backend", ["nccl", "cupy"])
+def test_cuda_graph_timing_drops_the_per_call_launch(backend):
+    """--cuda-graph (nccl-tests -G) at one rank: every row correct, algbw = S / t, and at 8 B a call
+    replayed from a graph costs less than the same call launched alone between CUDA events (the launch
+    gap the graph removes is inside the blocking sample)."""
+    if backend == "cupy":
+        pytest.importorskip("cupy")
+    args = ("sweep", "all_reduce", "--backend", backend, "--max-bytes", "1M", "--iters", "20", "--json")
+    graph, alone = _torchrun(1, *args, "--cuda-graph"), _torchrun(1, *args, "--timing", "blocking")
+    assert graph.returncode == 0, graph.stderr
+    assert alone.returncode == 0, alone.stderr
+    g, a = json.loads(graph.stdout)["rows"], json.loads(alone.stdout)["rows"]
+    assert [r["msg_bytes"] for r in g] == [8 * 2**i for i in range(18)]
+    for r in g:
+        assert r["wrong"] == 0
+        assert r["algbw_gbps"] == pytest.approx(r["msg_bytes"] / r["time_us_p50"] / 1e3)
+    assert g[0]["time_us_p50"] < a[0]["time_us_p50"]
+
+
+@pytest.mark.parametrize("dtype,op", [("int8", "max"), ("float64", "avg")])
+def test_cupy_datatypes_and_ops_both_placements(dtype, op):
+    """CuPy's NCCL on every placement it claims: at one rank each reduction of the single input r + 1 = 1
+    is 1, so a wrong NCCL type code (bytes misread as another type) shows as wrong values."""
+    pytest.importorskip("cupy")
+    proc = _torchrun(1, "sweep", "all_reduce", "--backend", "cupy", "-d", dtype, "-o", op, "--max-bytes", "64K",
+                     "--iters", "5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert {r["placement"] for r in rows} == {"in_place", "out_of_place"}
+    assert all(r["wrong"] == 0 and r["type"] == dtype and r["redop"] == op for r in rows)

@@ -95,6 +95,7 @@ def _streamer(link_profile, title: str):
 def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int, iters: int, warmup: int,
                          target_ci: float = 0.03, collective: str = "all_reduce") -> None:
     """One-line errors for the sweep's options, before any rank starts."""
+    from commbench.measure.launcher import detect
     if not 0 < target_ci < 1:  # not (x > 0) also catches NaN
         raise CommbenchError(f"--target-ci {target_ci:g} must be between 0 and 1 (a fraction of the p50, e.g. 0.03)")
     from commbench.measure.timing import TIMING_MODES
@@ -102,8 +103,11 @@ def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int
     if mpi_buffers not in ("host", "cuda"):
         raise CommbenchError(f"unknown --mpi-buffers {mpi_buffers!r}; valid: host, cuda")
     if mpi_buffers == "cuda":
-        if backend != "mpi":
-            raise CommbenchError(f"--mpi-buffers cuda goes with --backend mpi, not {backend}")
+        if backend not in ("mpi", "gloo"):
+            raise CommbenchError(f"--mpi-buffers cuda goes with --backend mpi (or gloo under a launcher), not {backend}")
+        if backend == "gloo" and detect() is None:  # the embedded world keeps host buffers
+            raise CommbenchError("--buffers cuda on gloo runs under a launcher: torchrun --nproc-per-node 2 -m commbench "
+                                 "sweep ... --backend gloo --buffers cuda")
         if not require("torch").cuda.is_available():
             raise CommbenchError("--mpi-buffers cuda needs a CUDA device; use host buffers on CPU")
     if timing not in TIMING_MODES:
@@ -117,6 +121,10 @@ def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int
         from commbench.measure.backends.mpi import c_loop_library
 
         c_loop_library(require("mpi4py.MPI"))  # built here, once, before any rank starts
+    if timing == "cuda-graph":
+        from commbench.measure.cuda_graph import check_cuda_graph
+
+        check_cuda_graph(backend)  # nccl/cupy on a CUDA device, else one line
     if ranks < 2 or iters < 1 or warmup < 0:
         raise CommbenchError(f"need ranks >= 2, iters >= 1, warmup >= 0; got {ranks}, {iters}, {warmup}")
 
@@ -183,16 +191,19 @@ def _keep_partial(failure, out: str | None, meta: dict, printed: bool) -> None:
               help="Adaptive sampling: stop when the p50's 95% confidence interval is within +- this fraction.")
 @click.option("--timing", default="blocking", show_default=True,
               help="blocking (a barrier before every timed call), back-to-back (nccl-tests: mean of iters calls) or "
-                   "c-loop (mpi: back-to-back with the loop in C, below mpi4py's per-call cost).")
-@click.option("--mpi-buffers", default="host", show_default=True,
-              help="mpi backend: host (numpy) or cuda (device buffers; needs a CUDA-aware MPI).")
+                   "c-loop (mpi: back-to-back with the loop in C, below mpi4py's per-call cost) or cuda-graph "
+                   "(nccl/cupy: calls captured once in a CUDA graph, replays timed; nccl-tests -G).")
+@click.option("--cuda-graph", "cuda_graph", is_flag=True, help="Same as --timing cuda-graph (nccl-tests -G).")
+@click.option("--mpi-buffers", "--buffers", "mpi_buffers", default="host", show_default=True,
+              help="mpi backend: host (numpy) or cuda (device buffers; needs a CUDA-aware MPI); gloo under a "
+                   "launcher: cuda puts its tensors on the GPU (CUDA-event timing).")
 @click.option("--warmup", type=int, default=3, show_default=True, help="Untimed iterations per size.")
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per collective before a peer counts as dead.")
 @click.option("--link", default=None, help="Add busbw as percent of a link: 200gbe, 100gbe, pcie5x4, pcie5x16, or a rate like 1gbit.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the tidy table (.csv/.json/.parquet) with environment metadata.")
 def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, placement, ranks, iters, target_ci, timing,
-          mpi_buffers, warmup, timeout_s, link, as_json, out):
+          cuda_graph, mpi_buffers, warmup, timeout_s, link, as_json, out):
     """nccl-tests-style size sweep of COLLECTIVE.
 
     COLLECTIVE: all_reduce, all_gather, reduce_scatter, all_to_all, broadcast, send_recv (one-way,
@@ -215,6 +226,7 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
     from commbench.measure.world import WorldFailed
 
     placement = placement or "both"
+    timing = "cuda-graph" if cuda_graph else timing
     check_sweep_choices(collective, backend, dtype, redop, placement)
     _check_sweep_options(backend, mpi_buffers, timing, ranks, 1 if iters is None else iters, warmup, target_ci, collective)
     link_profile = parse_link(link) if link else None
@@ -223,11 +235,11 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
     sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes), factor)
     _check_embedded_memory(sizes[-1] if sizes else 0, ranks, backend)
     meta = dict(backend=backend, ranks=ranks, iters=iters if iters else f"adaptive, +-{target_ci:g} on the p50", warmup=warmup, collective=collective, timing=timing,
-                mpi_buffers=mpi_buffers if backend == "mpi" else None, datatype=dtype, redop=redop, placement=placement)
+                mpi_buffers=mpi_buffers if backend == "mpi" or mpi_buffers == "cuda" else None, datatype=dtype, redop=redop, placement=placement)
     try:
         streaming = not as_json and output_format() != "table"
         result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing,
-                          {"buffers": mpi_buffers} if backend == "mpi" else None, target_ci=target_ci, dtype=dtype,
+                          {"buffers": mpi_buffers} if backend in ("mpi", "gloo") else None, target_ci=target_ci, dtype=dtype,
                           op=redop, placement=placement, on_row=
                           _streamer(link_profile, f"{collective}, {backend}, {ranks} ranks, "
                                                   f"{iters or 'adaptive'} iterations (time = max over ranks per "

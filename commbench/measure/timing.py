@@ -8,6 +8,8 @@ Modes:
   c-loop        back-to-back with the loop itself in C (the mpi backend's mpi_loop.c, the call's
                 `.c_loop(iters)`): no Python between calls, so the harness floor drops to the
                 library's own per-call cost.
+  cuda-graph    nccl-tests' -G: the calls captured once in a CUDA graph, each sample one timed
+                replay over the calls it holds (commbench.measure.cuda_graph; nccl and cupy only).
 Clocks: the host's perf_counter for host backends (gloo, MPI on numpy buffers); CUDA events
 recorded on the backend's stream for device backends (NCCL, CuPy), which expose
 `new_event()` and `elapsed_s(start, end)`; `synchronize` is the device sync (a no-op on CPU).
@@ -22,7 +24,7 @@ import numpy as np
 
 from commbench import CommbenchError
 
-TIMING_MODES = ("blocking", "back-to-back", "c-loop")
+TIMING_MODES = ("blocking", "back-to-back", "c-loop", "cuda-graph")
 
 TARGET_CI = 0.03
 """Adaptive sampling stops once the 95% confidence interval of the p50 is within +-TARGET_CI of it
@@ -58,13 +60,13 @@ def time_adaptive(op, backend, warmup: int, timing: str = "blocking", target_ci:
     it, `budget_s` of samples were measured, or MAX_SAMPLES. Every rank sees the same per-iteration
     maxima, so every rank stops after the same block. back-to-back timing gives one sample per block."""
     samples = time_calls(op, backend, BLOCK, warmup, timing)
-    per_block = timing != "blocking"  # one sample (a mean) per block of BLOCK calls
+    per_block = timing in ("back-to-back", "c-loop")  # one sample (a mean) per block of BLOCK calls
     while True:
         if len(samples) >= 2 * BLOCK or (per_block and len(samples) >= 5):
             lo, hi = median_ci(samples)
             if (hi - lo) / 2 <= target_ci * float(np.median(samples)):
                 return samples
-        calls_per_sample = getattr(op, "calls_per_sample", BLOCK) if per_block else 1
+        calls_per_sample = getattr(op, "calls_per_sample", BLOCK if per_block else 1)  # cuda-graph: calls per replay
         if samples.sum() * calls_per_sample >= budget_s or len(samples) >= MAX_SAMPLES:
             return samples
         samples = np.concatenate([samples, time_calls(op, backend, BLOCK, 0, timing)])
@@ -90,6 +92,10 @@ def time_calls(op, backend, iters: int, warmup: int, timing: str = "blocking") -
     for _ in range(warmup):
         op()
     backend.synchronize()
+    if timing == "cuda-graph":
+        from commbench.measure.cuda_graph import time_replays
+
+        return time_replays(op, backend, iters)
     barrier, clock = backend.barrier, time.perf_counter
     events = getattr(backend, "new_event", None)
     if timing == "c-loop":

@@ -56,7 +56,9 @@ PLACEMENTS = ("in_place", "out_of_place")
 #:   tensors); AVG is an NCCL-only ReduceOp.
 #:   mpi: numpy buffers (no bfloat16 or float16: MPI has no standard 16-bit float), both placements
 #:   through MPI_IN_PLACE, no average op.
-#:   cupy: float32, sum, the API's placements only (its -d/-o paths have not run on a GPU here).
+#:   cupy: every datatype but bfloat16 (CuPy arrays have no bfloat16 dtype), every op, all_reduce and
+#:   all_gather in both placements (raw NCCL pointers), reduce_scatter out of place (NCCL's in-place
+#:   result sits in block r, not the block 0 the check reads); not yet run on a GPU here.
 CAPABILITIES = {
     "gloo": {"dtypes": tuple(DTYPE_BYTES), "ops": ("sum", "prod", "max", "min"),
              "placements": {"all_reduce": ("in_place",), "all_gather": ("out_of_place",),
@@ -66,9 +68,8 @@ CAPABILITIES = {
                             "reduce_scatter": ("out_of_place",)}},
     "mpi": {"dtypes": ("float32", "float64", "int8", "uint8", "int32", "int64"), "ops": ("sum", "prod", "max", "min"),
             "placements": {"all_reduce": PLACEMENTS, "all_gather": PLACEMENTS, "reduce_scatter": PLACEMENTS}},
-    "cupy": {"dtypes": ("float32",), "ops": ("sum",),
-             "placements": {"all_reduce": ("in_place",), "all_gather": ("out_of_place",),
-                            "reduce_scatter": ("out_of_place",)}},
+    "cupy": {"dtypes": tuple(d for d in DTYPE_BYTES if d != "bfloat16"), "ops": REDUCE_OPS,
+             "placements": {"all_reduce": PLACEMENTS, "all_gather": PLACEMENTS, "reduce_scatter": ("out_of_place",)}},
 }
 
 

@@ -1,5 +1,12 @@
 """CuPy's NCCL binding (cupy.cuda.nccl) on CUDA device arrays; same protocol as TorchBackend.
 
+Every datatype of the sweep's -d but bfloat16 (CuPy arrays follow numpy's types, which have no
+bfloat16) in NCCL's own type (NCCL_TYPES, read off each buffer's dtype), every -o op (avg where the
+installed CuPy exposes NCCL_AVG, else refused naming it), all_reduce and all_gather in place or out
+of place through the raw pointers (NCCL is in place when the send pointer is the receive pointer,
+or this rank's slot of it), reduce_scatter out of place only (NCCL's in-place result lands in block
+r of the input, where the sweep's check reads MPI's block 0).
+
 The NCCL unique id is shared through a torch.distributed TCPStore at MASTER_ADDR:MASTER_PORT+1
 (torchrun's variables) or through MPI under mpiexec. All calls are issued on one CUDA stream;
 timing uses CUDA events on that stream. NCCL has no per-call timeout here: the launcher's
@@ -17,6 +24,13 @@ import socket
 import numpy as np
 
 from commbench import CommbenchError
+
+
+#: numpy/CuPy dtype name -> cupy.cuda.nccl's constant (NCCL's ncclDataType_t); bfloat16 has no CuPy dtype
+NCCL_TYPES = {"float32": "NCCL_FLOAT32", "float64": "NCCL_FLOAT64", "float16": "NCCL_FLOAT16", "int8": "NCCL_INT8",
+              "uint8": "NCCL_UINT8", "int32": "NCCL_INT32", "int64": "NCCL_INT64"}
+#: sweep -o name -> cupy.cuda.nccl's constant (ncclRedOp_t; ncclAvg since NCCL 2.10)
+NCCL_OPS = {"sum": "NCCL_SUM", "prod": "NCCL_PROD", "max": "NCCL_MAX", "min": "NCCL_MIN", "avg": "NCCL_AVG"}
 
 
 class CupyNcclBackend:
@@ -43,7 +57,7 @@ class CupyNcclBackend:
         uid = self._share_unique_id(timeout_s)
         self.comm = nccl.NcclCommunicator(self.world_size, uid, self.rank)
         self.stream = cupy.cuda.Stream(non_blocking=True)
-        self._f32, self._f64, self._sum, self._max = nccl.NCCL_FLOAT32, nccl.NCCL_FLOAT64, nccl.NCCL_SUM, nccl.NCCL_MAX
+        self._f64, self._sum, self._max = nccl.NCCL_FLOAT64, nccl.NCCL_SUM, nccl.NCCL_MAX
         self._one = cupy.zeros(1, dtype=cupy.float32)
 
     def _share_unique_id(self, timeout_s: float):
@@ -68,11 +82,30 @@ class CupyNcclBackend:
     def buffer(self, elements: int, fill: float, dtype: str = "float32"):
         return self.cp.full((elements,), fill, dtype=self.cp.dtype(dtype))
 
+    def _type(self, buf) -> int:
+        """NCCL's datatype for a buffer's dtype (NCCL_TYPES)."""
+        return getattr(self.nccl, NCCL_TYPES[buf.dtype.name])
+
+    def _op(self, op: str) -> int:
+        code = getattr(self.nccl, NCCL_OPS[op], None)
+        if code is None:
+            raise CommbenchError(f"this CuPy's NCCL binding has no {NCCL_OPS[op]} (-o {op}); use sum, prod, max or min")
+        return code
+
     def bound(self, collective: str, out, inp, op: str = "sum", in_place: bool = False):
-        """The protocol's calls as they are (CAPABILITIES offers float32, sum and the API's placements)."""
+        """all_reduce (in place: `out` is the buffer), all_gather (in place: `out`, this rank's slot the
+        input), reduce_scatter (out of place) with the buffers' datatype and `op`."""
+        kind, code, stream = self._type(out), self._op(op), self.stream
         if collective == "all_reduce":
-            return functools.partial(self.all_reduce, out)
-        return functools.partial(getattr(self, collective), out, inp)
+            src = out if in_place else inp
+            return functools.partial(self.comm.allReduce, src.data.ptr, out.data.ptr, out.size, kind, code, stream.ptr)
+        if collective == "all_gather":
+            count = out.size // self.world_size
+            src = out[self.rank * count:] if in_place else inp
+            return functools.partial(self.comm.allGather, src.data.ptr, out.data.ptr, count, kind, stream.ptr)
+        if in_place:
+            raise CommbenchError("reduce_scatter on the cupy backend runs out of place only")
+        return functools.partial(self.comm.reduceScatter, inp.data.ptr, out.data.ptr, out.size, kind, code, stream.ptr)
 
     @staticmethod
     def fill(buf, value: float):
@@ -90,39 +123,40 @@ class CupyNcclBackend:
     def elapsed_s(self, start, end) -> float:
         return self.cp.cuda.get_elapsed_time(start.event, end.event) / 1e3
 
-    # ---- collectives (nccl-tests semantics, float32)
+    # ---- collectives (nccl-tests semantics, in each buffer's datatype)
     def all_reduce(self, buf):
-        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._f32, self._sum, self.stream.ptr)
+        self.comm.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._type(buf), self._sum, self.stream.ptr)
 
     def all_gather(self, out, inp):
-        self.comm.allGather(inp.data.ptr, out.data.ptr, inp.size, self._f32, self.stream.ptr)
+        self.comm.allGather(inp.data.ptr, out.data.ptr, inp.size, self._type(inp), self.stream.ptr)
 
     def reduce_scatter(self, out, inp):
-        self.comm.reduceScatter(inp.data.ptr, out.data.ptr, out.size, self._f32, self._sum, self.stream.ptr)
+        self.comm.reduceScatter(inp.data.ptr, out.data.ptr, out.size, self._type(out), self._sum, self.stream.ptr)
 
     def all_to_all(self, out, inp):
         n = self.world_size
         chunk = inp.size // n
         self.nccl.groupStart()
+        kind = self._type(inp)
         for peer in range(n):
-            self.comm.send(inp[peer * chunk:].data.ptr, chunk, self._f32, peer, self.stream.ptr)
-            self.comm.recv(out[peer * chunk:].data.ptr, chunk, self._f32, peer, self.stream.ptr)
+            self.comm.send(inp[peer * chunk:].data.ptr, chunk, kind, peer, self.stream.ptr)
+            self.comm.recv(out[peer * chunk:].data.ptr, chunk, kind, peer, self.stream.ptr)
         self.nccl.groupEnd()
 
     def broadcast(self, buf, root: int):
-        self.comm.broadcast(buf.data.ptr, buf.data.ptr, buf.size, self._f32, root, self.stream.ptr)
+        self.comm.broadcast(buf.data.ptr, buf.data.ptr, buf.size, self._type(buf), root, self.stream.ptr)
 
     def send_recv(self, buf, src: int, dst: int):
         if self.rank == src:
-            self.comm.send(buf.data.ptr, buf.size, self._f32, dst, self.stream.ptr)
+            self.comm.send(buf.data.ptr, buf.size, self._type(buf), dst, self.stream.ptr)
         elif self.rank == dst:
-            self.comm.recv(buf.data.ptr, buf.size, self._f32, src, self.stream.ptr)
+            self.comm.recv(buf.data.ptr, buf.size, self._type(buf), src, self.stream.ptr)
 
     def send_recv_bidir(self, out, inp):
         n, r = self.world_size, self.rank
         self.nccl.groupStart()
-        self.comm.send(inp.data.ptr, inp.size, self._f32, (r + 1) % n, self.stream.ptr)
-        self.comm.recv(out.data.ptr, out.size, self._f32, (r - 1) % n, self.stream.ptr)
+        self.comm.send(inp.data.ptr, inp.size, self._type(inp), (r + 1) % n, self.stream.ptr)
+        self.comm.recv(out.data.ptr, out.size, self._type(out), (r - 1) % n, self.stream.ptr)
         self.nccl.groupEnd()
 
     def barrier(self):

@@ -24,18 +24,22 @@ from commbench import CommbenchError
 
 
 class TorchBackend:
-    def __init__(self, timeout_s: float = 60.0, name: str = "gloo", store_path: str | None = None):
-        """store_path: a FileStore rendezvous (the embedded world: no listening socket); else env://."""
+    def __init__(self, timeout_s: float = 60.0, name: str = "gloo", store_path: str | None = None,
+                 buffers: str = "host"):
+        """store_path: a FileStore rendezvous (the embedded world: no listening socket); else env://.
+        buffers "cuda" with gloo: device tensors (gloo stages them through the host), timed with CUDA events."""
         self.name = name
-        if name == "nccl":
-            if not torch.cuda.is_available() or not dist.is_nccl_available():
+        if name == "nccl" or buffers == "cuda":
+            if name == "nccl" and (not torch.cuda.is_available() or not dist.is_nccl_available()):
                 raise CommbenchError("the nccl backend needs CUDA and a torch build with NCCL; on CPU use --backend gloo")
+            if not torch.cuda.is_available():
+                raise CommbenchError(f"--buffers cuda on {name} needs a CUDA device; on CPU use host buffers")
             local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", "0")))
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
             self.device = torch.device("cuda", torch.cuda.current_device())
         else:
             self.device = torch.device("cpu")
-        self.needs_sync = name == "nccl"
+        self.needs_sync = self.device.type == "cuda"
         if not dist.is_initialized():
             kwargs = {"device_id": self.device} if name == "nccl" else {}
             if store_path:
@@ -44,7 +48,7 @@ class TorchBackend:
             dist.init_process_group(name, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
-        if name == "nccl":
+        if self.needs_sync:
             self.new_event = lambda: torch.cuda.Event(enable_timing=True)
         # the library's own functions, so a timed op is the same call a raw torch.distributed loop makes
         self.all_reduce = dist.all_reduce
