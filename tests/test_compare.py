@@ -132,3 +132,15 @@ def test_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, make, args,
     text = result.output.strip().replace(str(bad), "BAD")
     assert message in text and len(text.splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_log_of_two_collectives_needs_collective(cli, tmp_path):
+    """A loop of *_perf commands in one file (all_reduce then sendrecv): refused without --collective,
+    compared on the chosen one with it."""
+    both = tmp_path / "loop.log"
+    both.write_text(BASE.read_text() + "\n" + BASE.read_text().replace("all_reduce_perf", "sendrecv_perf"))
+    result = cli("compare", both, CAND)
+    assert result.exit_code == 2 and "--collective" in result.output and len(result.output.strip().splitlines()) == 1
+    result, doc = _json(cli, both, CAND, "--collective", "all_reduce")
+    assert result.exit_code == 0, result.output
+    assert [r["ratio"] for r in doc["rows"]] == pytest.approx([CAND_US[s] / BASE_US[s] for s in sorted(BASE_US)])

@@ -13,12 +13,13 @@ from commbench.cli.base import _records, dumps, main, print_frame
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--collective", default=None, help="The collective to compare where a file holds several.")
 @click.option("--run", type=int, default=None, help="Run N (1-based) of a log that holds several runs.")
+@click.option("--ranks", type=int, default=None, help="Rank count of a log that does not say it (OSU without a launcher line).")
 @click.option("--fail-above", "fail_above", type=float, default=None,
               help="Exit 1 when a size is slower than the baseline by more than PCT percent (and the change is "
                    "significant, or the files hold no samples to test it): a CI gate.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\", \"notes\", \"regressed\"} as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the per-size table (.csv/.json/.parquet).")
-def compare(files, collective, run, fail_above, as_json, out):
+def compare(files, collective, run, ranks, fail_above, as_json, out):
     """Compare FILES (the first is the baseline) size by size: time ratio, busbw ratio, significance.
 
     Each file is a commbench sweep table or a tool log (nccl-tests text or -J JSON, OSU). The led
@@ -39,7 +40,7 @@ def compare(files, collective, run, fail_above, as_json, out):
         check_output_path(out)
     if fail_above is not None:
         check_fail_above(fail_above)  # before any file is read
-    table, notes = compare_sweeps([load_sweep(f, collective, run) for f in files])
+    table, notes = compare_sweeps([load_sweep(f, collective, run, ranks) for f in files])
     regressed = regressions(table, fail_above) if fail_above is not None else table.iloc[0:0]
     if out:
         save_table(table, out, environment_metadata(command="compare", files=list(files), notes=notes,

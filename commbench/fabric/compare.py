@@ -53,14 +53,14 @@ class Sweep:
         return int(self.frame["ranks"].iloc[0])
 
 
-def load_sweep(path: str | Path, collective: str | None = None, run: int | None = None) -> Sweep:
+def load_sweep(path: str | Path, collective: str | None = None, run: int | None = None,
+               ranks: int | None = None) -> Sweep:
     """A saved sweep or a tool log (commbench.logs), reduced to one collective; one-line refusals."""
     from commbench.fabric import check_sweep_table
-    from commbench.importers import read_sweep
+    from commbench.logs import read_sweep
 
     path = Path(path)
-    options = {k: v for k, v in (("collective", collective), ("run", run)) if v is not None}
-    frame, meta, source = read_sweep(path, **options)
+    frame, meta, source = read_sweep(path, collective=collective, ranks=ranks, run=run)
     if collective is not None and "collective" in frame.columns:
         frame = frame[frame["collective"] == collective]
         if frame.empty:
