@@ -61,7 +61,7 @@ def _refs(path: Path, opts: ReadOptions) -> list[RunRef] | None:
                 all(key in text for key in VLLM_KEYS[:2]):
             raise CommbenchError(f"{path.name}: a `vllm bench serve` result, not a sweep: give it to "
                                  "`commbench accuracy --published` or `predict --published`")
-        if doc is None and '"results"' in text and '"config"' in text:
+        if doc is None and ('"nccl_version"' in text or '"results"' in text and '"config"' in text):
             raise CommbenchError(f"{path.name}: nccl-tests -J JSON that does not parse: cut off mid-write "
                                  "(nccl-tests closes it even on errors; was it copied in part?)")
     if osu.looks_like(text):

@@ -130,17 +130,27 @@ def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
             continue
         row = ROW.match(line)
         if row is None:
-            procs, launched, command = launcher_processes(line, PERF_BINARY)
-            if command:
-                name = next(m for t in command.split() if (m := PERF_BINARY.match(Path(t).name)))
-                pending["command"] = {"line": command, "processes": procs, "launched": launched,
-                                      "collective": name.group(1),
-                                      "threads": _flag(command, "-t"), "gpus": _flag(command, "-g")}
-                info["commands"].append(command)
+            if command := _command(line):
+                pending["command"] = command
+                info["commands"].append(command["line"])
             continue
         _add_row(current if current is not None else new_run(), row, line, new_run)
         current = runs[-1]
+    for earlier, later in zip(reversed(runs[:-1]), reversed(runs[1:])):  # -N repeats share the one footer
+        if later.cycle == earlier.cycle + 1 and earlier.footer is None:
+            earlier.footer, earlier.concluded = later.footer, later.concluded
     return runs, info
+
+
+def _command(line: str) -> dict | None:
+    """An echoed command line that runs an X_perf binary: the command, its launcher's process count,
+    the collective its binary names, and -t / -g."""
+    procs, launched, command = launcher_processes(line, PERF_BINARY)
+    if not command:
+        return None
+    name = next(m for t in command.split() if (m := PERF_BINARY.match(Path(t).name)))
+    return {"line": command, "processes": procs, "launched": launched, "collective": name.group(1),
+            "threads": _flag(command, "-t"), "gpus": _flag(command, "-g")}
 
 
 def _flag(command: str, flag: str) -> int:
@@ -173,7 +183,7 @@ def _add_row(run: _Run, row: re.Match, line: str, new_run) -> None:
 def _layout(columns: list | None, n_tokens: int) -> tuple[bool, list[str]] | None:
     """(has root, names of one placement's figures) from the column header, else from the count."""
     if columns:
-        names = [c for c in columns if c not in ("size", "count", "type", "redop")]
+        names = [c for c in columns if c not in ("size", "count", "type", "redop") and "stamp" not in c and c != "date"]
         has_root = bool(names) and names[0] == "root"
         names = names[1:] if has_root else names
         times = [i for i, c in enumerate(names) if c in ("time", "cputime", "cpu_time")]
@@ -279,6 +289,8 @@ def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOpti
     from commbench.collectives import COLLECTIVES
 
     where = f" run {k}/{total}" if total > 1 else ""
+    if not run.rows:
+        raise refuse(path, f"nccl-tests output{where} with no result rows (truncated, or the run failed)")
     name, coll_from = _collective(run, path, opts, total)
     if name is None:
         if opts.collective is None:
@@ -294,9 +306,6 @@ def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOpti
         if collective is None:
             raise refuse(path, f"nccl-tests {name}_perf{where}: commbench has no {name!r} collective; it reads "
                                f"{', '.join(k_ + '_perf' for k_, v in NCCL_TESTS.items() if v)}")
-    if not run.rows:
-        what = "no result rows (truncated, or the run failed)"
-        raise refuse(path, f"nccl-tests {collective} output{where} with {what}")
     rows, notes = _rows(run, path, opts.partial)
     ranks, ranks_from = _ranks(run, opts)
     implied = ranks_from_ratio(collective, [(r["algbw_gbps"], r["busbw_gbps"]) for r in rows])
