@@ -107,6 +107,7 @@ def _bad(tmp_path, name, content: bytes):
     ("cut.json", APPEND.read_bytes()[:1200], "document 2 is not complete JSON"),
     ("trailing.json", V0110.read_bytes() + b"\n# done\n", "document 2 is not complete JSON"),
     ("list.json", b"[1, 2]", "not a `vllm bench serve --save-result` JSON (missing an object, not a list)"),
+    ("sweep.log", b"# nccl-tests version 2.19.2\n", "a sweep or nccl-tests/OSU log goes to --fabric"),
     ("pooling.json", json.dumps({k: v for k, v in json.loads(V0110.read_text()).items()
                                  if k not in ("total_output_tokens", "output_throughput")}).encode(), "pooling"),
 ])

@@ -148,6 +148,10 @@ def load_figures(path: str | Path, notes: list | None = None, skip_side_files: b
 
     if not path.is_file():
         raise CommbenchError(f"{path}: no such file")
+    if path.suffix not in (".csv", ".json", ".parquet"):
+        raise CommbenchError(f"{path}: published figures are a `vllm bench serve --save-result` JSON or a figures table "
+                             f"(.csv/.json/.parquet), not {path.suffix or 'a file without suffix'}; a sweep or "
+                             "nccl-tests/OSU log goes to --fabric")
     frame = load_table(path)[0]
     return check_figures(_from_mode_table(frame), str(path))
 
