@@ -144,3 +144,17 @@ def test_a_log_of_two_collectives_needs_collective(cli, tmp_path):
     result, doc = _json(cli, both, CAND, "--collective", "all_reduce")
     assert result.exit_code == 0, result.output
     assert [r["ratio"] for r in doc["rows"]] == pytest.approx([CAND_US[s] / BASE_US[s] for s in sorted(BASE_US)])
+
+
+def test_nccl_tests_json_per_iteration_times(cli):
+    """-J with -I 1 keeps each iteration's time (20 here): Mann-Whitney on them. At 1 MiB every candidate
+    time is the baseline's x 1.25 (all 20 above all 20 except where the patterns overlap: p far below
+    0.05); at 4 KiB and 64 KiB the candidate holds the same 20 times in another order (p = 1). The led
+    figure is the p50 of the iterations: 4 KiB's times are 30 + (7i mod 5), p50 = 32."""
+    base, cand = HERE / "all_gather_perf_J_baseline.json", HERE / "all_gather_perf_J_candidate.json"
+    result, doc = _json(cli, base, cand, "--fail-above", "5")
+    rows = {r["msg_bytes"]: r for r in doc["rows"]}
+    assert {r["test"] for r in rows.values()} == {"mann-whitney"} and rows[4096]["baseline_time_us"] == 32.0
+    assert rows[4096]["p_value"] == 1.0 and rows[65536]["p_value"] == 1.0
+    assert rows[1048576]["ratio"] == pytest.approx(1.25) and rows[1048576]["p_value"] < 1e-6
+    assert result.exit_code == 1 and doc["regressed"] == [1048576]
