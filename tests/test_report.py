@@ -26,10 +26,10 @@ def test_model_report_files_and_tables(cli, tmp_path):
     assert "ISL 1024 / OSL 1024" in md and "ROUTING_ZIPF_EXPONENT" in md
     # the plotted data: 2 modes x 2 batches on the profile's fabric and on the comparison fabric
     data = pd.read_csv(out / "tokps_vs_batch.csv")
-    assert len(data) == 8 and set(data.fabric) == {"spark-200gbe", "spark-1hca"}
-    hw = load_hardware("dgx-spark")
-    grid = predict_grid(["llama-3.1-8b-instruct"], hw, load_fabric("spark-200gbe"), ["tp", "pp"], [1, 128], ["balanced"])
-    ours = data[data.fabric == "spark-200gbe"].sort_values(["batch", "mode"]).output_tok_s.to_numpy()
+    hw = load_hardware("dgx-spark")  # its default fabric (spark-hoststaged) and the first it compares with
+    assert len(data) == 8 and set(data.fabric) == {"spark-hoststaged", "spark-200gbe"} == {hw.fabric, hw.compare_fabrics[0]}
+    grid = predict_grid(["llama-3.1-8b-instruct"], hw, load_fabric("spark-hoststaged"), ["tp", "pp"], [1, 128], ["balanced"])
+    ours = data[data.fabric == "spark-hoststaged"].sort_values(["batch", "mode"]).output_tok_s.to_numpy()
     assert np.allclose(ours, grid.sort_values(["batch", "mode"]).output_tok_s.to_numpy())
     # the ratio table row for batch 128 is PP tok/s / TP tok/s
     tp, pp = (float(grid[(grid.batch == 128) & (grid["mode"] == m)].output_tok_s.iloc[0]) for m in ("tp", "pp"))

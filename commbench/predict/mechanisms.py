@@ -244,7 +244,8 @@ def curve_sentences(curves: pd.DataFrame) -> list[str]:
         return ["No published figures are shipped for this model: the mechanism table and the crossover stand alone."]
     lines = []
     for (source, setup), grp in curves.groupby(["source", "setup"], sort=False):
-        lines.append(f"{source} {setup} ({grp.metric.iloc[0]}): error {grp.error_pct.abs().mean():.1f}% mean over "
+        label = source if setup in source else f"{source} {setup}"
+        lines.append(f"{label} ({grp.metric.iloc[0]}): error {grp.error_pct.abs().mean():.1f}% mean over "
                      f"{len(grp)} rows ({', '.join(f'b{b} {e:+.0f}%' for b, e in zip(grp.batch, grp.error_pct))}).")
     review = curves[curves.source == "StorageReview"]
     indep = curves[(curves.source != "StorageReview") & (curves.metric == "decode_tok_s")]

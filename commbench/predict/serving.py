@@ -63,9 +63,9 @@ scaled so the k picks per token add up (sum pi_i = k, each <= 1). s = 0 is unifo
 It stands for both load imbalance and the correlation between the concurrent sequences of a step
 (benchmark clients often send near-identical prompts). Unitless. No measurement below the
 end-to-end level exists in this project (expert-load histograms of a served model would be one),
-so, as ../shared/reference/calibration.md allows, it is chosen on one dev source - the kubis.ai
-vLLM gpt-oss-120b single-Spark decode curve (published.md), minimum error at s = 1.0 - and the error
-is reported on the others (`commbench accuracy`)."""
+so it is chosen on one dev source - the kubis.ai vLLM gpt-oss-120b single-Spark decode curve
+(published/figures.csv, marked `tuned`), minimum error at s = 1.0 - and the error is reported on the
+others (`commbench accuracy`), the kubis.ai TP=2 curve among them."""
 
 BREAKDOWN_TERMS = ("weights_s", "kv_s", "flops_s", "tp_latency_s", "tp_bandwidth_s", "pp_send_s",
                    "bubble_s", "overhead_s")
@@ -352,7 +352,10 @@ def predict_run(plan: ParallelPlan, w: Workload, hw: HardwareProfile, fabric: Fa
     priced in one vectorised round_cost call; runs of identical decode steps differ only in
     their contexts, which grow by one key per sequence per step.
     """
+    from commbench.traffic.limits import check_workload
+
     pp = plan.pp
+    check_workload(plan.model, w, pp)  # context, concurrency, steps, memory, before any step is priced
     stages = [stage_cost(plan, s, hw, engine.moe_kernel) for s in range(pp)]
     schedule = build_schedule(w, w.token_budget * pp)
     a = _step_columns(w.batch, w.isl, w.osl, w.token_budget * pp, stages[0].window or None)

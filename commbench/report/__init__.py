@@ -227,6 +227,9 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
     if replay_file:
         images.append(plot_replay(load_table(replay_file)[0], out, f"{model}: replayed communication per site"))
     _, sentences, evidence = explain(model, hw, fab, top, scenarios[0])
+    from commbench.predict.mechanisms import explain_mechanisms
+
+    why = explain_mechanisms(model, hw, fab, top, scenarios[0])
     ladder = theory_ladder(model, fab, top)
     from commbench.fabric.trust import warnings as fit_warnings
 
@@ -249,6 +252,11 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
           if cautions else []),
         f"The TP - PP gap at batch {top} by term, ms per decode step, on each named fabric "
         "(positive: TP slower):", "", _md_table(evidence, "{:,.2f}"), "",
+        f"## What could make TP lose at batch {top}: published curves, mechanisms, crossover", "",
+        *([_md_table(why["curves"], "{:,.1f}"), ""] if not why["curves"].empty else []),
+        "Each mechanism switched on alone from a well-configured TP=2 (sources in docs/sources-gb10.md):", "",
+        _md_table(why["mechanisms"], "{:,.2f}"), "", "Closest combinations (never fitted):", "",
+        _md_table(why["combinations"], "{:,.2f}"), "", *[f"- {s}" for s in why["sentences"]], "",
         "## Throughput", "", f"![tok/s vs batch]({images[0]})", "",
         _md_table(ratio[["scenario", "batch", "tp", "pp", "pp_over_tp", "ahead"]].rename(
             columns={"tp": "tp_output_tok_s", "pp": "pp_output_tok_s"}), "{:,.2f}"), "",
