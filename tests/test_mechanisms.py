@@ -236,3 +236,21 @@ def test_accuracy_names_the_metric_per_row_and_sets_the_peak_beside_the_mean():
     tp2 = table[table.source == "kubis.ai TP=2"]
     assert tp2.predicted_peak.isna().all() and tp2.compared_as.str.startswith("steady decode").all()
     assert (tp2.tuned == "").all()  # the independent TP=2 curve is a check, never tuned on
+
+
+@pytest.mark.parametrize("field,value,valid", [("executor", '"slurm"', "mp, ray"), ("async_scheduling", '"yes"', "true or false"),
+                                               ("moe_kernel", '"cutlass"', "marlin")])
+def test_a_recipe_with_a_bad_engine_field_is_refused_in_one_line(tmp_path, field, value, valid):
+    path = tmp_path / "r.toml"
+    path.write_text(f'name = "r"\nengine = "vllm"\n{field} = {value}\n')
+    with pytest.raises(CommbenchError) as err:
+        load_recipe(str(path))
+    assert "\n" not in str(err.value) and field in str(err.value) and valid in str(err.value)
+
+
+def test_shipped_recipes_say_how_the_engine_schedules():
+    """kubis.ai's TP=2 pair ran on Ray (no async scheduling); the default recipe is vLLM 0.11.0's defaults."""
+    kubis, default = load_recipe("vllm-mxfp4-eager").engine, load_recipe("checkpoint").engine
+    assert (kubis.executor, kubis.async_scheduling, kubis.cuda_graphs) == ("ray", False, False)
+    assert (default.executor, default.async_scheduling, default.moe_kernel) == ("mp", False, "triton")
+    assert not kubis.overlaps_host and not default.overlaps_host
