@@ -1,6 +1,6 @@
 """The collectives table: each collective's algbw byte count and busbw factor, in one place.
 
-nccl-tests conventions (../shared/reference/anchors.md, nccl-tests doc/PERFORMANCE.md), n ranks:
+nccl-tests conventions (NVIDIA/nccl-tests doc/PERFORMANCE.md; docs/sources.md#collectives), n ranks:
     S (msg_bytes) = count * typesize             all_reduce, broadcast, send_recv
     S (msg_bytes) = count * typesize * n         all_gather, reduce_scatter, all_to_all
                     (count here = elements each rank contributes)

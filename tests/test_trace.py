@@ -152,7 +152,7 @@ def test_missing_field_named():
 
 
 def test_params_match_published_totals():
-    # models.md: gpt-oss-120b 116.8B total / 5.1B active; Qwen3-Coder expert params 28.99B.
+    # docs/sources.md#model-sizes: gpt-oss-120b 116.8B total / 5.1B active; Qwen3-Coder expert params 28.99B.
     gpt = load_model_card("gpt-oss-120b")
     assert gpt.total_params / 1e9 == pytest.approx(116.8, rel=0.01)
     qwen = load_model_card("qwen3-coder-30b-a3b")

@@ -1,6 +1,6 @@
 """`fabric infer`: a diagnostic of what fabric end-to-end rows would imply, and whether it can exist.
 
-No profile commbench ships is derived from end-to-end throughput (../shared/reference/calibration.md):
+No profile commbench ships is derived from end-to-end throughput (docs/sources.md#calibration):
 fabrics come from nccl-tests figures or transport physics. This module asks the opposite question
 of published rows: holding the compute model fixed, what per-call latency and mid- / large-message
 bus bandwidth would make the TP rows come out, with "TP ahead only at batch 1"? Then it judges the

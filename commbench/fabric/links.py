@@ -1,4 +1,4 @@
-"""Link profiles, named and sourced (../shared/reference/hardware.md), and wire-time theory.
+"""Link profiles, named and sourced (docs/sources.md#links), and wire-time theory.
 
 Bandwidths are per direction in bytes/s (GB = 1e9). `bandwidth_Bps` is the rate theory divides by;
 `measured_Bps` is the best published point-to-point figure where one exists.
@@ -37,7 +37,7 @@ LINKS = {
         LinkProfile("10gbe", 10e9 / 8, 10e-6, "spec line rate 10 Gb/s (a DGX Spark's management port)"),
         LinkProfile("pcie5x4", 4 * PCIE5_LANE_Bps, 1e-6, "PCIe Gen5: 32 GT/s x4, 128b/130b (~15.75 GB/s)"),
         LinkProfile("pcie5x16", 16 * PCIE5_LANE_Bps, 1e-6, "PCIe Gen5: 32 GT/s x16, 128b/130b (~63 GB/s)"),
-        LinkProfile("nvlink-h100", 450e9, 2e-6, "NVLink 4 on H100 SXM: 450 GB/s per direction (hardware.md)"),
+        LinkProfile("nvlink-h100", 450e9, 2e-6, "NVLink 4 on H100 SXM: 450 GB/s per direction (docs/sources.md#links)"),
         LinkProfile("loopback", 10e9, 10e-6, "nominal 10 GB/s for same-host TCP; measure it, do not trust it"),
     )
 }

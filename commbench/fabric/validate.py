@@ -27,7 +27,7 @@ BANDWIDTH_MIN_BYTES = 4 * 2**20
 BANDWIDTH_MIN_FRACTION = 0.85
 """Large-message busbw must reach this fraction of the expected link rate. nccl-tests' own gate is
 avg busbw >= 0.9 x a reference; 0.85 leaves room for framing (1500-byte MTU TCP: ~95%) and for a
-well-configured 200GbE pair reaching 20-24 GB/s of 25 (hardware.md)."""
+well-configured 200GbE pair reaching 20-24 GB/s of 25 (docs/sources.md#nccl-two-sparks)."""
 
 MIDDLE_MIN_FRACTION = 0.40
 """Mid-size messages (64 KiB..4 MiB) pay a few latencies per call; their best busbw must still

@@ -4,7 +4,7 @@ Every figure (commbench.predict.published) is predicted with its own setup: the 
 KV-cache dtype and engine mode, its tp x pp, concurrency and ISL/OSL, on the hardware profile it
 names and, across boxes, on one fabric profile. The error is predicted / measured - 1 (for the
 metrics in ms as well: +10% means the prediction says 10% slower). MAPE is the mean of |error|.
-Besides rows, the review's qualitative findings (calibration.md) are checked on the same fabric.
+Besides rows, the review's qualitative findings (docs/sources.md#calibration) are checked on the same fabric.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def winner_agreement(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def findings(fabric: FabricModel, hardware: str = "dgx-spark") -> pd.DataFrame:
-    """The review's qualitative findings (calibration.md) checked on `fabric`, TP=2 vs PP=2, batches 1..128."""
+    """The review's qualitative findings (docs/sources.md#calibration) checked on `fabric`, TP=2 vs PP=2, batches 1..128."""
     from commbench.predict.explain import predict_grid, pp_over_tp
 
     hw = load_hardware(hardware)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 MEMORY_BW_EFFICIENCY = 232 / 273
 """Achieved / peak memory bandwidth for a profile that gives no measured figure. Unitless, 0.85:
 the one measurement this project has, a saturating read kernel on GB10 reaching 231-234 GB/s of
-its 273 GB/s spec (antirez/ds4 issue 773, ../shared/reference/published.md). Profiles with their
+its 273 GB/s spec (antirez/ds4 issue 773; docs/sources.md#gb10-memory-bandwidth). Profiles with their
 own measured figure (memory_bandwidth_achieved_gbps) use that instead."""
 
 FLOP_EFFICIENCY = 0.35

@@ -3,7 +3,7 @@
 The shipped table (published/figures.csv) holds every figure commbench is checked against, one row
 per figure with its setup (recipe, hardware, tp, pp, concurrency, ISL/OSL, metric) and its source.
 End-to-end figures measure the prediction's error; they never set constants. The one exception the
-project allows (../shared/reference/calibration.md) is marked in the `tuned` column: the figures a
+project allows (docs/sources.md#calibration) is marked in the `tuned` column: the figures a
 named constant was chosen on, so reports can set them apart from figures the model predicts.
 
 A user's files are read by content: a `vllm bench serve --save-result` JSON (field names of
@@ -33,7 +33,7 @@ LOWER_IS_BETTER = tuple(m for m in METRICS if m.endswith("_ms"))
 
 @dataclass(frozen=True)
 class PublishedRow:
-    """A TP=2 or PP=2 output-throughput figure of the two-Spark review (calibration.md)."""
+    """A TP=2 or PP=2 output-throughput figure of the two-Spark review (docs/sources.md#calibration)."""
 
     model: str
     mode: str

@@ -30,7 +30,7 @@ from commbench.data import data_dir, names_in, unknown_name_error
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "float8_e4m3fn": 1, "fp8_e4m3": 1,
                "fp8_e5m2": 1, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
-#: Weight bytes per parameter of the served formats (models.md):
+#: Weight bytes per parameter of the served formats (docs/sources.md#weight-formats):
 #: MXFP4 = 4-bit values + one 8-bit scale per 32 values = 4.25 bit; NVFP4 = 4-bit + FP8 scale per 16.
 QUANT_WEIGHT_BYTES = {"mxfp4": 4.25 / 8, "fp8": 1.0, "nvfp4": 4.5 / 8, "modelopt_fp4": 4.5 / 8}
 

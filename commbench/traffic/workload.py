@@ -1,7 +1,7 @@
 """Workloads (B concurrent requests of ISL input / OSL output tokens) and the engine's step schedule.
 
-Scenario presets follow ../shared/reference/calibration.md (the review does not print ISL/OSL; these
-are the sweep convention): balanced 1024/1024, prefill-heavy 8192/1024, decode-heavy 1024/8192.
+Scenario presets are this project's assumption (docs/sources.md#workloads: the review does not print
+ISL/OSL): balanced 1024/1024, prefill-heavy 8192/1024, decode-heavy 1024/8192.
 
 The schedule mimics vLLM V1's scheduler for B identical requests that all arrive at t=0:
 each step first gives every decoding request 1 token, then fills the rest of the token budget
