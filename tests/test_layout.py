@@ -12,7 +12,7 @@ LAYERS = {
     0: {"__init__", "data", "collectives", "results", "measure.__init__", "measure.launcher", "measure.timing",
         "measure.backends.__init__", "measure.backends.torch_dist", "measure.backends.mpi", "measure.backends.cupy_nccl"},
     1: {"importers", "logs.__init__", "logs.common", "logs.nccl_tests_text", "logs.nccl_tests_json", "logs.osu", "traffic.__init__", "traffic.model_card", "traffic.plan", "traffic.workload", "traffic.patterns",
-        "fabric.links", "predict.__init__", "predict.recipes", "predict.published", "predict.vllm_bench"},
+        "traffic.registry", "fabric.links", "predict.__init__", "predict.recipes", "predict.published", "predict.vllm_bench"},
     2: {"traffic.trace", "fabric.__init__", "fabric.trust", "predict.hardware", "measure.world"},
     3: {"measure.sweep", "measure.replay", "fabric.validate", "fabric.compare", "predict.serving", "predict.whatif"},
     4: {"predict.compute", "fabric.infer", "predict.explain", "predict.accuracy", "predict.mechanisms"},
