@@ -99,3 +99,13 @@ def test_ombpy_latency_with_elided_rows():
     assert (t.meta["tool"], t.meta["collective"]) == ("OMB-Py", "send_recv")
     assert t.frame.msg_bytes.tolist() == [1, 1048576] and t.frame.time_us_p50.tolist() == [101.0, 5000.0]
     assert "1 0-byte row skipped" in t.source and "elided" in t.source
+
+
+def test_each_osu_run_takes_its_own_launcher_or_binding_lines():
+    first, second = read_log(LOGS / "osu_two_tests_launcher_per_run.txt")
+    assert (first.meta["collective"], first.meta["ranks"], first.meta["hosts"]) == ("all_reduce", 4, ["nodeA", "nodeB"])
+    assert first.meta["ranks_from"] == "Open MPI's --report-bindings lines"
+    assert (second.meta["collective"], second.meta["ranks"], second.meta["ranks_from"]) == ("broadcast", 8, "the launcher line")
+    assert second.frame.busbw_gbps.iloc[-1] == pytest.approx(64 / 4e-6 / 1e9)  # broadcast: busbw = algbw
+    with pytest.raises(CommbenchError, match="disagrees"):
+        read_log(LOGS / "osu_two_tests_launcher_per_run.txt", ranks=16, run=2)

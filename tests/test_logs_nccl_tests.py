@@ -146,3 +146,18 @@ def test_a_row_cut_off_mid_line_is_refused_or_left_out_with_partial(tmp_path):
         read_log(path)
     t = read_log(path, partial=True)[0]
     assert len(t.frame) == 4 and t.meta["complete"] is False and not math.isnan(t.frame.time_us_p50.iloc[-1])
+
+
+def test_split_groups_count_the_ranks_of_rank_0s_group(tmp_path):
+    """NCCL_TESTS_SPLIT runs one communicator per group; the rows are group 0's (2 ranks: busbw = algbw)."""
+    lines = ["# Collective test starting: all_reduce_perf",
+             "# nThread 1 nGpus 1 minBytes 1048576 maxBytes 1048576 step: 2(factor) warmup iters: 5 iters: 20 "
+             "agg iters: 1 validation: 1 graph: 0", "#", "# Using devices"]
+    lines += [f"#  Rank  {r} Group  {r // 2} Pid  {10 + r} on  host{r // 2} device  {r % 2} [0x1b] NVIDIA H100" for r in range(4)]
+    lines += ["#", "#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   "
+              "busbw #wrong", "     1048576        262144     float     sum      -1    50.00   20.97   20.97      0    "
+              "51.00   20.56   20.56      0", "# Avg bus bandwidth    : 20.97 "]
+    path = tmp_path / "split.log"
+    path.write_text("\n".join(lines) + "\n")
+    t = read_log(path)[0]
+    assert t.meta["ranks"] == 2 and "group 0" in t.meta["ranks_from"]

@@ -41,7 +41,7 @@ PERF_IN_NAME = re.compile(rf"(?<![a-z])({_NAMES})_perf")
 PERF_BINARY = re.compile(rf"^({_NAMES})_perf(?:_mpi)?$")
 ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+([a-z][a-z0-9_]*)\s+(.*)$")
 TIMESTAMP = re.compile(r"\s(\d{4}-\d{2}-\d{2})\s+(\d{2}:\d{2}:\d{2})(?=\s|$)")
-RANK_LINE = re.compile(r"^#\s*Rank\s+(\d+)\s+(?:Group\s+\d+\s+)?Pid\s+(\d+)\s+on\s+(\S+)\s+device\s+(\d+)")
+RANK_LINE = re.compile(r"^#\s*Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?Pid\s+(\d+)\s+on\s+(\S+)\s+device\s+(\d+)")
 NTHREAD = re.compile(r"^#\s*nThread\s+(\d+)\s+nGpus\s+(\d+)")
 REDOPS = {"sum", "prod", "max", "min", "avg", "mulsum", "premulsum", "none"}
 EXTRA_COLUMNS = (("p50", "time_us_p50_iter"), ("p99", "time_us_p99"), ("p95", "time_us_p95"), ("min", "time_us_min"),
@@ -62,7 +62,7 @@ class _Run:
     threads: int = 1
     gpus: int = 1
     settings: dict = field(default_factory=dict)
-    ranks: list = field(default_factory=list)  # (rank, pid, host, device)
+    ranks: list = field(default_factory=list)  # (rank, pid, host, group)
     rank_lines_elided: bool = False
     columns: list | None = None
     rows: list = field(default_factory=list)
@@ -111,7 +111,7 @@ def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
             elif m := NTHREAD.match(line):
                 new_run(header=True, threads=int(m.group(1)), gpus=int(m.group(2)), settings=_header_settings(line))
             elif m := RANK_LINE.match(line):
-                (current or new_run()).ranks.append((int(m.group(1)), int(m.group(2)), m.group(3), int(m.group(4))))
+                (current or new_run()).ranks.append((int(m.group(1)), int(m.group(3)), m.group(4), int(m.group(2) or 0)))
             elif re.match(r"#\s*size\s+count\s+type\b", line):
                 run = current if current is not None and not current.rows and current.footer is None else new_run()
                 run.columns = line.lstrip("#").split()
@@ -259,6 +259,10 @@ def _ranks(run: _Run, opts: ReadOptions) -> tuple[int | None, str]:
     if run.ranks:
         if len({r[0] for r in run.ranks}) != len(run.ranks):
             return None, "the '# Rank' lines repeat a rank"
+        groups = {r[3] for r in run.ranks}
+        if len(groups) > 1:  # NCCL_TESTS_SPLIT: each group its own communicator; the rows are rank 0's group's
+            first = run.ranks[0][3]
+            return sum(r[3] == first for r in run.ranks), f"the '# Rank' lines of group {first} (NCCL_TESTS_SPLIT)"
         return len(run.ranks), "the '# Rank' lines"
     command = run.pre.get("command")
     if command:

@@ -28,7 +28,9 @@ from commbench.logs.common import LogTable, ReadOptions, RunRef, clean_lines, la
 
 HEADER = re.compile(r"^#\s*(OSU MPI(?:-(\w+))?|OMB Python MPI)\s+(.+?)\s+Test(?:\s+v(\S+))?\s*$")
 OSU_BINARY = re.compile(r"^(osu_\w+|run\.py)$")
-STARTUP_RANK = re.compile(r"^\[\d+\]\s+MPI startup\(\):\s+(\d+)\s+(\d+)\s+(\S+)\s+\{")
+STARTUP_RANK = re.compile(r"^\[\d+\]\s+MPI startup\(\):\s+(?P<rank>\d+)\s+\d+\s+(?P<host>\S+)\s+\{")
+MCW_RANK = re.compile(r"^\[(?P<host>[^:\]]+):\d+\]\s+MCW rank (?P<rank>\d+) (?:bound|is not bound)")
+MV2_RANK = re.compile(r"^RANK:\s*(?P<rank>\d+)\s+CPU_SET:")
 # normalised test name (lower case, letters only, "latency" dropped) -> (test, collective, S = size x n)
 TESTS = {"": ("osu_latency", "send_recv", False), "bandwidth": ("osu_bw", "send_recv", False),
          "bidirectionalbandwidth": ("osu_bibw", "send_recv_bidir", False),
@@ -59,23 +61,39 @@ def _columns(line: str) -> list[str]:
     return out or ["avg"]
 
 
+def _context(lines: list[str]) -> dict:
+    """What a stretch of the log says about the processes: start-up or binding lines (rank, host), and
+    the first launcher line that runs an OSU binary."""
+    context = {"startup": [], "startup_from": "", "command": None, "processes": None}
+    for line in lines:
+        text = line.strip()
+        for pattern, said in ((STARTUP_RANK, "Intel MPI's start-up lines"), (MCW_RANK, "Open MPI's --report-bindings lines"),
+                              (MV2_RANK, "MVAPICH's CPU affinity lines")):
+            if m := pattern.match(text):
+                context["startup"].append((int(m.group("rank")), m.groupdict().get("host") or ""))
+                context["startup_from"] = said
+                break
+        else:
+            if not text.startswith("#") and context["command"] is None:
+                procs, _, command = launcher_processes(line, OSU_BINARY)
+                if command:
+                    context["command"], context["processes"] = command, procs
+    return context
+
+
 def read(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
     lines = clean_lines(text)
     starts = [i for i, line in enumerate(lines) if HEADER.match(line.strip())]
-    context = {"startup": [], "command": None, "processes": None}
-    for line in lines:
-        if m := STARTUP_RANK.match(line.strip()):
-            context["startup"].append((int(m.group(1)), m.group(3)))
-        elif not line.lstrip().startswith("#"):
-            procs, launched, command = launcher_processes(line, OSU_BINARY)
-            if command and context["command"] is None:
-                context["command"], context["processes"] = command, procs
+    whole = _context(lines)
     refs = []
     for k, start in enumerate(starts, 1):
         end = starts[k] if k < len(starts) else len(lines)
+        # each run's own launcher or start-up lines (those since the previous run), else the file's
+        own = _context(lines[starts[k - 2] + 1 if k > 1 else 0:start]) if len(starts) > 1 else whole
+        context = {key: own[key] if own["startup"] or own["command"] else whole[key] for key in whole}
         test = _test(lines[start].strip())
         refs.append(RunRef(k, len(starts), test[1] if test else None,
-                           lambda s=start, e=end, k=k: _table(path, lines[s:e], context, k, len(starts), opts)))
+                           lambda s=start, e=end, k=k, c=context: _table(path, lines[s:e], c, k, len(starts), opts)))
     return refs
 
 
@@ -161,7 +179,7 @@ def _table(path: Path, lines: list[str], context: dict, k: int, total: int, opts
     if not rows:
         raise refuse(path, f"{tool} output with no result rows ({name}{where}: truncated, or the run failed)")
     ranks, ranks_from, assumed = _ranks(name, context, opts)
-    if opts.ranks is not None and ranks_from.startswith(("Intel", "the launcher", name)) and opts.ranks != ranks:
+    if opts.ranks is not None and not ranks_from.startswith(("an assumption", opts.opt("ranks"))) and opts.ranks != ranks:
         raise refuse(path, f"{opts.opt('ranks')} {opts.ranks} disagrees with {ranks_from} ({ranks} ranks)")
     out = [_row(name, collective, per_peer, ranks, size, values) for size, values in rows]
     notes = said["notes"] + ([f"{said['zero']} 0-byte row skipped (nothing moved)"] if said["zero"] else []) + (
@@ -171,7 +189,7 @@ def _table(path: Path, lines: list[str], context: dict, k: int, total: int, opts
     meta = {"tool": tool, "tool_version": version or ("OMB-Py" if tool == "OMB-Py" else None), "format": f"{tool} text",
             "test": name, "collective": collective, "collective_from": f"the header '{lines[0].strip()}'",
             "ranks": ranks, "ranks_from": ranks_from, "assumptions": [assumed] if assumed else [],
-            "hosts": list(dict.fromkeys(h for _, h in context["startup"])), "command": context["command"], "run": k,
+            "hosts": list(dict.fromkeys(h for _, h in context["startup"] if h)), "command": context["command"], "run": k,
             "runs": total, "buffers": said["buffers"], "datatype": said["datatype"],
             "timing": ("bandwidth MB/s (1e6 B/s), a window of back-to-back messages" if bandwidth
                        else "OSU mean latency per iteration (averaged over ranks)"
@@ -187,7 +205,7 @@ def _ranks(name: str, context: dict, opts: ReadOptions) -> tuple[int, str, str]:
     if name in PT2PT:
         return 2, f"{name} (a point-to-point test runs on exactly 2 processes)", ""
     if context["startup"]:
-        return len({r for r, _ in context["startup"]}), "Intel MPI's start-up lines", ""
+        return len({r for r, _ in context["startup"]}), context["startup_from"], ""
     if context["processes"]:
         return context["processes"], "the launcher line", ""
     if opts.ranks is not None:
