@@ -35,25 +35,41 @@ def _figure(frame, meta) -> str:
     return f"{last['time_us_p50']:g} us"
 
 
-def rows_for(path: Path, options: dict) -> list[dict]:
+def _row(path: Path, table) -> dict:
+    frame, meta = table.frame, table.meta
+    runs = meta.get("runs") or 1
+    return {"file": path.name + (f" [{meta['run']}/{runs}]" if runs > 1 else ""),
+            "format": meta.get("format", "commbench table"), "collective": meta.get("collective", ""),
+            "ranks": f"{meta.get('ranks')} ({meta.get('ranks_from', 'table')})",
+            "sizes": f"{len(frame)}: {_size(frame.msg_bytes.min())}-{_size(frame.msg_bytes.max())}",
+            "largest_size_figure": _figure(frame, meta), "note": "; ".join(meta.get("notes") or [])}
+
+
+def _refused(name: str, exc: Exception) -> dict:
     from commbench import CommbenchError
-    from commbench.logs import read_log
+
+    if isinstance(exc, CommbenchError):
+        return {"file": name, "format": "REFUSED", "note": str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)}
+    return {"file": name, "format": "BUG", "note": f"{type(exc).__name__}: {exc}"}
+
+
+def rows_for(path: Path, options: dict) -> list[dict]:
+    """One row per run of the file (each read on its own: one bad run does not hide the others)."""
+    from commbench.logs import log_runs, read_log
 
     try:
-        tables = read_log(path, **options)
-    except CommbenchError as exc:
-        return [{"file": path.name, "format": "REFUSED", "note": str(exc).removeprefix(f"{path.name}: ")}]
+        refs = log_runs(path, **options)
+        if refs is None:
+            return [_row(path, table) for table in read_log(path, **options)]
     except Exception as exc:  # noqa: BLE001 - the check reports what breaks, one line per file
-        return [{"file": path.name, "format": "BUG", "note": f"{type(exc).__name__}: {exc}"}]
+        return [_refused(path.name, exc)]
     out = []
-    for table in tables:
-        frame, meta = table.frame, table.meta
-        runs = meta.get("runs") or 1
-        out.append({"file": path.name + (f" [{meta['run']}/{runs}]" if runs > 1 else ""),
-                    "format": meta.get("format", "commbench table"), "collective": meta.get("collective", ""),
-                    "ranks": f"{meta.get('ranks')} ({meta.get('ranks_from', 'table')})",
-                    "sizes": f"{len(frame)}: {_size(frame.msg_bytes.min())}-{_size(frame.msg_bytes.max())}",
-                    "largest_size_figure": _figure(frame, meta), "note": "; ".join(meta.get("notes") or [])})
+    for ref in refs:
+        name = path.name + (f" [{ref.number}/{ref.total}]" if ref.total > 1 else "")
+        try:
+            out.append(_row(path, ref.read()))
+        except Exception as exc:  # noqa: BLE001
+            out.append(_refused(name, exc))
     return out
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from commbench import CommbenchError
 from commbench.logs.common import LogTable, ReadOptions, RunRef, current_options, reading_options
 
-__all__ = ["LogTable", "read_log", "read_sweep", "reading_options", "EXPECTED"]
+__all__ = ["LogTable", "RunRef", "log_runs", "provenance", "read_log", "read_sweep", "reading_options", "EXPECTED"]
 
 EXPECTED = ("a commbench sweep table (.csv/.json/.parquet from sweep --out), nccl-tests text or -J JSON output "
             "(all_reduce_perf ...), or OSU / OMB-Py text output (osu_latency, osu_allreduce ...)")
@@ -91,6 +91,14 @@ def _choose(path: Path, refs: list[RunRef], opts: ReadOptions) -> list[RunRef]:
             raise CommbenchError(f"{path.name}: {opts.opt('collective')} {opts.collective} is not in the file ({said})")
         refs = kept
     return refs
+
+
+def log_runs(path: str | Path, collective: str | None = None, ranks: int | None = None,
+             partial: bool | None = None) -> list[RunRef] | None:
+    """The runs of a tool log before any is read (number, total, the collective the log names, and
+    `.read()` for its LogTable: a bad run refuses only when read); None for a commbench table."""
+    path = Path(path)
+    return _refs(path, current_options(collective, ranks, None, partial))
 
 
 def read_log(path: str | Path, collective: str | None = None, ranks: int | None = None, run: int | None = None,
