@@ -639,3 +639,59 @@ def test_replay_ep_tp_sequence_parallel_on_four_mpi_ranks(tmp_path):
     assert rows["layer.moe.dispatch"]["group_size"] == 4 and rows["layer.moe.dispatch"]["msg_bytes"] == 4 * 2 * 64 * BF16
     assert rows["layer.moe.sp_all_gather"]["msg_bytes"] == 2 * 2 * 64 * BF16 and "layer.moe" not in rows
     assert all(r["measured_us_per_step"] > 0 for r in rows.values())
+
+
+def test_current_release_qwen3_next_keeps_the_residual_stream_chunked():
+    # current vLLM qwen3_next.py: _should_use_sequence_parallel (use_sequence_parallel_moe, pp 1, every layer
+    # MoE) -> Qwen3NextModel.forward chunks after the embedding; each Qwen3NextDecoderLayer all-gathers its
+    # normed chunk ([4, 1024] per rank: 8 tokens of a replica over tp 2), runs attention with
+    # reduce_results=False, reduce-scatters it, and the MoE block needs no chunk or all-gather
+    # (already_sequence_parallel); the normed output is all-gathered once at the end.
+    card = load_model_card(str(CONFIGS / "qwen3_next_interval.json"))
+    v2, trace = decode_ops(card, mode="ep", batch=16, tp=2, engine=EngineOptions("vllm-v2"))
+    chunk, hidden = 4, 1024
+    assert v2["layer.sp_all_gather"].calls == v2["layer.attn.sp_reduce_scatter"].calls == 8
+    assert v2["layer.sp_all_gather"].msg_bytes == v2["layer.attn.sp_reduce_scatter"].msg_bytes == 2 * chunk * hidden * BF16
+    assert v2["layer.attn.sp_reduce_scatter"].collective == "reduce_scatter"
+    assert v2["sp_exit"].calls == 1 and v2["sp_exit"].msg_bytes == 2 * chunk * hidden * BF16
+    assert v2["layer.moe.dispatch"].msg_bytes == 4 * chunk * hidden * BF16
+    assert not {"layer.attn.o_proj", "layer.linear_attn.out_proj", "layer.moe", "layer.moe.sp_all_gather"} & set(v2)
+    assert all_reduces(v2) == 1 + 1  # the embedding and the DP batch sync
+    # 0.11.0's qwen3_next.py: attention still all-reduces; the MoE block chunks and all-gathers itself
+    v1, _ = decode_ops(card, mode="ep", batch=16, tp=2, engine=EngineOptions("vllm-v1"))
+    assert v1["layer.attn.o_proj"].calls + v1["layer.linear_attn.out_proj"].calls == 8
+    assert v1["layer.moe.sp_all_gather"].calls == 8 and "layer.sp_all_gather" not in v1
+    # a dense layer anywhere turns it off (_should_use_sequence_parallel: no mlp_only_layers)
+    raw = json.loads((CONFIGS / "qwen3_next_interval.json").read_text())
+    dense0, _ = decode_ops(card_from_config({**raw, "mlp_only_layers": [0]}, "x"), mode="ep", batch=16, tp=2,
+                           engine=EngineOptions("vllm-v2"))
+    assert "layer.sp_all_gather" not in dense0 and dense0["layer.moe.sp_all_gather"].calls == 7
+
+
+DEEPSEEK_LIKE = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": 512,
+                 "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 8, "intermediate_size": 1024,
+                 "moe_intermediate_size": 128, "n_routed_experts": 16, "num_experts_per_tok": 2,
+                 "first_k_dense_replace": 1, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+
+
+def test_current_release_deepseek_chunked_residual_per_moe_layer():
+    # current vLLM deepseek_v2.py DeepseekV2DecoderLayer: use_sequence_parallel_moe and pp 1 and an MoE layer ->
+    # attention reduce_results=False then tensor_model_parallel_reduce_scatter; the first MoE layer's input
+    # arrives whole (after the dense layer 0: o_proj and down_proj all-reduce as usual), the next ones
+    # all-gather it; DeepseekV2Model.forward all-gathers cat([hidden_states, residual]) ([4, 2 x 512]) at the end.
+    from commbench.traffic.trace import engine_calls
+
+    ops, trace = decode_ops(card_from_config(DEEPSEEK_LIKE, "ds"), mode="ep", batch=16, tp=2,
+                            engine=EngineOptions("vllm-v2"))
+    order = [c.site for c in engine_calls(trace.plan, trace.steps["decode"], trace.engine) if c.replica == 0]
+    moe = ["layer.moe.dispatch", "layer.moe.dispatch_router_logits", "layer.moe.combine"]
+    assert order == ["dp.batch_sync", "embed", "layer.attn.o_proj", "layer.mlp.down_proj",
+                     "layer.attn.sp_reduce_scatter", *moe,
+                     *(["layer.sp_all_gather", "layer.attn.sp_reduce_scatter", *moe] * 2), "sp_exit", "lm_head"]
+    assert ops["sp_exit"].msg_bytes == 2 * 4 * (2 * 512) * BF16
+    # MoE every other layer (moe_layer_freq 2, 6 layers: MoE 2 and 4): a layer without the chunked stream
+    # after one with it all-gathers hidden_states and residual first; the forward then ends whole
+    alternate, _ = decode_ops(card_from_config({**DEEPSEEK_LIKE, "num_hidden_layers": 6, "moe_layer_freq": 2}, "ds"),
+                              mode="ep", batch=16, tp=2, engine=EngineOptions("vllm-v2"))
+    assert alternate["layer.sp_rejoin"].calls == 2 and alternate["layer.sp_rejoin"].msg_bytes == 2 * 4 * 1024 * BF16
+    assert "sp_exit" not in alternate and "layer.sp_all_gather" not in alternate

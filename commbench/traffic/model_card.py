@@ -112,6 +112,11 @@ class ModelCard:
     mamba_gated_norm: bool = True  # Mamba-2's gated RMSNorm runs (MambaMixer2 use_rms_norm; Falcon-H1 mamba_rms_norm)
     router_dtype: str = ""  # dtype of the MoE gate's logits ("" = the activation dtype)
     sequence_parallel_moe: tuple = ()  # engines whose MoE blocks run sequence-parallel under EP x TP
+    # ... and those whose layers then keep the residual stream chunked (traffic/sequence_parallel.py):
+    sp_residual_engines: tuple = ()  # the engines
+    sp_residual_layers: tuple = ()  # per layer, whether it runs chunked (when the engine and plan allow)
+    sp_residual_from_embedding: bool = False  # the model chunks right after the embedding
+    sp_residual_exit: tuple = ()  # tensors all-gathered when leaving the chunked stream
     mixer_params: dict = field(default_factory=dict, hash=False, compare=False)  # per layer, by non-attention mixer
     state_bytes_per_seq: dict = field(default_factory=dict, hash=False, compare=False)  # recurrent state per layer
     warnings: tuple = ()  # what the card could not derive exactly, said in every output
@@ -386,6 +391,7 @@ class Family:
     router_dtype: str = ""  # the MoE gate's logits dtype ("" = activation), unless router_dtype_field says otherwise
     router_dtype_field: str = ""  # config field naming the gate's dtype ("float32" / "fp32" -> float32)
     sequence_parallel_moe: tuple = ()  # engines (ENGINES names) whose MoE blocks chunk tokens over TP under EP
+    sequence_parallel_residual: dict = field(default_factory=dict, hash=False, compare=False)  # see architectures.toml
 
 
 @lru_cache(maxsize=1)
@@ -414,7 +420,8 @@ def family_of(cfg: dict) -> Family:
                   merged.get("source", ""), bool(merged.get("gated_mlp", True)), int(merged.get("mlp_width_per_hidden", 0)),
                   dict(merged.get("defaults", {})),
                   merged.get("shared_mlp_width", ""), merged.get("router_dtype", ""),
-                  merged.get("router_dtype_field", ""), tuple(merged.get("sequence_parallel_moe", ())))
+                  merged.get("router_dtype_field", ""), tuple(merged.get("sequence_parallel_moe", ())),
+                  dict(merged.get("sequence_parallel_residual", {})))
 
 
 #: Per-layer list entries (transformers 5 names, with the legacy ones it remaps) and the block each means.
@@ -749,10 +756,25 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         mamba_gated_norm=bool(cfg.get("mamba_rms_norm", True)),
         router_dtype=_router_dtype(cfg, name, family),
         sequence_parallel_moe=family.sequence_parallel_moe,
+        **_sp_residual(family, moe_mask),
         warnings=tuple(notes),
         **mixers,
     )
     return card
+
+
+def _sp_residual(family: Family, moe_mask: tuple) -> dict:
+    """The card fields of a family's `sequence_parallel_residual` (architectures.toml): its engines,
+    the layers that run chunked (`moe`: the MoE layers, deepseek_v2.py; `all_moe`: every layer when
+    every layer is MoE, qwen3_next.py _should_use_sequence_parallel), whether the model chunks after
+    the embedding, and the tensors all-gathered on leaving the chunked stream."""
+    spec = family.sequence_parallel_residual
+    if not spec:
+        return {}
+    layers = moe_mask if spec["layers"] == "moe" else (all(moe_mask),) * len(moe_mask)
+    return {"sp_residual_engines": tuple(spec["engines"]), "sp_residual_layers": tuple(layers),
+            "sp_residual_from_embedding": bool(spec.get("from_embedding", False)),
+            "sp_residual_exit": tuple(spec["exit"])}
 
 
 #: Gate dtypes a config's router-dtype field may name (bailing_moe.py "fp32"; longcat_flash.py

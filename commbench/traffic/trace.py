@@ -25,9 +25,10 @@ pd = lazy_module("pandas")  # imported on first use
 
 from commbench.collectives import get_collective
 from commbench.data import check_choices
-from commbench.fabric.links import LINKS, wire_time_s
+from commbench.links import LINKS, wire_time_s
 from commbench.traffic.model_card import DTYPE_BYTES, QUANT_WEIGHT_BYTES, ModelCard
 from commbench.traffic.patterns import Site, load_pattern
+from commbench.traffic import sequence_parallel as sp
 from commbench.traffic.plan import ParallelPlan
 from commbench.traffic.registry import choose_engine, served_by
 from commbench.traffic.workload import Workload, build_schedule
@@ -107,6 +108,9 @@ class EngineOptions:
             return tokens
         whole = math.ceil(tokens)
         return next(s for s in sizes if s >= whole)
+
+
+_DEFAULT_OPTIONS = EngineOptions()
 
 
 @lru_cache(maxsize=64)
@@ -203,7 +207,7 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None, tok
     dims = {
         "tokens": tokens,
         # an MoE block's tokens on one rank: sequence_parallel_chunk splits them over TP (padded to a multiple)
-        "moe_tokens": -(-tokens // plan.tp) if sequence_parallel_moe(plan, engine) else tokens,
+        "moe_tokens": -(-tokens // plan.tp) if sp.sequence_parallel_moe(plan, _engine(engine).name) else tokens,
         "sampled": step.sampled,
         "hidden": m.hidden_size,
         "moe_hidden": moe_hidden,
@@ -213,7 +217,8 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None, tok
         "q_per_tp": m.q_size // plan.tp,
         "kv_per_tp": kv_per_tp,
         "qkv_per_tp": m.q_size // plan.tp + 2 * kv_per_tp,
-        "topk_per_ep": m.experts_per_token / _ep_group_size(plan, engine),
+        "topk_per_ep": m.experts_per_token / sp.ep_group_size(plan, _engine(engine).name),
+        "sp_exit_width": m.hidden_size * len(m.sp_residual_exit),
         "dp": plan.dp,
         "num_layers": m.num_hidden_layers,
         "per_layer_input": m.per_layer_input_size,
@@ -226,30 +231,22 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None, tok
     return dims
 
 
-def sequence_parallel_moe(plan: ParallelPlan, engine: EngineOptions | None) -> bool:
-    """Whether the MoE blocks run sequence-parallel (vLLM's ParallelConfig.use_sequence_parallel_moe):
-    expert parallelism with dp > 1 and tp > 1, a family whose MoE block reads the flag in this
-    engine generation (architectures.toml `sequence_parallel_moe`), and an all2all backend of the
-    flag's list (allgather_reducescatter and the DeepEP kernels: both of ALL2ALL_BACKENDS)."""
-    return plan.dp > 1 and plan.tp > 1 and (engine or EngineOptions()).name in plan.model.sequence_parallel_moe
-
-
-def _ep_group_size(plan: ParallelPlan, engine: EngineOptions | None) -> int:
-    """Ranks an MoE block's dispatch and combine span: the whole EP group (dp x tp) when sequence
-    parallel (AgRsAll2AllManager: get_ep_group()), else the DP group of its TP rank (get_dp_group())."""
-    return plan.dp * plan.tp if sequence_parallel_moe(plan, engine) else plan.dp
-
-
-#: Named rules a site's `when` refers to (patterns/*.toml): each takes the plan.
+#: Named rules a site's `when` refers to (patterns/*.toml): each takes the plan, the engine
+#: options (None: the serving model's view, read as the defaults) and the layer (None before the
+#: layers, -1 after them); the sequence-parallel MoE rules are in commbench.traffic.sequence_parallel.
 _WHEN = {
-    "": lambda plan, engine: True,
-    "mamba_single_group": lambda plan, engine: plan.model.mamba_n_groups == 1 and plan.model.mamba_gated_norm,
-    "sequence_parallel_moe": sequence_parallel_moe,
-    "not_sequence_parallel_moe": lambda plan, engine: not sequence_parallel_moe(plan, engine),
-    "per_layer_inputs": lambda plan, engine: plan.model.per_layer_input_size > 0,
-    "all2all_allgather": lambda plan, engine: ALL2ALL_BACKENDS[(engine or EngineOptions()).all2all] == "all2all_allgather",
-    "all2all_kernels": lambda plan, engine: ALL2ALL_BACKENDS[(engine or EngineOptions()).all2all] == "all2all_kernels",
+    "": lambda plan, engine, layer: True,
+    "mamba_single_group": lambda plan, engine, layer: plan.model.mamba_n_groups == 1 and plan.model.mamba_gated_norm,
+    "per_layer_inputs": lambda plan, engine, layer: plan.model.per_layer_input_size > 0,
+    "all2all_allgather": lambda plan, engine, layer: ALL2ALL_BACKENDS[_engine(engine).all2all] == "all2all_allgather",
+    "all2all_kernels": lambda plan, engine, layer: ALL2ALL_BACKENDS[_engine(engine).all2all] == "all2all_kernels",
+    **{name: (lambda rule: lambda plan, engine, layer: rule(plan, _engine(engine).name, layer))(rule)
+       for name, rule in sp.RULES.items()},
 }
+
+
+def _engine(engine: EngineOptions | None) -> EngineOptions:
+    return engine or _DEFAULT_OPTIONS
 
 
 def _issues(site: Site, plan: ParallelPlan, stage: int, layer: int | None, block: str | None,
@@ -260,8 +257,8 @@ def _issues(site: Site, plan: ParallelPlan, stage: int, layer: int | None, block
         owner_ok = site.owner == "every_stage" or (site.owner == "first_stage" and stage == 0) or \
             (site.owner == "last_stage" and stage == plan.pp - 1)
         wanted = -1 if site.owner == "last_stage" else None
-        return owner_ok and layer == wanted and block is None and _WHEN[site.when](plan, engine)
-    return block is not None and block in site.blocks and _WHEN[site.when](plan, engine)
+        return owner_ok and layer == wanted and block is None and _WHEN[site.when](plan, engine, layer)
+    return block is not None and block in site.blocks and _WHEN[site.when](plan, engine, layer)
 
 
 
@@ -300,13 +297,14 @@ def _slots(plan: ParallelPlan, engine: EngineOptions | None) -> tuple[_Slot, ...
     slots: list[_Slot] = []
     for stage in range(plan.pp):
         for layer in (None, *plan.stage_layer_range(stage), -1):
-            blocks = (None,) if layer is None or layer < 0 else m.blocks_of(layer)
+            # a layer's blocks, after "layer_start" (sites a layer issues before its first block)
+            blocks = (None,) if layer is None or layer < 0 else ("layer_start", *m.blocks_of(layer))
             for block in blocks:
                 # the EP exchange of an MoE block comes before its TP all-reduce (FusedMoE.forward_impl)
                 for site in ep_sites:
                     if _issues(site, plan, stage, layer, block, engine):
                         label = "ep_cpu" if site.cpu_group else "ep"
-                        if site.repeat == "per_block" and sequence_parallel_moe(plan, engine):
+                        if site.repeat == "per_block" and sp.sequence_parallel_moe(plan, _engine(engine).name):
                             # one EP group of every rank (dp x tp; plan refuses dp with pp > 1)
                             slots.append(_Slot(site.name, site, "collective", label, tuple(range(plan.world_size)),
                                                plan.dp * plan.tp, stage))
