@@ -74,11 +74,20 @@ class FabricModel:
         return alpha, stream
 
     def _note_priced(self, collective: str, msg: np.ndarray) -> None:
-        live = msg[msg > 0]
-        if live.size:
+        if msg.ndim == 0:  # the common call: one size, kept cheap
+            lo = hi = float(msg)
+            if not lo > 0:
+                return
+        else:
+            live = msg[msg > 0]
+            if not live.size:
+                return
             lo, hi = float(live.min()), float(live.max())
-            seen = self.priced.get(collective)
-            self.priced[collective] = (lo, hi) if seen is None else (min(seen[0], lo), max(seen[1], hi))
+        seen = self.priced.get(collective)
+        if seen is None:
+            self.priced[collective] = (lo, hi)
+        elif lo < seen[0] or hi > seen[1]:
+            self.priced[collective] = (min(seen[0], lo), max(seen[1], hi))
 
     def to_frame(self) -> pd.DataFrame:
         """One row per segment; a fitted model adds the sizes each segment was fitted on
