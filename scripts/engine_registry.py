@@ -14,6 +14,8 @@ Tables per generation (arch = the registry's module name):
   pooling               embedding / cross-encoder / reward / classification / late-interaction models
   draft                 _SPECULATIVE_DECODING_MODELS (draft and MTP heads, not served alone)
   removed               _PREVIOUSLY_SUPPORTED_MODELS: arch = the last vLLM version that served it
+  cannot_build          read by hand (CANNOT_BUILD below), not from registry.py: commbench block kinds
+                        (traffic/model_card.BLOCKS) a registered name's model file cannot build in that version
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ GROUPS = {
                 "_TOKEN_CLASSIFICATION_MODELS", "_SEQUENCE_CLASSIFICATION_MODELS"),
     "draft": ("_SPECULATIVE_DECODING_MODELS",),
     "removed": ("_PREVIOUSLY_SUPPORTED_MODELS",),
+}
+
+
+#: Layers a registered architecture's model file cannot build in a version, read from the file by hand:
+#: {vLLM version: {architecture: (commbench blocks, where vLLM says so)}}.
+CANNOT_BUILD = {
+    "0.11.0": {
+        "NemotronHForCausalLM": (["moe"], "vllm/model_executor/models/nemotron_h.py ALL_DECODER_LAYER_TYPES has "
+                                          "M, - and * only: no E (MoE) layer, added in a later release"),
+    },
 }
 
 
@@ -68,7 +80,8 @@ def main() -> None:
         "# its Transformers modeling backend for a name in no table (model_impl=auto, needs the HF class",
         "# to support it) is not counted: its traffic is the HF model's tp_plan, which commbench does not trace.",
         "# Tables: generate (text generation and multimodal decoders), transformers_backend (names vLLM",
-        "# maps to that backend), pooling, draft (speculative heads), removed (name = last vLLM version).",
+        "# maps to that backend), pooling, draft (speculative heads), removed (name = last vLLM version),",
+        "# cannot_build (read by hand: commbench blocks a registered name's model file cannot build).",
     ]
     for spec in args.engine:
         name, version, root = spec.split("=", 2)
@@ -89,6 +102,9 @@ def main() -> None:
                 seen |= set(entries)
             lines += ["", f"[engines.{name}.{group}]"]
             lines += [f"{json.dumps(a)} = {json.dumps(m)}" for a, m in sorted(entries.items())]
+        lines += ["", f"[engines.{name}.cannot_build]  # read by hand from the model files (scripts/engine_registry.py)"]
+        lines += [f"{json.dumps(a)} = {{ blocks = {json.dumps(blocks)}, source = {json.dumps(src)} }}"
+                  for a, (blocks, src) in sorted(CANNOT_BUILD.get(version, {}).items())]
     sys.stdout.write("\n".join(lines) + "\n")
 
 

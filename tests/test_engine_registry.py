@@ -86,6 +86,33 @@ def test_choose_engine_says_when_transformers_backend_serves():
     assert engine == "vllm-v2" and len(notes) == 1 and "Transformers modeling backend" in notes[0]
 
 
+# Nemotron-H with MoE layers ("E" in hybrid_override_pattern), our own sizes: 0.11.0's nemotron_h.py
+# ALL_DECODER_LAYER_TYPES maps only M, - and *; 0.33.0's adds "E": NemotronHMoEDecoderLayer.
+NEMOTRON_MOE = {"architectures": ["NemotronHForCausalLM"], "model_type": "nemotron_h", "hidden_size": 1024,
+                "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 128,
+                "intermediate_size": 2048, "vocab_size": 32000, "hybrid_override_pattern": "ME*EME",
+                "n_routed_experts": 16, "num_experts_per_tok": 2, "moe_intermediate_size": 512, "mamba_num_heads": 16,
+                "mamba_head_dim": 64, "ssm_state_size": 64, "n_groups": 4, "torch_dtype": "bfloat16"}
+
+
+def test_a_registered_name_whose_file_cannot_build_the_layers():
+    moe = card_from_config(NEMOTRON_MOE, "nemotron-moe")
+    dense = card_from_config({**NEMOTRON_MOE, "hybrid_override_pattern": "M-*-M-"}, "nemotron-dense")
+    assert registry.served_by(moe.architectures, moe.block_kinds) == ["vllm-v2"]
+    assert registry.served_by(dense.architectures, dense.block_kinds) == ["vllm-v1", "vllm-v2"]
+    with pytest.raises(CommbenchError, match=r"vllm-v1's nemotron_h.py \(vLLM 0.11.0\) cannot build its moe layers"):
+        registry.choose_engine(moe.architectures, "vllm-v1", True, moe.block_kinds)
+    assert registry.choose_engine(moe.architectures, "vllm-v1", False, moe.block_kinds)[0] == "vllm-v2"
+
+
+def test_trace_of_nemotron_moe_switches(cli, tmp_path):
+    path = tmp_path / "nemotron_moe.json"
+    path.write_text(json.dumps(NEMOTRON_MOE))
+    data = json.loads(cli("trace", path, "--mode", "tp", "--json").stdout)
+    assert data["engine"] == "vllm-v2" and data["served_by"] == ["vllm-v2"]
+    assert any("cannot build its moe layers" in w for w in data["warnings"])
+
+
 # ---- the CLI ------------------------------------------------------------------------------------------
 def test_trace_switches_to_the_generation_that_serves(cli, tmp_path):
     path = _config(tmp_path, ["Qwen3_5MoeForConditionalGeneration"])

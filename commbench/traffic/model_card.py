@@ -153,6 +153,11 @@ class ModelCard:
             and all(w == self.intermediate_size for w, moe in zip(self.layer_mlp_width, self.moe_layer_mask) if not moe)
 
     @property
+    def block_kinds(self) -> frozenset:
+        """Every block kind the layers hold (the engine registry checks what a model file can build)."""
+        return frozenset(b for blocks in self.layer_blocks for b in blocks)
+
+    @property
     def layer_kind_summary(self) -> str:
         """Layer kinds and their counts, e.g. '27 mamba2, 4 attention, 25 mlp'."""
         counts: dict[str, int] = {}

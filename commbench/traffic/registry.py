@@ -9,6 +9,8 @@ config's `architectures` in order, each first as written, then with its generate
   transformers_backend  vLLM's Transformers modeling backend serves it (TP from the HF model's
                         tp_plan, not a vLLM model file): traced, with a warning
   pooling / draft       an embedding / classifier model or a speculative head: nothing to decode, refused
+A registered name may still be unable to build some of the config's layers in a version (the table
+`cannot_build`, read by hand: 0.11.0's nemotron_h.py has no MoE layer); that generation does not serve it.
 A config the chosen generation cannot serve is refused in one line naming the architecture and the
 generation that can; when the generation was not chosen (no --engine), the trace switches to the one
 that can and says so. vLLM's own fallback to the Transformers backend for a name in no table is not
@@ -78,32 +80,46 @@ def resolve(architectures: tuple[str, ...], engine: str) -> Resolution | None:
     return None
 
 
-def served_by(architectures: tuple[str, ...]) -> list[str] | None:
-    """The engine generations that can serve the model (None: the config names no architectures)."""
+def _missing_blocks(r: Resolution, blocks: frozenset) -> list[str]:
+    """The config's blocks the resolved model file cannot build in that version."""
+    limit = engine_registry()[r.engine].get("cannot_build", {}).get(r.resolved_as)
+    return sorted(blocks & set(limit["blocks"])) if limit else []
+
+
+def served_by(architectures: tuple[str, ...], blocks: frozenset = frozenset()) -> list[str] | None:
+    """The engine generations that can serve the model (None: the config names no architectures).
+
+    blocks: the block kinds of the config's layers (ModelCard.layer_blocks), checked against `cannot_build`.
+    """
     if not architectures:
         return None
-    return [e for e in engine_registry() if (r := resolve(tuple(architectures), e)) and r.serves]
+    return [e for e in engine_registry()
+            if (r := resolve(tuple(architectures), e)) and r.serves and not _missing_blocks(r, blocks)]
 
 
 def _names(architectures: tuple[str, ...]) -> str:
     return repr(architectures[0]) if len(architectures) == 1 else f"architectures {list(architectures)}"
 
 
-def _reason(architectures: tuple[str, ...], engine: str) -> str:
+def _reason(architectures: tuple[str, ...], engine: str, blocks: frozenset) -> str:
     """Why `engine` cannot serve them, in a few words naming the generation and its vLLM version."""
     r = resolve(architectures, engine)
     version = engine_registry()[engine]["vllm_version"]
     if r is not None and not r.serves:
         return f"only {UNSERVED_GROUPS[r.group]} in {engine}'s model registry (vLLM {version})"
+    if r is not None and (missing := _missing_blocks(r, blocks)):
+        return f"{engine}'s {r.module}.py (vLLM {version}) cannot build its {', '.join(missing)} layers"
     removed = engine_registry()[engine].get("removed", {})
     last = next((removed[a] for a in architectures if a in removed), None)
     return f"not in {engine}'s model registry (vLLM {version}" + (f"; dropped after {last})" if last else ")")
 
 
-def choose_engine(architectures: tuple[str, ...], engine: str, explicit: bool) -> tuple[str, tuple[str, ...]]:
+def choose_engine(architectures: tuple[str, ...], engine: str, explicit: bool,
+                  blocks: frozenset = frozenset()) -> tuple[str, tuple[str, ...]]:
     """(the engine generation to trace with, warnings). Raises a one-line CommbenchError when none can serve.
 
     explicit: the user named `engine`; else the trace may switch to a generation that serves the model.
+    blocks: the block kinds of the config's layers (for `cannot_build`).
     """
     registry = engine_registry()
     if engine not in registry:
@@ -111,19 +127,19 @@ def choose_engine(architectures: tuple[str, ...], engine: str, explicit: bool) -
     architectures = tuple(architectures or ())
     if not architectures:
         return engine, ("the config names no `architectures`: which engine generation can serve it is not checked",)
-    serving = served_by(architectures)
+    serving = served_by(architectures, blocks)
     notes: tuple[str, ...] = ()
     if engine not in serving:
         names = _names(architectures)
         if not serving:
-            reasons = "; ".join(_reason(architectures, e) for e in registry)
+            reasons = "; ".join(_reason(architectures, e, blocks) for e in registry)
             raise CommbenchError(f"{names}: no engine generation can serve it ({reasons}); "
                                  f"commbench traces what vLLM can load")
         other = serving[0]
         if explicit:
-            raise CommbenchError(f"{names}: {_reason(architectures, engine)}; {describe(other)} serves it: "
+            raise CommbenchError(f"{names}: {_reason(architectures, engine, blocks)}; {describe(other)} serves it: "
                                  f"use --engine {other}")
-        notes = (f"{names}: {_reason(architectures, engine)}; traced as {describe(other)}, which serves it",)
+        notes = (f"{names}: {_reason(architectures, engine, blocks)}; traced as {describe(other)}, which serves it",)
         engine = other
     r = resolve(architectures, engine)
     if r.group == "transformers_backend":

@@ -544,7 +544,7 @@ class Trace:
             **self.inputs,
             "engine_description": ENGINES[self.engine.name],
             "family": self.plan.model.family,
-            "served_by": served_by(self.plan.model.architectures),  # engine generations that can serve it
+            "served_by": served_by(self.plan.model.architectures, self.plan.model.block_kinds),  # generations serving it
             "warnings": self.warnings,
             "steps": {phase: asdict(s) for phase, s in self.steps.items()},
             "ops": self.ops_records(),
@@ -559,7 +559,7 @@ def make_trace(plan: ParallelPlan, workload: Workload, engine: EngineOptions | N
     (engine_explicit False; default: chosen when `engine` is given)."""
     explicit = engine is not None if engine_explicit is None else engine_explicit
     engine = engine or EngineOptions()
-    name, notes = choose_engine(plan.model.architectures, engine.name, explicit)
+    name, notes = choose_engine(plan.model.architectures, engine.name, explicit, plan.model.block_kinds)
     engine = engine if name == engine.name else dataclasses.replace(engine, name=name)
     steps = phase_steps(plan, workload)
     ops = tuple(op for phase, shape in steps.items()
