@@ -26,6 +26,13 @@ def hardware_cmd():
                 "Hardware profiles (peaks from spec sheets; `--hardware local` measures this machine)")
 
 
+def _parse_what_ifs(ctx, param, value) -> dict:
+    """--what-if NAME=VALUE ... as {name: typed value} (commbench.predict.whatif), refused in one line."""
+    from commbench.predict.whatif import parse_what_ifs
+
+    return parse_what_ifs(value)
+
+
 def _predict_options(f):
     f = click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the table (.csv/.json/.parquet) with metadata.")(f)
     f = click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")(f)
@@ -53,9 +60,10 @@ def _predict_options(f):
                    "--save-result` JSON, or a table (model, tp, pp, batch, isl, osl, metric, value).")
 @click.option("--recipe", default="checkpoint", show_default=True,
               help="How the engine serves the model (recipes/): weight formats, KV-cache dtype, CUDA graphs or eager.")
-@click.option("--what-if", "what_ifs", multiple=True, metavar="NAME=VALUE",
-              help="Switch a mechanism (repeatable): fabric=NAME, executor=mp|ray, async_scheduling=true|false, "
-                   "cuda_graphs=true|false, moe_kernel=triton|marlin|..., allreduce_extra_us=N.")
+@click.option("--what-if", "what_ifs", multiple=True, metavar="NAME=VALUE", callback=_parse_what_ifs,
+              help="Switch a mechanism (repeatable), e.g. --what-if fabric=spark-tcp-200g --what-if executor=ray: "
+                   "fabric=NAME, executor=mp|ray, async_scheduling=true|false, cuda_graphs=true|false, "
+                   "moe_kernel=triton|marlin|..., allreduce_extra_us=N.")
 def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenario, isl, osl, token_budget,
             published_file, recipe, what_ifs):
     """Predict output tok/s, TTFT and TPOT of full runs, TP and PP side by side.
@@ -68,7 +76,6 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
       commbench predict gpt-oss-120b --hardware dgx-spark --mode both --batch 1,2,4,8,16,32,64,128 --scenario balanced
       commbench predict llama-3.1-8b-instruct --hardware dgx-spark --fabric sweep.csv
       commbench predict llama-3.1-8b-instruct --published my-measurements.csv
-      commbench predict gpt-oss-120b --batch 128 --what-if fabric=spark-tcp-200g --what-if executor=ray
     """
     from commbench.predict.compute import resolve_hardware
     from commbench.predict.explain import parse_modes, parse_scenarios, pp_over_tp, predict_grid
@@ -76,11 +83,8 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     from commbench.predict.published import load_figures
     from commbench.results import check_output_path
 
-    from commbench.predict.whatif import parse_what_ifs
-
     modes, scenarios = parse_modes(mode), parse_scenarios(scenario)
     batches = _parse_csv_ints(batch, "--batch")
-    what_if = parse_what_ifs(what_ifs)
     if out:
         check_output_path(out)
     hw = resolve_hardware(hardware)
@@ -93,8 +97,7 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
         click.echo(f"warning: {warning}", err=True)
     notes: list[str] = []
     published = load_figures(published_file, notes) if published_file else None
-    frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp, published, recipe,
-                         what_if)
+    frame = predict_grid(names, hw, fab, modes, batches, scenarios, isl, osl, token_budget, tp, pp, published, recipe, what_ifs)
     for note in notes:  # once priced: bad input stays one line
         click.echo(f"note: {note}", err=True)
     fabric_warnings, extrapolated = _fabric_trust(fab)
@@ -143,7 +146,7 @@ def _fabric_trust(fab) -> tuple[list[str], list[dict]]:
 @click.option("--isl", type=int, default=None, help="Input tokens per request (overrides the scenario).")
 @click.option("--osl", type=int, default=None, help="Output tokens per request (overrides the scenario).")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...], \"sentences\": [...]} as JSON.")
-@click.option("--what-if", "what_ifs", multiple=True, metavar="NAME=VALUE",
+@click.option("--what-if", "what_ifs", multiple=True, metavar="NAME=VALUE", callback=_parse_what_ifs,
               help="Switch a mechanism in the first table (repeatable; as predict --what-if).")
 def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json, what_ifs):
     """Why TP or PP wins for MODEL: per-token time by term at batch 1 and BATCH, in numbers and words.
@@ -155,13 +158,11 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json, wha
     from commbench.predict.compute import resolve_hardware
     from commbench.predict.explain import TERM_COLUMNS, explain
     from commbench.predict.mechanisms import explain_mechanisms
-    from commbench.predict.whatif import parse_what_ifs
     from commbench.fabric import load_fabric
 
     hw = resolve_hardware(hardware)
-    what_if = parse_what_ifs(what_ifs)
     fab = load_fabric(fabric or hw.fabric)
-    grid, lines, evidence = explain(model, hw, fab, batch, scenario, isl, osl, what_if)
+    grid, lines, evidence = explain(model, hw, fab, batch, scenario, isl, osl, what_ifs)
     more = explain_mechanisms(model, hw, fab, batch, scenario, isl, osl)
     fabric_warnings, extrapolated = _fabric_trust(fab)
     if as_json:
