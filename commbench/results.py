@@ -160,3 +160,15 @@ def load_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
         return table.to_pandas(), json.loads(raw)
     except (ValueError, KeyError, OSError) as exc:
         raise CommbenchError(f"cannot read results file {str(path)!r}: {exc}") from None
+
+
+def host_memory_bytes() -> float:
+    """This host's available memory (MemAvailable), bytes; total physical memory where /proc is absent."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))

@@ -3,7 +3,7 @@ import pytest
 
 from commbench import CommbenchError
 from commbench.collectives import get_collective
-from commbench.fabric.links import LINKS, parse_link, theory_time_s
+from commbench.links import LINKS, parse_link, theory_time_s
 from commbench.results import environment_metadata, load_table, save_table
 
 

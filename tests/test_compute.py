@@ -5,16 +5,18 @@ import json
 import pytest
 
 from commbench import CommbenchError
-from commbench.predict import compute
-from commbench.predict.compute import measure_stage
+from commbench.measure import compute
+from commbench.measure.compute import measure_stage
 from commbench.predict.hardware import profile_from_measurement
+from commbench.predict.serving import expert_coverage
 from commbench.traffic.model_card import load_model_card
 from commbench.traffic.plan import ParallelPlan
 
 
 def test_debug_model_every_layer_kind_timed_and_scaled():
     plan = ParallelPlan.for_mode(load_model_card("debug-tiny"), "pp")
-    frame = measure_stage(plan, stage=0, prefill_tokens=32, decode_batch=4, context=40, iters=2, warmup=1)
+    frame = measure_stage(plan, stage=0, prefill_tokens=32, decode_batch=4, context=40, iters=2, warmup=1,
+                          expert_coverage=expert_coverage)
     # debug-tiny: 4 layers, sliding/full alternating; PP=2 stage 0 holds layers 0 (sliding) and 1 (full)
     assert sorted(frame.layer_kind.unique()) == ["moe/full", "moe/sliding"]
     assert set(frame.layers) == {1}
@@ -30,7 +32,8 @@ def test_debug_model_every_layer_kind_timed_and_scaled():
 
 def test_one_sampled_layer_of_a_real_model():
     plan = ParallelPlan.for_mode(load_model_card("llama-3.1-8b-instruct"), "tp")
-    frame = measure_stage(plan, 0, prefill_tokens=16, decode_batch=2, context=64, iters=1, warmup=0)
+    frame = measure_stage(plan, 0, prefill_tokens=16, decode_batch=2, context=64, iters=1, warmup=0,
+                          expert_coverage=expert_coverage)
     assert list(frame.layers.unique()) == [32]
     decode = frame[frame.phase == "decode"].iloc[0]
     weights = (2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336) / 2 * 2  # one layer, TP=2 shard, bf16
@@ -45,7 +48,7 @@ def test_refuses_what_does_not_fit(monkeypatch):
     monkeypatch.setattr(compute, "available_memory_bytes", lambda device: 1e9)
     plan = ParallelPlan.for_mode(load_model_card("gpt-oss-120b"), "tp")
     with pytest.raises(CommbenchError, match=r"needs \d+\.\d GB on cpu but 1\.0 GB is free"):
-        measure_stage(plan, 0, 16, 2, 64)
+        measure_stage(plan, 0, 16, 2, 64, expert_coverage=expert_coverage)
 
 
 def test_compute_cli_out_composes_with_predict(cli, tmp_path):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from commbench.fabric import fit_alpha_beta, fit_piecewise, fit_sweep, load_fabric
-from commbench.fabric.links import LINKS, parse_link
+from commbench.links import LINKS, parse_link
 from commbench.fabric.validate import BANDWIDTH_MIN_FRACTION, judge, preflight
 
 SIZES = np.array([2.0**k for k in range(3, 27)])
@@ -148,7 +148,7 @@ def test_link_from_a_file(tmp_path):
 def test_latency_band_judges_the_floor_not_the_scheduler_mode():
     """gloo on a busy 2-core host: p50 on the 3.5 ms scheduler mode, fastest call at 0.4 ms.
     The verdict follows the floor (what the transport can do); a transport whose floor is high fails."""
-    from commbench.fabric.links import parse_link
+    from commbench.links import parse_link
     from commbench.fabric.validate import judge
 
     sizes = np.array([8.0, 64, 1024, 8192, 65536])

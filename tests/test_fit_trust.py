@@ -12,7 +12,7 @@ import pytest
 from commbench.fabric import fabric_toml, fit_alpha_beta, fit_sweep, load_fabric
 from commbench.fabric.trust import EXTRAPOLATION_FACTOR, extrapolations, fit_notes, warnings
 from commbench.fabric.validate import assess
-from commbench.fabric.links import parse_link
+from commbench.links import parse_link
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fit_range"
 GB_LOG = FIXTURES / "all_gather_perf_2spark_1G_4G.log"  # 2 ranks, all_gather, 1, 2 and 4 GiB only

@@ -48,12 +48,14 @@ def test_one_gpu_world_times_calls_and_moves_no_bus_bytes():
 
 
 def test_compute_runs_on_cuda():
-    from commbench.predict.compute import measure_stage
+    from commbench.measure.compute import measure_stage
+    from commbench.predict.serving import expert_coverage
     from commbench.traffic.model_card import load_model_card
     from commbench.traffic.plan import ParallelPlan
 
     plan = ParallelPlan.for_mode(load_model_card("llama-3.1-8b-instruct"), "tp")
-    frame = measure_stage(plan, 0, prefill_tokens=512, decode_batch=64, context=1024, iters=5, device="cuda")
+    frame = measure_stage(plan, 0, prefill_tokens=512, decode_batch=64, context=1024, iters=5, device="cuda",
+                          expert_coverage=expert_coverage)
     assert (frame.device == "cuda").all() and (frame.time_ms_per_layer > 0).all()
 
 

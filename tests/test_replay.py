@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from commbench.fabric.links import LINKS
+from commbench.links import LINKS
 from commbench.traffic.model_card import load_model_card
 from commbench.traffic.plan import ParallelPlan
 from commbench.measure.replay import engine_order

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from commbench import CommbenchError
-from commbench.fabric.infer import infer_fabric, judge, predicted
+from commbench.predict.infer import infer_fabric, judge, predicted
 from commbench.fabric import load_fabric, shipped_fabrics
 from commbench.predict.hardware import MEMORY_BW_EFFICIENCY, load_hardware
 from commbench.traffic.model_card import load_model_card

@@ -143,7 +143,7 @@ def test_adaptive_sampling_stops_on_a_tight_p50_and_flags_two_modes():
     import numpy as np
 
     from commbench.measure.timing import BLOCK, median_ci, sample_stats, time_adaptive
-    from commbench.predict.compute import LocalDevice
+    from commbench.measure.compute import LocalDevice
 
     backend = LocalDevice("cpu")
     steady = time_adaptive(lambda: time.sleep(0.002), backend, warmup=1, target_ci=0.2)

@@ -42,7 +42,7 @@ def fabric_links(ranks, msg_bytes):
       commbench fabric links --ranks 4 --msg-bytes 1M
     """
     from commbench.fabric import CI_COLUMNS, load_fabric, shipped_fabrics
-    from commbench.fabric.links import LINKS, theory_time_s
+    from commbench.links import LINKS, theory_time_s
 
     if ranks < 2:
         raise CommbenchError(f"--ranks must be >= 2, got {ranks}")
@@ -118,7 +118,7 @@ def fabric_infer(base, out):
     Example:
       commbench fabric infer
     """
-    from commbench.fabric.infer import infer_fabric, judge, predicted, unexplained_ms_per_step
+    from commbench.predict.infer import infer_fabric, judge, predicted, unexplained_ms_per_step
     from commbench.fabric import CI_COLUMNS, fabric_toml, load_fabric
     from commbench.predict.published import review_rows
     from commbench.results import atomic_write
@@ -178,7 +178,7 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
       commbench fabric validate --expect 200gbe --sweep sweep.csv
     """
     from commbench.measure.launcher import launcher_world
-    from commbench.fabric.links import parse_link
+    from commbench.links import parse_link
     from commbench.results import check_output_path, environment_metadata, save_table
     from commbench.measure.sweep import check_sweep_choices, sizes_between
     from commbench.fabric.validate import assess, bands_frame, findings_frame, preflight

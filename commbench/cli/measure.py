@@ -49,7 +49,7 @@ def _check_embedded_memory(max_bytes: int, ranks: int, backend: str) -> None:
 
 def _add_theory_columns(frame: pd.DataFrame, link_profile) -> None:
     """busbw as percent of PCIe Gen5 x4 and x16 always, of --link and its theory time when given."""
-    from commbench.fabric.links import LINKS, theory_time_s
+    from commbench.links import LINKS, theory_time_s
 
     links = [LINKS["pcie5x4"], LINKS["pcie5x16"]] + ([link_profile] if link_profile is not None else [])
     for link in dict.fromkeys(links):
@@ -220,13 +220,12 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
       mpiexec -n 2 -host a,b commbench sweep all_reduce --backend mpi
       torchrun --nnodes 2 --nproc-per-node 1 --rdzv-endpoint HOST:29500 -m commbench sweep all_reduce --backend nccl
     """
-    from commbench.fabric.links import parse_link
+    from commbench.links import parse_link
     from commbench.results import check_output_path, environment_metadata, save_table
     from commbench.measure.sweep import check_sweep_choices, sizes_between
     from commbench.measure.world import WorldFailed
 
-    placement = placement or "both"
-    timing = "cuda-graph" if cuda_graph else timing
+    placement, timing = placement or "both", "cuda-graph" if cuda_graph else timing
     check_sweep_choices(collective, backend, dtype, redop, placement)
     _check_sweep_options(backend, mpi_buffers, timing, ranks, 1 if iters is None else iters, warmup, target_ci, collective)
     link_profile = parse_link(link) if link else None
@@ -291,7 +290,8 @@ def compute(model, mode, tp, pp, dp, stage, batch, prefill_tokens, context, iter
       commbench compute gpt-oss-120b --mode tp --batch 128
       commbench compute debug-tiny --mode pp --out compute.csv
     """
-    from commbench.predict.compute import launch_row, measure_gemm_curve, measure_launch_cost, measure_stage
+    from commbench.measure.compute import launch_row, measure_gemm_curve, measure_launch_cost, measure_stage
+    from commbench.predict.serving import expert_coverage
     from commbench.traffic.model_card import load_model_card
     from commbench.traffic.plan import ParallelPlan
     from commbench.results import check_output_path
@@ -319,6 +319,7 @@ def compute(model, mode, tp, pp, dp, stage, batch, prefill_tokens, context, iter
                              f"({plan.model.layer_kind_summary}): predict it from a hardware profile instead")
     with console.status(f"building {plan.model.name} stage {stage} layers") as status:
         frame = measure_stage(plan, stage, prefill_tokens, batch, context, iters=iters, device=device,
+                              expert_coverage=expert_coverage,
                               progress=lambda msg: status.update(f"timing {msg}"))
         status.update("timing the GEMM-efficiency curve and the eager launch cost")
         dev = frame.device.iloc[0]

@@ -77,7 +77,7 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
       commbench predict llama-3.1-8b-instruct --hardware dgx-spark --fabric sweep.csv
       commbench predict llama-3.1-8b-instruct --published my-measurements.csv
     """
-    from commbench.predict.compute import resolve_hardware
+    from commbench.predict.hardware import resolve_hardware
     from commbench.predict.explain import parse_modes, parse_scenarios, pp_over_tp, predict_grid
     from commbench.fabric import load_fabric
     from commbench.predict.published import load_figures
@@ -155,7 +155,7 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json, wha
     Example:
       commbench explain gpt-oss-120b --hardware dgx-spark --batch 128
     """
-    from commbench.predict.compute import resolve_hardware
+    from commbench.predict.hardware import resolve_hardware
     from commbench.predict.explain import TERM_COLUMNS, explain
     from commbench.predict.mechanisms import explain_mechanisms
     from commbench.fabric import load_fabric

@@ -40,7 +40,7 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
     if model is None and not sweep_files:
         raise CommbenchError("give a MODEL (a predicted report) or --sweep FILE (a fabric report)")
     if expect:
-        from commbench.fabric.links import parse_link
+        from commbench.links import parse_link
 
         parse_link(expect)  # a bad --expect fails before any folder is made
     for f in (*sweep_files, replay_file):
@@ -56,7 +56,7 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
     else:
         scenarios = parse_scenarios(scenario)
         batches = tuple(_parse_csv_ints(batch, "--batch"))
-        from commbench.predict.compute import resolve_hardware
+        from commbench.predict.hardware import resolve_hardware
         from commbench.fabric import load_fabric
         from commbench.traffic.model_card import load_model_card
 

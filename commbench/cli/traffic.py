@@ -149,7 +149,7 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
 
 
 def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json, replay_dtype=None):
-    from commbench.fabric.links import parse_link
+    from commbench.links import parse_link
     from commbench.measure.replay import replay_job, replay_plan, total_steps
     from commbench.results import check_output_path, environment_metadata, save_table
     from commbench.measure.backends import check_backend

@@ -23,7 +23,7 @@ import numpy as np
 
 from commbench import CommbenchError, lazy_module
 
-pd = lazy_module("pandas")  # imported on first use (trace reaches fabric.links without tables)
+pd = lazy_module("pandas")  # imported on first use (loading a fabric profile needs no tables)
 from commbench.collectives import get_collective
 from commbench.data import data_dir, names_in, number, read_toml, unknown_name_error
 

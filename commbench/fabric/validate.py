@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from commbench.collectives import get_collective
-from commbench.fabric.links import LINKS, LinkProfile
+from commbench.links import LINKS, LinkProfile
 
 LATENCY_MAX_BYTES = 64 * 2**10
 BANDWIDTH_MIN_BYTES = 4 * 2**20

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.fabric.links import LinkProfile, wire_time_s
+from commbench.links import LinkProfile, wire_time_s
 from commbench.measure.backends import CAPABILITIES, DTYPE_BYTES
 from commbench.traffic.plan import ParallelPlan
 from commbench.measure.timing import time_adaptive, time_calls

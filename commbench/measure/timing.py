@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from commbench import CommbenchError
+from commbench.measure.cuda_graph import time_replays
 
 TIMING_MODES = ("blocking", "back-to-back", "c-loop", "cuda-graph")
 
@@ -87,14 +88,13 @@ def sample_stats(samples: np.ndarray) -> dict:
 
 def time_calls(op, backend, iters: int, warmup: int, timing: str = "blocking") -> np.ndarray:
     """Run `op()` warmup + iters times; return the per-iteration seconds, max over ranks."""
+    # long: one timed region per mode, side by side, so what each mode puts inside its clock can be compared
     if timing not in TIMING_MODES:
         raise CommbenchError(f"unknown timing mode {timing!r}; valid: {', '.join(TIMING_MODES)}")
     for _ in range(warmup):
         op()
     backend.synchronize()
     if timing == "cuda-graph":
-        from commbench.measure.cuda_graph import time_replays
-
         return time_replays(op, backend, iters)
     barrier, clock = backend.barrier, time.perf_counter
     events = getattr(backend, "new_event", None)

@@ -20,7 +20,7 @@ from commbench.traffic.plan import ParallelPlan
 from commbench.predict.published import shipped_figures
 from commbench.predict.recipes import apply_recipe, load_recipe
 from commbench.predict.serving import BREAKDOWN_TERMS, predict_row
-from commbench.fabric.links import LINKS
+from commbench.links import LINKS
 from commbench.traffic.trace import StepShape, step_ops
 from commbench.traffic.workload import SCENARIOS, Workload
 

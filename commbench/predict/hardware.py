@@ -1,7 +1,7 @@
 """Hardware profiles (hardware/*.toml): one accelerator's memory, bandwidth and peak FLOP/s.
 
 Every figure carries its source in the file. `local` is built from measurements on the machine
-at hand (commbench.predict.compute.measure_local_profile) rather than read from a file.
+at hand (measure_local_profile, timed with commbench.measure.compute) rather than read from a file.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from commbench import CommbenchError
 from commbench.data import data_dir, names_in, number, read_toml, unknown_name_error
+from commbench.results import host_memory_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,10 +110,10 @@ def shipped_hardware() -> list[str]:
 def load_hardware(name_or_path: str) -> HardwareProfile:
     """A shipped profile name, a profile .toml, or a `compute --out` table.
 
-    `local` (this machine, measured now) needs the measuring code: commbench.predict.compute.resolve_hardware.
+    `local` (this machine, measured now) needs the measuring code: resolve_hardware.
     """
     if name_or_path == "local":
-        raise CommbenchError("hardware 'local' is measured on this machine: use commbench.predict.compute.resolve_hardware")
+        raise CommbenchError("hardware 'local' is measured on this machine: use commbench.predict.hardware.resolve_hardware")
     path = Path(name_or_path)
     if path.suffix in (".csv", ".json", ".parquet"):
         if not path.is_file():
@@ -147,16 +148,6 @@ def _optional_gbps(raw: dict, key: str, where: str) -> float | None:
     return number(raw[key], f"{where}: {key}") * 1e9 if key in raw else None
 
 
-def host_memory_bytes() -> float:
-    """This host's available memory (MemAvailable), bytes; total physical memory where /proc is absent."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
 def profile_from_measurement(frame: pd.DataFrame, name: str = "measured") -> HardwareProfile:
@@ -188,3 +179,44 @@ def profile_from_measurement(frame: pd.DataFrame, name: str = "measured") -> Har
                            memory_bandwidth_Bps=bw, peak_flops=dict.fromkeys(dtypes, flops), fabric="loopback-gloo",
                            source="measured", measured=True, gemm_curve=curve,
                            eager_launch_s=float(launch.time_ms_per_layer.iloc[0]) / 1e3 if len(launch) else None)
+
+
+def resolve_hardware(name_or_path: str) -> HardwareProfile:
+    """`local` (this machine, measured now: measure_local_profile) or anything load_hardware reads."""
+    return measure_local_profile() if name_or_path == "local" else load_hardware(name_or_path)
+
+
+_LOCAL_PROFILE: HardwareProfile | None = None
+
+
+def measure_local_profile(size_mb: int = 256, matmul_n: int = 1024) -> HardwareProfile:
+    """The machine at hand: memory bandwidth from a large tensor sum, FLOP/s from a square matmul.
+
+    Peaks here are measured, so they already include the efficiency a profile's spec lacks.
+    """
+    from commbench import require
+
+    require("torch")
+    global _LOCAL_PROFILE
+    if _LOCAL_PROFILE is not None:
+        return _LOCAL_PROFILE
+    import torch
+
+    from commbench.measure.compute import LocalDevice, available_memory_bytes, default_device
+    from commbench.measure.timing import time_calls
+
+    device = default_device()
+    backend = LocalDevice(device)
+    buf = torch.ones(size_mb * 2**20 // 4, device=device)
+    t_read = float(np.median(time_calls(lambda: buf.sum(), backend, 5, 1)))
+    flops = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        a = torch.randn(matmul_n, matmul_n, device=device).to(dtype)
+        t = float(np.median(time_calls(lambda: a @ a, backend, 5, 1)))
+        flops[name] = 2 * matmul_n**3 / t
+    flops.update(float16=flops["bfloat16"], fp8=flops["bfloat16"], fp4=flops["bfloat16"])
+    _LOCAL_PROFILE = HardwareProfile("local", f"measured now on {device} ({os.cpu_count()} CPUs)",
+                                     memory_gb=available_memory_bytes(device) / 1e9,
+                                     memory_bandwidth_Bps=buf.numel() * 4 / t_read, peak_flops=flops,
+                                     fabric="loopback-gloo", source="measured", measured=True)
+    return _LOCAL_PROFILE

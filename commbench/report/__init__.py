@@ -22,7 +22,7 @@ from commbench.collectives import get_collective
 from commbench.predict.explain import (TERM_COLUMNS, TERM_LABELS, explain, model_message_sizes, pp_over_tp, predict_grid,
                                theory_ladder)
 from commbench.fabric import CI_COLUMNS, FabricModel, check_sweep_table, fit_sweep, load_fabric
-from commbench.fabric.links import LINKS
+from commbench.links import LINKS
 from commbench.logs import provenance, read_sweep
 from commbench.results import environment_metadata, load_table
 from commbench.predict.hardware import FLOP_EFFICIENCY
@@ -208,7 +208,7 @@ def model_report(model: str, hardware: str, fabric: str | None, out: Path, scena
     """A predicted model report (see the module docstring); returns the folder. What the fabric fit
     cannot vouch for (commbench.fabric.trust) goes into report.md and onto `warnings_out`."""
     # long: the report.md template, section by section in the order it renders
-    from commbench.predict.compute import resolve_hardware
+    from commbench.predict.hardware import resolve_hardware
 
     hw = resolve_hardware(hardware)
     fab = load_fabric(fabric or hw.fabric)
@@ -315,7 +315,7 @@ def plot_measured(sweeps: list[tuple[str, pd.DataFrame, FabricModel]], out: Path
 def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, command: str = "",
                  replay_file: str | None = None, title: str = "") -> Path:
     """A measured-fabric report: one or more saved sweeps (and a replay), fitted and judged."""
-    from commbench.fabric.links import parse_link
+    from commbench.links import parse_link
     from commbench.fabric.validate import bands_frame, judge
 
     loaded = []

@@ -32,7 +32,7 @@ def pp_layer_split(num_layers: int, pp: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class LayerShard:
     """One rank's share of one decoder layer, in parameters: the single per-layer accounting that
-    the serving model (commbench.predict.serving) and the measured compute (commbench.predict.compute) both use.
+    the serving model (commbench.predict.serving) and the measured compute (commbench.measure.compute) both use.
 
     attention: q/k/v/o (+ biases) / tp. MoE layer: router (ReplicatedLinear: every rank holds it
     whole), mlp = all experts / tp (experts sharded on their intermediate dimension), active_mlp =

@@ -25,7 +25,7 @@ pd = lazy_module("pandas")  # imported on first use
 
 from commbench.collectives import get_collective
 from commbench.data import check_choices
-from commbench.fabric.links import LINKS, wire_time_s
+from commbench.links import LINKS, wire_time_s
 from commbench.traffic.model_card import DTYPE_BYTES, QUANT_WEIGHT_BYTES, ModelCard
 from commbench.traffic.patterns import Site, load_pattern
 from commbench.traffic import sequence_parallel as sp

@@ -10,22 +10,25 @@ layers (one of each kind the stage holds) and scales by the number of layers of 
 Weights are held in the activation dtype: quantised formats (MXFP4, FP8, NVFP4) are not emulated,
 so the measured time is that of BF16 weights; the table reports the bytes each step touched so a
 measured effective bandwidth (bytes / time) and FLOP rate (FLOPs / time) come out of it, which is
-what `predict --hardware compute.csv` uses in place of a profile's peak x efficiency.
+what `predict --hardware compute.csv` uses in place of a profile's peak x efficiency
+(commbench.predict.hardware.profile_from_measurement).
+
+The bytes a MoE layer's step touches depend on how many experts its tokens reach: that is the
+serving model's routing assumption, passed in by the caller (`expert_coverage`, e.g.
+commbench.predict.serving.expert_coverage), so this measuring module imports nothing above it.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from commbench import CommbenchError, require
-from commbench.predict.hardware import HardwareProfile, host_memory_bytes, load_hardware
-from commbench.traffic.plan import ParallelPlan
-from commbench.predict.serving import expert_coverage
 from commbench.measure.timing import time_calls
+from commbench.results import host_memory_bytes
+from commbench.traffic.plan import ParallelPlan
 
 
 class LocalDevice:
@@ -189,13 +192,15 @@ def _stage_kinds(plan: ParallelPlan, stage: int) -> dict[LayerKind, int]:
 
 
 def measure_stage(plan: ParallelPlan, stage: int, prefill_tokens: int, decode_batch: int, context: int,
-                  iters: int = 3, warmup: int = 1, device: str | None = None, progress=None) -> pd.DataFrame:
+                  iters: int = 3, warmup: int = 1, device: str | None = None, progress=None, *,
+                  expert_coverage) -> pd.DataFrame:
     """Time a prefill chunk and a decode step of one rank of `stage`, per layer kind, scaled to the stage.
 
     prefill: `prefill_tokens` new tokens of one sequence after `context` cached ones;
     decode: `decode_batch` sequences, one token each, attending to `context` cached keys.
     Rows: phase, layer_kind, layers, tokens, context, time_ms_per_layer (p50), stage_ms (x layers),
     weight_bytes_touched, flops (of the timed layer), and the derived effective GB/s and TFLOP/s.
+    expert_coverage(tokens, k, experts): the fraction of a MoE layer's experts `tokens` tokens touch.
     """
     require("torch")
     import torch
@@ -230,7 +235,7 @@ def measure_stage(plan: ParallelPlan, stage: int, prefill_tokens: int, decode_ba
                 samples = time_calls(lambda: layer.forward(x, keys, batch, start), backend, iters, warmup)
             t = float(np.median(samples))
             tokens = batch * q_len
-            wbytes = _touched_weight_bytes(plan, kind, tokens, typesize)
+            wbytes = _touched_weight_bytes(plan, kind, tokens, typesize, expert_coverage)
             kv_bytes = 2 * batch * keys * plan.kv_heads_per_rank * m.head_dim * typesize
             flops = _layer_flops(plan, kind, tokens, batch, q_len, keys)
             rows.append({
@@ -256,7 +261,7 @@ def measure_gemm_curve(plan: ParallelPlan, tokens=GEMM_TOKENS, iters: int = 3, w
     width is the dense intermediate size (or the per-expert one for an all-MoE model). Rows: phase
     "gemm", tokens, flops_per_layer (2 x tokens x hidden x 2 x width / tp), time_ms_per_layer (p50)
     and effective_tflops; the serving model's FLOP efficiency as a function of tokens per step
-    (HardwareProfile.flop_efficiency_at) is this curve over its best point.
+    (commbench.predict.hardware.HardwareProfile.flop_efficiency_at) is this curve over its best point.
     """
     require("torch")
     import torch
@@ -306,7 +311,7 @@ def measure_launch_cost(iters: int = 2000, device: str | None = None) -> float:
     return float(np.median(time_calls(many, backend, 5, 1))) / iters
 
 
-def _touched_weight_bytes(plan: ParallelPlan, kind: LayerKind, tokens: int, typesize: int) -> float:
+def _touched_weight_bytes(plan: ParallelPlan, kind: LayerKind, tokens: int, typesize: int, expert_coverage) -> float:
     m = plan.model
     cover = float(expert_coverage(tokens, m.experts_per_token, m.num_experts)) if kind.moe else 1.0
     return plan.layer_shard(kind.moe).touched_params(cover) * typesize
@@ -315,39 +320,3 @@ def _touched_weight_bytes(plan: ParallelPlan, kind: LayerKind, tokens: int, type
 def _layer_flops(plan: ParallelPlan, kind: LayerKind, tokens: int, batch: int, q_len: int, keys: int) -> float:
     shard = plan.layer_shard(kind.moe)
     return shard.matmul_flops(tokens) + shard.attention_flops(batch * q_len * keys)
-
-
-def resolve_hardware(name_or_path: str) -> HardwareProfile:
-    """`local` (this machine, measured now: measure_local_profile) or anything load_hardware reads."""
-    return measure_local_profile() if name_or_path == "local" else load_hardware(name_or_path)
-
-
-_LOCAL_PROFILE: HardwareProfile | None = None
-
-
-def measure_local_profile(size_mb: int = 256, matmul_n: int = 1024) -> HardwareProfile:
-    """The machine at hand: memory bandwidth from a large tensor sum, FLOP/s from a square matmul.
-
-    Peaks here are measured, so they already include the efficiency a profile's spec lacks.
-    """
-    require("torch")
-    global _LOCAL_PROFILE
-    if _LOCAL_PROFILE is not None:
-        return _LOCAL_PROFILE
-    import torch
-
-    device = default_device()
-    backend = LocalDevice(device)
-    buf = torch.ones(size_mb * 2**20 // 4, device=device)
-    t_read = float(np.median(time_calls(lambda: buf.sum(), backend, 5, 1)))
-    flops = {}
-    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
-        a = torch.randn(matmul_n, matmul_n, device=device).to(dtype)
-        t = float(np.median(time_calls(lambda: a @ a, backend, 5, 1)))
-        flops[name] = 2 * matmul_n**3 / t
-    flops.update(float16=flops["bfloat16"], fp8=flops["bfloat16"], fp4=flops["bfloat16"])
-    _LOCAL_PROFILE = HardwareProfile("local", f"measured now on {device} ({os.cpu_count()} CPUs)",
-                                     memory_gb=available_memory_bytes(device) / 1e9,
-                                     memory_bandwidth_Bps=buf.numel() * 4 / t_read, peak_flops=flops,
-                                     fabric="loopback-gloo", source="measured", measured=True)
-    return _LOCAL_PROFILE
