@@ -117,7 +117,7 @@ def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
                 run.columns = line.lstrip("#").split()
             elif m := re.match(r"#\s*Avg bus bandwidth\s*:\s*(\S+)", line):
                 if current is not None:
-                    current.footer = number(m.group(1))
+                    current.footer = _footer(m.group(1))
             elif re.match(r"#\s*Collective test concluded", line):
                 if current is not None:
                     current.concluded = True
@@ -140,6 +140,14 @@ def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
         if later.cycle == earlier.cycle + 1 and earlier.footer is None:
             earlier.footer, earlier.concluded = later.footer, later.concluded
     return runs, info
+
+
+def _footer(text: str) -> float:
+    """The average busbw of the footer (NaN where it is garbled: the footer is there, its figure unused)."""
+    try:
+        return number(text)
+    except ValueError:
+        return float("nan")
 
 
 def _command(line: str) -> dict | None:

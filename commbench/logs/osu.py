@@ -84,6 +84,8 @@ def _context(lines: list[str]) -> dict:
 def read(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
     lines = clean_lines(text)
     starts = [i for i, line in enumerate(lines) if HEADER.match(line.strip())]
+    if not starts:
+        raise refuse(path, "OSU / OMB-Py output without its '# OSU MPI ... Test' header line: cut off or garbled")
     whole = _context(lines)
     refs = []
     for k, start in enumerate(starts, 1):
@@ -153,8 +155,10 @@ def _row(name: str, collective: str, per_peer: bool, ranks: int, size: int, valu
         row.update({"bandwidth_MBps": mbps, "algbw_gbps": per_direction / 1e3, "busbw_gbps": per_direction / 1e3})
     else:
         coll, t = get_collective(collective), values.get("avg")
+        timed = t is not None and t > 0  # a 0.00 latency (below the print resolution) has no bandwidth
         row.update({"time_us_p50": t, "time_us": t, "time_us_mean": t,
-                    "algbw_gbps": coll.algbw_gbps(msg, t * 1e-6), "busbw_gbps": coll.busbw_gbps(msg, t * 1e-6, ranks)})
+                    "algbw_gbps": coll.algbw_gbps(msg, t * 1e-6) if timed else float("nan"),
+                    "busbw_gbps": coll.busbw_gbps(msg, t * 1e-6, ranks) if timed else float("nan")})
         if "min" in values:
             row["time_us_rank_min"] = values["min"]  # min over ranks of each rank's mean, not a sample
         if "max" in values:
