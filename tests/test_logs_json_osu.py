@@ -109,3 +109,15 @@ def test_each_osu_run_takes_its_own_launcher_or_binding_lines():
     assert second.frame.busbw_gbps.iloc[-1] == pytest.approx(64 / 4e-6 / 1e9)  # broadcast: busbw = algbw
     with pytest.raises(CommbenchError, match="disagrees"):
         read_log(LOGS / "osu_two_tests_launcher_per_run.txt", ranks=16, run=2)
+
+
+def test_json_n_repeats_are_separate_runs(tmp_path):
+    doc = json.loads((LOGS / "nccltests_J_v1_misspelt_footer_g4.json").read_text())
+    doc["results"] = doc["results"] + doc["results"][1:]  # -N 2: the sizes start again (1M 2M 4M, 2M 4M)
+    path = tmp_path / "repeat.json"
+    path.write_text(json.dumps(doc))
+    first, second = read_log(path)
+    assert first.frame.msg_bytes.tolist() == [1048576, 2097152, 4194304]
+    assert second.frame.msg_bytes.tolist() == [2097152, 4194304] and (second.meta["run"], second.meta["runs"]) == (2, 2)
+    with pytest.raises(CommbenchError, match="--run N"):
+        read_sweep(path)
