@@ -695,3 +695,49 @@ def test_current_release_deepseek_chunked_residual_per_moe_layer():
                               mode="ep", batch=16, tp=2, engine=EngineOptions("vllm-v2"))
     assert alternate["layer.sp_rejoin"].calls == 2 and alternate["layer.sp_rejoin"].msg_bytes == 2 * 4 * 1024 * BF16
     assert "sp_exit" not in alternate and "layer.sp_all_gather" not in alternate
+
+
+def test_lfm2_short_convolution_layers():
+    # lfm2.py: layer_types "conv" -> ShortConv (layers/mamba/short_conv.py: in_proj column-parallel, out_proj
+    # RowParallelLinear: one all-reduce [8, 1024]), "full_attention" -> o_proj; every layer's Lfm2MLP reduces.
+    # Its width: block_ff_dim 6144 auto-adjusted: int(2 x 6144 / 3) = 4096, x 1.0, a multiple of 256 -> 4096.
+    card = load_model_card(str(CONFIGS / "lfm2.json"))
+    assert card.layer_mlp_width == (4096,) * 6 and card.blocks_of(0) == ("short_conv", "mlp")
+    ops, _ = decode_ops(card)
+    assert ops["layer.short_conv.out_proj"].calls == 4 and ops["layer.attn.o_proj"].calls == 2
+    assert ops["layer.short_conv.out_proj"].msg_bytes == 8 * 1024 * BF16
+    assert all_reduces(ops) == 4 + 2 + 6 + 1
+
+
+def test_molmo_q_k_gathers_only_with_attention_layer_norm():
+    # molmo.py MolmoAttention: q_norm / k_norm exist only with config.attention_layer_norm; then
+    # _apply_qk_norm all-gathers q ([8, 8 x 32 / 2] per rank) and k (4 KV heads: [8, 2 x 32] per rank)
+    base = {"architectures": ["MolmoForCausalLM"], "model_type": "molmo", "hidden_size": 256, "num_hidden_layers": 4,
+            "num_attention_heads": 8, "num_key_value_heads": 4, "intermediate_size": 1024, "vocab_size": 1024}
+    plain, _ = decode_ops(card_from_config(base, "m"))
+    assert "layer.attn.q_all_gather" not in plain
+    normed, _ = decode_ops(card_from_config({**base, "attention_layer_norm": True}, "m"))
+    assert normed["layer.attn.q_all_gather"].calls == 4 and normed["layer.attn.q_all_gather"].msg_bytes == 8 * 256 * BF16
+    assert normed["layer.attn.k_all_gather"].msg_bytes == 8 * 4 * 32 * BF16
+
+
+def test_olmo_hybrid_gathers_q_k_in_attention_layers_only():
+    # current vLLM olmo_hybrid.py: OlmoHybridAttention._apply_qk_norm gathers q and k; its Gated DeltaNet
+    # layers reduce o_proj only; OlmoHybridModel.forward sends hidden_states alone
+    cfg = {"architectures": ["OlmoHybridForCausalLM"], "model_type": "olmo_hybrid", "hidden_size": 256,
+           "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 8, "intermediate_size": 1024,
+           "vocab_size": 1024, "layer_types": ["linear_attention"] * 3 + ["full_attention"]}
+    card = card_from_config(cfg, "h")
+    assert card.blocks_of(0) == ("gated_deltanet", "mlp") and card.blocks_of(3) == ("qk_all_gather", "attention", "mlp")
+    ops, _ = decode_ops(card, engine=EngineOptions("vllm-v2"))
+    assert ops["layer.attn.q_all_gather"].calls == 1 and ops["layer.linear_attn.out_proj"].calls == 3
+    assert card.boundary_tensors == ("hidden_states",)
+
+
+def test_current_release_ep_dispatch_payload_is_said():
+    # current vLLM fused_moe/prepare_finalize/naive_dp_ep.py: a monolithic kernel gathers the router logits,
+    # a modular one top-k weights and ids: which one runs depends on the GPU, so the trace says which it shows
+    _, v2 = decode_ops("gpt-oss-120b", mode="ep", batch=16, engine=EngineOptions("vllm-v2"))
+    assert any("router logits (monolithic MoE kernels)" in w for w in v2.warnings)
+    _, v1 = decode_ops("gpt-oss-120b", mode="ep", batch=16, engine=EngineOptions("vllm-v1"))
+    assert not any("monolithic" in w for w in v1.warnings)

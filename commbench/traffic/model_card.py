@@ -73,7 +73,7 @@ PER_LAYER_FIELDS = ("intermediate_size", "moe_intermediate_size", "num_experts_p
 
 #: The blocks a layer may hold (model_traces/architectures.toml explains each).
 BLOCKS = ("attention", "mamba", "mamba2", "gated_deltanet", "mlp", "moe", "parallel_attention_mlp", "qk_norm_tp",
-          "qk_all_gather", "qkv_all_gather")
+          "qk_all_gather", "qkv_all_gather", "short_conv")
 
 
 @dataclass(frozen=True)
@@ -397,6 +397,8 @@ class Family:
     router_dtype_field: str = ""  # config field naming the gate's dtype ("float32" / "fp32" -> float32)
     sequence_parallel_moe: tuple = ()  # engines (ENGINES names) whose MoE blocks chunk tokens over TP under EP
     sequence_parallel_residual: dict = field(default_factory=dict, hash=False, compare=False)  # see architectures.toml
+    block_if: dict = field(default_factory=dict, hash=False, compare=False)  # block -> config field that must be true
+    ff_dim_field: str = ""  # config field of the dense MLP width before LFM2's auto adjustment (block_ff_dim)
 
 
 @lru_cache(maxsize=1)
@@ -426,12 +428,14 @@ def family_of(cfg: dict) -> Family:
                   dict(merged.get("defaults", {})),
                   merged.get("shared_mlp_width", ""), merged.get("router_dtype", ""),
                   merged.get("router_dtype_field", ""), tuple(merged.get("sequence_parallel_moe", ())),
-                  dict(merged.get("sequence_parallel_residual", {})))
+                  dict(merged.get("sequence_parallel_residual", {})), dict(merged.get("block_if", {})),
+                  merged.get("ff_dim_field", ""))
 
 
 #: Per-layer list entries (transformers 5 names, with the legacy ones it remaps) and the block each means.
 MIXER_KINDS = {"full_attention": "attention", "attention": "attention", "sliding_attention": "attention",
-               "chunked_attention": "attention", "linear_attention": None, "mamba": None}
+               "chunked_attention": "attention", "linear_attention": None, "mamba": None,
+               "conv": "short_conv"}  # LFM2's short-convolution layers
 WHOLE_LAYER_KINDS = {**MIXER_KINDS, "mlp": "mlp", "moe": "moe"}
 #: hybrid_override_pattern characters (Nemotron-H): Mamba, attention, MLP, MoE.
 PATTERN_CHARS = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
@@ -573,11 +577,19 @@ def _layer_blocks(cfg: dict, name: str, layers: int, family: Family, moe_mask: t
     return tuple(blocks)
 
 
+#: Blocks that belong to an attention block's q/k/v (its TP-spanning norms and gathers): a layer
+#: whose mixer is not attention (a Gated DeltaNet layer of OLMo hybrid) has none of them.
+ATTENTION_ADJUNCTS = ("qk_norm_tp", "qk_all_gather", "qkv_all_gather")
+
+
 def _resolve(blocks: tuple[str, ...], ffn: str, mixer: str) -> tuple[str, ...]:
     """A family's block list for one layer: `ffn` -> mlp or moe, `moe_if_any` -> moe or nothing,
-    `mlp_if_moe` -> mlp in an MoE layer or nothing, `attention` -> the layer's mixer."""
+    `mlp_if_moe` -> mlp in an MoE layer or nothing, `attention` -> the layer's mixer (and the
+    ATTENTION_ADJUNCTS only where that is attention)."""
     out = []
     for b in blocks:
+        if b in ATTENTION_ADJUNCTS and mixer != "attention":
+            continue
         if b == "ffn":
             out.append(ffn)
         elif b == "moe_if_any":
@@ -634,7 +646,7 @@ def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> dict:
         in_proj_qkvz h (2 nk dk + 2 nv dv) + in_proj_ba h 2 nv + conv (2 nk dk + nv dv) K + 2 nv
         + norm dv + out_proj nv dv h; state (2 nk dk + nv dv)(K - 1) + nv dk dv
     """
-    kinds = {b for layer in blocks for b in layer} & {"mamba", "mamba2", "gated_deltanet"}
+    kinds = {b for layer in blocks for b in layer} & {"mamba", "mamba2", "gated_deltanet", "short_conv"}
     cache = str(cfg.get("mamba_ssm_cache_dtype") or act).replace("torch.", "")
     state_bytes = DTYPE_BYTES.get(cache, DTYPE_BYTES[act])
     params, state, sizes = {}, {}, {}
@@ -663,6 +675,10 @@ def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> dict:
         params["gated_deltanet"] = hidden * (2 * nk * dk + 2 * nv * dv) + hidden * 2 * nv + (2 * nk * dk + nv * dv) * k \
             + 2 * nv + dv + nv * dv * hidden
         state["gated_deltanet"] = ((2 * nk * dk + nv * dv) * (k - 1) + nv * dk * dv) * state_bytes
+    if "short_conv" in kinds:  # layers/mamba/short_conv.py: in_proj d -> 3 d, conv d x L, out_proj d -> d
+        d, k = w("conv_dim", default=hidden), w("conv_L_cache", default=3)
+        params["short_conv"] = 3 * d * d + d * k + d * d
+        state["short_conv"] = d * (k - 1) * state_bytes
     return {"mixer_params": params, "state_bytes_per_seq": state, **sizes}
 
 
@@ -704,9 +720,13 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     # GPT-2 / BLOOM / GPT-J leave the MLP width out: 4 x hidden (their config classes' default)
     dense_inter = _whole(cfg, name, "intermediate_size_mlp", "intermediate_size",
                          default=family.mlp_width_per_hidden * hidden)
+    if family.ff_dim_field:  # LFM2: the MLP width from block_ff_dim (lfm2.py Lfm2MLP)
+        dense_inter = _lfm2_ff_dim(cfg, _whole(cfg, name, family.ff_dim_field))
 
     moe_mask = _moe_mask(cfg, name, layers, num_experts)
     blocks = _layer_blocks(cfg, name, layers, family, moe_mask)
+    off = {b for b, key in family.block_if.items() if not cfg.get(key)}  # blocks the config turns off (Molmo)
+    blocks = tuple(tuple(b for b in layer if b not in off) for layer in blocks) if off else blocks
     widths = list(per_layer.get("intermediate_size", [dense_inter] * layers)) if "intermediate_size_mlp" not in cfg \
         else [dense_inter] * layers
     if family.shared_mlp_width:  # a shared expert's dense MLP in the MoE layers (`mlp_if_moe`)
@@ -766,6 +786,18 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         **mixers,
     )
     return card
+
+
+def _lfm2_ff_dim(cfg: dict, ff_dim: int) -> int:
+    """vllm/model_executor/models/lfm2.py Lfm2MLP: with block_auto_adjust_ff_dim, int(2 ff / 3),
+    times block_ffn_dim_multiplier (if any), rounded up to a multiple of block_multiple_of."""
+    if not cfg.get("block_auto_adjust_ff_dim"):
+        return ff_dim
+    ff_dim = int(2 * ff_dim / 3)
+    if cfg.get("block_ffn_dim_multiplier") is not None:
+        ff_dim = int(float(cfg["block_ffn_dim_multiplier"]) * ff_dim)
+    multiple = int(cfg.get("block_multiple_of") or 256)
+    return multiple * ((ff_dim + multiple - 1) // multiple)
 
 
 def _sp_residual(family: Family, moe_mask: tuple) -> dict:

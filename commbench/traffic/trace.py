@@ -58,6 +58,18 @@ MOE_KERNEL_HIDDEN_ALIGN = {"triton": 1, "marlin": 256, "flashinfer-trtllm": 256,
 #: How expert-parallel MoE layers move tokens (VLLM_ALL2ALL_BACKEND; patterns/ep.toml).
 ALL2ALL_BACKENDS = {"allgather_reducescatter": "all2all_allgather", "all_to_all": "all2all_kernels"}
 
+def _ep_dispatch_note(plan: ParallelPlan, engine: EngineOptions) -> list[str]:
+    """The current release's all-gather dispatch carries what the MoE kernel takes: a monolithic
+    kernel the router logits (MoEPrepareAndFinalizeNaiveDPEPMonolithic), a modular one the top-k
+    weights and ids (MoEPrepareAndFinalizeNaiveDPEPModular -> AgRsAll2AllManager.dispatch); which
+    one vLLM picks depends on the GPU and the weights' format, so the trace says which it shows."""
+    if plan.dp > 1 and engine.name == "vllm-v2" and ALL2ALL_BACKENDS[engine.all2all] == "all2all_allgather":
+        return ["vllm-v2 EP dispatch traced with the router logits (monolithic MoE kernels); a modular kernel "
+                "(vllm/model_executor/layers/fused_moe/prepare_finalize/naive_dp_ep.py) gathers top-k weights "
+                "(float32) and ids (int32), [tokens, top_k] each, instead"]
+    return []
+
+
 #: vLLM's default ceiling on CUDA-graph capture sizes: min(2 x max_num_seqs, 512) with
 #: max_num_seqs >= 256 (vllm/config/scheduler.py in 0.11.0; vllm/config/vllm.py now, 1024 on SM 10.x).
 DEFAULT_MAX_CAPTURE_SIZE = 512
@@ -466,7 +478,7 @@ class Trace:
     @property
     def warnings(self) -> list[str]:
         """What the trace could not derive exactly (from the model card), said in every output."""
-        return [*self.plan.model.warnings, *self.engine_notes]
+        return [*self.plan.model.warnings, *self.engine_notes, *_ep_dispatch_note(self.plan, self.engine)]
 
     def ops_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.ops_records())
