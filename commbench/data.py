@@ -53,6 +53,8 @@ def read_toml(path, kind: str) -> dict:
         raise CommbenchError(f"{kind} file {str(path)!r} is not readable text ({type(exc).__name__})") from None
     except tomllib.TOMLDecodeError as exc:
         raise CommbenchError(f"{kind} file {str(path)!r} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise CommbenchError(f"{kind} file {str(path)!r} is not valid TOML: nested deeper than the reader goes") from None
 
 
 def number(value, what: str, minimum: float = 0.0, inclusive: bool = False) -> float:

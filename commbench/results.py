@@ -62,10 +62,16 @@ def environment_metadata(**extra) -> dict:
 
 def check_output_path(path: str | Path, formats=FORMATS) -> Path:
     """A known format whose folder can be written, checked before any work (a sweep's results are
-    not lost to an unwritable --out at its end); one-line errors naming the path."""
+    not lost to an unwritable --out at its end); one-line errors naming the path. A CSV's
+    metadata sidecar (`<file>.meta.json`) must be writable too."""
+    if not str(path).strip():
+        raise CommbenchError(f"an empty output path names no file; give one like results{formats[0]}")
     path = Path(path)
     if path.suffix not in formats:
         raise CommbenchError(f"unknown output format {path.suffix or path.name!r}; valid: {', '.join(formats)}")
+    for target in (path, path.with_name(path.name + ".meta.json")) if path.suffix == ".csv" else (path,):
+        if target.is_dir():
+            raise CommbenchError(f"cannot write {str(target)!r}: it is a folder")
     check_writable(path)
     return path
 
@@ -73,12 +79,35 @@ def check_output_path(path: str | Path, formats=FORMATS) -> Path:
 def check_writable(path: str | Path) -> None:
     """Raise a one-line error unless a file can be created beside `path` (its folder made if missing)."""
     folder = Path(path).parent
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise CommbenchError(f"cannot write {str(path)!r}: {str(blocker)!r} is not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
         raise CommbenchError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def check_writable_folder(folder: str | Path) -> Path:
+    """Raise a one-line error unless files can be written in `folder`, checked before any work and
+    without making it: a temporary folder is made and removed in its nearest existing ancestor."""
+    if not str(folder).strip():
+        raise CommbenchError("an empty output folder names no folder; give one like reports/my-run")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CommbenchError(f"cannot write folder {str(folder)!r}: it is a file")
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    try:
+        if not ancestor.is_dir():
+            raise NotADirectoryError(20, f"{str(ancestor)!r} is not a folder")
+        tempfile.TemporaryDirectory(dir=ancestor).cleanup()
+    except OSError as exc:
+        raise CommbenchError(f"cannot write folder {str(folder)!r}: {exc.strerror or exc}") from None
+    return folder
 
 
 def atomic_write(path: Path, write) -> None:
@@ -144,7 +173,8 @@ def load_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
     path = Path(path)
     if not path.is_file():
         raise CommbenchError(f"cannot read results file {str(path)!r}: no such file")
-    check_output_path(path)
+    if path.suffix not in FORMATS:  # read where it lies: a read-only folder of results is fine
+        raise CommbenchError(f"unknown results format {path.suffix or path.name!r}; valid: {', '.join(FORMATS)}")
     try:
         if path.suffix == ".csv":
             meta_path = path.with_name(path.name + ".meta.json")
@@ -160,6 +190,9 @@ def load_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
         return table.to_pandas(), json.loads(raw)
     except (ValueError, KeyError, OSError) as exc:
         raise CommbenchError(f"cannot read results file {str(path)!r}: {exc}") from None
+    except RecursionError:
+        raise CommbenchError(f"cannot read results file {str(path)!r}: nested deeper than {sys.getrecursionlimit()} "
+                             "levels; not a commbench table") from None
 
 
 def host_memory_bytes() -> float:

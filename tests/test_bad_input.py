@@ -51,6 +51,31 @@ CASES = [
     (lambda t: ("sweep", "all_gather", "-o", "max"), "-o max applies to all_reduce and reduce_scatter"),
     (lambda t: ("sweep", "all_reduce", "--timing", "c-loop"), "--timing c-loop is the mpi backend's compiled loop"),
     (lambda t: ("sweep", "broadcast", "--backend", "mpi", "--timing", "c-loop"), "--timing c-loop times all_reduce, all_gather"),
+    # issue 24: values that tracebacked or were accepted; each refused before any rank starts
+    *[(lambda t, v=v: ("sweep", "all_reduce", "--timeout", v),
+       f"commbench: error: --timeout {v} must be a number of seconds above 0 and at most 86,400 (a day)")
+      for v in ("nan", "inf", "0", "-1")],
+    (lambda t: ("sweep", "all_reduce", "-b", "3", "-e", "3"),
+     "commbench: error: -b 3 -e 3 holds no whole float32 element (4 B): -e must be at least 4"),
+    (lambda t: ("sweep", "all_reduce", "--iters", "0"), "commbench: error: --iters 0 must be >= 1"),
+    (lambda t: ("sweep", "all_reduce", "--ranks", "1"), "commbench: error: --ranks 1 must be >= 2"),
+    (lambda t: ("fabric", "validate", "--expect", "1gbit", "--iters", "0"), "commbench: error: --iters 0 must be >= 1"),
+    (lambda t: ("fabric", "validate", "--expect", "1gbit", "--ranks", "1"), "commbench: error: --ranks 1 must be >= 2"),
+    (lambda t: ("fabric", "validate", "--expect", "1gbit", "--timeout", "nan"), "--timeout nan must be a number of seconds"),
+    (lambda t: ("trace", "debug-tiny", "--replay", "--timeout", "0"), "--timeout 0 must be a number of seconds above 0"),
+    (lambda t: ("trace", _file(t, "deep.json", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")),
+     "its JSON is nested deeper than the interpreter's recursion limit; a config.json is an object of fields"),
+    (lambda t: ("predict", "gpt-oss-120b", "--fabric", _file(t, "deep.toml", "a = " + "[" * 5000 + "]" * 5000)),
+     "is not valid TOML: nested deeper than the reader goes"),
+    # head counts that do not fit together (llama-3.1-8b: 32 heads, 8 KV heads)
+    (lambda t: ("trace", _config(t, num_key_value_heads=64)),
+     ": num_key_value_heads = 64 exceeds num_attention_heads = 32; each KV head "
+     "serves a whole group of query heads"),
+    (lambda t: ("trace", _config(t, num_key_value_heads=5)),
+     "num_attention_heads = 32 is not a multiple of num_key_value_heads = 5 (grouped-query attention)"),
+    (lambda t: ("predict", _config(t, num_key_value_heads=0), "--batch", "1"),
+     "num_key_value_heads = 0 names no KV head; leave it out for as many as the 32 attention heads"),
+    (lambda t: ("trace", _config(t, num_attention_heads=0)), "num_attention_heads = 0 must be a whole number in 1..16384"),
 ]
 
 

@@ -43,20 +43,35 @@ def detect(env: dict | None = None) -> Launch | None:
     for size_var, rank_var, local_var in (("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"),
                                           ("PMI_SIZE", "PMI_RANK", "MPI_LOCALRANKID")):
         if size_var in env:
-            return Launch("mpi", "mpiexec", _int(env, rank_var) if rank_var in env else 0, _int(env, size_var),
-                          _int(env, local_var) if local_var in env else 0)
+            if rank_var not in env:  # a stray variable, not a launcher: MPI_Init would make a 1-rank world
+                raise CommbenchError(f"{size_var}={env[size_var]} is set but {rank_var} is not: this process was not "
+                                     f"started by mpiexec (unset {size_var}, or start every rank with mpiexec)")
+            return _checked(Launch("mpi", "mpiexec", _int(env, rank_var), _int(env, size_var),
+                                   _int(env, local_var) if local_var in env else 0), rank_var, size_var)
     if "RANK" in env and "WORLD_SIZE" in env:
-        return Launch("torch", "torchrun", _int(env, "RANK"), _int(env, "WORLD_SIZE"),
-                      _int(env, "LOCAL_RANK") if "LOCAL_RANK" in env else 0)
+        return _checked(Launch("torch", "torchrun", _int(env, "RANK"), _int(env, "WORLD_SIZE"),
+                               _int(env, "LOCAL_RANK") if "LOCAL_RANK" in env else 0), "RANK", "WORLD_SIZE")
     if "SLURM_PROCID" in env and "SLURM_NTASKS" in env and _int(env, "SLURM_NTASKS") > 1:
-        return Launch("torch", "srun", _int(env, "SLURM_PROCID"), _int(env, "SLURM_NTASKS"),
-                      _int(env, "SLURM_LOCALID") if "SLURM_LOCALID" in env else 0)
+        return _checked(Launch("torch", "srun", _int(env, "SLURM_PROCID"), _int(env, "SLURM_NTASKS"),
+                               _int(env, "SLURM_LOCALID") if "SLURM_LOCALID" in env else 0), "SLURM_PROCID", "SLURM_NTASKS")
     if "PMIX_RANK" in env:  # a PMIx launcher without Open MPI's variables (prun, a PMIx-enabled scheduler):
         # the world size lives in the PMIx server, so the world is joined through MPI (MPI_Init asks it)
         return Launch("mpi", "pmix", _int(env, "PMIX_RANK"), 0, _int(env, "PMIX_LOCAL_RANK") if "PMIX_LOCAL_RANK" in env else 0)
     if "WORLD_SIZE" in env and "RANK" not in env:
         raise CommbenchError("WORLD_SIZE is set but RANK is not: start every rank with torchrun (or set both)")
     return None
+
+
+def _checked(launch: Launch, rank_var: str, size_var: str) -> Launch:
+    """A launcher's world as its variables describe it, refused where no collective can run in it:
+    fewer than 2 ranks (a 1-rank world measures no fabric), or a rank outside 0..size-1."""
+    if launch.size < 2:
+        raise CommbenchError(f"{size_var}={launch.size}: the launcher describes a {launch.size}-rank world; a collective "
+                             "needs at least 2 ranks (torchrun --nproc-per-node 2, mpiexec -n 2)")
+    if not 0 <= launch.rank < launch.size:
+        raise CommbenchError(f"{rank_var}={launch.rank} is outside the {size_var}={launch.size} world (ranks 0.."
+                             f"{launch.size - 1})")
+    return launch
 
 
 def first_slurm_host(nodelist: str) -> str:

@@ -14,6 +14,7 @@ start (commbench.measure.timing.harness_floor); near_floor marks rows within 2x 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,9 @@ from commbench.measure.timing import NEAR_FLOOR, TARGET_CI, harness_floor, sampl
 SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv",
                      "send_recv_bidir")
 TYPESIZE = 4  # float32, the default datatype
+MAX_SWEEP_SIZES = 10_000
+"""Most sizes one sweep takes: at up to a second of samples each (timing.BUDGET_S), 10,000 sizes is
+about three hours already."""
 REDUCING = ("all_reduce", "reduce_scatter")
 PLACED = ("all_reduce", "all_gather", "reduce_scatter")  # the collectives with an in-place and an out-of-place call
 
@@ -37,6 +41,13 @@ def sizes_between(min_bytes: int, max_bytes: int, factor: float = 2.0) -> list[i
         raise CommbenchError(f"need 0 < min-bytes <= max-bytes, got {min_bytes} and {max_bytes}")
     if not factor > 1:
         raise CommbenchError(f"the size step factor must be above 1, got {factor:g}")
+    if max_bytes < TYPESIZE:
+        raise CommbenchError(f"-b {min_bytes} -e {max_bytes} holds no whole float32 element ({TYPESIZE} B): -e must be "
+                             f"at least {TYPESIZE}")
+    steps = math.floor(math.log(max_bytes / max(TYPESIZE, min_bytes)) / math.log(factor)) + 1 if factor != math.inf else 1
+    if steps > MAX_SWEEP_SIZES:
+        raise CommbenchError(f"-f {factor} from {min_bytes:,} to {max_bytes:,} B is {steps:,} steps; a sweep takes at "
+                             f"most {MAX_SWEEP_SIZES:,} sizes (each measured for up to a second): use a larger -f")
     sizes, s = [], float(max(TYPESIZE, min_bytes))
     while s <= max_bytes:
         size = int(s) - int(s) % TYPESIZE

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from commbench import CommbenchError
 from commbench.data import data_dir, names_in, unknown_name_error
+from commbench.traffic.config_checks import check_counts, expert_note, model_type_note
+from commbench.traffic.limits import context_length
 
 #: Bytes per element of the activation / KV dtypes a card may name.
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "float8_e4m3fn": 1, "fp8_e4m3": 1,
@@ -100,6 +102,8 @@ class ModelCard:
     kv_cache_dtype: str = ""  # the engine's --kv-cache-dtype; "" = the activation dtype (vLLM's "auto")
     recipe: str = "checkpoint"  # which serving recipe set the weight bytes (commbench.predict.recipes)
     model_type: str = ""  # the config's HF model_type ("" when it names none)
+    context_length: int | None = None  # vLLM's derived max_model_len (traffic/limits.py); None: the config names none
+    context_field: str = ""  # the config field(s) it came from
     architectures: tuple = ()  # the config's `architectures` (the engine's registry resolves them: traffic/registry.py)
     family: str = "default"  # the architectures.toml family whose rules built the layers
     layer_blocks: tuple = ()  # per layer, its blocks in engine order, e.g. ("attention", "moe")
@@ -314,6 +318,9 @@ def load_model_card(name_or_path: str) -> ModelCard:
         raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CommbenchError(f"cannot read model config {str(path)!r}: {exc}") from None
+    except RecursionError:  # nesting deeper than the interpreter's recursion limit: no config is
+        raise CommbenchError(f"cannot read model config {str(path)!r}: its JSON is nested deeper than the "
+                             "interpreter's recursion limit; a config.json is an object of fields") from None
     if not isinstance(raw, dict):
         raise CommbenchError(f"model config {str(path)!r} is not a JSON object")
     name = path.stem if path.name != "config.json" else path.parent.name
@@ -716,6 +723,9 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         raise CommbenchError(f"model config {name!r} has {num_experts} experts but no 'num_experts_per_tok'")
     if k > num_experts:
         raise CommbenchError(f"model config {name!r}: num_experts_per_tok = {k} exceeds the {num_experts} experts")
+    check_counts(cfg, name, heads, kv_heads)  # fields that do not fit together (config_checks)
+    ffn_kinds_listed = bool(layer_list and {"mlp", "moe"} & set(map(str, layer_list[1])))
+    notes = [*notes, *model_type_note(cfg, _architectures()), *expert_note(cfg, num_experts, ffn_kinds_listed)]
     moe_inter = _whole(cfg, name, "moe_intermediate_size", "intermediate_size", default=0) if num_experts else 0
     # GPT-2 / BLOOM / GPT-J leave the MLP width out: 4 x hidden (their config classes' default)
     dense_inter = _whole(cfg, name, "intermediate_size_mlp", "intermediate_size",
@@ -770,6 +780,8 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         weight_bytes_per_param=wb,
         source=source,
         model_type=str(cfg.get("model_type") or ""),
+        context_length=(context_length(cfg) or (None, ""))[0],
+        context_field=(context_length(cfg) or (None, ""))[1],
         architectures=_architecture_names(raw, name),
         family=family.name,
         layer_blocks=blocks,

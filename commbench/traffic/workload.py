@@ -113,6 +113,11 @@ class Schedule:
 
 
 def build_schedule(w: Workload, token_budget: int | None = None) -> Schedule:
+    """The run's schedule; a run the engine would not run or this host could not walk is refused
+    first (commbench.traffic.limits.check_schedule)."""
+    from commbench.traffic.limits import check_schedule
+
+    check_schedule(w.batch, w.isl, w.osl, token_budget or w.token_budget)
     return _build_schedule(w.batch, w.isl, w.osl, token_budget or w.token_budget)
 
 
