@@ -72,9 +72,6 @@ class _Run:
     concluded: bool = False
     cycle: int = 0
 
-    def started(self) -> bool:
-        return self.header or bool(self.rows) or self.columns is not None
-
 
 def _header_settings(line: str) -> dict:
     found = dict(re.findall(r"(\w[\w ]*?):\s*(-?\d+)", line))
