@@ -741,3 +741,27 @@ def test_current_release_ep_dispatch_payload_is_said():
     assert any("router logits (monolithic MoE kernels)" in w for w in v2.warnings)
     _, v1 = decode_ops("gpt-oss-120b", mode="ep", batch=16, engine=EngineOptions("vllm-v1"))
     assert not any("monolithic" in w for w in v1.warnings)
+
+
+def test_qwen3_next_interval_other_than_four_is_said():
+    # vLLM 0.11.0 vllm/transformers_utils/configs/qwen3_next.py: layer_types default "(i + 1) % 4" whatever
+    # full_attention_interval says; the current release reads it (transformers Qwen3NextConfig)
+    raw = json.loads((CONFIGS / "qwen3_next_interval.json").read_text())
+    assert load_model_card(str(CONFIGS / "qwen3_next_interval.json")).warnings == ()
+    card = card_from_config({**raw, "full_attention_interval": 2}, "x")
+    assert any("full_attention_interval = 2" in w and "every 4 layers" in w for w in card.warnings)
+
+
+def test_ernie45_vl_text_experts_from_the_modality_pairs():
+    # ernie45_vl_moe.py Ernie4_5_VLMoeMoE: text tokens go through text_experts (moe_num_experts[0] experts of
+    # moe_intermediate_size[0]), summed with the shared experts, one all-reduce; MoE layers from the smallest
+    # moe_layer_start_index to the largest moe_layer_end_index (Ernie4_5_VLMoeDecoderLayer)
+    cfg = {"architectures": ["Ernie4_5_VLMoeForConditionalGeneration"], "model_type": "ernie4_5_moe_vl",
+           "hidden_size": 512, "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4,
+           "intermediate_size": 2048, "vocab_size": 10240, "moe_num_experts": [16, 16], "moe_k": 4,
+           "moe_intermediate_size": [256, 128], "moe_layer_start_index": [1, 2], "moe_layer_end_index": [4, 5]}
+    card = card_from_config(cfg, "ernie-vl")
+    assert (card.num_experts, card.moe_intermediate_size, card.experts_per_token) == (16, 256, 4)
+    assert card.moe_layer_mask == (False, True, True, True, True, True)
+    ops, _ = decode_ops(card)
+    assert ops["layer.moe"].calls == 5 and ops["layer.mlp.down_proj"].calls == 1 and all_reduces(ops) == 6 + 6 + 1

@@ -406,6 +406,7 @@ class Family:
     sequence_parallel_residual: dict = field(default_factory=dict, hash=False, compare=False)  # see architectures.toml
     block_if: dict = field(default_factory=dict, hash=False, compare=False)  # block -> config field that must be true
     ff_dim_field: str = ""  # config field of the dense MLP width before LFM2's auto adjustment (block_ff_dim)
+    text_first: tuple = ()  # fields a [text, vision] pair may give; the text entry is read
 
 
 @lru_cache(maxsize=1)
@@ -436,7 +437,7 @@ def family_of(cfg: dict) -> Family:
                   merged.get("shared_mlp_width", ""), merged.get("router_dtype", ""),
                   merged.get("router_dtype_field", ""), tuple(merged.get("sequence_parallel_moe", ())),
                   dict(merged.get("sequence_parallel_residual", {})), dict(merged.get("block_if", {})),
-                  merged.get("ff_dim_field", ""))
+                  merged.get("ff_dim_field", ""), tuple(merged.get("text_first", ())))
 
 
 #: Per-layer list entries (transformers 5 names, with the legacy ones it remaps) and the block each means.
@@ -521,16 +522,22 @@ def _moe_mask(cfg: dict, name: str, layers: int, num_experts: int) -> tuple[bool
     )
 
 
-def _collapse_per_layer(cfg: dict, name: str, layers: int) -> tuple[dict, dict, list]:
+def _collapse_per_layer(cfg: dict, name: str, layers: int, text_first: tuple = ()) -> tuple[dict, dict, list]:
     """(cfg with each PER_LAYER_FIELDS list made one value, the lists kept by field, warnings).
 
     A list must have num_hidden_layers whole numbers; a uniform one is its value, a varying one
     its largest entry (said in the warnings, except the dense MLP width, which the card keeps per
     layer). ERNIE-4.5-VL's [text, vision] moe_layer_start_index / moe_layer_end_index become their
     min / max (ernie45_vl_moe.py Ernie4_5_VLMoeDecoderLayer: MoE from the smallest start to the
-    largest end).
+    largest end); the family's `text_first` fields given as a [text, vision] pair take the text
+    entry (Ernie4_5_VLMoeMoE: text tokens go to text_experts, moe_num_experts[0] of
+    moe_intermediate_size[0]).
     """
     out, lists, notes = dict(cfg), {}, []
+    for key in text_first:
+        if isinstance(cfg.get(key), list) and len(cfg[key]) == 2 and layers != 2:
+            out[key] = cfg[key][0]
+    cfg = out
     for key, pick in (("moe_layer_start_index", min), ("moe_layer_end_index", max)):
         if isinstance(cfg.get(key), list) and cfg[key]:
             out[key] = pick(cfg[key])
@@ -709,9 +716,14 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     if family.unsupported:
         raise CommbenchError(f"model config {name!r}: model_type {cfg.get('model_type')!r} cannot be traced: {family.unsupported}")
     cfg = {**family.defaults, **{k: v for k, v in cfg.items() if v is not None}}  # the family class's defaults
+    interval = family.defaults.get("full_attention_interval")
+    interval_note = [f"full_attention_interval = {cfg['full_attention_interval']} is traced as the current release reads "
+                     f"it; vLLM 0.11.0's own Qwen3NextConfig places full attention every {interval} layers regardless"] \
+        if interval and cfg.get("full_attention_interval") != interval and not cfg.get("layer_types") else []
     layer_list = _layer_list(cfg, name)
     layers = _whole(cfg, name, "num_hidden_layers", default=len(layer_list[1]) if layer_list else None)
-    cfg, per_layer, notes = _collapse_per_layer(cfg, name, layers)
+    cfg, per_layer, notes = _collapse_per_layer(cfg, name, layers, family.text_first)
+    notes += interval_note
     hidden = _whole(cfg, name, "hidden_size")
     heads = _whole(cfg, name, "num_attention_heads")
     _whole(cfg, name, "vocab_size")
