@@ -13,6 +13,7 @@ from commbench import lazy_module
 
 pd = lazy_module("pandas")  # imported on first use
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from commbench import CommbenchError
@@ -129,11 +130,13 @@ def print_frame(frame, title: str = "", formats: dict | None = None) -> None:
     hidden = [c for c in names if c not in shown]
     caption = f"not shown at {console.width} columns: {', '.join(map(str, hidden))} (commbench --format tsv shows all)" \
         if hidden else None
-    table = Table(title=title, title_justify="left", header_style="bold", caption=caption, caption_justify="left")
+    # text from files and configs (names, saved error messages) is shown as it is, never read as rich markup
+    table = Table(title=escape(str(title)), title_justify="left", header_style="bold", caption=caption,
+                  caption_justify="left")
     for col in shown:
-        table.add_column(str(col), justify="right" if numeric[col] else "left", no_wrap=True, overflow="ignore")
+        table.add_column(escape(str(col)), justify="right" if numeric[col] else "left", no_wrap=True, overflow="ignore")
     for i in range(len(values[names[0]]) if names else 0):
-        table.add_row(*(cells[col][i] for col in shown))
+        table.add_row(*(escape(cells[col][i]) for col in shown))
     console.print(table)
 
 

@@ -13,7 +13,7 @@ pd = lazy_module("pandas")  # imported on first use
 
 from commbench import CommbenchError
 from commbench.cli.base import dumps, log_options, _records, console, main, print_frame
-from commbench.cli.measure import _check_embedded_memory, _measure, _parse_bytes
+from commbench.cli.measure import _check_embedded_memory, _check_sweep_options, _measure, _parse_bytes
 
 
 @main.group()
@@ -82,11 +82,12 @@ def fabric_fit(sweep_file, out, as_json):
       commbench fabric fit sweep.csv --out my-fabric.toml
     """
     from commbench.fabric import fabric_toml, load_fabric
-    from commbench.results import atomic_write
+    from commbench.results import atomic_write, check_output_path
 
-    if out:
+    if out is not None:
         if not out.endswith(".toml"):
             raise CommbenchError(f"--out {out!r}: a fitted fabric is saved as .toml")
+        check_output_path(out, (".toml",))  # a folder that cannot be written fails before the fit
     from commbench.fabric.trust import fit_notes
 
     model = load_fabric(sweep_file)
@@ -121,10 +122,12 @@ def fabric_infer(base, out):
     from commbench.predict.infer import infer_fabric, judge, predicted, unexplained_ms_per_step
     from commbench.fabric import CI_COLUMNS, fabric_toml, load_fabric
     from commbench.predict.published import review_rows
-    from commbench.results import atomic_write
+    from commbench.results import atomic_write, check_output_path
 
-    if out and not out.endswith(".toml"):
+    if out is not None and not out.endswith(".toml"):
         raise CommbenchError(f"--out {out!r}: a fabric profile is saved as .toml")
+    if out is not None:
+        check_output_path(out, (".toml",))
     base_fabric = load_fabric(base)
     with console.status("solving for the fabric the published rows imply"):
         model = infer_fabric(base)
@@ -185,7 +188,9 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
 
     link = parse_link(expect)
     check_sweep_choices(collective, backend)
-    if out:
+    if sweep_file is None:  # a run: its options are checked as the sweep's are, before any rank starts
+        _check_sweep_options(backend, "host", "blocking", ranks, iters, warmup, collective=collective, timeout_s=timeout_s)
+    if out is not None:
         check_output_path(out)
     env = dict(os.environ)
     if launcher_world() is None and backend == "gloo":
@@ -241,12 +246,14 @@ def _load_sweep(sweep_file: str):
 
 
 def _print_validation(found, findings, frame, partial_note: str, link, title: str) -> None:
+    from rich.markup import escape
+
     from commbench.fabric.validate import bands_frame, findings_frame
 
     if findings:
         print_frame(findings_frame(findings), "Preflight")
     if partial_note:
-        console.print(f"[yellow]warning:[/] {partial_note}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(partial_note)}", highlight=False)
     if frame is not None:
         print_frame(frame[[c for c in ("msg_bytes", "time_us_p50", "time_us_p99", "busbw_gbps", "wrong") if c in frame]],
                     title, {"msg_bytes": "{:,.0f}", "time_us_p50": "{:,.1f}", "time_us_p99": "{:,.1f}",

@@ -59,12 +59,28 @@ def _add_theory_columns(frame: pd.DataFrame, link_profile) -> None:
             theory_time_s(c, s, int(n), link_profile) * 1e6 for c, s, n in zip(frame.collective, frame.msg_bytes, frame.ranks)]
 
 
+LONG_RUN_S = 3600.0
+"""A run expected to take longer than this (an hour) says so before it starts."""
+
+
+def _say_if_long(rows: int, iters: int | None) -> None:
+    """A note on stderr, before any rank starts, when adaptive sampling (up to timing.BUDGET_S of
+    samples per row) could take over LONG_RUN_S."""
+    from commbench.measure.launcher import launcher_rank
+    from commbench.measure.timing import BUDGET_S
+
+    if iters is None and rows * BUDGET_S > LONG_RUN_S and launcher_rank()[0] == 0:
+        click.echo(f"note: {rows:,} rows at up to {BUDGET_S:g} s of samples each: this sweep may take about "
+                   f"{rows * BUDGET_S / 3600:.1f} hours (-b, -e and -f set the sizes; --iters N fixes the samples)", err=True)
+
+
 def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing="blocking", options=None, on_row=None,
              target_ci=0.03, dtype="float32", op="sum", placement="both"):
     """A sweep through _run_job."""
     from commbench.measure import sweep as sweep_module
 
     rows = len(sizes) * len(sweep_module.check_sweep_choices(collective, backend, dtype, op, placement))
+    _say_if_long(rows, iters)
     return _run_job(sweep_module.sweep_job(collective, sizes, iters, warmup, timing, target_ci, dtype, op, placement), rows,
                     f"{collective}: {len(sizes)} sizes on {backend}", backend, ranks, timeout_s,
                     lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", options, on_row)
@@ -92,10 +108,62 @@ def _streamer(link_profile, title: str):
     return stream
 
 
+MAX_TIMEOUT_S = 86_400.0
+"""Longest --timeout (a day): a peer silent that long is gone, and past 2^31 ms (24.8 days) the
+transports' 32-bit millisecond timeouts overflow."""
+RANKS_PER_CORE = 4
+"""Most embedded ranks per core of this host: the ranks share its cores, and past a few per core a
+blocking collective's time is mostly the scheduler's time slices (and the start-up alone takes minutes)."""
+RANK_MEMORY_BYTES = 256 * 2**20
+"""Memory one embedded rank takes before its buffers: an interpreter with torch loaded (220 MB
+resident measured here, Python 3.11, torch 2.x CPU)."""
+
+
+def check_world_options(backend: str, ranks: int, timeout_s: float | None, iters: int = 1, warmup: int = 0,
+                        what: str = "--ranks") -> None:
+    """One-line errors for the options of any run that starts a world (sweep, validate, replay),
+    before any rank starts: the counts, --timeout, the embedded world's ranks against this host's
+    cores and memory, and a GLOO_SOCKET_IFNAME that names no interface here."""
+    import os
+    import socket
+
+    from commbench.measure.launcher import detect
+
+    for option, value, least in ((what, ranks, 2), ("--iters", iters, 1), ("--warmup", warmup, 0)):
+        if value < least and option.startswith("--"):  # a plan's world size (replay) is the trace's to check
+            raise CommbenchError(f"{option} {value} must be >= {least}")
+    if timeout_s is not None and not (0 < timeout_s <= MAX_TIMEOUT_S):  # not (x > 0) also catches NaN
+        raise CommbenchError(f"--timeout {timeout_s:g} must be a number of seconds above 0 and at most "
+                             f"{MAX_TIMEOUT_S:,.0f} (a day)")
+    launch = detect()
+    if launch is None and backend in ("gloo", "mpi"):  # the embedded world: one process per rank on this host
+        from commbench.results import host_memory_bytes
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if ranks > RANKS_PER_CORE * cores:
+            raise CommbenchError(f"{what} {ranks}: the embedded world runs one process per rank on this host, at most "
+                                 f"{RANKS_PER_CORE} per core and it has {cores} cores ({RANKS_PER_CORE * cores} ranks); "
+                                 "run more ranks under a launcher (mpiexec, torchrun, srun) across hosts")
+        have = host_memory_bytes()
+        if ranks * RANK_MEMORY_BYTES > have:
+            raise CommbenchError(f"{what} {ranks} needs about {ranks * RANK_MEMORY_BYTES / 2**30:.1f} GiB for the ranks' "
+                                 f"processes ({RANK_MEMORY_BYTES / 2**20:.0f} MiB each); this host has "
+                                 f"{have / 2**30:.1f} GiB available")
+    names = os.environ.get("GLOO_SOCKET_IFNAME", "")
+    if backend == "gloo" and names:
+        here = sorted(name for _, name in socket.if_nameindex())
+        missing = [n for n in names.split(",") if n not in here]
+        if missing:
+            raise CommbenchError(f"GLOO_SOCKET_IFNAME={names}: no interface {', '.join(missing)} on this host; valid: "
+                                 f"{', '.join(here)}")
+
+
 def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int, iters: int, warmup: int,
-                         target_ci: float = 0.03, collective: str = "all_reduce") -> None:
+                         target_ci: float = 0.03, collective: str = "all_reduce", timeout_s: float | None = None) -> None:
     """One-line errors for the sweep's options, before any rank starts."""
     from commbench.measure.launcher import detect
+
+    check_world_options(backend, ranks, timeout_s, iters, warmup)
     if not 0 < target_ci < 1:  # not (x > 0) also catches NaN
         raise CommbenchError(f"--target-ci {target_ci:g} must be between 0 and 1 (a fraction of the p50, e.g. 0.03)")
     from commbench.measure.timing import TIMING_MODES
@@ -125,8 +193,6 @@ def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int
         from commbench.measure.cuda_graph import check_cuda_graph
 
         check_cuda_graph(backend)  # nccl/cupy on a CUDA device, else one line
-    if ranks < 2 or iters < 1 or warmup < 0:
-        raise CommbenchError(f"need ranks >= 2, iters >= 1, warmup >= 0; got {ranks}, {iters}, {warmup}")
 
 
 def _print_sweep(frame: pd.DataFrame, title: str) -> None:
@@ -227,9 +293,10 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
 
     placement, timing = placement or "both", "cuda-graph" if cuda_graph else timing
     check_sweep_choices(collective, backend, dtype, redop, placement)
-    _check_sweep_options(backend, mpi_buffers, timing, ranks, 1 if iters is None else iters, warmup, target_ci, collective)
+    _check_sweep_options(backend, mpi_buffers, timing, ranks, 1 if iters is None else iters, warmup, target_ci, collective,
+                         timeout_s)
     link_profile = parse_link(link) if link else None
-    if out:
+    if out is not None:
         check_output_path(out)
     sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes), factor)
     _check_embedded_memory(sizes[-1] if sizes else 0, ranks, backend)
@@ -308,7 +375,7 @@ def compute(model, mode, tp, pp, dp, stage, batch, prefill_tokens, context, iter
             raise CommbenchError(f"unknown --device {device!r}; valid: cpu, cuda, cuda:N")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise CommbenchError(f"--device {device} needs CUDA; this torch sees no GPU (use --device cpu)")
-    if out:
+    if out is not None:
         check_output_path(out)
     plan = ParallelPlan.for_mode(load_model_card(model), mode, tp=tp, pp=pp, dp=dp)
     if plan.dp > 1:

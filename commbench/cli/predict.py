@@ -85,7 +85,7 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
 
     modes, scenarios = parse_modes(mode), parse_scenarios(scenario)
     batches = _parse_csv_ints(batch, "--batch")
-    if out:
+    if out is not None:
         check_output_path(out)
     hw = resolve_hardware(hardware)
     fab = load_fabric(fabric or hw.fabric)
@@ -120,8 +120,10 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
         print_frame(pd.DataFrame(rows), "PP / TP output tok/s (above 1: PP ahead)")
     if not frame.fits_memory.all() and not as_json:
         bad = frame[~frame.fits_memory]
+        from rich.markup import escape
+
         console.print(f"[yellow]warning:[/] {len(bad)} rows need more than {hw.memory_gb:g} GB per rank (weights + KV): "
-                      f"{', '.join(f'{r.model} {r.mode} b{r.batch}' for r in bad.itertuples())[:300]}")
+                      + escape(f"{', '.join(f'{r.model} {r.mode} b{r.batch}' for r in bad.itertuples())[:300]}"))
 
 
 def _fabric_trust(fab) -> tuple[list[str], list[dict]]:
@@ -218,10 +220,12 @@ def accuracy(published_files, more_files, fabric, as_json, out, report_dir):
     from commbench.fabric import load_fabric
     from commbench.predict.hardware import load_hardware
     from commbench.predict.published import load_figures, shipped_figures
-    from commbench.results import check_output_path
+    from commbench.results import check_output_path, check_writable_folder
 
-    if out:
+    if out is not None:
         check_output_path(out)
+    if report_dir is not None:
+        check_writable_folder(report_dir)
     files = list(published_files) + list(more_files)
     notes: list[str] = []
     frames = [f for f in (load_figures(f, notes, skip_side_files=True) for f in files) if not f.empty]

@@ -46,6 +46,10 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
     for f in (*sweep_files, replay_file):
         if f and not Path(f).is_file():
             raise CommbenchError(f"file {f!r} not found")
+    from commbench.results import check_writable_folder
+
+    if out is not None:
+        check_writable_folder(out)  # an unwritable or empty --out fails before any work
     if model is None:
         target = Path(out or Path("reports") / Path(sweep_files[0]).stem)
         args = ["report", *[x for f in sweep_files for x in ("--sweep", f)]]
@@ -75,7 +79,7 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
                                 command_line(*args, "--out", target), warnings_out=cautions)
         for caution in cautions:
             click.echo(f"warning: {caution}", err=True)
-    console.print(f"wrote {path} and its plots in {path.parent}")
+    console.print(f"wrote {path} and its plots in {path.parent}", markup=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

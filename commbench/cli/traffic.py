@@ -9,6 +9,8 @@ from commbench import lazy_module
 pd = lazy_module("pandas")  # imported on first use
 
 from commbench import CommbenchError
+from rich.markup import escape
+
 from commbench.cli.base import (dumps, _records, _run_job, console, engine_options, main, plan_options, print_frame,
                                 workload_options)
 
@@ -107,12 +109,16 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
     from commbench.traffic.trace import ENGINES, EngineOptions, make_trace
     from commbench.traffic.workload import Workload
 
-    if csv_path:
+    if csv_path is not None:
         check_output_path(csv_path, (".csv",))
     engine_opts = EngineOptions(engine, cuda_graphs, moe_kernel=moe_kernel, all2all=all2all)
     card = load_model_card(model)
     plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp, dp=dp)
     workload = Workload.from_options(batch, scenario, isl, osl, token_budget)
+    from commbench.traffic.limits import check_workload
+    from commbench.traffic.trace import replica_workload
+
+    check_workload(card, replica_workload(plan, workload), plan.pp)  # context, concurrency, steps, memory: before output
     explicit = click.get_current_context().get_parameter_source("engine") != click.core.ParameterSource.DEFAULT
     result = make_trace(plan, workload, engine_opts, engine_explicit=explicit)  # refused or switched by the registry
     engine = result.engine.name
@@ -129,7 +135,7 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
         click.echo(dumps(result.to_dict()))
         return
     w = workload
-    console.print(f"[bold]{card.name}[/] {plan.describe()}  batch {w.batch}, {w.scenario} ISL {w.isl} / OSL {w.osl}, "
+    console.print(f"[bold]{escape(card.name)}[/] {plan.describe()}  batch {w.batch}, {w.scenario} ISL {w.isl} / OSL {w.osl}, "
                   f"token budget {w.token_budget}", highlight=False)
     default = "" if explicit else " (default)" if engine == "vllm-v1" else " (switched: see the warning)"
     console.print(f"engine {engine}{default}: {ENGINES[engine]}; {'CUDA graphs' if cuda_graphs else 'eager'}; "
@@ -162,10 +168,11 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
     phases = {"both": ("prefill", "decode"), "prefill": ("prefill",), "decode": ("decode",)}.get(phase)
     if phases is None:
         raise CommbenchError(f"unknown phase {phase!r}; valid: prefill, decode, both")
-    if iters < 1 or warmup < 0:
-        raise CommbenchError(f"need iters >= 1 and warmup >= 0; got {iters}, {warmup}")
+    from commbench.cli.measure import check_world_options
+
+    check_world_options(backend, result.plan.world_size, timeout_s, iters, warmup, what="world size")
     link_profile = parse_link(link)
-    if out:
+    if out is not None:
         check_output_path(out)
     calls, wire = replay_plan(result, link_profile, phases, backend, replay_dtype)
     plan = result.plan
