@@ -67,6 +67,12 @@ CASES = [
      "its JSON is nested deeper than the interpreter's recursion limit; a config.json is an object of fields"),
     (lambda t: ("predict", "gpt-oss-120b", "--fabric", _file(t, "deep.toml", "a = " + "[" * 5000 + "]" * 5000)),
      "is not valid TOML: nested deeper than the reader goes"),
+    (lambda t: ("fabric", "fit", _file(t, "deep-log.json", '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")),
+     "deep-log.json: unknown format; expected a commbench sweep table"),
+    (lambda t: ("predict", "gpt-oss-120b", "--published", _file(t, "deep-r.json", "[" * 100_000 + "]" * 100_000)),
+     "deep-r.json: nested deeper than the JSON reader goes; not a `vllm bench serve` result"),
+    (lambda t: ("trace", "debug-tiny", "--out", t / "r.csv"),
+     "saves the replay table: add --replay (the traced op rows: --csv FILE)"),
     # head counts that do not fit together (llama-3.1-8b: 32 heads, 8 KV heads)
     (lambda t: ("trace", _config(t, num_key_value_heads=64)),
      ": num_key_value_heads = 64 exceeds num_attention_heads = 32; each KV head "

@@ -200,7 +200,7 @@ def parse(text: str):
     """The JSON document, or None where the text is not one JSON object."""
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than the reader goes: not a nccl-tests document
         return None
     return doc if isinstance(doc, dict) else None
 
