@@ -1,6 +1,6 @@
 """The full predict grid: every shipped model x 2 modes x 8 batches x 3 scenarios (target: under 0.5 s; 0.46 s median measured on the 2-vCPU dev host)."""
 
-from commbench.predict.explain import predict_grid
+from commbench.predict.grid import predict_grid
 from commbench.fabric import load_fabric
 from commbench.predict.hardware import load_hardware
 from commbench.traffic.model_card import shipped_models

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from commbench.predict.explain import predict_grid
+from commbench.predict.grid import predict_grid
 from commbench.fabric import load_fabric
 from commbench.predict.hardware import load_hardware
 from tests.conftest import ROOT

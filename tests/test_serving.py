@@ -14,7 +14,7 @@ from commbench.traffic.plan import ParallelPlan
 from commbench.predict.published import review_rows
 from commbench.predict.recipes import Engine
 from commbench.predict.serving import decode_step, expert_coverage, expert_pick_probabilities
-from commbench.predict.explain import predict_grid
+from commbench.predict.grid import predict_grid
 
 PER_REQUEST_S = 7.4e-6  # vLLM's scheduler per request per step, measured (recipes.VLLM_HOST_PER_REQUEST_S)
 STEP_OVERHEAD_S = 2e-3 + PER_REQUEST_S  # vLLM's host step with one request (recipes.ENGINE_COSTS), CUDA graphs: no launches

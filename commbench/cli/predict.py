@@ -78,7 +78,8 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
       commbench predict llama-3.1-8b-instruct --published my-measurements.csv
     """
     from commbench.predict.hardware import resolve_hardware
-    from commbench.predict.explain import parse_modes, parse_scenarios, pp_over_tp, predict_grid
+    from commbench.predict.explain import pp_over_tp
+    from commbench.predict.grid import parse_modes, parse_scenarios, predict_grid
     from commbench.fabric import load_fabric
     from commbench.predict.published import load_figures
     from commbench.results import check_output_path

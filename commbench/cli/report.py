@@ -34,7 +34,7 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
       commbench report gpt-oss-120b --hardware dgx-spark
       commbench report --sweep results/sweep.csv --out reports/my-fabric
     """
-    from commbench.predict.explain import parse_scenarios
+    from commbench.predict.grid import parse_scenarios
     from commbench.report import command_line, model_report, sweep_report
 
     if model is None and not sweep_files:

@@ -107,7 +107,8 @@ def winner_agreement(table: pd.DataFrame) -> pd.DataFrame:
 
 def findings(fabric: FabricModel, hardware: str = "dgx-spark") -> pd.DataFrame:
     """The review's qualitative findings (docs/sources.md#calibration) checked on `fabric`, TP=2 vs PP=2, batches 1..128."""
-    from commbench.predict.explain import predict_grid, pp_over_tp
+    from commbench.predict.explain import pp_over_tp
+    from commbench.predict.grid import predict_grid
 
     hw = load_hardware(hardware)
     grid = predict_grid(["gpt-oss-120b", "llama-3.1-8b-instruct"], hw, fabric, ["tp", "pp"], list(BATCHES),

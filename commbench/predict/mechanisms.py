@@ -299,7 +299,7 @@ def explain_mechanisms(model: str, hw: HardwareProfile, fabric: FabricModel, bat
                        isl=None, osl=None) -> dict:
     """What `commbench explain` adds for the TP-PP question: the published curves beside the prediction,
     the mechanism table and closest combinations, the crossover; with their sentences."""
-    from commbench.predict.explain import published_for
+    from commbench.predict.grid import published_for
 
     w = Workload.from_options(batch, scenario, isl, osl)
     key = {"model": model, "batch": batch, "isl": w.isl, "osl": w.osl, "hardware": hw.name, "recipe": "checkpoint"}

@@ -8,7 +8,8 @@ import numpy as np
 
 from commbench.fabric import CI_COLUMNS, check_sweep_table, load_fabric
 from commbench.logs import read_sweep
-from commbench.predict.explain import explain, model_message_sizes, pp_over_tp, predict_grid, theory_ladder
+from commbench.predict.explain import explain, model_message_sizes, pp_over_tp, theory_ladder
+from commbench.predict.grid import predict_grid
 from commbench.predict.hardware import FLOP_EFFICIENCY
 from commbench.predict.serving import ROUTING_ZIPF_EXPONENT
 from commbench.report.common import _machine_table, _md_table, command_line
