@@ -18,7 +18,10 @@ LIMIT_S = 0.050
 def _cases():
     for model in [*shipped_models(), *CORPUS]:
         card = load_model_card(model)
-        for mode in ("tp", "pp", "ep") if card.is_moe else ("tp", "pp"):
+        for mode in ("tp", "ep") if card.is_moe else ("tp",):
+            yield pytest.param(model, mode, id=f"{Path(model).stem}-{mode}")
+        if not card.pp_unsupported:  # Gemma 3n: vLLM has no PP for it (refused)
+            mode = "pp"
             yield pytest.param(model, mode, id=f"{Path(model).stem}-{mode}")
 
 

@@ -765,3 +765,26 @@ def test_ernie45_vl_text_experts_from_the_modality_pairs():
     assert card.moe_layer_mask == (False, True, True, True, True, True)
     ops, _ = decode_ops(card)
     assert ops["layer.moe"].calls == 5 and ops["layer.mlp.down_proj"].calls == 1 and all_reduces(ops) == 6 + 6 + 1
+
+
+def test_gemma3n_laurel_altup_and_per_layer_inputs():
+    # gemma3n.py Gemma3nDecoderLayer: LAuReL linear_right (RowParallelLinear), o_proj and down_proj: 3 all-reduces
+    # per layer of [8, 2048]. Gemma3nSelfDecoder: per_layer_model_projection (gather_output=True) of
+    # [8, 6 x 256] and altup_num_inputs - 1 = 3 altup_projections gathered ([8, 2048] each); Gemma3nTextModel
+    # altup_unembed gathers 3 more; gemma3n_mm.py get_input_embeddings embeds the per-layer inputs each step
+    # (embed_tokens_per_layer, vocab-parallel: all-reduce of [8, 6 x 256]).
+    card = load_model_card(str(CONFIGS / "gemma3n.json"))
+    assert card.blocks_of(0) == ("laurel", "attention", "mlp") and card.layer_mlp_width == (8192,) * 6
+    ops, _ = decode_ops(card)
+    assert ops["layer.laurel.linear_right"].calls == ops["layer.attn.o_proj"].calls == ops["layer.mlp.down_proj"].calls == 6
+    assert ops["altup_projections"].calls == ops["altup_unembed_projections"].calls == 3
+    assert ops["altup_projections"].msg_bytes == 8 * 2048 * BF16
+    assert ops["embed_per_layer"].msg_bytes == ops["per_layer_projection"].msg_bytes == 8 * 6 * 256 * BF16
+    assert all_reduces(ops) == 3 * 6 + 1 + 1
+    # the text-only Gemma3nForCausalLM gets no per-layer embedding in its forward
+    raw = json.loads((CONFIGS / "gemma3n.json").read_text())
+    text_only, _ = decode_ops(card_from_config({**raw, "architectures": ["Gemma3nForCausalLM"]}, "g"))
+    assert "embed_per_layer" not in text_only and text_only["per_layer_projection"].calls == 1
+    # no SupportsPP in vLLM's Gemma 3n classes: refused in one line
+    with pytest.raises(CommbenchError, match=r"pp=2: gemma3n cannot be pipelined: vLLM's Gemma3nForCausalLM"):
+        ParallelPlan.for_mode(card, "pp")

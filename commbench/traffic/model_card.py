@@ -75,7 +75,7 @@ PER_LAYER_FIELDS = ("intermediate_size", "moe_intermediate_size", "num_experts_p
 
 #: The blocks a layer may hold (model_traces/architectures.toml explains each).
 BLOCKS = ("attention", "mamba", "mamba2", "gated_deltanet", "mlp", "moe", "parallel_attention_mlp", "qk_norm_tp",
-          "qk_all_gather", "qkv_all_gather", "short_conv")
+          "qk_all_gather", "qkv_all_gather", "short_conv", "laurel")
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,9 @@ class ModelCard:
     sp_residual_layers: tuple = ()  # per layer, whether it runs chunked (when the engine and plan allow)
     sp_residual_from_embedding: bool = False  # the model chunks right after the embedding
     sp_residual_exit: tuple = ()  # tensors all-gathered when leaving the chunked stream
+    per_layer_embed: bool = True  # per-layer inputs are embedded each step (vocab-parallel all-reduce), where it has them
+    altup_num_inputs: int = 0  # Gemma 3n's AltUp streams (altup_num_inputs - 1 projections gathered each way)
+    pp_unsupported: str = ""  # why the engine has no pipeline parallelism for this family ("" = it has)
     mixer_params: dict = field(default_factory=dict, hash=False, compare=False)  # per layer, by non-attention mixer
     state_bytes_per_seq: dict = field(default_factory=dict, hash=False, compare=False)  # recurrent state per layer
     warnings: tuple = ()  # what the card could not derive exactly, said in every output
@@ -407,6 +410,10 @@ class Family:
     block_if: dict = field(default_factory=dict, hash=False, compare=False)  # block -> config field that must be true
     ff_dim_field: str = ""  # config field of the dense MLP width before LFM2's auto adjustment (block_ff_dim)
     text_first: tuple = ()  # fields a [text, vision] pair may give; the text entry is read
+    per_layer_inputs: bool = False  # the family reads hidden_size_per_layer_input (Gemma 3n, Gemma 4)
+    per_layer_embed_archs: tuple = ()  # architectures that embed the per-layer inputs each step (all when empty)
+    altup: bool = False  # Gemma 3n's AltUp: read altup_num_inputs
+    pp_unsupported: str = ""  # the engine's model class has no pipeline parallelism (a reason)
 
 
 @lru_cache(maxsize=1)
@@ -437,7 +444,9 @@ def family_of(cfg: dict) -> Family:
                   merged.get("shared_mlp_width", ""), merged.get("router_dtype", ""),
                   merged.get("router_dtype_field", ""), tuple(merged.get("sequence_parallel_moe", ())),
                   dict(merged.get("sequence_parallel_residual", {})), dict(merged.get("block_if", {})),
-                  merged.get("ff_dim_field", ""), tuple(merged.get("text_first", ())))
+                  merged.get("ff_dim_field", ""), tuple(merged.get("text_first", ())),
+                  bool(merged.get("per_layer_inputs")), tuple(merged.get("per_layer_embed_archs", ())),
+                  bool(merged.get("altup")), merged.get("pp_unsupported", ""))
 
 
 #: Per-layer list entries (transformers 5 names, with the legacy ones it remaps) and the block each means.
@@ -689,6 +698,8 @@ def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> dict:
         params["gated_deltanet"] = hidden * (2 * nk * dk + 2 * nv * dv) + hidden * 2 * nv + (2 * nk * dk + nv * dv) * k \
             + 2 * nv + dv + nv * dv * hidden
         state["gated_deltanet"] = ((2 * nk * dk + nv * dv) * (k - 1) + nv * dk * dv) * state_bytes
+    if any("laurel" in layer for layer in blocks):  # gemma3n.py Gemma3nLaurelBlock: hidden -> rank -> hidden
+        params["laurel"] = 2 * hidden * w("laurel_rank", default=64)
     if "short_conv" in kinds:  # layers/mamba/short_conv.py: in_proj d -> 3 d, conv d x L, out_proj d -> d
         d, k = w("conv_dim", default=hidden), w("conv_L_cache", default=3)
         params["short_conv"] = 3 * d * d + d * k + d * d
@@ -761,7 +772,8 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         raise CommbenchError(f"model config {name!r} has MoE layers but no expert count (num_experts / n_routed_experts)")
     if any("mlp" in b for b in blocks) and not dense_inter and not cfg.get("block_configs"):
         raise CommbenchError(f"model config {name!r} is missing required field 'intermediate_size'")
-    ple = _whole(cfg, name, "hidden_size_per_layer_input", default=0, minimum=0) if "per_layer_inputs" in family.boundary else 0
+    ple = _whole(cfg, name, "hidden_size_per_layer_input", default=0, minimum=0) \
+        if family.per_layer_inputs or "per_layer_inputs" in family.boundary else 0
     window = _whole(cfg, name, "sliding_window", default=0) or None
     layer_types = cfg.get("layer_types")
     if isinstance(layer_types, list) and len(layer_types) == layers:
@@ -801,6 +813,10 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         # a tensor a family may send is sent only where the config has it (Gemma 4 without per-layer inputs)
         boundary_tensors=tuple(t for t in family.boundary if t != "per_layer_inputs" or ple),
         per_layer_input_size=ple,
+        per_layer_embed=not family.per_layer_embed_archs or bool(set(family.per_layer_embed_archs) & set(
+            map(str, raw.get("architectures") or ()))),
+        altup_num_inputs=_whole(cfg, name, "altup_num_inputs", default=4) if family.altup else 0,
+        pp_unsupported=family.pp_unsupported,
         gated_mlp=family.gated_mlp,
         mamba_gated_norm=bool(cfg.get("mamba_rms_norm", True)),
         router_dtype=_router_dtype(cfg, name, family),

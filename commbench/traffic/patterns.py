@@ -35,6 +35,7 @@ class Site:
     per_tensor: bool = False  # per_boundary: once per boundary tensor of the model card
     cpu_group: bool = False  # carried by the CPU (gloo) group, not the device communicator
     engines: tuple[str, ...] = ()  # engine generations that make the call (all when empty)
+    times: str = ""  # a named count of calls at this point (commbench.traffic.trace._times); "" = one
     source: str = ""
 
 

@@ -72,6 +72,8 @@ class ParallelPlan:
             raise CommbenchError(f"tp, pp and dp must be >= 1, got tp={self.tp} pp={self.pp} dp={self.dp}")
         if self.dp > 1 and not m.is_moe:
             raise CommbenchError(f"mode ep (dp={self.dp}) needs an MoE model; {m.name} is dense: use mode tp or pp")
+        if self.pp > 1 and m.pp_unsupported:
+            raise CommbenchError(f"pp={self.pp}: {m.name} cannot be pipelined: {m.pp_unsupported}; use mode tp")
         if self.dp > 1 and self.pp > 1:
             raise CommbenchError(f"dp={self.dp} with pp={self.pp} is not modelled; use dp with tp only")
         if m.mamba_n_groups > 1 and m.mamba_n_groups % self.tp:

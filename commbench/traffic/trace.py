@@ -222,6 +222,7 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None, tok
         "moe_tokens": -(-tokens // plan.tp) if sp.sequence_parallel_moe(plan, _engine(engine).name) else tokens,
         "sampled": step.sampled,
         "hidden": m.hidden_size,
+        "hidden_per_tp": m.hidden_size // plan.tp,
         "moe_hidden": moe_hidden,
         "mamba_x_proj": m.mamba_x_proj_width,
         "vocab_per_tp": plan.padded_vocab // plan.tp,
@@ -250,11 +251,19 @@ _WHEN = {
     "": lambda plan, engine, layer: True,
     "mamba_single_group": lambda plan, engine, layer: plan.model.mamba_n_groups == 1 and plan.model.mamba_gated_norm,
     "per_layer_inputs": lambda plan, engine, layer: plan.model.per_layer_input_size > 0,
+    "per_layer_embed": lambda plan, engine, layer: plan.model.per_layer_input_size > 0 and plan.model.per_layer_embed,
+    "altup": lambda plan, engine, layer: plan.model.altup_num_inputs > 1,
     "all2all_allgather": lambda plan, engine, layer: ALL2ALL_BACKENDS[_engine(engine).all2all] == "all2all_allgather",
     "all2all_kernels": lambda plan, engine, layer: ALL2ALL_BACKENDS[_engine(engine).all2all] == "all2all_kernels",
     **{name: (lambda rule: lambda plan, engine, layer: rule(plan, _engine(engine).name, layer))(rule)
        for name, rule in sp.RULES.items()},
 }
+
+
+def _times(site: Site, m: ModelCard) -> int:
+    """Calls a site makes at its point of the forward: 1, or the count its `times` names
+    (altup_extra: Gemma 3n's altup_num_inputs - 1 gathered projections)."""
+    return {"": 1, "altup_extra": max(0, m.altup_num_inputs - 1)}[site.times]
 
 
 def _engine(engine: EngineOptions | None) -> EngineOptions:
@@ -326,7 +335,7 @@ def _slots(plan: ParallelPlan, engine: EngineOptions | None) -> tuple[_Slot, ...
                 for site in tp_sites:
                     if _issues(site, plan, stage, layer, block, engine):
                         slots += [_Slot(site.name, site, "collective", "tp", tuple(plan.ranks_of_stage(stage, r)),
-                                        plan.tp, stage, r) for r in range(plan.dp)]
+                                        plan.tp, stage, r) for r in range(plan.dp)] * _times(site, m)
         if stage == plan.pp - 1:
             continue
         group, dst = tuple(plan.ranks_of_stage(stage)), tuple(plan.ranks_of_stage(stage + 1))
