@@ -58,3 +58,41 @@ def corrupt_job(rank: int, collective: str, sizes, iters: int = 2, warmup: int =
                 op: str = "sum", placement: str = "both"):
     """A sweep job whose correctness check on `rank` always sees one wrong element."""
     return functools.partial(_corrupt_job, rank, collective, tuple(sizes), iters, warmup, dtype, op, placement)
+
+
+def _corrupt_replay(rank, calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
+    from commbench.measure.replay import _replay
+
+    return _replay(calls_by_phase, iters, warmup, wire, world_size, Corrupting(backend, rank), on_row)
+
+
+def corrupt_replay_job(rank: int):
+    """A replay_job factory (same signature) whose correctness check on `rank` sees one wrong element per call."""
+    def factory(calls_by_phase, iters, warmup, wire, world_size):
+        return functools.partial(_corrupt_replay, rank, calls_by_phase, iters, warmup, wire, world_size)
+    return factory
+
+
+def _die_when_done(rank, job, backend, on_row):
+    """Run `job`; then `rank` waits until rank 0 has handed over the whole table (the embedded MPI
+    world's result file) and kills itself with SIGKILL: a rank dying after the run is complete."""
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    frame = job(backend, on_row)
+    if backend.rank == rank:
+        result = Path(os.environ["COMMBENCH_WORLD_DIR"], "result.pkl")
+
+        def die():
+            while not result.exists():
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=die, daemon=True).start()
+    return frame
+
+
+def die_when_done(rank: int, job):
+    return functools.partial(_die_when_done, rank, job)

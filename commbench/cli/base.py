@@ -37,7 +37,7 @@ class CommbenchGroup(click.Group):
 
         reset_stop()
         try:
-            with stop_signals():
+            with stop_signals(ignore_after_stop=True):
                 return super().invoke(ctx)
         except Stopped as stop:
             click.echo(f"commbench: stopped by {stop}", err=True)
@@ -295,3 +295,18 @@ def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, t
 
     with progress:
         return run_job(job, backend, ranks, timeout_s, finished, options, how_to_launch)
+
+
+def save_partial(failure, out: str | None, meta: dict, rename: dict | None = None):
+    """The rows a failed or stopped run finished (WorldFailed.rows), saved to --out with complete:
+    false and the error in the metadata (the same for sweep, replay and validate); the frame, or
+    None when no row finished."""
+    from commbench.results import environment_metadata, save_table
+
+    if not failure.rows:
+        return None
+    partial = pd.DataFrame(failure.rows).rename(columns=rename or {})
+    if out:
+        save_table(partial, out, environment_metadata(**meta, launcher=failure.launcher, complete=False,
+                                                      error=str(failure)))
+    return partial

@@ -71,7 +71,9 @@ def fabric_links(ranks, msg_bytes):
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Save the fit as a fabric profile (.toml) for predict --fabric.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"rows\": [...]} as JSON.")
-def fabric_fit(sweep_file, out, as_json):
+@click.option("--allow-wrong", is_flag=True, help="Fit rows with wrong > 0 too (refused by default: their times "
+              "measure a broken transfer).")
+def fabric_fit(sweep_file, out, as_json, allow_wrong):
     """Fit t(S) = alpha + S / beta per collective of a saved sweep, with 95% confidence intervals.
 
     A second segment is kept where a protocol switch shows (a split that more than halves the
@@ -90,7 +92,7 @@ def fabric_fit(sweep_file, out, as_json):
         check_output_path(out, (".toml",))  # a folder that cannot be written fails before the fit
     from commbench.fabric.trust import fit_notes
 
-    model = load_fabric(sweep_file)
+    model = load_fabric(sweep_file, allow_wrong)
     frame = model.to_frame()
     frame = frame[frame.collective != "any"].reset_index(drop=True)
     for note in fit_notes(model):
@@ -167,8 +169,10 @@ def fabric_infer(base, out):
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per collective.")
 @click.option("--json", "as_json", is_flag=True, help="Print {verdict, preflight, bands, rows} as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Save the sweep with the verdict in its metadata.")
+@click.option("--allow-wrong", is_flag=True, help="Judge a saved sweep (--sweep) even where rows have wrong > 0 "
+              "(refused by default: their times measure a broken transfer).")
 def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_bytes, ranks, iters, warmup, timeout_s,
-                    as_json, out):
+                    as_json, out, allow_wrong):
     """Preflight the environment, sweep, and judge each size band against the expected link.
 
     Exit status: 0 pass, 1 fail, 2 bad input. Run it under torchrun or mpiexec across the real
@@ -198,11 +202,20 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
     findings = preflight(link, backend, env) if sweep_file is None else []
     frame, partial_note, launcher, source = None, "", "file", None
     if sweep_file is not None:
-        frame, partial_note, source = _load_sweep(sweep_file)
+        frame, partial_note, source = _load_sweep(sweep_file, allow_wrong)
     elif not any(f.status == "fail" for f in findings):
         sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
         _check_embedded_memory(sizes[-1] if sizes else 0, ranks, backend)
-        result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s)
+        from commbench.cli.base import save_partial
+        from commbench.measure.world import WorldFailed
+
+        try:
+            result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s)
+        except WorldFailed as failure:  # no verdict on a run that ended early; its rows saved, complete: false
+            save_partial(failure, out, dict(command="fabric validate", expect=link.name, backend=backend,
+                                            collective=collective, ranks=ranks, iters=iters, warmup=warmup,
+                                            timing="blocking", verdict=None))
+            raise
         if result is None:
             return
         frame, launcher, ranks = result
@@ -221,7 +234,7 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
                                "preflight": _records(findings_frame(findings)),
                                "bands": _records(bands_frame(found.bands)),
                                "fit": [] if found.fitted is None else _records(found.fitted),
-                               "warnings": list(found.warnings),
+                               "warnings": list(found.warnings), "reasons": list(found.reasons),
                                "rows": [] if frame is None else _records(frame)}))
     else:
         if source:
@@ -230,7 +243,7 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
     sys.exit(0 if found.verdict == "PASS" else 1)
 
 
-def _load_sweep(sweep_file: str):
+def _load_sweep(sweep_file: str, allow_wrong: bool = False):
     """A saved sweep or a nccl-tests / OSU log, checked; a note when it is partial (complete: false
     in its metadata); and which format it was read as."""
     from commbench.fabric import check_sweep_table
@@ -238,6 +251,10 @@ def _load_sweep(sweep_file: str):
 
     frame, meta_in, source = read_sweep(sweep_file)
     frame = check_sweep_table(frame, sweep_file)
+    if not allow_wrong:
+        from commbench.fabric import refuse_wrong
+
+        refuse_wrong(frame, sweep_file)
     note = ""
     if meta_in.get("complete") is False:
         note = (f"{sweep_file} is a partial sweep (complete: false, {meta_in.get('error', 'the run ended early')}):"
@@ -269,7 +286,9 @@ def _print_validation(found, findings, frame, partial_note: str, link, title: st
             console.print(f"diagnosis ({b.band}): {b.diagnosis}", highlight=False)
     for f in findings:
         if f.status == "fail":
-            console.print(f"preflight: {f.check}={f.value}: {f.note}", highlight=False)
+            console.print(escape(f"preflight: {f.check}={f.value}: {f.note}"), highlight=False)
+    for reason in found.reasons:
+        console.print(escape(f"FAIL because {reason}"), highlight=False)
     console.print(f"[bold]{found.verdict}[/]: fabric against {link.name}", highlight=False)
 
 

@@ -64,8 +64,9 @@ def _predict_options(f):
               help="Switch a mechanism (repeatable), e.g. --what-if fabric=spark-tcp-200g --what-if executor=ray: "
                    "fabric=NAME, executor=mp|ray, async_scheduling=true|false, cuda_graphs=true|false, "
                    "moe_kernel=triton|marlin|..., allreduce_extra_us=N.")
+@click.option("--allow-wrong", is_flag=True, help="Fit a --fabric sweep whose rows have wrong > 0 (refused by default).")
 def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenario, isl, osl, token_budget,
-            published_file, recipe, what_ifs):
+            published_file, recipe, what_ifs, allow_wrong):
     """Predict output tok/s, TTFT and TPOT of full runs, TP and PP side by side.
 
     MODELS is one name or config.json, or several comma-separated. Rows with a published figure
@@ -89,7 +90,7 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     if out is not None:
         check_output_path(out)
     hw = resolve_hardware(hardware)
-    fab = load_fabric(fabric or hw.fabric)
+    fab = load_fabric(fabric or hw.fabric, allow_wrong)
     names = [m.strip() for m in models.split(",") if m.strip()]
     from commbench.traffic.model_card import load_model_card
 

@@ -178,19 +178,32 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
         check_output_path(out)
     calls, wire = replay_plan(result, link_profile, phases, backend, replay_dtype)
     plan = result.plan
-    ran = _run_job(replay_job(calls, iters, warmup, wire, plan.world_size), total_steps(calls),
-                   f"replaying {plan.model.name} {plan.describe()}", backend, plan.world_size, timeout_s,
-                   lambda row: f"{row['phase']} {row['site']}")
+    from commbench.cli.base import save_partial
+    from commbench.measure.world import WorldFailed
+
+    meta = dict(command="trace --replay", **result.inputs, backend=backend, iters=iters, warmup=warmup,
+                link=link_profile.name)
+    renamed = {"wire_us_per_step": f"wire_us_per_step_{link_profile.name}"}
+    try:
+        ran = _run_job(replay_job(calls, iters, warmup, wire, plan.world_size), total_steps(calls),
+                       f"replaying {plan.model.name} {plan.describe()}", backend, plan.world_size, timeout_s,
+                       lambda row: f"{row['phase']} {row['site']}", how_to_launch=f"trace {plan.model.name} --replay")
+    except WorldFailed as failure:  # the rows that finished, saved with complete: false; still a failed run
+        save_partial(failure, out, meta, renamed)
+        raise
     if ran is None:
         return
     frame, launcher, _ = ran
     hosts = frame.attrs.get("hosts", [])
-    frame = frame.rename(columns={"wire_us_per_step": f"wire_us_per_step_{link_profile.name}"})
+    frame = frame.rename(columns=renamed)
     if out:
-        save_table(frame, out, environment_metadata(command="trace --replay", **result.inputs, backend=backend, hosts=hosts,
-                                                    launcher=launcher, iters=iters, warmup=warmup, link=link_profile.name))
+        save_table(frame, out, environment_metadata(**meta, hosts=hosts, launcher=launcher, complete=True))
+    wrong = int(frame["wrong"].sum()) if "wrong" in frame else 0
     if as_json:
         click.echo(dumps({**result.inputs, "backend": backend, "rows": _records(frame)}))
+        if wrong:
+            raise CommbenchError(f"{wrong} wrong values in the replay's correctness check (every call's result on "
+                                 "every rank; column wrong)")
         return
     w = result.workload
     print_frame(frame, f"Replay of {plan.model.name} {plan.describe()}, batch {w.batch} {w.scenario}: one engine step "
@@ -199,5 +212,8 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
                  f"wire_us_per_step_{link_profile.name}": "{:,.1f}"})
     console.print("measured: inside the replayed step; isolated: calls x the same call timed alone; "
                   f"wire: calls x S x busbw factor / {link_profile.name} rate.", highlight=False)
+    if wrong:
+        raise CommbenchError(f"{wrong} wrong values in the replay's correctness check (every call's result on every "
+                             "rank; column wrong)")
 
 

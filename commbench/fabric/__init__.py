@@ -126,9 +126,10 @@ def shipped_fabrics() -> list[str]:
     return names_in("fabrics", ".toml")
 
 
-def load_fabric(name_or_path: str) -> FabricModel:
+def load_fabric(name_or_path: str, allow_wrong: bool = False) -> FabricModel:
     """A shipped profile name, a fabric .toml, or a measured sweep to fit: a commbench table
-    (.csv/.json/.parquet, sweep or replay) or a nccl-tests / OSU log (commbench.importers)."""
+    (.csv/.json/.parquet, sweep or replay) or a nccl-tests / OSU log (commbench.importers). A table
+    with wrong values (wrong > 0) is refused unless `allow_wrong` (refuse_wrong)."""
     path = Path(name_or_path)
     if path.suffix != ".toml" and name_or_path not in shipped_fabrics() and (path.is_file() or path.suffix in
                                                                              (".csv", ".json", ".parquet")):
@@ -137,6 +138,8 @@ def load_fabric(name_or_path: str) -> FabricModel:
         from commbench.importers import read_sweep
 
         table, _, source = read_sweep(path)
+        if not allow_wrong:
+            refuse_wrong(table, str(path))
         if "measured_us_per_step" in table.columns:
             return fit_replay(table, name=path.stem)
         model = fit_sweep(check_sweep_table(table, str(path)), name=path.stem)
@@ -272,6 +275,21 @@ def fit_replay(frame: pd.DataFrame, name: str = "replayed") -> FabricModel:
 
 SWEEP_COLUMNS = ("collective", "msg_bytes", "ranks", "time_us_p50")
 """The columns a sweep table needs (commbench sweep --out writes them; nccl-tests' S and time)."""
+
+
+def refuse_wrong(frame: pd.DataFrame, name: str) -> None:
+    """A one-line refusal of a measured table whose correctness check failed (any wrong > 0): its times
+    are those of a transfer that delivered wrong data. --allow-wrong (fabric fit, fabric validate
+    --sweep, predict --fabric) takes it anyway."""
+    if "wrong" not in frame.columns:
+        return
+    wrong = pd.to_numeric(frame["wrong"], errors="coerce").fillna(0)
+    if (wrong > 0).any():
+        sizes = frame["msg_bytes"][wrong > 0] if "msg_bytes" in frame.columns else []
+        where = f" (msg_bytes {', '.join(f'{int(s):,}' for s in list(sizes)[:5])}{' ...' if len(sizes) > 5 else ''})" \
+            if len(sizes) else ""
+        raise CommbenchError(f"{name}: {int((wrong > 0).sum())} of {len(frame)} rows have wrong values (wrong > 0){where}: "
+                             "their times measure a transfer that delivered wrong data; pass --allow-wrong to use them anyway")
 
 
 def check_sweep_table(frame: pd.DataFrame, name: str = "sweep table") -> pd.DataFrame:

