@@ -788,3 +788,18 @@ def test_gemma3n_laurel_altup_and_per_layer_inputs():
     # no SupportsPP in vLLM's Gemma 3n classes: refused in one line
     with pytest.raises(CommbenchError, match=r"pp=2: gemma3n cannot be pipelined: vLLM's Gemma3nForCausalLM"):
         ParallelPlan.for_mode(card, "pp")
+
+
+def test_router_dtype_by_engine_generation():
+    # ernie45_moe.py: 0.11.0's gate is a ReplicatedLinear in the activation dtype; the current release's
+    # GateLinear(out_dtype=torch.float32): the dispatched router logits are [64, 16] bf16, then float32
+    cfg = {"architectures": ["Ernie4_5_MoeForCausalLM"], "model_type": "ernie4_5_moe", "hidden_size": 512,
+           "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 4, "intermediate_size": 1024,
+           "moe_num_experts": 16, "moe_k": 2, "moe_intermediate_size": 128, "vocab_size": 10240}
+    card = card_from_config(cfg, "ernie")
+    v1, _ = decode_ops(card, mode="ep", batch=128, engine=EngineOptions("vllm-v1"))
+    v2, _ = decode_ops(card, mode="ep", batch=128, engine=EngineOptions("vllm-v2"))
+    assert v1["layer.moe.dispatch_router_logits"].dtype == "bfloat16"
+    assert v1["layer.moe.dispatch_router_logits"].msg_bytes == 2 * 64 * 16 * BF16
+    assert v2["layer.moe.dispatch_router_logits"].dtype == "float32"
+    assert v2["layer.moe.dispatch_router_logits"].msg_bytes == 2 * 64 * 16 * 4

@@ -115,6 +115,7 @@ class ModelCard:
     gated_mlp: bool = True  # gate, up and down (3 matrices); False: up and down (Nemotron-H's relu2 MLP)
     mamba_gated_norm: bool = True  # Mamba-2's gated RMSNorm runs (MambaMixer2 use_rms_norm; Falcon-H1 mamba_rms_norm)
     router_dtype: str = ""  # dtype of the MoE gate's logits ("" = the activation dtype)
+    router_dtype_engines: tuple = ()  # the engines whose gate gives router_dtype (all when empty)
     sequence_parallel_moe: tuple = ()  # engines whose MoE blocks run sequence-parallel under EP x TP
     # ... and those whose layers then keep the residual stream chunked (traffic/sequence_parallel.py):
     sp_residual_engines: tuple = ()  # the engines
@@ -414,6 +415,7 @@ class Family:
     per_layer_embed_archs: tuple = ()  # architectures that embed the per-layer inputs each step (all when empty)
     altup: bool = False  # Gemma 3n's AltUp: read altup_num_inputs
     pp_unsupported: str = ""  # the engine's model class has no pipeline parallelism (a reason)
+    router_dtype_engines: tuple = ()  # engines whose gate router_dtype is (all when empty); the others: activation
 
 
 @lru_cache(maxsize=1)
@@ -446,7 +448,8 @@ def family_of(cfg: dict) -> Family:
                   dict(merged.get("sequence_parallel_residual", {})), dict(merged.get("block_if", {})),
                   merged.get("ff_dim_field", ""), tuple(merged.get("text_first", ())),
                   bool(merged.get("per_layer_inputs")), tuple(merged.get("per_layer_embed_archs", ())),
-                  bool(merged.get("altup")), merged.get("pp_unsupported", ""))
+                  bool(merged.get("altup")), merged.get("pp_unsupported", ""),
+                  tuple(merged.get("router_dtype_engines", ())))
 
 
 #: Per-layer list entries (transformers 5 names, with the legacy ones it remaps) and the block each means.
@@ -820,6 +823,7 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         gated_mlp=family.gated_mlp,
         mamba_gated_norm=bool(cfg.get("mamba_rms_norm", True)),
         router_dtype=_router_dtype(cfg, name, family),
+        router_dtype_engines=family.router_dtype_engines,
         sequence_parallel_moe=family.sequence_parallel_moe,
         **_sp_residual(family, moe_mask),
         warnings=tuple(notes),

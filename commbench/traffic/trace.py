@@ -260,6 +260,15 @@ _WHEN = {
 }
 
 
+def _router_site(site: Site, m: ModelCard, engine: str) -> Site:
+    """A `router` dtype site in the gate's dtype for this engine generation: the family's
+    (architectures.toml router_dtype, router_dtype_engines) or the activation dtype."""
+    if site.dtype != "router":
+        return site
+    gate = m.router_dtype if m.router_dtype and (not m.router_dtype_engines or engine in m.router_dtype_engines) else ""
+    return dataclasses.replace(site, dtype=gate or "activation")
+
+
 def _times(site: Site, m: ModelCard) -> int:
     """Calls a site makes at its point of the forward: 1, or the count its `times` names
     (altup_extra: Gemma 3n's altup_num_inputs - 1 gathered projections)."""
@@ -325,6 +334,7 @@ def _slots(plan: ParallelPlan, engine: EngineOptions | None) -> tuple[_Slot, ...
                 for site in ep_sites:
                     if _issues(site, plan, stage, layer, block, engine):
                         label = "ep_cpu" if site.cpu_group else "ep"
+                        site = _router_site(site, m, _engine(engine).name)
                         if site.repeat == "per_block" and sp.sequence_parallel_moe(plan, _engine(engine).name):
                             # one EP group of every rank (dp x tp; plan refuses dp with pp > 1)
                             slots.append(_Slot(site.name, site, "collective", label, tuple(range(plan.world_size)),
