@@ -7,7 +7,7 @@ import pytest
 
 from commbench.traffic.model_card import load_model_card, shipped_models
 from commbench.traffic.plan import ParallelPlan
-from commbench.traffic.trace import EngineOptions, make_trace
+from commbench.traffic.trace import RunnerOptions, make_trace
 from commbench.traffic.workload import Workload, _build_schedule
 
 CORPUS = sorted(str(p) for p in (Path(__file__).parent.parent / "tests" / "configs").glob("*.json")
@@ -33,7 +33,7 @@ def test_trace_speed(benchmark, model, mode, batch):
     def run():
         _build_schedule.cache_clear()  # measure the cold path, schedule included
         trace = make_trace(ParallelPlan.for_mode(card, mode), Workload.from_options(batch, "decode-heavy"),
-                           EngineOptions("vllm-v2"))
+                           RunnerOptions("vllm-v2"))
         return trace.totals_frame()
 
     frame = benchmark(run)

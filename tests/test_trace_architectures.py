@@ -20,7 +20,7 @@ import pytest
 from commbench import CommbenchError
 from commbench.traffic.model_card import card_from_config, load_model_card
 from commbench.traffic.plan import ParallelPlan
-from commbench.traffic.trace import EngineOptions, make_trace, metadata_pickle_bytes
+from commbench.traffic.trace import RunnerOptions, make_trace, metadata_pickle_bytes
 from commbench.traffic.workload import Workload
 from tests.conftest import mpiexec_path
 
@@ -274,12 +274,12 @@ def test_config_aliases_and_text_config_library_default():
     ("vllm-v1", 3, 4), ("vllm-v2", 600, 600),  # above the largest capture size (512): no graph, no padding
 ])
 def test_cuda_graph_padding(engine, batch, padded):
-    ops, _ = decode_ops("llama-3.1-8b-instruct", batch=batch, engine=EngineOptions(engine))
+    ops, _ = decode_ops("llama-3.1-8b-instruct", batch=batch, engine=RunnerOptions(engine))
     card = load_model_card("llama-3.1-8b-instruct")
     assert ops["layer.attn.o_proj"].msg_bytes == padded * 4096 * BF16
     # the logits gather carries the sampled rows, never padded: 128256 / 2 per rank, gathered
     assert ops["lm_head"].msg_bytes == batch * (card.vocab_size // 2) * 2 * BF16
-    eager, _ = decode_ops("llama-3.1-8b-instruct", batch=batch, engine=EngineOptions(engine, cuda_graphs=False))
+    eager, _ = decode_ops("llama-3.1-8b-instruct", batch=batch, engine=RunnerOptions(engine, cuda_graphs=False))
     assert eager["layer.attn.o_proj"].msg_bytes == batch * 4096 * BF16
 
 
@@ -288,7 +288,7 @@ def test_mxfp4_moe_kernel_pads_the_moe_all_reduce(kernel, hidden):
     # mxfp4.py Mxfp4MoEMethod.create_weights: Marlin round_up(2880, 256) = 3072; CUTLASS 128 -> 2944;
     # FusedMoE.forward_native pads the input, the all-reduce inside moe_forward carries the padded
     # width, and the output is sliced back: attention's o_proj is untouched.
-    ops, _ = decode_ops("gpt-oss-120b", batch=64, engine=EngineOptions(moe_kernel=kernel))
+    ops, _ = decode_ops("gpt-oss-120b", batch=64, engine=RunnerOptions(moe_kernel=kernel))
     assert ops["layer.moe"].msg_bytes == 64 * hidden * BF16
     assert ops["layer.attn.o_proj"].msg_bytes == 64 * 2880 * BF16
 
@@ -296,10 +296,10 @@ def test_mxfp4_moe_kernel_pads_the_moe_all_reduce(kernel, hidden):
 def test_vllm_v2_broadcasts_sampled_tokens_across_pp():
     # vllm/v1/worker/gpu/pp_utils.py: every step the last PP rank broadcasts sampled_tokens
     # [num_reqs, 1] int64 and (num_sampled, num_rejected) [2, num_reqs] int32; 0.11.0 does not.
-    v2, _ = decode_ops("llama-3.1-8b-instruct", mode="pp", engine=EngineOptions("vllm-v2"))
+    v2, _ = decode_ops("llama-3.1-8b-instruct", mode="pp", engine=RunnerOptions("vllm-v2"))
     assert v2["sampled_tokens"].collective == "broadcast" and v2["sampled_tokens"].msg_bytes == 4 * 8
     assert v2["sampled_counts"].msg_bytes == 2 * 4 * 4 and v2["sampled_tokens"].peers == "[0,1]"
-    v1, _ = decode_ops("llama-3.1-8b-instruct", mode="pp", engine=EngineOptions("vllm-v1"))
+    v1, _ = decode_ops("llama-3.1-8b-instruct", mode="pp", engine=RunnerOptions("vllm-v1"))
     assert "sampled_tokens" not in v1
 
 
@@ -320,13 +320,13 @@ def test_expert_parallel_allgather_reducescatter_by_hand():
 
 def test_expert_parallel_all_to_all_and_tp_inside():
     # DeepEP / pplx: each of 64 tokens goes to its top-4 experts: S = 64 x 4 x 2880 x 2 B each way
-    ops, _ = decode_ops("gpt-oss-120b", mode="ep", batch=128, engine=EngineOptions(all2all="all_to_all"))
+    ops, _ = decode_ops("gpt-oss-120b", mode="ep", batch=128, engine=RunnerOptions(all2all="all_to_all"))
     assert ops["layer.moe.a2a_dispatch"].msg_bytes == 64 * 4 * 2880 * BF16
     assert ops["layer.moe.a2a_combine"].collective == "all_to_all" and "layer.moe.dispatch" not in ops
     # TP 2 inside 2 replicas: ranks [0,1] and [2,3] all-reduce attention; gpt-oss's MoE runs
     # sequence-parallel (test_sequence_parallel_moe_*): the DeepEP exchange spans all 4 ranks with
     # each rank's 32-token chunk, top-4 over 4 ranks: S = 4 x 32 x (4 / 4) x 2880 x 2 B = 32 x 4 x 2880 x 2 B
-    tpep, trace = decode_ops("gpt-oss-120b", mode="ep", batch=128, tp=2, engine=EngineOptions(all2all="all_to_all"))
+    tpep, trace = decode_ops("gpt-oss-120b", mode="ep", batch=128, tp=2, engine=RunnerOptions(all2all="all_to_all"))
     assert trace.plan.world_size == 4
     assert tpep["layer.attn.o_proj"].peers == "[0,1] [2,3]" and tpep["layer.attn.o_proj"].calls == 36
     assert tpep["layer.moe.a2a_dispatch"].peers == "[0,1,2,3]" and tpep["layer.moe.a2a_dispatch"].calls == 36
@@ -547,7 +547,7 @@ def test_sequence_parallel_moe_gpt_oss_ep_tp(engine):
     # sequence_parallel_chunk: each TP rank keeps ceil(64 / 2) = 32 of its replica's 64 tokens;
     # FusedMoE.forward_impl -> AgRsAll2AllManager.dispatch/combine over get_ep_group() (all 4 ranks);
     # no MoE all-reduce (`not self.is_sequence_parallel`); tensor_model_parallel_all_gather(x, 0) after.
-    ops, trace = decode_ops("gpt-oss-120b", mode="ep", batch=128, tp=2, engine=EngineOptions(engine))
+    ops, trace = decode_ops("gpt-oss-120b", mode="ep", batch=128, tp=2, engine=RunnerOptions(engine))
     hidden, experts, layers, chunk = 2880, 128, 36, 32
     assert ops["layer.moe.dispatch"].peers == "[0,1,2,3]" and ops["layer.moe.dispatch"].group_size == 4
     assert ops["layer.moe.dispatch"].msg_bytes == 4 * chunk * hidden * BF16
@@ -568,7 +568,7 @@ def test_sequence_parallel_moe_gpt_oss_ep_tp(engine):
 
 def test_sequence_parallel_chunk_pads_an_odd_token_count():
     # utils.py sequence_parallel_chunk_impl: 63 tokens over tp 2 -> padded to 64, 32 per rank (eager: no graph padding)
-    ops, _ = decode_ops("gpt-oss-120b", mode="ep", batch=126, tp=2, engine=EngineOptions(cuda_graphs=False))
+    ops, _ = decode_ops("gpt-oss-120b", mode="ep", batch=126, tp=2, engine=RunnerOptions(cuda_graphs=False))
     assert ops["layer.attn.o_proj"].msg_bytes == 63 * 2880 * BF16
     assert ops["layer.moe.dispatch"].msg_bytes == 4 * 32 * 2880 * BF16
 
@@ -648,7 +648,7 @@ def test_current_release_qwen3_next_keeps_the_residual_stream_chunked():
     # reduce_results=False, reduce-scatters it, and the MoE block needs no chunk or all-gather
     # (already_sequence_parallel); the normed output is all-gathered once at the end.
     card = load_model_card(str(CONFIGS / "qwen3_next_interval.json"))
-    v2, trace = decode_ops(card, mode="ep", batch=16, tp=2, engine=EngineOptions("vllm-v2"))
+    v2, trace = decode_ops(card, mode="ep", batch=16, tp=2, engine=RunnerOptions("vllm-v2"))
     chunk, hidden = 4, 1024
     assert v2["layer.sp_all_gather"].calls == v2["layer.attn.sp_reduce_scatter"].calls == 8
     assert v2["layer.sp_all_gather"].msg_bytes == v2["layer.attn.sp_reduce_scatter"].msg_bytes == 2 * chunk * hidden * BF16
@@ -658,13 +658,13 @@ def test_current_release_qwen3_next_keeps_the_residual_stream_chunked():
     assert not {"layer.attn.o_proj", "layer.linear_attn.out_proj", "layer.moe", "layer.moe.sp_all_gather"} & set(v2)
     assert all_reduces(v2) == 1 + 1  # the embedding and the DP batch sync
     # 0.11.0's qwen3_next.py: attention still all-reduces; the MoE block chunks and all-gathers itself
-    v1, _ = decode_ops(card, mode="ep", batch=16, tp=2, engine=EngineOptions("vllm-v1"))
+    v1, _ = decode_ops(card, mode="ep", batch=16, tp=2, engine=RunnerOptions("vllm-v1"))
     assert v1["layer.attn.o_proj"].calls + v1["layer.linear_attn.out_proj"].calls == 8
     assert v1["layer.moe.sp_all_gather"].calls == 8 and "layer.sp_all_gather" not in v1
     # a dense layer anywhere turns it off (_should_use_sequence_parallel: no mlp_only_layers)
     raw = json.loads((CONFIGS / "qwen3_next_interval.json").read_text())
     dense0, _ = decode_ops(card_from_config({**raw, "mlp_only_layers": [0]}, "x"), mode="ep", batch=16, tp=2,
-                           engine=EngineOptions("vllm-v2"))
+                           engine=RunnerOptions("vllm-v2"))
     assert "layer.sp_all_gather" not in dense0 and dense0["layer.moe.sp_all_gather"].calls == 7
 
 
@@ -682,7 +682,7 @@ def test_current_release_deepseek_chunked_residual_per_moe_layer():
     from commbench.traffic.trace import engine_calls
 
     ops, trace = decode_ops(card_from_config(DEEPSEEK_LIKE, "ds"), mode="ep", batch=16, tp=2,
-                            engine=EngineOptions("vllm-v2"))
+                            engine=RunnerOptions("vllm-v2"))
     order = [c.site for c in engine_calls(trace.plan, trace.steps["decode"], trace.engine) if c.replica == 0]
     moe = ["layer.moe.dispatch", "layer.moe.dispatch_router_logits", "layer.moe.combine"]
     assert order == ["dp.batch_sync", "embed", "layer.attn.o_proj", "layer.mlp.down_proj",
@@ -692,7 +692,7 @@ def test_current_release_deepseek_chunked_residual_per_moe_layer():
     # MoE every other layer (moe_layer_freq 2, 6 layers: MoE 2 and 4): a layer without the chunked stream
     # after one with it all-gathers hidden_states and residual first; the forward then ends whole
     alternate, _ = decode_ops(card_from_config({**DEEPSEEK_LIKE, "num_hidden_layers": 6, "moe_layer_freq": 2}, "ds"),
-                              mode="ep", batch=16, tp=2, engine=EngineOptions("vllm-v2"))
+                              mode="ep", batch=16, tp=2, engine=RunnerOptions("vllm-v2"))
     assert alternate["layer.sp_rejoin"].calls == 2 and alternate["layer.sp_rejoin"].msg_bytes == 2 * 4 * 1024 * BF16
     assert "sp_exit" not in alternate and "layer.sp_all_gather" not in alternate
 
@@ -729,7 +729,7 @@ def test_olmo_hybrid_gathers_q_k_in_attention_layers_only():
            "vocab_size": 1024, "layer_types": ["linear_attention"] * 3 + ["full_attention"]}
     card = card_from_config(cfg, "h")
     assert card.blocks_of(0) == ("gated_deltanet", "mlp") and card.blocks_of(3) == ("qk_all_gather", "attention", "mlp")
-    ops, _ = decode_ops(card, engine=EngineOptions("vllm-v2"))
+    ops, _ = decode_ops(card, engine=RunnerOptions("vllm-v2"))
     assert ops["layer.attn.q_all_gather"].calls == 1 and ops["layer.linear_attn.out_proj"].calls == 3
     assert card.boundary_tensors == ("hidden_states",)
 
@@ -737,9 +737,9 @@ def test_olmo_hybrid_gathers_q_k_in_attention_layers_only():
 def test_current_release_ep_dispatch_payload_is_said():
     # current vLLM fused_moe/prepare_finalize/naive_dp_ep.py: a monolithic kernel gathers the router logits,
     # a modular one top-k weights and ids: which one runs depends on the GPU, so the trace says which it shows
-    _, v2 = decode_ops("gpt-oss-120b", mode="ep", batch=16, engine=EngineOptions("vllm-v2"))
+    _, v2 = decode_ops("gpt-oss-120b", mode="ep", batch=16, engine=RunnerOptions("vllm-v2"))
     assert any("router logits (monolithic MoE kernels)" in w for w in v2.warnings)
-    _, v1 = decode_ops("gpt-oss-120b", mode="ep", batch=16, engine=EngineOptions("vllm-v1"))
+    _, v1 = decode_ops("gpt-oss-120b", mode="ep", batch=16, engine=RunnerOptions("vllm-v1"))
     assert not any("monolithic" in w for w in v1.warnings)
 
 
@@ -797,8 +797,8 @@ def test_router_dtype_by_engine_generation():
            "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 4, "intermediate_size": 1024,
            "moe_num_experts": 16, "moe_k": 2, "moe_intermediate_size": 128, "vocab_size": 10240}
     card = card_from_config(cfg, "ernie")
-    v1, _ = decode_ops(card, mode="ep", batch=128, engine=EngineOptions("vllm-v1"))
-    v2, _ = decode_ops(card, mode="ep", batch=128, engine=EngineOptions("vllm-v2"))
+    v1, _ = decode_ops(card, mode="ep", batch=128, engine=RunnerOptions("vllm-v1"))
+    v2, _ = decode_ops(card, mode="ep", batch=128, engine=RunnerOptions("vllm-v2"))
     assert v1["layer.moe.dispatch_router_logits"].dtype == "bfloat16"
     assert v1["layer.moe.dispatch_router_logits"].msg_bytes == 2 * 64 * 16 * BF16
     assert v2["layer.moe.dispatch_router_logits"].dtype == "float32"

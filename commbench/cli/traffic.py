@@ -106,14 +106,14 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
     from commbench.traffic.model_card import load_model_card
     from commbench.traffic.plan import ParallelPlan
     from commbench.results import check_output_path
-    from commbench.traffic.trace import ENGINES, EngineOptions, make_trace
+    from commbench.traffic.trace import ENGINES, RunnerOptions, make_trace
     from commbench.traffic.workload import Workload
 
     if csv_path is not None:
         check_output_path(csv_path, (".csv",))
     if out is not None and not replay:  # it would save nothing, silently
         raise CommbenchError(f"--out {out!r} saves the replay table: add --replay (the traced op rows: --csv FILE)")
-    engine_opts = EngineOptions(engine, cuda_graphs, moe_kernel=moe_kernel, all2all=all2all)
+    engine_opts = RunnerOptions(engine, cuda_graphs, moe_kernel=moe_kernel, all2all=all2all)
     card = load_model_card(model)
     plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp, dp=dp)
     workload = Workload.from_options(batch, scenario, isl, osl, token_budget)

@@ -21,12 +21,13 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.collectives import get_collective
+from commbench.dtypes import ELEMENT_BYTES
 from commbench.measure.backends import CAPABILITIES, DTYPE_BYTES, REDUCE_OPS, Backend, check_backend, check_datatype
 from commbench.measure.timing import NEAR_FLOOR, TARGET_CI, harness_floor, sample_stats, time_adaptive, time_calls
 
 SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv",
                      "send_recv_bidir")
-TYPESIZE = 4  # float32, the default datatype
+TYPESIZE = ELEMENT_BYTES["float32"]  # the default datatype
 MAX_SWEEP_SIZES = 10_000
 """Most sizes one sweep takes: at up to a second of samples each (timing.BUDGET_S), 10,000 sizes is
 about three hours already."""

@@ -83,7 +83,7 @@ ENGINE_COSTS = {
     # dispatcher). graph_max_tokens: 1, ggml-cuda uses CUDA graphs only for single-token decode steps.
     "llama.cpp": EngineCosts(host_step_s=1e-3, kernels_per_layer=30, launch_s=4e-6, graph_max_tokens=1),
 }
-ENGINES = tuple(ENGINE_COSTS)
+ENGINE_KINDS = tuple(ENGINE_COSTS)  # the serving engines priced here (not trace.ENGINES, vLLM's generations)
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class Engine:
 
     def __post_init__(self) -> None:
         if self.name not in ENGINE_COSTS:
-            raise CommbenchError(f"unknown engine {self.name!r}; valid: {', '.join(ENGINES)}")
+            raise CommbenchError(f"unknown engine {self.name!r}; valid: {', '.join(ENGINE_KINDS)}")
         if self.executor not in EXECUTORS:
             raise CommbenchError(f"unknown executor {self.executor!r}; valid: {', '.join(EXECUTORS)}")
         if self.moe_kernel not in MOE_KERNEL_PADDING:

@@ -27,10 +27,10 @@ from commbench import CommbenchError
 from commbench.data import data_dir, names_in, unknown_name_error
 from commbench.traffic.config_checks import check_counts, expert_note, model_type_note
 from commbench.traffic.limits import context_length
+from commbench.dtypes import sizes_of
 
-#: Bytes per element of the activation / KV dtypes a card may name.
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "float8_e4m3fn": 1, "fp8_e4m3": 1,
-               "fp8_e5m2": 1, "q8_0": 34 / 32, "q4_0": 18 / 32}
+#: The activation / KV dtypes a card may name, with their bytes per element (commbench.dtypes).
+DTYPE_BYTES = sizes_of("float32", "float16", "bfloat16", "fp8", "float8_e4m3fn", "fp8_e4m3", "fp8_e5m2", "q8_0", "q4_0")
 
 #: Weight bytes per parameter of the served formats (docs/sources.md#weight-formats):
 #: MXFP4 = 4-bit values + one 8-bit scale per 32 values = 4.25 bit; NVFP4 = 4-bit + FP8 scale per 16.

@@ -26,7 +26,8 @@ pd = lazy_module("pandas")  # imported on first use
 from commbench.collectives import get_collective
 from commbench.data import check_choices
 from commbench.links import LINKS, wire_time_s
-from commbench.traffic.model_card import DTYPE_BYTES, QUANT_WEIGHT_BYTES, ModelCard
+from commbench.dtypes import ELEMENT_BYTES
+from commbench.traffic.model_card import QUANT_WEIGHT_BYTES, ModelCard
 from commbench.traffic.patterns import Site, load_pattern
 from commbench.traffic import sequence_parallel as sp
 from commbench.traffic.plan import ParallelPlan
@@ -58,7 +59,7 @@ MOE_KERNEL_HIDDEN_ALIGN = {"triton": 1, "marlin": 256, "flashinfer-trtllm": 256,
 #: How expert-parallel MoE layers move tokens (VLLM_ALL2ALL_BACKEND; patterns/ep.toml).
 ALL2ALL_BACKENDS = {"allgather_reducescatter": "all2all_allgather", "all_to_all": "all2all_kernels"}
 
-def _ep_dispatch_note(plan: ParallelPlan, engine: EngineOptions) -> list[str]:
+def _ep_dispatch_note(plan: ParallelPlan, engine: RunnerOptions) -> list[str]:
     """The current release's all-gather dispatch carries what the MoE kernel takes: a monolithic
     kernel the router logits (MoEPrepareAndFinalizeNaiveDPEPMonolithic), a modular one the top-k
     weights and ids (MoEPrepareAndFinalizeNaiveDPEPModular -> AgRsAll2AllManager.dispatch); which
@@ -76,8 +77,10 @@ DEFAULT_MAX_CAPTURE_SIZE = 512
 
 
 @dataclass(frozen=True)
-class EngineOptions:
-    """How the engine runs a step: its generation, CUDA graphs or eager, and the MoE kernel."""
+class RunnerOptions:
+    """How vLLM's model runner runs a step, as far as it shapes the traffic: the engine generation
+    (ENGINES), CUDA graphs or eager (the padding), the MoE kernel and the EP all2all. The serving
+    engine's host costs are a different object (commbench.predict.recipes.Engine)."""
 
     name: str = DEFAULT_ENGINE
     cuda_graphs: bool = True
@@ -122,11 +125,12 @@ class EngineOptions:
         return next(s for s in sizes if s >= whole)
 
 
-_DEFAULT_OPTIONS = EngineOptions()
+EngineOptions = RunnerOptions  # the old name, kept while issue 20's edits land; use RunnerOptions
+_DEFAULT_OPTIONS = RunnerOptions()
 
 
 @lru_cache(maxsize=64)
-def _capture_sizes(engine: EngineOptions, max_num_tokens: int) -> tuple[int, ...]:
+def _capture_sizes(engine: RunnerOptions, max_num_tokens: int) -> tuple[int, ...]:
     return engine.capture_sizes(max_num_tokens)
 
 
@@ -204,11 +208,8 @@ class CommOp:
         return wire_time_s(self.collective, self.msg_bytes, self.group_size, LINKS[link_name])
 
 
-#: Fixed site dtypes' element sizes (activation sites take the card's).
-SITE_DTYPE_BYTES = {"float32": 4, "int64": 8, "int32": 4, "uint8": 1}
 
-
-def _dims(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None, token_budget: int) -> dict[str, float]:
+def _dims(plan: ParallelPlan, step: StepShape, engine: RunnerOptions | None, token_budget: int) -> dict[str, float]:
     m = plan.model
     tokens = engine.padded_tokens(step.tokens, token_budget) if engine else step.tokens
     moe_hidden = m.hidden_size
@@ -275,12 +276,12 @@ def _times(site: Site, m: ModelCard) -> int:
     return {"": 1, "altup_extra": max(0, m.altup_num_inputs - 1)}[site.times]
 
 
-def _engine(engine: EngineOptions | None) -> EngineOptions:
+def _engine(engine: RunnerOptions | None) -> RunnerOptions:
     return engine or _DEFAULT_OPTIONS
 
 
 def _issues(site: Site, plan: ParallelPlan, stage: int, layer: int | None, block: str | None,
-            engine: EngineOptions | None) -> bool:
+            engine: RunnerOptions | None) -> bool:
     """Whether `stage` issues `site` at this point of its forward: before its layers (layer None,
     first-stage per_forward sites), in `layer`'s `block`, or after them (layer -1, last-stage per_forward)."""
     if site.repeat == "per_forward":
@@ -292,7 +293,7 @@ def _issues(site: Site, plan: ParallelPlan, stage: int, layer: int | None, block
 
 
 
-def _engine_sites(pattern: str, engine: EngineOptions | None) -> tuple[Site, ...]:
+def _engine_sites(pattern: str, engine: RunnerOptions | None) -> tuple[Site, ...]:
     """The pattern's sites this engine makes. Without engine options (the serving model's
     bytes-linear view) only the sites that scale with tokens: no metadata, no per-step broadcast."""
     sites = load_pattern(pattern).sites
@@ -317,7 +318,7 @@ class _Slot:
 
 
 @lru_cache(maxsize=256)
-def _slots(plan: ParallelPlan, engine: EngineOptions | None) -> tuple[_Slot, ...]:
+def _slots(plan: ParallelPlan, engine: RunnerOptions | None) -> tuple[_Slot, ...]:
     """Every call of a step in engine order (see engine_calls), without sizes."""
     # long: the engine's order of a step, stage by stage, in one loop the reader can follow
     m = plan.model
@@ -383,7 +384,7 @@ def _sized(slot: _Slot, dims: dict, m: ModelCard) -> Call:
                 slot.replica)
 
 
-def engine_calls(plan: ParallelPlan, step: StepShape, engine: EngineOptions | None = None,
+def engine_calls(plan: ParallelPlan, step: StepShape, engine: RunnerOptions | None = None,
                  token_budget: int = 1 << 30) -> list[Call]:
     """Every communication call of one (micro-batch) step through all stages, in engine order.
 
@@ -400,7 +401,7 @@ def engine_calls(plan: ParallelPlan, step: StepShape, engine: EngineOptions | No
 
 def _typesize(site: Site, m: ModelCard) -> float:
     dtype = _dtype(site, m)
-    return SITE_DTYPE_BYTES.get(dtype) or DTYPE_BYTES[dtype]
+    return ELEMENT_BYTES[dtype]  # a fixed site dtype (int64 metadata, float32 norms) or the card's
 
 
 def _dtype(site: Site, m: ModelCard) -> str:
@@ -412,7 +413,7 @@ def _dtype(site: Site, m: ModelCard) -> str:
 
 
 @lru_cache(maxsize=256)
-def _site_summary(plan: ParallelPlan, engine: EngineOptions | None) -> tuple:
+def _site_summary(plan: ParallelPlan, engine: RunnerOptions | None) -> tuple:
     """Per site, in display order (EP and TP sites in pattern order, then the boundaries in stage
     order): (first slot, calls per step, members). Concurrent copies (each DP replica's TP call,
     each TP rank's PP broadcast or DP exchange) are listed in members and counted once."""
@@ -434,7 +435,7 @@ def _site_summary(plan: ParallelPlan, engine: EngineOptions | None) -> tuple:
     return tuple(summary)
 
 
-def step_ops(plan: ParallelPlan, step: StepShape, phase: str, engine: EngineOptions | None = None,
+def step_ops(plan: ParallelPlan, step: StepShape, phase: str, engine: RunnerOptions | None = None,
              token_budget: int = 1 << 30) -> list[CommOp]:
     """engine_calls aggregated per site (_site_summary's order and counts)."""
     dims = _dims(plan, step, engine, token_budget)
@@ -483,7 +484,7 @@ class Trace:
     workload: Workload
     steps: dict = field(hash=False)
     ops: tuple[CommOp, ...]
-    engine: EngineOptions = EngineOptions()
+    engine: RunnerOptions = RunnerOptions()
     engine_notes: tuple = ()  # what the engine registry check said (traffic/registry.py): a switch, a backend
 
     @property
@@ -583,13 +584,13 @@ class Trace:
         }
 
 
-def make_trace(plan: ParallelPlan, workload: Workload, engine: EngineOptions | None = None,
+def make_trace(plan: ParallelPlan, workload: Workload, engine: RunnerOptions | None = None,
                engine_explicit: bool | None = None) -> Trace:
     """The trace under `engine`, once its model registry can serve the model (registry.choose_engine):
     refused in one line when it cannot; switched, and said, when the engine was not chosen
     (engine_explicit False; default: chosen when `engine` is given)."""
     explicit = engine is not None if engine_explicit is None else engine_explicit
-    engine = engine or EngineOptions()
+    engine = engine or RunnerOptions()
     name, notes = choose_engine(plan.model.architectures, engine.name, explicit, plan.model.block_kinds)
     engine = engine if name == engine.name else dataclasses.replace(engine, name=name)
     steps = phase_steps(plan, workload)

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from commbench import CommbenchError
+from commbench.dtypes import sizes_of
 
 
 class Backend(Protocol):
@@ -44,9 +45,8 @@ class Backend(Protocol):
 BACKENDS = ("gloo", "mpi", "nccl", "cupy")
 GPU_BACKENDS = ("nccl", "cupy")
 
-#: Bytes per element of the datatypes a sweep can run (-d), nccl-tests' names where it has them.
-DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "int32": 4,
-               "int64": 8}
+#: The datatypes a sweep can run (-d), nccl-tests' names where it has them, with their bytes (commbench.dtypes).
+DTYPE_BYTES = sizes_of("float32", "float64", "float16", "bfloat16", "int8", "uint8", "int32", "int64")
 REDUCE_OPS = ("sum", "prod", "max", "min", "avg")
 PLACEMENTS = ("in_place", "out_of_place")
 
