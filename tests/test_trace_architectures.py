@@ -803,3 +803,12 @@ def test_router_dtype_by_engine_generation():
     assert v1["layer.moe.dispatch_router_logits"].msg_bytes == 2 * 64 * 16 * BF16
     assert v2["layer.moe.dispatch_router_logits"].dtype == "float32"
     assert v2["layer.moe.dispatch_router_logits"].msg_bytes == 2 * 64 * 16 * 4
+
+
+@pytest.mark.parametrize("arch, why", [("IQuestLoopCoderForCausalLM", "loop_num times"),
+                                       ("Cohere2MoeForCausalLM", "cohere2_moe.py")])
+def test_unmodelled_architecture_fails_naming_it(arch, why):
+    # a model whose vLLM class loops its layers (iquest_loopcoder.py) or runs attention beside the MoE with
+    # its own reductions (cohere2_moe.py) is refused in one line naming the architecture, not traced as a Llama
+    with pytest.raises(CommbenchError, match=rf"architectures '{arch}' cannot be traced: .*{re.escape(why)}"):
+        card_from_config({**BASE, "architectures": [arch], "model_type": "x"}, "x")

@@ -729,6 +729,10 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
     family = family_of(cfg)
     if family.unsupported:
         raise CommbenchError(f"model config {name!r}: model_type {cfg.get('model_type')!r} cannot be traced: {family.unsupported}")
+    unmodelled = _architectures().get("unsupported_architectures", {})
+    for arch in map(str, raw.get("architectures") or ()) if isinstance(raw.get("architectures"), list) else ():
+        if arch in unmodelled:
+            raise CommbenchError(f"model config {name!r}: architectures {arch!r} cannot be traced: {unmodelled[arch]}")
     cfg = {**family.defaults, **{k: v for k, v in cfg.items() if v is not None}}  # the family class's defaults
     interval = family.defaults.get("full_attention_interval")
     interval_note = [f"full_attention_interval = {cfg['full_attention_interval']} is traced as the current release reads "
