@@ -130,7 +130,8 @@ def check_world_options(backend: str, ranks: int, timeout_s: float | None, iters
     from commbench.measure.launcher import detect
 
     for option, value, least in ((what, ranks, 2), ("--iters", iters, 1), ("--warmup", warmup, 0)):
-        if value < least and option.startswith("--"):  # a plan's world size (replay) is the trace's to check
+        # iters None: adaptive sampling; a plan's world size (replay) is the trace's to check
+        if value is not None and value < least and option.startswith("--"):
             raise CommbenchError(f"{option} {value} must be >= {least}")
     if timeout_s is not None and not (0 < timeout_s <= MAX_TIMEOUT_S):  # not (x > 0) also catches NaN
         raise CommbenchError(f"--timeout {timeout_s:g} must be a number of seconds above 0 and at most "
@@ -293,8 +294,7 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
 
     placement, timing = placement or "both", "cuda-graph" if cuda_graph else timing
     check_sweep_choices(collective, backend, dtype, redop, placement)
-    _check_sweep_options(backend, mpi_buffers, timing, ranks, 1 if iters is None else iters, warmup, target_ci, collective,
-                         timeout_s)
+    _check_sweep_options(backend, mpi_buffers, timing, ranks, iters, warmup, target_ci, collective, timeout_s)
     link_profile = parse_link(link) if link else None
     if out is not None:
         check_output_path(out)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 import click
+from rich.markup import escape
+
 from commbench import CommbenchError, lazy_module
 
 pd = lazy_module("pandas")  # imported on first use
@@ -122,8 +124,6 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
         print_frame(pd.DataFrame(rows), "PP / TP output tok/s (above 1: PP ahead)")
     if not frame.fits_memory.all() and not as_json:
         bad = frame[~frame.fits_memory]
-        from rich.markup import escape
-
         console.print(f"[yellow]warning:[/] {len(bad)} rows need more than {hw.memory_gb:g} GB per rank (weights + KV): "
                       + escape(f"{', '.join(f'{r.model} {r.mode} b{r.batch}' for r in bad.itertuples())[:300]}"))
 

@@ -111,16 +111,11 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
 
     if csv_path is not None:
         check_output_path(csv_path, (".csv",))
-    if out is not None and not replay:  # it would save nothing, silently
-        raise CommbenchError(f"--out {out!r} saves the replay table: add --replay (the traced op rows: --csv FILE)")
     engine_opts = RunnerOptions(engine, cuda_graphs, moe_kernel=moe_kernel, all2all=all2all)
     card = load_model_card(model)
     plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp, dp=dp)
     workload = Workload.from_options(batch, scenario, isl, osl, token_budget)
-    from commbench.traffic.limits import check_workload
-    from commbench.traffic.trace import replica_workload
-
-    check_workload(card, replica_workload(plan, workload), plan.pp)  # context, concurrency, steps, memory: before output
+    _refuse_before_output(card, plan, workload, out, replay)
     explicit = click.get_current_context().get_parameter_source("engine") != click.core.ParameterSource.DEFAULT
     result = make_trace(plan, workload, engine_opts, engine_explicit=explicit)  # refused or switched by the registry
     engine = result.engine.name
@@ -154,6 +149,17 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
                 {"msg_bytes": "{:,.0f}", "wire_bytes_per_rank": "{:,.0f}", "calls": "{:,.2f}"})
     console.print("wire time = S x busbw factor / link rate (bandwidth only; per-call latency excluded). "
                   "200gbe = 25 GB/s, pcie5x16 = 63 GB/s per direction.")
+
+
+def _refuse_before_output(card, plan, workload, out, replay) -> None:
+    """What trace refuses before it prints anything: an --out that would save nothing (it is the
+    replay's), and a workload past its limits (context, concurrency, steps, memory: traffic.limits)."""
+    from commbench.traffic.limits import check_workload
+    from commbench.traffic.trace import replica_workload
+
+    if out is not None and not replay:
+        raise CommbenchError(f"--out {out!r} saves the replay table: add --replay (the traced op rows: --csv FILE)")
+    check_workload(card, replica_workload(plan, workload), plan.pp)
 
 
 def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json, replay_dtype=None):
