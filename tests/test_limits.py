@@ -95,7 +95,7 @@ def test_sizes_per_sweep_are_bounded(cli, tmp_path):
     out = tmp_path / "s.csv"
     result = cli("sweep", "all_reduce", "-f", "1.0000001", "--out", out)
     _refused(result, f"commbench: error: -f 1.0000001 from 8 to 4,194,304 B is {steps:,} steps; a sweep takes at most "
-                     "10,000 sizes (each measured for up to a second): use a larger -f")
+                     "10,000 (a size per step, each measured for up to a second): use a larger -f")
     assert steps == 131_697_971 and not out.exists()
 
 

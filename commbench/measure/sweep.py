@@ -48,7 +48,7 @@ def sizes_between(min_bytes: int, max_bytes: int, factor: float = 2.0) -> list[i
     steps = math.floor(math.log(max_bytes / max(TYPESIZE, min_bytes)) / math.log(factor)) + 1 if factor != math.inf else 1
     if steps > MAX_SWEEP_SIZES:
         raise CommbenchError(f"-f {factor} from {min_bytes:,} to {max_bytes:,} B is {steps:,} steps; a sweep takes at "
-                             f"most {MAX_SWEEP_SIZES:,} sizes (each measured for up to a second): use a larger -f")
+                             f"most {MAX_SWEEP_SIZES:,} (a size per step, each measured for up to a second): use a larger -f")
     sizes, s = [], float(max(TYPESIZE, min_bytes))
     while s <= max_bytes:
         size = int(s) - int(s) % TYPESIZE
