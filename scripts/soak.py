@@ -1,10 +1,13 @@
-"""Soak: a bounded loop of embedded sweeps and replays (gloo and MPI), then what they left behind.
+"""Soak: a bounded loop of embedded sweeps (gloo, MPI, MPI with --timing c-loop) and replays (gloo,
+MPI), then what they left behind.
 
     .venv/bin/python scripts/soak.py --minutes 3
 
 Counts, before and after: processes, open file descriptors of every process, POSIX shared-memory
-segments (/dev/shm), and commbench temporary folders in the temp directory. A clean run ends with
-the same counts (give or take this script's own) and exits 0; a leak exits 1 naming what grew.
+segments and folders (/dev/shm: Open MPI's sm_segment.* files, commbench's private folders),
+commbench temporary folders and Open MPI / PRRTE session folders (ompi.*, prte.*) in the temp
+directory. A clean run ends with the same counts (give or take this script's own) and exits 0; a
+leak exits 1 naming what grew.
 """
 
 import argparse
@@ -19,6 +22,7 @@ COMMBENCH = [sys.executable, "-m", "commbench"]
 RUNS = (
     ["sweep", "all_reduce", "--max-bytes", "1M", "--iters", "5"],
     ["sweep", "all_gather", "--backend", "mpi", "--max-bytes", "1M", "--iters", "5"],
+    ["sweep", "all_reduce", "--backend", "mpi", "--timing", "c-loop", "--max-bytes", "64K"],
     ["trace", "gpt-oss-120b", "--mode", "tp", "--batch", "8", "--replay", "--iters", "2", "--phase", "decode"],
     ["trace", "gpt-oss-120b", "--mode", "pp", "--batch", "8", "--replay", "--iters", "2", "--backend", "mpi"],
 )
@@ -34,7 +38,8 @@ def census() -> dict:
             pass
     tmp = Path(tempfile.gettempdir())
     return {"processes": len(pids), "open fds": fds, "shm segments": len(os.listdir("/dev/shm")),
-            "commbench temp folders": len(list(tmp.glob("commbench-*")))}
+            "commbench temp folders": len(list(tmp.glob("commbench-*"))),
+            "MPI session folders": len(list(tmp.glob("ompi.*")) + list(tmp.glob("prte.*")))}
 
 
 def main() -> int:
