@@ -83,7 +83,8 @@ def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing
     _say_if_long(rows, iters)
     return _run_job(sweep_module.sweep_job(collective, sizes, iters, warmup, timing, target_ci, dtype, op, placement), rows,
                     f"{collective}: {len(sizes)} sizes on {backend}", backend, ranks, timeout_s,
-                    lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", options, on_row)
+                    lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", options, on_row,
+                    how_to_launch=f"sweep {collective}")
 
 
 SWEEP_HIDDEN = ("samples_us", "collective", "time_us", "floor_timer_us", "floor_call_us")
@@ -187,9 +188,9 @@ def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int
                                  "(use back-to-back)")
         if collective not in ("all_reduce", "all_gather", "reduce_scatter"):
             raise CommbenchError(f"--timing c-loop times all_reduce, all_gather and reduce_scatter, not {collective}")
-        from commbench.measure.backends.mpi import c_loop_library
+        from commbench.measure.backends.c_loop import build_c_loop
 
-        c_loop_library(require("mpi4py.MPI"))  # built here, once, before any rank starts
+        build_c_loop()  # built here, once, before any rank starts (and without MPI_Init in this process)
     if timing == "cuda-graph":
         from commbench.measure.cuda_graph import check_cuda_graph
 
