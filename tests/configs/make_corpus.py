@@ -5,6 +5,8 @@ class of one architecture family, with the published model's sizes passed where 
 defaults are a toy (the model named beside each entry). Two legacy-format files are written by
 hand in the layout transformers 4.x saved (nemotron_h_legacy.json with hybrid_override_pattern,
 nemotron_nas.json with DeciLM's block_configs, a remote-code model with no transformers class).
+Written by hand with the published configs' field names and our own sizes (issue 20): hunyuan_moe,
+qwen3_next_interval, step3_text, falcon_h1, olmo3, olmoe, internlm2, lfm2 and gemma3n.json.
 The tests derive every expected call and byte count by hand from these fields and vLLM's code.
 """
 
