@@ -91,7 +91,7 @@ def test_where_to_change_what_names_files_and_names_that_exist(row):
     """Each backticked place in the README's table: a file or folder that exists (module paths are under
     commbench/), `module.NAME` a name defined in that module, a bare NAME defined somewhere in commbench."""
     what, change = _where_to_change_what()[row]
-    code = sorted((ROOT / "commbench").rglob("*.py"))
+    code = sorted((ROOT / "commbench").rglob("*.py")) + sorted((ROOT / "model_traces").glob("*.toml"))  # a TOML key counts
     problems = []
     for token in re.findall(r"`([^`]+)`", change):
         if " " in token or token.startswith("commbench ") or "=" in token:
@@ -104,7 +104,7 @@ def test_where_to_change_what_names_files_and_names_that_exist(row):
         if (ROOT / token).exists() or (ROOT / "commbench" / token).exists():
             continue
         stem, _, attr = token.rpartition(".")
-        if "/" in token and stem:  # measure/sweep._collective_calls, traffic/trace.ENGINES
+        if "/" in token and stem:  # measure/sweeps._collective_calls, traffic/trace.ENGINES
             module = next((p for p in (ROOT / "commbench" / f"{stem}.py", ROOT / f"{stem}.py") if p.exists()), None)
             if module is None or not _defined(attr.split(".")[0], [module]):
                 problems.append(token)
