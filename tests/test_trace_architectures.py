@@ -812,3 +812,17 @@ def test_unmodelled_architecture_fails_naming_it(arch, why):
     # its own reductions (cohere2_moe.py) is refused in one line naming the architecture, not traced as a Llama
     with pytest.raises(CommbenchError, match=rf"architectures '{arch}' cannot be traced: .*{re.escape(why)}"):
         card_from_config({**BASE, "architectures": [arch], "model_type": "x"}, "x")
+
+
+def test_dbrx_nested_attention_and_ffn_configs():
+    # dbrx.py: d_model / n_heads / n_layers at the top, attn_config.kv_n_heads, ffn_config.ffn_hidden_size,
+    # moe_num_experts, moe_top_k below; every layer's DbrxExperts (FusedMoE) reduces once; the forward sends
+    # IntermediateTensors({"hidden_states"}) only
+    cfg = {"architectures": ["DbrxForCausalLM"], "model_type": "dbrx", "d_model": 768, "n_heads": 12, "n_layers": 4,
+           "vocab_size": 32000, "attn_config": {"kv_n_heads": 4, "clip_qkv": 8},
+           "ffn_config": {"ffn_hidden_size": 1536, "moe_num_experts": 8, "moe_top_k": 2}}
+    card = card_from_config(cfg, "dbrx")
+    assert (card.num_key_value_heads, card.num_experts, card.experts_per_token, card.moe_intermediate_size) == (4, 8, 2, 1536)
+    assert card.num_moe_layers == 4 and card.boundary_tensors == ("hidden_states",)
+    ops, _ = decode_ops(card)
+    assert ops["layer.moe"].calls == 4 and all_reduces(ops) == 2 * 4 + 1

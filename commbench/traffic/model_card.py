@@ -47,7 +47,8 @@ ALIASES = {
     "hidden_size": ("n_embd", "d_model"),
     "num_attention_heads": ("n_head", "num_heads", "n_heads"),
     # step3_text.py: num_attention_groups (its attention has num_kv_heads=1, as the published config says)
-    "num_key_value_heads": ("num_kv_heads", "n_head_kv", "multi_query_group_num", "num_attention_groups"),
+    "num_key_value_heads": ("num_kv_heads", "n_head_kv", "multi_query_group_num", "num_attention_groups",
+                            "kv_n_heads"),  # dbrx.py attn_config.kv_n_heads
     "intermediate_size": ("ffn_hidden_size", "n_inner", "ffn_dim"),
     # hunyuan_v1.py moe_topk, step3_text.py moe_top_k, ernie45_moe.py moe_k, moondream3.py moe_experts_per_token
     "num_experts_per_tok": ("experts_per_token", "num_experts_per_token", "top_k_experts", "moe_topk", "moe_k",
@@ -416,6 +417,7 @@ class Family:
     altup: bool = False  # Gemma 3n's AltUp: read altup_num_inputs
     pp_unsupported: str = ""  # the engine's model class has no pipeline parallelism (a reason)
     router_dtype_engines: tuple = ()  # engines whose gate router_dtype is (all when empty); the others: activation
+    nested: tuple = ()  # sub-objects of the config whose fields are read as its own (DBRX's attn_config, ffn_config)
 
 
 @lru_cache(maxsize=1)
@@ -449,7 +451,7 @@ def family_of(cfg: dict) -> Family:
                   merged.get("ff_dim_field", ""), tuple(merged.get("text_first", ())),
                   bool(merged.get("per_layer_inputs")), tuple(merged.get("per_layer_embed_archs", ())),
                   bool(merged.get("altup")), merged.get("pp_unsupported", ""),
-                  tuple(merged.get("router_dtype_engines", ())))
+                  tuple(merged.get("router_dtype_engines", ())), tuple(merged.get("nested", ())))
 
 
 #: Per-layer list entries (transformers 5 names, with the legacy ones it remaps) and the block each means.
@@ -734,6 +736,8 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         if arch in unmodelled:
             raise CommbenchError(f"model config {name!r}: architectures {arch!r} cannot be traced: {unmodelled[arch]}")
     cfg = {**family.defaults, **{k: v for k, v in cfg.items() if v is not None}}  # the family class's defaults
+    for sub in family.nested:  # DBRX: dbrx.py reads config.attn_config.kv_n_heads, config.ffn_config.moe_top_k, ...
+        cfg = {**{k: v for k, v in (cfg.get(sub) or {}).items() if v is not None}, **cfg}
     interval = family.defaults.get("full_attention_interval")
     interval_note = [f"full_attention_interval = {cfg['full_attention_interval']} is traced as the current release reads "
                      f"it; vLLM 0.11.0's own Qwen3NextConfig places full attention every {interval} layers regardless"] \
