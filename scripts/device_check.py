@@ -97,7 +97,7 @@ def parse_command(argv: list[str]):
 
 def check_line(argv: list[str]) -> str:
     """Parse one command line; for a sweep also check its choices against the backend's capabilities."""
-    from commbench.measure.sweep import check_sweep_choices
+    from commbench.measure.sweeps import check_sweep_choices
 
     name, params = parse_command(argv)
     if name == "sweep":
@@ -138,7 +138,7 @@ def matrix_plan(backend: str, world: int, max_bytes: int, quick: bool) -> list[d
     oneself (a probe there: NCCL may refuse it)."""
     from commbench.measure.backends import CAPABILITIES
     from commbench.measure.cuda_graph import GRAPH_BACKENDS
-    from commbench.measure.sweep import sizes_between
+    from commbench.measure.sweeps import sizes_between
 
     caps = CAPABILITIES[backend]
     timings = ["blocking", "back-to-back"] + (["cuda-graph"] if backend in GRAPH_BACKENDS else [])
@@ -168,7 +168,7 @@ def matrix_plan(backend: str, world: int, max_bytes: int, quick: bool) -> list[d
 def cmd_matrix(args) -> int:
     import pandas as pd
 
-    from commbench.measure.sweep import run_sweep
+    from commbench.measure.sweeps import run_sweep
     from commbench.measure.world import join_world
 
     backend = join_world(args.backend, args.timeout, {"buffers": "cuda"} if args.cuda_buffers else None)

@@ -1,7 +1,7 @@
 """Fault injection for tests only: picklable jobs and backend wrappers the embedded world runs.
 
 Production code reads no fault variables; a test hands one of these to the world instead of the
-real job (or monkeypatches commbench.measure.sweep.sweep_job to return one), so the spawned ranks import
+real job (or monkeypatches commbench.measure.sweeps.sweep_job to return one), so the spawned ranks import
 this module by name and misbehave exactly where the test says.
 """
 
@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from commbench.measure.sweep import run_sweep
+from commbench.measure.sweeps import run_sweep
 
 
 def _exit_job(rank: int, after_rows: int, collective, sizes, iters, warmup, timing, backend, on_row):
@@ -61,7 +61,7 @@ def corrupt_job(rank: int, collective: str, sizes, iters: int = 2, warmup: int =
 
 
 def _corrupt_replay(rank, calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
-    from commbench.measure.replay import _replay
+    from commbench.measure.replays import _replay
 
     return _replay(calls_by_phase, iters, warmup, wire, world_size, Corrupting(backend, rank), on_row)
 

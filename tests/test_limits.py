@@ -101,7 +101,7 @@ def test_sizes_per_sweep_are_bounded(cli, tmp_path):
 
 def test_a_sweep_that_may_take_hours_says_so_first(cli, monkeypatch):
     import commbench.cli.measure as measure
-    from commbench.measure.sweep import sizes_between
+    from commbench.measure.sweeps import sizes_between
 
     monkeypatch.setattr(measure, "_run_job", lambda *a, **k: None)  # no world: the note comes before any rank
     result = cli("sweep", "all_reduce", "-f", "1.002", "-e", "4M")

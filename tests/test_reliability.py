@@ -56,7 +56,7 @@ def test_a_wrong_value_on_rank_1_is_counted_on_gloo(collective):
 @needs_mpi
 @pytest.mark.parametrize("collective", ["all_reduce", "all_gather", "send_recv"])
 def test_a_wrong_value_on_rank_1_is_counted_on_mpi(collective):
-    script = ("import json; from commbench.measure.world import make_backend; from commbench.measure.sweep import run_sweep; "
+    script = ("import json; from commbench.measure.world import make_backend; from commbench.measure.sweeps import run_sweep; "
               "from tests.faults import Corrupting; b = make_backend('mpi', 20); "
               f"f = run_sweep(Corrupting(b, 1), '{collective}', [8, 1024], 2, 0); "
               "b.rank == 0 and print(json.dumps(list(map(int, f.wrong))))")

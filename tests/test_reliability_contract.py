@@ -204,7 +204,7 @@ def test_a_rank_frozen_before_the_first_row_ends_the_run_within_the_timeout(tmp_
 def test_a_rank_dying_after_the_table_is_complete_changes_nothing(tmp_path, monkeypatch, cli):
     """Rank 1 SIGKILLs itself once rank 0 has handed over the whole table: the sweep is whole and
     checked, so it is printed and saved as complete, exit 0 (was: 137 and no message)."""
-    from commbench.measure import sweep
+    from commbench.measure import sweeps as sweep
     from tests.faults import die_when_done
 
     real = sweep.sweep_job
@@ -217,7 +217,7 @@ def test_a_rank_dying_after_the_table_is_complete_changes_nothing(tmp_path, monk
 
 
 def test_replay_and_validate_save_their_finished_rows_when_a_rank_dies(tmp_path, monkeypatch, cli):
-    from commbench.measure import replay, sweep
+    from commbench.measure import replays as replay, sweeps as sweep
     from tests.faults import _exit_job, exit_job
 
     monkeypatch.setattr(sweep, "sweep_job", exit_job(1, 2))
@@ -247,7 +247,7 @@ def test_replay_and_validate_save_their_finished_rows_when_a_rank_dies(tmp_path,
 def _dying_replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
     """The replay, with rank 1 exiting (status 17) once its part of every call is done, before the
     table is handed over: rank 0 has streamed its rows, then finds rank 1 gone."""
-    from commbench.measure.replay import _replay
+    from commbench.measure.replays import _replay
 
     frame = _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row)
     if backend.rank == 1:
@@ -261,7 +261,7 @@ def _dying_replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_r
 def test_replay_checks_every_call_on_every_rank(tmp_path, monkeypatch, cli, backend):
     """A rank whose results read back one element off: every site of the replay counts exactly that
     one wrong element (rank 1's check; rank 0's is clean), and the run fails."""
-    from commbench.measure import replay
+    from commbench.measure import replays as replay
     from tests.faults import corrupt_replay_job
 
     monkeypatch.setattr(replay, "replay_job", corrupt_replay_job(1))

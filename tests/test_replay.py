@@ -9,7 +9,7 @@ import pytest
 from commbench.links import LINKS
 from commbench.traffic.model_card import load_model_card
 from commbench.traffic.plan import ParallelPlan
-from commbench.measure.replay import engine_order
+from commbench.measure.replays import engine_order
 from commbench.traffic.trace import make_trace
 from commbench.traffic.workload import Workload
 from tests.conftest import mpiexec_path

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from commbench.measure.sweep import sizes_between, sweep_local
+from commbench.measure.sweeps import sizes_between, sweep_local
 
 
 def test_sizes_between():
@@ -60,7 +60,7 @@ def test_dead_rank_is_named_and_run_ends():
 
 def test_rank_dying_mid_sweep_keeps_finished_rows(monkeypatch, tmp_path, cli):
     """Rank 1 dies after two sizes; the run ends within the timeout and the two rows are kept."""
-    from commbench.measure import sweep
+    from commbench.measure import sweeps as sweep
     from tests.faults import exit_job
 
     monkeypatch.setattr(sweep, "sweep_job", exit_job(1, 2))

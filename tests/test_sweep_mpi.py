@@ -60,7 +60,7 @@ def test_mpi_datatypes_ops_and_placements(collective, dtype, op, expected_count)
 
 
 def test_a_wrong_value_on_a_typed_out_of_place_call_is_caught():
-    code = ("from commbench.measure.world import make_backend; from commbench.measure.sweep import run_sweep; "
+    code = ("from commbench.measure.world import make_backend; from commbench.measure.sweeps import run_sweep; "
             "from tests.faults import Corrupting; b = make_backend('mpi', 20); "
             "f = run_sweep(Corrupting(b, 1), 'all_reduce', [64], 2, 0, dtype='int32', op='max', placement='out_of_place'); "
             "print('WRONG', int(f.wrong.sum())) if b.rank == 0 else None")

@@ -187,7 +187,7 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
     from commbench.measure.launcher import launcher_world
     from commbench.links import parse_link
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.measure.sweep import check_sweep_choices, sizes_between
+    from commbench.measure.sweeps import check_sweep_choices, sizes_between
     from commbench.fabric.validate import assess, bands_frame, findings_frame, preflight
 
     link = parse_link(expect)

@@ -77,7 +77,7 @@ def _say_if_long(rows: int, iters: int | None) -> None:
 def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing="blocking", options=None, on_row=None,
              target_ci=0.03, dtype="float32", op="sum", placement="both"):
     """A sweep through _run_job."""
-    from commbench.measure import sweep as sweep_module
+    from commbench.measure import sweeps as sweep_module
 
     rows = len(sizes) * len(sweep_module.check_sweep_choices(collective, backend, dtype, op, placement))
     _say_if_long(rows, iters)
@@ -290,7 +290,7 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
     """
     from commbench.links import parse_link
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.measure.sweep import check_sweep_choices, sizes_between
+    from commbench.measure.sweeps import check_sweep_choices, sizes_between
     from commbench.measure.world import WorldFailed
 
     placement, timing = placement or "both", "cuda-graph" if cuda_graph else timing

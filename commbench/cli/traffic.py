@@ -164,7 +164,7 @@ def _refuse_before_output(card, plan, workload, out, replay) -> None:
 
 def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json, replay_dtype=None):
     from commbench.links import parse_link
-    from commbench.measure.replay import replay_job, replay_plan, total_steps
+    from commbench.measure.replays import replay_job, replay_plan, total_steps
     from commbench.results import check_output_path, environment_metadata, save_table
     from commbench.measure.backends import check_backend
 

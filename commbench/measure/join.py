@@ -1,7 +1,7 @@
 """Joining a world and running a job on it, as one rank: the backend by name, a bounded join, the job.
 
-A job is a picklable callable `job(backend, on_row) -> DataFrame` (commbench.measure.sweep.sweep_job,
-commbench.measure.replay.replay_job) that every rank runs; rank 0 streams each finished row through
+A job is a picklable callable `job(backend, on_row) -> DataFrame` (commbench.measure.sweeps.sweep_job,
+commbench.measure.replays.replay_job) that every rank runs; rank 0 streams each finished row through
 `on_row` and returns the table.
 """
 

@@ -1,8 +1,8 @@
 """Running a job on every rank of a world, wherever the user is: a launcher's world, the embedded
 gloo world or the embedded MPI world.
 
-A job is a picklable callable `job(backend, on_row) -> DataFrame` (commbench.measure.sweep.sweep_job,
-commbench.measure.replay.replay_job) that every rank runs; rank 0 streams each finished row through
+A job is a picklable callable `job(backend, on_row) -> DataFrame` (commbench.measure.sweeps.sweep_job,
+commbench.measure.replays.replay_job) that every rank runs; rank 0 streams each finished row through
 `on_row` and returns the table.
 
 Where it runs (run_job):

@@ -75,7 +75,7 @@ def _call(backend, handles: dict, collective: str, msg_bytes: float, members, bu
     """(op, check) for this rank's part of one call: a zero-argument op (a no-op where it takes no
     part) and check() -> the wrong elements this rank sees when the call runs once on known inputs.
 
-    Known inputs, as the sweep's (commbench.measure.sweep): the member at position g of the group
+    Known inputs, as the sweep's (commbench.measure.sweeps): the member at position g of the group
     fills its input with g + 1; an all-reduce or reduce-scatter must then hold n(n+1)/2, an
     all-gather or all-to-all slot j must hold j + 1, a broadcast from the last member its value 1,
     a send the sender's value 2 (the receiver starts at 0).
