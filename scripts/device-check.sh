@@ -119,6 +119,9 @@ step cpu env-versions 60 "$PY" scripts/device_check.py env "$WORK/env.json"
 # 2 the GPU tests (the dry run collects them)
 if [ $DRY -eq 1 ]; then
   step cpu gpu-tests-collect 120 "$PY" -m pytest -m gpu --collect-only -q -p no:cacheprovider tests
+  # steps 3-5 and 7 run one rank under torchrun (one GPU: NCCL refuses two ranks on one device); on CPU the
+  # same one-rank launch on gloo shows whether commbench accepts a world of one
+  step cpu world-of-one 90 $TR1 -m commbench sweep all_reduce -b 8 -e 64 --backend gloo --iters 2
 fi
 step cuda gpu-tests 150 "$PY" -m pytest -m gpu -v -rs -p no:cacheprovider tests
 

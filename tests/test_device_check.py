@@ -24,36 +24,55 @@ def _commbench(*args):
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("device-check")
-    proc = subprocess.run(["bash", str(ROOT / "scripts/device-check.sh"), "--dry-run", str(out)], capture_output=True,
+    proc = subprocess.run(["bash", str(ROOT / "scripts/device-check.sh"), "--dry-run", "--keep-going", str(out)],
+                          capture_output=True,
                           text=True, timeout=600, cwd=ROOT, env={**__import__("os").environ, "PYTHON": sys.executable})
     return proc, out
 
 
+def _steps(out):
+    with tarfile.open(out / "device-check.tar.gz") as tar:
+        return list(csv.DictReader(tar.extractfile("./steps.tsv").read().decode().splitlines(), delimiter="\t"))
+
+
 def test_dry_run_parses_every_commbench_line_and_writes_its_plan(dry_run):
     proc, out = dry_run
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["device-check.tar.gz", "plan.tsv", "summary.md"]
     plan = list(csv.DictReader(open(out / "plan.tsv"), delimiter="\t"))
     commbench_lines = [row for row in plan if " -m commbench " in f" {row['command']} "]
     # the script's commbench lines, counted by hand: step 3 three sweeps (all_reduce, all_gather,
     # send_recv_bidir), step 4 two (nccl, cupy), step 5 one, step 6 three (gloo x2, mpi), step 7 one
-    # replay, step 8 per model (2) and mode (2) one compute and two predicts: 3 + 2 + 1 + 3 + 1 + 12 = 22
-    assert len(commbench_lines) == 22
+    # replay, step 8 per model (2) and mode (2) one compute and two predicts: 3 + 2 + 1 + 3 + 1 + 12 = 22;
+    # the dry run adds its world-of-one check on gloo: 23
+    assert len(commbench_lines) == 23
     assert all(row["argv"] for row in commbench_lines)  # each recorded with its argv for the parse check
     assert not [row for row in plan if row["argv"] and row not in commbench_lines]
     with tarfile.open(out / "device-check.tar.gz") as tar:
         parsed = tar.extractfile("./parsed.tsv").read().decode().splitlines()
         steps = list(csv.DictReader(tar.extractfile("./steps.tsv").read().decode().splitlines(), delimiter="\t"))
-    assert len(parsed) == 22 and all(line.startswith("ok\t") for line in parsed)
+    assert len(parsed) == 23 and all(line.startswith("ok\t") for line in parsed)
     assert {line.split("\t")[1] for line in parsed} == {row["step"] for row in commbench_lines}
-    # in the dry run every CPU step ran and passed; every CUDA step is planned, none ran
-    assert {row["status"] for row in steps if row["kind"] == "cpu"} == {"ok"}
+    # in the dry run every CPU step ran and passed (world-of-one: test_a_world_of_one_is_accepted); every
+    # CUDA step is planned, none ran
+    assert {row["status"] for row in steps if row["kind"] == "cpu" and row["step"] != "world-of-one"} == {"ok"}
     assert {row["status"] for row in steps if row["kind"] != "cpu"} == {"planned"}
-    assert {"env-versions", "gpu-tests-collect", "matrix-gloo-quick", "parse-plan"} <= {row["step"] for row in steps}
+    assert {"env-versions", "gpu-tests-collect", "world-of-one", "matrix-gloo-quick", "parse-plan"} <= \
+        {row["step"] for row in steps}
     summary = (out / "summary.md").read_text()
     # gloo's matrix on 2 CPU ranks: all_reduce and all_gather 8 datatypes blocking + float32 back-to-back
     # (2 x 9), 8 x 3 other ops (prod, max, min), one send_recv_bidir: 18 + 24 + 1 = 43, every one correct
     assert "matrix_gloo.status.csv: 43 of 43 combinations ok" in summary
+
+
+@pytest.mark.xfail(strict=True, reason="commbench.measure.launcher._checked refuses a 1-rank launcher world (issue 24, "
+                   "33dd60a); the device check's one-GPU steps (NCCL and CuPy at world size 1, as tests/test_gpu.py's "
+                   "one-GPU tests) need one: when that is settled this test passes and the marker must go")
+def test_a_world_of_one_is_accepted(dry_run):
+    """On one GPU NCCL runs one rank per device, so steps 3-5 and 7 launch a world of one; the dry run
+    makes the same launch on gloo and the whole dry run exits 0 only if it is accepted."""
+    proc, out = dry_run
+    assert {row["step"]: row["status"] for row in _steps(out)}["world-of-one"] == "ok"
+    assert proc.returncode == 0
 
 
 def test_parse_check_refuses_a_line_that_would_fail_on_the_gpu(tmp_path):
