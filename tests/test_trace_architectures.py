@@ -826,3 +826,53 @@ def test_dbrx_nested_attention_and_ffn_configs():
     assert card.num_moe_layers == 4 and card.boundary_tensors == ("hidden_states",)
     ops, _ = decode_ops(card)
     assert ops["layer.moe"].calls == 4 and all_reduces(ops) == 2 * 4 + 1
+
+
+MINIMAX_TEXT_01_LIKE = {"architectures": ["MiniMaxText01ForCausalLM"], "model_type": "minimax_text_01",
+                        "hidden_size": 1024, "num_hidden_layers": 8, "num_attention_heads": 16, "num_key_value_heads": 4,
+                        "head_dim": 64, "intermediate_size": 2048, "num_local_experts": 8, "num_experts_per_tok": 2,
+                        "attn_type_list": [0, 0, 0, 1, 0, 0, 0, 1], "shared_intermediate_size": 0, "vocab_size": 20000}
+
+
+def test_minimax_text_01_lightning_attention_layers():
+    # vllm 0.11.0 minimax_text_01.py: attn_type_list 0 -> MiniMaxText01LinearAttention (layers/mamba/linear_attn.py:
+    # MiniMaxText01RMSNormTP all-reduces the per-token variance, [8, 1] float32, then out_proj reduces),
+    # 1 -> attention (o_proj); every layer's MiniMaxText01MoE (FusedMoE reduce_results=True) reduces once.
+    card = card_from_config(MINIMAX_TEXT_01_LIKE, "mm")
+    assert card.blocks_of(0) == ("lightning_attention", "moe") and card.blocks_of(3) == ("attention", "moe")
+    ops, _ = decode_ops(card)
+    assert ops["layer.lightning_attn.norm"].calls == 6 and ops["layer.lightning_attn.norm"].msg_bytes == 8 * 1 * 4
+    assert ops["layer.lightning_attn.out_proj"].calls == 6 and ops["layer.attn.o_proj"].calls == 2
+    assert ops["layer.moe"].calls == 8 and all_reduces(ops) == 6 * 2 + 2 + 8 + 1
+    # with shared_intermediate_size > 0 a shared MiniMaxText01MLP beside the MoE reduces on its own
+    shared, _ = decode_ops(card_from_config({**MINIMAX_TEXT_01_LIKE, "shared_intermediate_size": 512}, "mm"))
+    assert shared["layer.mlp.down_proj"].calls == 8
+    # the layer returns residual None: IntermediateTensors {"hidden_states": [4, 1024], "residual": None}; the
+    # metadata pickle names both: 96 + len("bfloat16") + (24 + 13 + 2 + 3) + (7 + len("residual"))
+    pp, _ = decode_ops(card, mode="pp")
+    assert [op.site for op in pp.values() if op.group == "pp"] == ["stage0->stage1.hidden_states"]
+    assert pp["stage0->stage1.metadata"].msg_bytes == 104 + 42 + 15
+
+
+def test_metadata_pickle_size_of_a_none_entry():
+    # send_tensor_dict (_split_tensor_dict) puts a non-tensor value in the metadata as is: ("residual", None)
+    torch = pytest.importorskip("torch")
+    saved = {k: sys.modules.get(k) for k in ("vllm", "vllm.distributed", "vllm.distributed.parallel_state")}
+    module = types.ModuleType("vllm.distributed.parallel_state")
+    sys.modules.update({"vllm": types.ModuleType("vllm"), "vllm.distributed": types.ModuleType("vllm.distributed"),
+                        "vllm.distributed.parallel_state": module})
+    try:
+        meta = namedtuple("TensorMetadata", ["device", "dtype", "size"])  # vllm/distributed/parallel_state.py
+        meta.__module__ = module.__name__
+        module.TensorMetadata = meta
+        for tokens in (1, 300, 70000):
+            for key in ("residual", "r"):
+                real = pickle.dumps([("hidden_states", meta("cuda", torch.bfloat16, torch.Size((tokens, 6144)))),
+                                     (key, None)], protocol=4)
+                assert metadata_pickle_bytes((("hidden_states", (tokens, 6144)),), "bfloat16", (key,)) == len(real)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v

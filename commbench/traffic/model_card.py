@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -72,11 +72,11 @@ ALIASES = {
 #: A uniform list is its value; the dense width is kept per layer; any other varying list takes
 #: its largest entry and says so in the card's warnings.
 PER_LAYER_FIELDS = ("intermediate_size", "moe_intermediate_size", "num_experts_per_tok", "num_experts",
-                    "num_shared_expert", "num_shared_experts", "n_shared_experts")
+                    "num_shared_expert", "num_shared_experts", "n_shared_experts", "shared_intermediate_size")
 
 #: The blocks a layer may hold (model_traces/architectures.toml explains each).
 BLOCKS = ("attention", "mamba", "mamba2", "gated_deltanet", "mlp", "moe", "parallel_attention_mlp", "qk_norm_tp",
-          "qk_all_gather", "qkv_all_gather", "short_conv", "laurel")
+          "qk_all_gather", "qkv_all_gather", "short_conv", "laurel", "lightning_attention")
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,7 @@ class ModelCard:
     layer_blocks: tuple = ()  # per layer, its blocks in engine order, e.g. ("attention", "moe")
     layer_mlp_width: tuple = ()  # per layer, the dense MLP width (block_configs' ffn_mult; else intermediate_size)
     boundary_tensors: tuple = ("hidden_states", "residual")  # what a pipeline stage sends to the next
+    boundary_none: tuple = ()  # IntermediateTensors keys sent as None: in the metadata, no tensor (MiniMax-Text-01)
     mamba_x_proj_width: int = 0  # Mamba-1 x_proj output: dt_rank + 2 * d_state
     mamba_n_groups: int = 0  # Mamba-2 B/C groups (the gated norm all-reduces when it is 1)
     per_layer_input_size: int = 0  # Gemma 4's hidden_size_per_layer_input (per-layer embeddings; 0 = none)
@@ -418,6 +419,7 @@ class Family:
     pp_unsupported: str = ""  # the engine's model class has no pipeline parallelism (a reason)
     router_dtype_engines: tuple = ()  # engines whose gate router_dtype is (all when empty); the others: activation
     nested: tuple = ()  # sub-objects of the config whose fields are read as its own (DBRX's attn_config, ffn_config)
+    boundary_none: tuple = ()  # IntermediateTensors keys the family sends as None (metadata only)
 
 
 @lru_cache(maxsize=1)
@@ -451,7 +453,8 @@ def family_of(cfg: dict) -> Family:
                   merged.get("ff_dim_field", ""), tuple(merged.get("text_first", ())),
                   bool(merged.get("per_layer_inputs")), tuple(merged.get("per_layer_embed_archs", ())),
                   bool(merged.get("altup")), merged.get("pp_unsupported", ""),
-                  tuple(merged.get("router_dtype_engines", ())), tuple(merged.get("nested", ())))
+                  tuple(merged.get("router_dtype_engines", ())), tuple(merged.get("nested", ())),
+                  tuple(merged.get("boundary_none", ())))
 
 
 #: Per-layer list entries (transformers 5 names, with the legacy ones it remaps) and the block each means.
@@ -495,6 +498,13 @@ def _layer_list(cfg: dict, name: str) -> tuple[str, list] | None:
             if not isinstance(cfg[key], list):
                 raise CommbenchError(f"model config {name!r}: {key} must be a list of layer kinds")
             return key, list(cfg[key])
+    for key in ("attn_type_list", "decoder_attention_types"):  # minimax_text_01.py: 0 linear, 1 full attention
+        if cfg.get(key):
+            entries = cfg[key]
+            if not isinstance(entries, list) or any(e not in (0, 1) or isinstance(e, bool) for e in entries):
+                raise CommbenchError(f"model config {name!r}: {key} must be a list of 0 (linear attention) "
+                                     "and 1 (full attention)")
+            return key, ["full_attention" if e == 1 else "linear_attention" for e in entries]
     return None
 
 
@@ -705,6 +715,10 @@ def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> dict:
         state["gated_deltanet"] = ((2 * nk * dk + nv * dv) * (k - 1) + nv * dk * dv) * state_bytes
     if any("laurel" in layer for layer in blocks):  # gemma3n.py Gemma3nLaurelBlock: hidden -> rank -> hidden
         params["laurel"] = 2 * hidden * w("laurel_rank", default=64)
+    if any("lightning_attention" in layer for layer in blocks):  # layers/mamba/linear_attn.py, q = heads x head_dim:
+        q = w("num_attention_heads", default=1) * w("head_dim", default=max(1, hidden // w("num_attention_heads", default=1)))
+        params["lightning_attention"] = 5 * hidden * q + q  # qkv_proj 3 h q, output_gate h q, out_proj q h, norm q
+        state["lightning_attention"] = q * (q // w("num_attention_heads", default=1)) * 4  # float32 kv [heads, d, d]
     if "short_conv" in kinds:  # layers/mamba/short_conv.py: in_proj d -> 3 d, conv d x L, out_proj d -> d
         d, k = w("conv_dim", default=hidden), w("conv_L_cache", default=3)
         params["short_conv"] = 3 * d * d + d * k + d * d
@@ -768,13 +782,13 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         dense_inter = _lfm2_ff_dim(cfg, _whole(cfg, name, family.ff_dim_field))
 
     moe_mask = _moe_mask(cfg, name, layers, num_experts)
-    blocks = _layer_blocks(cfg, name, layers, family, moe_mask)
     off = {b for b, key in family.block_if.items() if not cfg.get(key)}  # blocks the config turns off (Molmo)
-    blocks = tuple(tuple(b for b in layer if b not in off) for layer in blocks) if off else blocks
+    layer_family = replace(family, blocks=tuple(b for b in family.blocks if b not in off)) if off else family
+    blocks = _layer_blocks(cfg, name, layers, layer_family, moe_mask)
     widths = list(per_layer.get("intermediate_size", [dense_inter] * layers)) if "intermediate_size_mlp" not in cfg \
         else [dense_inter] * layers
     if family.shared_mlp_width:  # a shared expert's dense MLP in the MoE layers (`mlp_if_moe`)
-        shared = _whole(cfg, name, family.shared_mlp_width)
+        shared = _whole(cfg, name, family.shared_mlp_width, default=0, minimum=0)
         widths = [shared if moe else w for w, moe in zip(widths, moe_mask)]
     if cfg.get("block_configs") is not None:
         blocks = _apply_block_configs(cfg, name, layers, hidden, blocks, widths)
@@ -824,6 +838,7 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         # a tensor a family may send is sent only where the config has it (Gemma 4 without per-layer inputs)
         boundary_tensors=tuple(t for t in family.boundary if t != "per_layer_inputs" or ple),
         per_layer_input_size=ple,
+        boundary_none=family.boundary_none,
         per_layer_embed=not family.per_layer_embed_archs or bool(set(family.per_layer_embed_archs) & set(
             map(str, raw.get("architectures") or ()))),
         altup_num_inputs=_whole(cfg, name, "altup_num_inputs", default=4) if family.altup else 0,

@@ -139,7 +139,7 @@ def _int_pickle_bytes(value: int) -> int:
     return 2 if value < 256 else 3 if value < 65536 else 5
 
 
-def metadata_pickle_bytes(tensors: tuple, dtype: str) -> int:
+def metadata_pickle_bytes(tensors: tuple, dtype: str, none_keys: tuple = ()) -> int:
     """Size of pickle.dumps(metadata_list) that send_tensor_dict sends before the tensors:
     [(key, TensorMetadata("cuda", torch.<dtype>, torch.Size(shape))), ...], protocol 4, for
     `tensors` = ((key, shape), ...):
@@ -147,10 +147,12 @@ def metadata_pickle_bytes(tensors: tuple, dtype: str) -> int:
         96 + len(dtype name) + sum over tensors of (24 + len(key) + sum of each dim's int opcode)
 
     The first entry carries the globals (TensorMetadata, torch.<dtype>, torch.Size) and later
-    ones refer back to them; a shape's tuple is one opcode whatever its length (TUPLE1-3).
+    ones refer back to them; a shape's tuple is one opcode whatever its length (TUPLE1-3). An
+    entry whose value is None (`none_keys`, after the tensors) adds 7 + len(key).
     tests/test_trace_architectures.py checks this against pickle with torch.
     """
-    return 96 + len(dtype) + sum(24 + len(key) + sum(_int_pickle_bytes(int(d)) for d in shape) for key, shape in tensors)
+    return 96 + len(dtype) + sum(24 + len(key) + sum(_int_pickle_bytes(int(d)) for d in shape) for key, shape in tensors) \
+        + sum(7 + len(key) for key in none_keys)
 
 
 #: The shape of each tensor a stage boundary may carry (IntermediateTensors), in _dims' names.
@@ -241,7 +243,7 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: RunnerOptions | None, tok
     }
     dims["metadata_bytes"] = metadata_pickle_bytes(
         tuple((t, tuple(int(math.ceil(dims[d])) for d in BOUNDARY_SHAPES[t])) for t in m.boundary_tensors),
-        m.activation_dtype)
+        m.activation_dtype, m.boundary_none)
     return dims
 
 
