@@ -876,3 +876,18 @@ def test_metadata_pickle_size_of_a_none_entry():
                 sys.modules.pop(k, None)
             else:
                 sys.modules[k] = v
+
+
+def test_plamo2_mamba_layers_by_step():
+    # vllm 0.11.0 plamo2.py is_mamba: attention where i % mamba_step == mamba_step // 2 (step 2: the odd
+    # layers), Plamo2MambaMixer elsewhere: bcdt_proj RowParallelLinear to time_step_rank + 2 d_state =
+    # max(64, 2048 // 16) + 2 x 64 = 256 wide, then out_proj; DenseMLP's down_proj in every layer
+    cfg = {"architectures": ["Plamo2ForCausalLM"], "model_type": "plamo2", "hidden_size": 2048, "num_hidden_layers": 6,
+           "num_attention_heads": 16, "num_key_value_heads": 4, "hidden_size_per_head": 128, "mamba_step": 2,
+           "mamba_d_state": 64, "mamba_num_heads": 32, "mamba_d_conv": 4, "intermediate_size": 8192, "vocab_size": 100000}
+    card = card_from_config(cfg, "plamo")
+    assert [b[0] for b in card.layer_blocks] == ["mamba", "attention"] * 3
+    ops, _ = decode_ops(card)
+    assert ops["layer.mamba.x_proj"].calls == 3 and ops["layer.mamba.x_proj"].msg_bytes == 8 * 256 * BF16
+    assert ops["layer.mamba.out_proj"].calls == 3 and ops["layer.attn.o_proj"].calls == 3
+    assert all_reduces(ops) == 3 * 2 + 3 + 6 + 1

@@ -63,8 +63,8 @@ ALIASES = {
     "first_k_dense_replace": ("moe_layer_start_index", "num_dense_layers", "moe_start_layer"),
     "moe_intermediate_size": ("expert_intermediate_size", "expert_ffn_hidden_size", "expert_hidden_dim",
                               "moe_expert_inner_dim"),
-    # hunyuan_v1.py HunYuanAttention: head_dim, else attention_head_dim
-    "head_dim": ("attention_head_dim",),
+    # hunyuan_v1.py HunYuanAttention: head_dim, else attention_head_dim; plamo2.py hidden_size_per_head
+    "head_dim": ("attention_head_dim", "hidden_size_per_head"),
 }
 
 #: Fields a config may give per layer, as a list of num_hidden_layers numbers (hunyuan_v1.py:
@@ -590,6 +590,11 @@ def _layer_blocks(cfg: dict, name: str, layers: int, family: Family, moe_mask: t
     if listed is None and attn_period:  # Jamba: attention every attn_layer_period layers, Mamba between
         offset = _whole(cfg, name, "attn_layer_offset", default=0, minimum=0)
         listed = ("attn_layer_period", ["attention" if i % attn_period == offset else "mamba" for i in range(layers)])
+    step = _whole(cfg, name, "mamba_step", default=0, minimum=0)
+    if listed is None and step > 1:  # PLaMo 2 (plamo2.py is_mamba): attention where i % step == step // 2
+        last_only = layers <= step // 2  # a model shorter than that: attention in the last layer only
+        listed = ("mamba_step", ["attention" if (i == layers - 1 if last_only else i % step == step // 2) else "mamba"
+                                 for i in range(layers)])
     interval = _whole(cfg, name, "full_attention_interval", default=0, minimum=0)
     if listed is None and interval:  # Qwen3-Next: linear attention unless (i + 1) % interval == 0
         listed = ("full_attention_interval",
@@ -692,6 +697,9 @@ def _mixers(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> dict:
     if "mamba" in kinds:
         d = w("mamba_expand", "expand", default=2) * hidden
         r, n, k = w("mamba_dt_rank", default=-(-hidden // 16)), w("mamba_d_state", default=16), w("mamba_d_conv", default=4)
+        if cfg.get("mamba_step"):  # PLaMo 2 (plamo2.py Plamo2MambaMixer): heads x head size wide, bcdt_proj to
+            d = w("mamba_num_heads", default=1) * w("hidden_size_per_head", default=128)  # max(64, h // 16) + 2 N
+            r = max(64, hidden // 16)
         params["mamba"] = 2 * hidden * d + d * k + d * (r + 2 * n) + r * d + d + d * n + d + d * hidden
         state["mamba"] = (d * (k - 1) + d * n) * state_bytes
         sizes["mamba_x_proj_width"] = r + 2 * n
