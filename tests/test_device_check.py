@@ -123,7 +123,7 @@ def test_cuda_graph_timing_refused_on_cpu_in_one_line():
 def test_gloo_cuda_buffers_need_a_launcher():
     proc = _commbench("sweep", "all_reduce", "--buffers", "cuda")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    assert "runs under a launcher: torchrun --nproc-per-node 2" in proc.stderr
+    assert "under a launcher" in proc.stderr and "torchrun --nproc-per-node 2" in proc.stderr
 
 
 def test_usage_errors_exit_2_without_writing(tmp_path):
