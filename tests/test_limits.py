@@ -100,10 +100,10 @@ def test_sizes_per_sweep_are_bounded(cli, tmp_path):
 
 
 def test_a_sweep_that_may_take_hours_says_so_first(cli, monkeypatch):
-    import commbench.cli.measure as measure
+    import commbench.measure.world as world
     from commbench.measure.sweeps import sizes_between
 
-    monkeypatch.setattr(measure, "_run_job", lambda *a, **k: None)  # no world: the note comes before any rank
+    monkeypatch.setattr(world, "run_job", lambda *a, **k: None)  # no world: the note comes before any rank
     result = cli("sweep", "all_reduce", "-f", "1.002", "-e", "4M")
     rows = len(sizes_between(8, 4 * 2**20, 1.002))  # gloo's all_reduce: in place only, one row per size
     assert rows > 3600 and result.exit_code == 0
@@ -206,12 +206,12 @@ def test_empty_out_is_refused(cli, tmp_path):
 
 
 def test_a_sidecar_path_that_is_a_folder_fails_before_the_run(cli, tmp_path, monkeypatch):
-    import commbench.cli.measure as measure
+    import commbench.measure.world as world
 
     def no_run(*args, **kwargs):
         raise AssertionError("the run started")
 
-    monkeypatch.setattr(measure, "_run_job", no_run)
+    monkeypatch.setattr(world, "run_job", no_run)
     (tmp_path / "x.csv.meta.json").mkdir()
     _refused(cli("sweep", "all_reduce", "-e", "64", "--out", tmp_path / "x.csv"),
              f"commbench: error: cannot write '{tmp_path}/x.csv.meta.json': it is a folder")

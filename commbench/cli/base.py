@@ -3,6 +3,7 @@ plan and workload options, and the world runner with its progress bar."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -273,17 +274,17 @@ def engine_options(f):
                         help="Engine generation: vllm-v1 (vLLM 0.11.0, the review's) or vllm-v2 (current model runner).")(f)
 
 
-def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, timeout_s: float,
-             row_label=lambda row: "", options: dict | None = None, on_row=None, how_to_launch: str = "sweep all_reduce"):
-    """commbench.measure.world.run_job with a progress bar (one step per finished row, on stderr) on the
-    reporting rank."""
+@contextlib.contextmanager
+def row_progress(total_rows: int, description: str, row_label=lambda row: "", on_row=None):
+    """A progress bar on stderr (one step per finished row) on the reporting rank; yields the on_row
+    to hand to a measuring call (commbench.measure.sweep / replay, fabric.validate.validate)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from commbench.measure.launcher import launcher_rank
-    from commbench.measure.world import run_job
 
     if launcher_rank()[0] != 0:
-        return run_job(job, backend, ranks, timeout_s, None, options, how_to_launch)
+        yield None
+        return
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[last]}"), console=Console(stderr=True), transient=True)
     task = progress.add_task(description, total=total_rows, last="")
@@ -294,7 +295,7 @@ def _run_job(job, total_rows: int, description: str, backend: str, ranks: int, t
             on_row(row)
 
     with progress:
-        return run_job(job, backend, ranks, timeout_s, finished, options, how_to_launch)
+        yield finished
 
 
 def save_partial(failure, out: str | None, meta: dict, rename: dict | None = None):

@@ -13,7 +13,7 @@ pd = lazy_module("pandas")  # imported on first use
 
 from commbench import CommbenchError
 from commbench.cli.base import dumps, log_options, _records, console, main, print_frame
-from commbench.cli.measure import _check_embedded_memory, _check_sweep_options, _measure, _parse_bytes
+from commbench.cli.measure import _check_sweep_options, _parse_bytes
 
 
 @main.group()
@@ -184,63 +184,79 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
       commbench fabric validate --expect 1gbit --backend gloo
       commbench fabric validate --expect 200gbe --sweep sweep.csv
     """
-    from commbench.measure.launcher import launcher_world
+    from commbench.cli.base import save_partial
+    from commbench.fabric.validate import validate
     from commbench.links import parse_link
-    from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.measure.sweeps import check_sweep_choices, sizes_between
-    from commbench.fabric.validate import assess, bands_frame, findings_frame, preflight
+    from commbench.measure import SweepSpec
+    from commbench.measure.launcher import launcher_world
+    from commbench.measure.world import WorldFailed
+    from commbench.results import check_output_path
 
     link = parse_link(expect)
-    check_sweep_choices(collective, backend)
-    if sweep_file is None:  # a run: its options are checked as the sweep's are, before any rank starts
-        _check_sweep_options(backend, "host", "blocking", ranks, iters, warmup, collective=collective, timeout_s=timeout_s)
+    spec = SweepSpec(collective, _parse_bytes(min_bytes), _parse_bytes(max_bytes), 2.0, backend, ranks=ranks, iters=iters,
+                     warmup=warmup, timeout_s=timeout_s)
+    if sweep_file is None:  # a run: the limits of this host, before any rank starts
+        _check_sweep_options(spec)
     if out is not None:
         check_output_path(out)
     env = dict(os.environ)
     if launcher_world() is None and backend == "gloo":
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the embedded world's ranks talk over loopback
-    findings = preflight(link, backend, env) if sweep_file is None else []
-    frame, partial_note, launcher, source = None, "", "file", None
+    partial_note, source, table = "", None, None
     if sweep_file is not None:
-        frame, partial_note, source = _load_sweep(sweep_file, allow_wrong)
-    elif not any(f.status == "fail" for f in findings):
-        sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes))
-        _check_embedded_memory(sizes[-1] if sizes else 0, ranks, backend)
-        from commbench.cli.base import save_partial
-        from commbench.measure.world import WorldFailed
+        table, partial_note, source = _load_sweep(sweep_file, allow_wrong)
+    meta = dict(command="fabric validate", expect=link.name, backend=backend, collective=collective, iters=iters,
+                warmup=warmup, timing="blocking")
+    try:
+        with _validate_progress(spec, sweep_file is None) as on_row:
+            done = validate(link, spec, table, env, on_row=on_row)
+    except WorldFailed as failure:  # no verdict on a run that ended early; its rows saved, complete: false
+        save_partial(failure, out, dict(meta, ranks=ranks, verdict=None))
+        raise
+    if done is None:
+        return
+    _report_validation(done, link, meta, out, as_json, partial_note, source, ranks)
+    sys.exit(0 if done.assessment.verdict == "PASS" else 1)
 
-        try:
-            result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s)
-        except WorldFailed as failure:  # no verdict on a run that ended early; its rows saved, complete: false
-            save_partial(failure, out, dict(command="fabric validate", expect=link.name, backend=backend,
-                                            collective=collective, ranks=ranks, iters=iters, warmup=warmup,
-                                            timing="blocking", verdict=None))
-            raise
-        if result is None:
-            return
-        frame, launcher, ranks = result
-    found = assess(frame, findings, link, backend)
+
+def _validate_progress(spec, running: bool):
+    """The sweep's progress bar when validate runs one; nothing when it judges a file."""
+    import contextlib
+
+    from commbench.cli.base import row_progress
+
+    if not running:
+        return contextlib.nullcontext()
+    return row_progress(spec.rows, f"{spec.collective}: {len(spec.sizes)} sizes on {spec.backend}",
+                        lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us")
+
+
+def _report_validation(done, link, meta: dict, out, as_json: bool, partial_note: str, source, ranks: int) -> None:
+    """Save the judged sweep with its verdict (before anything is printed), then print or emit JSON."""
+    from commbench.fabric.validate import bands_frame, findings_frame
+    from commbench.results import environment_metadata, save_table
+
+    found, frame, findings = done.assessment, done.frame, done.findings
     for caution in found.warnings:
         click.echo(f"warning: {caution}", err=True)
     if out and frame is not None:
-        save_table(frame, out, environment_metadata(command="fabric validate", expect=link.name, backend=backend,
-                                                    launcher=launcher, verdict=found.verdict, collective=collective,
+        save_table(frame, out, environment_metadata(**meta, launcher=done.launcher, verdict=found.verdict,
                                                     hosts=frame.attrs.get("hosts", []),
                                                     ranks=int(frame["ranks"].iloc[0]) if len(frame) else ranks,
-                                                    iters=iters, warmup=warmup, timing="blocking",
-                                                    bands=bands_frame(found.bands).to_dict(orient="records")))
+                                                    bands=bands_frame(found.bands).to_dict(orient="records"),
+                                                    reasons=list(found.reasons)))
     if as_json:
         click.echo(dumps({"verdict": found.verdict, "expect": link.name, "partial": partial_note or None, "source": source,
-                               "preflight": _records(findings_frame(findings)),
-                               "bands": _records(bands_frame(found.bands)),
-                               "fit": [] if found.fitted is None else _records(found.fitted),
-                               "warnings": list(found.warnings), "reasons": list(found.reasons),
-                               "rows": [] if frame is None else _records(frame)}))
-    else:
-        if source:
-            click.echo(f"read {source}", err=True)  # on stderr: piped stdout stays data
-        _print_validation(found, findings, frame, partial_note, link, f"{collective} sweep ({backend}, {launcher})")
-    sys.exit(0 if found.verdict == "PASS" else 1)
+                          "preflight": _records(findings_frame(findings)),
+                          "bands": _records(bands_frame(found.bands)),
+                          "fit": [] if found.fitted is None else _records(found.fitted),
+                          "warnings": list(found.warnings), "reasons": list(found.reasons),
+                          "rows": [] if frame is None else _records(frame)}))
+        return
+    if source:
+        click.echo(f"read {source}", err=True)  # on stderr: piped stdout stays data
+    _print_validation(found, findings, frame, partial_note, link,
+                      f"{meta['collective']} sweep ({meta['backend']}, {done.launcher})")
 
 
 def _load_sweep(sweep_file: str, allow_wrong: bool = False):

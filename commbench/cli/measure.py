@@ -10,7 +10,7 @@ from commbench import lazy_module
 pd = lazy_module("pandas")  # imported on first use
 
 from commbench import CommbenchError, require
-from commbench.cli.base import (dumps, output_format, _parse_csv_ints, _records, _run_job, _save_or_print, console, main,
+from commbench.cli.base import (dumps, output_format, _parse_csv_ints, _records, _save_or_print, console, main,
                                 plan_options, print_frame)
 
 
@@ -74,17 +74,16 @@ def _say_if_long(rows: int, iters: int | None) -> None:
                    f"{rows * BUDGET_S / 3600:.1f} hours (-b, -e and -f set the sizes; --iters N fixes the samples)", err=True)
 
 
-def _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing="blocking", options=None, on_row=None,
-             target_ci=0.03, dtype="float32", op="sum", placement="both"):
-    """A sweep through _run_job."""
-    from commbench.measure import sweeps as sweep_module
+def _measure(spec, on_row=None):
+    """commbench.measure.sweep(spec) with a progress bar; the table (attrs: hosts, launcher, ranks),
+    None on a launched world's other ranks."""
+    from commbench.cli.base import row_progress
+    from commbench.measure import sweep
 
-    rows = len(sizes) * len(sweep_module.check_sweep_choices(collective, backend, dtype, op, placement))
-    _say_if_long(rows, iters)
-    return _run_job(sweep_module.sweep_job(collective, sizes, iters, warmup, timing, target_ci, dtype, op, placement), rows,
-                    f"{collective}: {len(sizes)} sizes on {backend}", backend, ranks, timeout_s,
-                    lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", options, on_row,
-                    how_to_launch=f"sweep {collective}")
+    _say_if_long(spec.rows, spec.iters)
+    with row_progress(spec.rows, f"{spec.collective}: {len(spec.sizes)} sizes on {spec.backend}",
+                      lambda row: f"{row['msg_bytes']:,} B {row['time_us_p50']:,.1f} us", on_row) as progress:
+        return sweep(spec, on_row=progress)
 
 
 SWEEP_HIDDEN = ("samples_us", "collective", "time_us", "floor_timer_us", "floor_call_us")
@@ -160,41 +159,11 @@ def check_world_options(backend: str, ranks: int, timeout_s: float | None, iters
                                  f"{', '.join(here)}")
 
 
-def _check_sweep_options(backend: str, mpi_buffers: str, timing: str, ranks: int, iters: int, warmup: int,
-                         target_ci: float = 0.03, collective: str = "all_reduce", timeout_s: float | None = None) -> None:
-    """One-line errors for the sweep's options, before any rank starts."""
-    from commbench.measure.launcher import detect
-
-    check_world_options(backend, ranks, timeout_s, iters, warmup)
-    if not 0 < target_ci < 1:  # not (x > 0) also catches NaN
-        raise CommbenchError(f"--target-ci {target_ci:g} must be between 0 and 1 (a fraction of the p50, e.g. 0.03)")
-    from commbench.measure.timing import TIMING_MODES
-
-    if mpi_buffers not in ("host", "cuda"):
-        raise CommbenchError(f"unknown --mpi-buffers {mpi_buffers!r}; valid: host, cuda")
-    if mpi_buffers == "cuda":
-        if backend not in ("mpi", "gloo"):
-            raise CommbenchError(f"--mpi-buffers cuda goes with --backend mpi (or gloo under a launcher), not {backend}")
-        if backend == "gloo" and detect() is None:  # the embedded world keeps host buffers
-            raise CommbenchError("--buffers cuda on gloo runs under a launcher: torchrun --nproc-per-node 2 -m commbench "
-                                 "sweep ... --backend gloo --buffers cuda")
-        if not require("torch").cuda.is_available():
-            raise CommbenchError("--mpi-buffers cuda needs a CUDA device; use host buffers on CPU")
-    if timing not in TIMING_MODES:
-        raise CommbenchError(f"unknown timing mode {timing!r}; valid: {', '.join(TIMING_MODES)}")
-    if timing == "c-loop":
-        if backend != "mpi":
-            raise CommbenchError(f"--timing c-loop is the mpi backend's compiled loop; --backend {backend} has none "
-                                 "(use back-to-back)")
-        if collective not in ("all_reduce", "all_gather", "reduce_scatter"):
-            raise CommbenchError(f"--timing c-loop times all_reduce, all_gather and reduce_scatter, not {collective}")
-        from commbench.measure.backends.c_loop import build_c_loop
-
-        build_c_loop()  # built here, once, before any rank starts (and without MPI_Init in this process)
-    if timing == "cuda-graph":
-        from commbench.measure.cuda_graph import check_cuda_graph
-
-        check_cuda_graph(backend)  # nccl/cupy on a CUDA device, else one line
+def _check_sweep_options(spec) -> None:
+    """The run's limits on this host (check_world_options), before any rank starts; the values
+    themselves were checked when `spec` (commbench.measure.SweepSpec) was made."""
+    check_world_options(spec.backend, spec.ranks, spec.timeout_s, 1 if spec.iters is None else spec.iters, spec.warmup)
+    _check_embedded_memory(spec.sizes[-1] if spec.sizes else 0, spec.ranks, spec.backend)
 
 
 def _print_sweep(frame: pd.DataFrame, title: str) -> None:
@@ -289,34 +258,31 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
       torchrun --nnodes 2 --nproc-per-node 1 --rdzv-endpoint HOST:29500 -m commbench sweep all_reduce --backend nccl
     """
     from commbench.links import parse_link
-    from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.measure.sweeps import check_sweep_choices, sizes_between
+    from commbench.measure import SweepSpec
     from commbench.measure.world import WorldFailed
+    from commbench.results import check_output_path, environment_metadata, save_table
 
-    placement, timing = placement or "both", "cuda-graph" if cuda_graph else timing
-    check_sweep_choices(collective, backend, dtype, redop, placement)
-    _check_sweep_options(backend, mpi_buffers, timing, ranks, iters, warmup, target_ci, collective, timeout_s)
+    timing = "cuda-graph" if cuda_graph else timing
+    spec = SweepSpec(collective, _parse_bytes(min_bytes), _parse_bytes(max_bytes), factor, backend, dtype, redop,
+                     placement or "both", ranks, iters, warmup, target_ci, timing, mpi_buffers, timeout_s)
+    _check_sweep_options(spec)
     link_profile = parse_link(link) if link else None
     if out is not None:
         check_output_path(out)
-    sizes = sizes_between(_parse_bytes(min_bytes), _parse_bytes(max_bytes), factor)
-    _check_embedded_memory(sizes[-1] if sizes else 0, ranks, backend)
     meta = dict(backend=backend, ranks=ranks, iters=iters if iters else f"adaptive, +-{target_ci:g} on the p50", warmup=warmup, collective=collective, timing=timing,
-                mpi_buffers=mpi_buffers if backend == "mpi" or mpi_buffers == "cuda" else None, datatype=dtype, redop=redop, placement=placement)
+                mpi_buffers=mpi_buffers if backend == "mpi" or mpi_buffers == "cuda" else None, datatype=dtype, redop=redop,
+                placement=spec.placement)
     try:
         streaming = not as_json and output_format() != "table"
-        result = _measure(collective, sizes, backend, ranks, iters, warmup, timeout_s, timing,
-                          {"buffers": mpi_buffers} if backend in ("mpi", "gloo") else None, target_ci=target_ci, dtype=dtype,
-                          op=redop, placement=placement, on_row=
-                          _streamer(link_profile, f"{collective}, {backend}, {ranks} ranks, "
-                                                  f"{iters or 'adaptive'} iterations (time = max over ranks per "
-                                                  "iteration)") if streaming else None)
+        frame = _measure(spec, _streamer(link_profile, f"{collective}, {backend}, {ranks} ranks, {iters or 'adaptive'} "
+                                                       "iterations (time = max over ranks per iteration)")
+                         if streaming else None)
     except WorldFailed as failure:  # keep what finished, say so, and still fail
         _keep_partial(failure, out, meta, printed=streaming)
         raise
-    if result is None:
+    if frame is None:
         return
-    frame, launcher, ranks = result
+    launcher, ranks = frame.attrs["launcher"], frame.attrs["ranks"]
     meta.update(ranks=ranks, hosts=frame.attrs.get("hosts", []))
     meta["harness_floor"] = _floor_of(frame)  # once, in the metadata too
     _add_theory_columns(frame, link_profile)

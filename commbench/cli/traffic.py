@@ -11,7 +11,7 @@ pd = lazy_module("pandas")  # imported on first use
 from commbench import CommbenchError
 from rich.markup import escape
 
-from commbench.cli.base import (dumps, _records, _run_job, console, engine_options, main, plan_options, print_frame,
+from commbench.cli.base import (dumps, _records, console, engine_options, main, plan_options, print_frame,
                                 workload_options)
 
 
@@ -163,45 +163,35 @@ def _refuse_before_output(card, plan, workload, out, replay) -> None:
 
 
 def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json, replay_dtype=None):
-    from commbench.links import parse_link
-    from commbench.measure.replays import replay_job, replay_plan, total_steps
+    from commbench.cli.base import row_progress, save_partial
+    from commbench.cli.measure import check_world_options
+    from commbench.measure import ReplaySpec, replay
+    from commbench.measure.replays import total_steps
+    from commbench.measure.world import WorldFailed
     from commbench.results import check_output_path, environment_metadata, save_table
-    from commbench.measure.backends import check_backend
 
-    check_backend(backend)
-    if replay_dtype is not None:
-        from commbench.measure.backends import check_datatype
-
-        check_datatype(replay_dtype, backend)
     phases = {"both": ("prefill", "decode"), "prefill": ("prefill",), "decode": ("decode",)}.get(phase)
     if phases is None:
         raise CommbenchError(f"unknown phase {phase!r}; valid: prefill, decode, both")
-    from commbench.cli.measure import check_world_options
-
-    check_world_options(backend, result.plan.world_size, timeout_s, iters, warmup, what="world size")
-    link_profile = parse_link(link)
+    spec = ReplaySpec(result, backend, phases, replay_dtype, iters, warmup, timeout_s, link)
+    check_world_options(backend, spec.world_size, timeout_s, iters, warmup, what="world size")
     if out is not None:
         check_output_path(out)
-    calls, wire = replay_plan(result, link_profile, phases, backend, replay_dtype)
     plan = result.plan
-    from commbench.cli.base import save_partial
-    from commbench.measure.world import WorldFailed
+    from commbench.links import parse_link
 
-    meta = dict(command="trace --replay", **result.inputs, backend=backend, iters=iters, warmup=warmup,
-                link=link_profile.name)
-    renamed = {"wire_us_per_step": f"wire_us_per_step_{link_profile.name}"}
+    link_name = parse_link(link).name
+    meta = dict(command="trace --replay", **result.inputs, backend=backend, iters=iters, warmup=warmup, link=link_name)
     try:
-        ran = _run_job(replay_job(calls, iters, warmup, wire, plan.world_size), total_steps(calls),
-                       f"replaying {plan.model.name} {plan.describe()}", backend, plan.world_size, timeout_s,
-                       lambda row: f"{row['phase']} {row['site']}", how_to_launch=f"trace {plan.model.name} --replay")
+        with row_progress(total_steps(spec.plan()[0]), f"replaying {plan.model.name} {plan.describe()}",
+                          lambda row: f"{row['phase']} {row['site']}") as on_row:
+            frame = replay(spec, on_row=on_row)
     except WorldFailed as failure:  # the rows that finished, saved with complete: false; still a failed run
-        save_partial(failure, out, meta, renamed)
+        save_partial(failure, out, meta, {"wire_us_per_step": f"wire_us_per_step_{link_name}"})
         raise
-    if ran is None:
+    if frame is None:
         return
-    frame, launcher, _ = ran
-    hosts = frame.attrs.get("hosts", [])
-    frame = frame.rename(columns=renamed)
+    launcher, hosts = frame.attrs["launcher"], frame.attrs.get("hosts", [])
     if out:
         save_table(frame, out, environment_metadata(**meta, hosts=hosts, launcher=launcher, complete=True))
     wrong = int(frame["wrong"].sum()) if "wrong" in frame else 0
@@ -215,9 +205,9 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
     print_frame(frame, f"Replay of {plan.model.name} {plan.describe()}, batch {w.batch} {w.scenario}: one engine step "
                 f"per phase on {backend} ({launcher}), p50 of {iters}; buffers of the traced sizes and types (type)",
                 {"msg_bytes": "{:,.0f}", "measured_us_per_step": "{:,.1f}", "isolated_us_per_step": "{:,.1f}",
-                 f"wire_us_per_step_{link_profile.name}": "{:,.1f}"})
+                 f"wire_us_per_step_{link_name}": "{:,.1f}"})
     console.print("measured: inside the replayed step; isolated: calls x the same call timed alone; "
-                  f"wire: calls x S x busbw factor / {link_profile.name} rate.", highlight=False)
+                  f"wire: calls x S x busbw factor / {link_name} rate.", highlight=False)
     if wrong:
         raise CommbenchError(f"{wrong} wrong values in the replay's correctness check (every call's result on every "
                              "rank; column wrong)")

@@ -249,3 +249,39 @@ def assess(frame: pd.DataFrame | None, findings: list[Finding], link: LinkProfil
     if reasons:
         result = "FAIL"
     return Assessment(bands, fitted, result, tuple(notes), tuple(reasons))
+
+
+@dataclass
+class Validation:
+    """What validate() returns: the sweep it judged (None when a failed preflight stopped it), the
+    preflight findings, the judgement (bands, fit, verdict, reasons) and where the sweep ran."""
+
+    frame: pd.DataFrame | None
+    findings: list[Finding]
+    assessment: Assessment
+    launcher: str
+
+
+def validate(expect, spec=None, table: pd.DataFrame | None = None, env: dict | None = None, world=None,
+             on_row=None) -> Validation | None:
+    """`fabric validate` as a library call: preflight this host for `spec`'s backend, run the sweep
+    (commbench.measure.sweep; a SweepSpec, e.g. SweepSpec("all_reduce", max_bytes=64 * 2**20, iters=5))
+    unless a preflight check failed, and judge it against `expect` (a LinkProfile or a name/rate
+    commbench.links.parse_link reads). With `table` (a saved sweep, checked by the caller) no sweep
+    runs and no preflight is made. None on a launched world's non-reporting ranks; WorldFailed (with
+    the finished rows) when the sweep ends early: no verdict on a partial run."""
+    from commbench.links import parse_link
+
+    link = parse_link(expect) if isinstance(expect, str) else expect
+    if table is not None:
+        return Validation(table, [], assess(table, [], link, spec.backend if spec else "gloo"), "file")
+    from commbench.measure import sweep
+
+    findings = preflight(link, spec.backend, env)
+    frame, launcher = None, "none"
+    if not any(f.status == "fail" for f in findings):
+        frame = sweep(spec, world, on_row)
+        if frame is None:
+            return None
+        launcher = frame.attrs.get("launcher", "embedded")
+    return Validation(frame, findings, assess(frame, findings, link, spec.backend), launcher)

@@ -71,12 +71,13 @@ def join_world(backend_name: str, timeout_s: float, options: dict | None = None)
         joined.set()
 
 
-def run_joined(backend: Backend, job, on_row=None):
+def run_joined(backend: Backend, job, on_row=None, close: bool = True):
     """Run `job` on a joined backend; returns the frame with `attrs["hosts"]` (every rank's host, in
-    rank order: the metadata's "hosts") and closes the backend."""
+    rank order: the metadata's "hosts"); closes the backend unless told not to (a caller's own)."""
     frame = job(backend, on_row if backend.rank == 0 else None)
     frame.attrs["hosts"] = backend.hostnames()
-    backend.close()
+    if close:
+        backend.close()
     return frame
 
 

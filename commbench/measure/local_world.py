@@ -57,6 +57,40 @@ def stop_processes(procs) -> None:
             p.join()
 
 
+def _watch(procs, queue, timeout_s: float, rows: list, on_row) -> tuple[str, object]:
+    """Take the ranks' events until rank 0's table or an error arrives, a rank dies without a word,
+    or no progress comes within the allowance; returns (status, payload)."""
+    import queue as queue_mod
+
+    joined: set[int] = set()
+    last = time.monotonic()
+    while True:
+        try:
+            kind, value = queue.get(timeout=POLL_S)
+        except queue_mod.Empty:
+            if any(p.exitcode not in (None, 0) for p in procs):
+                time.sleep(POLL_S)  # the survivors' own report of the loss, if any, comes first
+                try:
+                    kind, value = queue.get(timeout=POLL_S)
+                except queue_mod.Empty:
+                    return "error", ""
+            else:
+                stalled = [r for r, p in enumerate(procs) if frozen(p.pid)]
+                if time.monotonic() - last > allowance(timeout_s, len(joined), len(procs), bool(stalled)):
+                    return "error", f"no progress within {timeout_s:g} s" + \
+                        "".join(f" (rank {r} is stopped: SIGSTOP or a debugger)" for r in stalled)
+                continue
+        last = time.monotonic()
+        if kind == "joined":
+            joined.add(value)
+        elif kind == "row":
+            rows.append(value)
+            if on_row is not None:
+                on_row(value)
+        else:
+            return kind, value
+
+
 def run_local(job, ranks: int = 2, timeout_s: float = 60.0, on_row=None) -> pd.DataFrame:
     """`ranks` gloo processes on loopback run `job`; rank 0's rows stream through `on_row`.
 
@@ -64,7 +98,6 @@ def run_local(job, ranks: int = 2, timeout_s: float = 60.0, on_row=None) -> pd.D
     comes within the allowance (supervise.allowance), or on SIGINT/SIGTERM/SIGHUP to this process.
     """
     import multiprocessing as mp
-    import queue as queue_mod
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -73,44 +106,13 @@ def run_local(job, ranks: int = 2, timeout_s: float = 60.0, on_row=None) -> pd.D
     store_dir = tempfile.mkdtemp(prefix="commbench-world-")
     procs = [ctx.Process(target=_worker, args=(r, ranks, os.path.join(store_dir, "store"), job, timeout_s, queue),
                          daemon=True) for r in range(ranks)]
-    joined: set[int] = set()
     gone: list[str] = []  # ranks that ended by themselves, named before this process stops the rest
     try:
         with stop_signals():
             try:
                 for p in procs:
                     p.start()
-                last = time.monotonic()
-                while True:
-                    try:
-                        kind, value = queue.get(timeout=POLL_S)
-                    except queue_mod.Empty:
-                        dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0)]
-                        if dead:
-                            time.sleep(POLL_S)  # the survivors' own report of the loss, if any, comes first
-                            try:
-                                kind, value = queue.get(timeout=POLL_S)
-                            except queue_mod.Empty:
-                                payload = ""
-                                break
-                        else:
-                            stalled = [r for r, p in enumerate(procs) if frozen(p.pid)]
-                            if time.monotonic() - last > allowance(timeout_s, len(joined), ranks, bool(stalled)):
-                                payload = f"no progress within {timeout_s:g} s" + \
-                                    "".join(f" (rank {r} is stopped: SIGSTOP or a debugger)" for r in stalled)
-                                break
-                            continue
-                    last = time.monotonic()
-                    if kind == "joined":
-                        joined.add(value)
-                        continue
-                    if kind == "row":
-                        rows.append(value)
-                        if on_row is not None:
-                            on_row(value)
-                        continue
-                    status, payload = kind, value
-                    break
+                status, payload = _watch(procs, queue, timeout_s, rows, on_row)
                 if status == "ok":
                     for p in procs:
                         p.join(timeout=10)
