@@ -184,7 +184,7 @@ def _replay(calls_by_phase, iters, warmup, wire, world_size, backend, on_row):
         # one timing loop: the instrumented step (host backends' calls return when done, so the
         # per-call sync is free there; device backends pay it, and get an uninstrumented total below)
         step_samples = time_calls(step_instrumented, backend, iters, 0)
-        if getattr(backend, "new_event", None):
+        if backend.events:
             step_samples = time_calls(lambda: [op() for op in ops], backend, iters, warmup)
         # a site's time is its slowest rank's (ranks outside a stage's group record zeros)
         per_site = backend.max_over_ranks(per_site.ravel()).reshape(per_site.shape)

@@ -11,8 +11,8 @@ Modes:
   cuda-graph    nccl-tests' -G: the calls captured once in a CUDA graph, each sample one timed
                 replay over the calls it holds (commbench.measure.cuda_graph; nccl and cupy only).
 Clocks: the host's perf_counter for host backends (gloo, MPI on numpy buffers); CUDA events
-recorded on the backend's stream for device backends (NCCL, CuPy), which expose
-`new_event()` and `elapsed_s(start, end)`; `synchronize` is the device sync (a no-op on CPU).
+recorded on the backend's stream for device backends (NCCL, CuPy: `events` true, then `new_event()`
+and `elapsed_s(start, end)`; backends.Clock declares them); `synchronize` is the device sync (a no-op on CPU).
 The per-iteration time across ranks is the maximum over ranks (the slowest rank ends the call).
 """
 
@@ -97,7 +97,7 @@ def time_calls(op, backend, iters: int, warmup: int, timing: str = "blocking") -
     if timing == "cuda-graph":
         return time_replays(op, backend, iters)
     barrier, clock = backend.barrier, time.perf_counter
-    events = getattr(backend, "new_event", None)
+    events = backend.new_event if backend.events else None
     if timing == "c-loop":
         loop = getattr(op, "c_loop", None)
         if loop is None:
@@ -175,8 +175,8 @@ def harness_floor(backend, timing: str = "blocking") -> dict:
         ticks[i] = clock() - t0
     timer = float(np.median(ticks))
     call = float("nan")
-    group = backend.self_group() if hasattr(backend, "self_group") else None
-    if timing == "c-loop" and getattr(group, "c_loop", None) is not None:
+    group = backend.self_group()
+    if timing == "c-loop" and group is not None and group.c_loop is not None:
         timer = 0.0
         call = float(np.median([group.c_loop(FLOOR_CALLS) for _ in range(10)]))
     elif group is not None:

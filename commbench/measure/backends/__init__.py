@@ -9,17 +9,32 @@ from commbench import CommbenchError
 from commbench.dtypes import sizes_of
 
 
-class Backend(Protocol):
-    """What every backend offers the timing loop, the sweep and the replay (one rank's view).
+class Clock(Protocol):
+    """What the timing loop (commbench.measure.timing) needs of the world it times in: a backend, or
+    measure/compute's LocalDevice for one process."""
 
-    Buffers are the backend's own arrays (torch tensors, numpy arrays, CuPy arrays) of float32.
-    Device backends (NCCL, CuPy) add new_event() and elapsed_s(start, end) for CUDA-event timing.
+    needs_sync: bool  # a returned call may still be running on a device
+    events: bool  # time with device events (new_event, elapsed_s) instead of the host clock
+
+    def barrier(self) -> None: ...
+    def synchronize(self) -> None: ...
+    def new_event(self) -> Any: ...  # an event to record() on the device's stream; only where events
+    def elapsed_s(self, start: Any, end: Any) -> float: ...  # seconds between two recorded events
+    def max_over_ranks(self, samples: np.ndarray) -> np.ndarray: ...
+    def sum_over_ranks(self, value: int) -> int: ...
+
+
+class Backend(Clock, Protocol):
+    """What every backend offers the timing loop, the sweep and the replay (one rank's view); every
+    method callers use is declared here and defined by every backend (a backend without the thing
+    raises CommbenchError naming it, or returns None where said), so no caller probes with getattr.
+
+    Buffers are the backend's own arrays (torch tensors, numpy arrays, CuPy arrays) of the datatype asked.
     """
 
     name: str
     rank: int
     world_size: int
-    needs_sync: bool  # a returned call may still be running on a device
 
     def buffer(self, elements: int, fill: float, dtype: str = "float32") -> Any: ...
     def fill(self, buf: Any, value: float) -> None: ...
@@ -35,10 +50,10 @@ class Backend(Protocol):
     # the zero-argument call of a reducing or gathering collective with a datatype, an op and a placement
     # (sweep -d/-o/--in-place/--out-of-place); only what CAPABILITIES lists for the backend
     def bound(self, collective: str, out: Any, inp: Any, op: str = "sum", in_place: bool = False) -> Any: ...
-    def barrier(self) -> None: ...
-    def synchronize(self) -> None: ...
-    def max_over_ranks(self, samples: np.ndarray) -> np.ndarray: ...
-    def sum_over_ranks(self, value: int) -> int: ...
+    # a one-rank communicator of this rank: .all_reduce() of one element, .c_loop(iters) once the compiled
+    # loop is enabled (else None); None where the backend has no one-rank communicator (timing.harness_floor)
+    def self_group(self) -> Any: ...
+    def enable_c_loop(self) -> None: ...  # mpi: bound() calls then carry .c_loop; others refuse (--timing c-loop)
     def hostnames(self) -> list[str]: ...
     def close(self) -> None: ...
 

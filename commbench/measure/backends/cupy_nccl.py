@@ -36,6 +36,7 @@ NCCL_OPS = {"sum": "NCCL_SUM", "prod": "NCCL_PROD", "max": "NCCL_MAX", "min": "N
 class CupyNcclBackend:
     name = "cupy"
     needs_sync = True
+    events = True  # CUDA events on the backend's stream
 
     def __init__(self, timeout_s: float = 60.0):
         try:
@@ -73,6 +74,14 @@ class CupyNcclBackend:
         if self.rank == 0:
             store.set("commbench_cupy_nccl_id", ",".join(map(str, self.nccl.get_unique_id())))
         return tuple(int(x) for x in store.get("commbench_cupy_nccl_id").decode().split(","))
+
+    def self_group(self):
+        """None: no one-rank NCCL communicator is made for the harness floor (its call_us is n/a)."""
+        return None
+
+    def enable_c_loop(self) -> None:
+        raise CommbenchError("--timing c-loop is the mpi backend's compiled loop; --backend cupy has none "
+                             "(use back-to-back)")
 
     def subgroup(self, ranks):
         raise CommbenchError("the cupy backend replays only plans whose collectives span the whole world; "

@@ -27,6 +27,7 @@ from commbench.measure.backends.c_loop import LOOP_KINDS, load_c_loop
 class MpiBackend:
     name = "mpi"
     needs_sync = False  # host buffers: a returned call is a finished call
+    events = False  # the host clock, around device synchronisations for cuda buffers
 
     def __init__(self, timeout_s: float = 60.0, buffers: str = "host"):
         try:
@@ -42,6 +43,7 @@ class MpiBackend:
         # so the timed op is one C-level call with positional arguments (a keyword costs ~0.1 us)
         self.all_reduce = functools.partial(self.comm.Allreduce, MPI.IN_PLACE)  # op defaults to MPI.SUM
         self.barrier = self.comm.Barrier
+        self._loop = None  # the compiled timing loop, once enable_c_loop() loads it
         self.device = buffers
         if self.device not in ("host", "cuda"):
             raise CommbenchError(f"unknown MPI buffer kind {self.device!r}; valid: host, cuda")
@@ -76,7 +78,7 @@ class MpiBackend:
             call = functools.partial(self.comm.Allgather, send, out)
         else:
             call = functools.partial(self.comm.Reduce_scatter_block, send, out, mpi_op)
-        loop = getattr(self, "_loop", None)
+        loop = self._loop
         if loop is not None:  # the same call, `iters` times inside C (mpi_loop.c)
             MPI, lib, handle = self.MPI, loop, loop.handle_type
             count = out.size if collective == "all_reduce" else \
@@ -97,14 +99,21 @@ class MpiBackend:
     def self_group(self):
         """MPI_COMM_SELF with all_reduce() of one element: the harness floor's per-call cost."""
         buf = self.buffer(1, 0.0)
-        group = SimpleNamespace(all_reduce=functools.partial(self.MPI.COMM_SELF.Allreduce, self.MPI.IN_PLACE, buf))
-        loop = getattr(self, "_loop", None)
+        group = SimpleNamespace(all_reduce=functools.partial(self.MPI.COMM_SELF.Allreduce, self.MPI.IN_PLACE, buf),
+                                c_loop=None)
+        loop = self._loop
         if loop is not None:  # the same call inside the C loop: the floor of --timing c-loop
             MPI, h = self.MPI, loop.handle_type
             group.c_loop = functools.partial(loop.commbench_loop, LOOP_KINDS["all_reduce"], h(MPI._handleof(MPI.COMM_SELF)),
                                              loop.commbench_in_place(), buf.ctypes.data, 1, h(MPI._handleof(MPI.FLOAT)),
                                              h(MPI._handleof(MPI.SUM)))
         return group
+
+    def new_event(self):
+        raise CommbenchError("the mpi backend times with the host clock, not device events")
+
+    def elapsed_s(self, start, end) -> float:
+        raise CommbenchError("the mpi backend times with the host clock, not device events")
 
     def subgroup(self, ranks):
         """Collectives within `ranks` (every rank must call this in the same order); None for non-members."""

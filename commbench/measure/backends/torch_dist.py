@@ -48,8 +48,7 @@ class TorchBackend:
             dist.init_process_group(name, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
-        if self.needs_sync:
-            self.new_event = lambda: torch.cuda.Event(enable_timing=True)
+        self.events = self.needs_sync  # CUDA tensors: CUDA events on the current stream
         # the library's own functions, so a timed op is the same call a raw torch.distributed loop makes
         self.all_reduce = dist.all_reduce
         self.barrier = dist.barrier
@@ -59,7 +58,16 @@ class TorchBackend:
         all_reduce() of one element: the harness floor's per-call cost."""
         groups = [dist.new_group([r]) for r in range(self.world_size)]
         buf = self.buffer(1, 0.0)
-        return SimpleNamespace(all_reduce=functools.partial(dist.all_reduce, buf, group=groups[self.rank]))
+        return SimpleNamespace(all_reduce=functools.partial(dist.all_reduce, buf, group=groups[self.rank]), c_loop=None)
+
+    def enable_c_loop(self) -> None:
+        raise CommbenchError(f"--timing c-loop is the mpi backend's compiled loop; --backend {self.name} has none "
+                             "(use back-to-back)")
+
+    def new_event(self):
+        if not self.events:
+            raise CommbenchError(f"the {self.name} backend on host tensors times with the host clock, not device events")
+        return torch.cuda.Event(enable_timing=True)
 
     def subgroup(self, ranks):
         """Collectives within `ranks` (every rank must call this in the same order); None for non-members."""
