@@ -2,7 +2,7 @@
 
 Users of a subset name the subset and read the sizes here: the sweep's -d types
 (commbench.measure.backends.DTYPE_BYTES), the activation / KV-cache dtypes a model card may name
-(commbench.traffic.model_card.DTYPE_BYTES), the fixed dtypes of trace sites (metadata int64/int32,
+(commbench.traffic.weight_formats.DTYPE_BYTES), the fixed dtypes of trace sites (metadata int64/int32,
 uint8 pickles, float32 norms).
 """
 

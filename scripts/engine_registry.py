@@ -15,7 +15,7 @@ Tables per generation (arch = the registry's module name):
   draft                 _SPECULATIVE_DECODING_MODELS (draft and MTP heads, not served alone)
   removed               _PREVIOUSLY_SUPPORTED_MODELS: arch = the last vLLM version that served it
   cannot_build          read by hand (CANNOT_BUILD below), not from registry.py: commbench block kinds
-                        (traffic/model_card.BLOCKS) a registered name's model file cannot build in that version
+                        (traffic/layer_blocks.BLOCKS) a registered name's model file cannot build in that version
 """
 
 from __future__ import annotations

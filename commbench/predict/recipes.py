@@ -26,7 +26,8 @@ import numpy as np
 
 from commbench import CommbenchError
 from commbench.data import data_dir, names_in, read_toml, unknown_name_error
-from commbench.traffic.model_card import DTYPE_BYTES, WEIGHT_GROUPS, ModelCard
+from commbench.traffic.model_card import ModelCard
+from commbench.traffic.weight_formats import DTYPE_BYTES, WEIGHT_GROUPS
 
 @dataclass(frozen=True)
 class EngineCosts:

@@ -1,6 +1,6 @@
 """Consistency of a config's head and expert counts, and a word where its model_type names no family.
 
-Each field is read (and bounded) by commbench.traffic.model_card; these checks are about how the
+Each field is read (and bounded) by commbench.traffic.config_fields; these checks are about how the
 fields fit together, as vLLM's layers need them to:
 - num_key_value_heads <= num_attention_heads, and the heads a whole multiple of the KV heads
   (grouped-query attention: each KV head serves num_attention_heads / num_key_value_heads query

@@ -27,7 +27,8 @@ from commbench.collectives import get_collective
 from commbench.data import check_choices
 from commbench.links import LINKS, wire_time_s
 from commbench.dtypes import ELEMENT_BYTES
-from commbench.traffic.model_card import QUANT_WEIGHT_BYTES, ModelCard
+from commbench.traffic.model_card import ModelCard
+from commbench.traffic.weight_formats import QUANT_WEIGHT_BYTES
 from commbench.traffic.patterns import Site, load_pattern
 from commbench.traffic import sequence_parallel as sp
 from commbench.traffic.plan import ParallelPlan
