@@ -42,7 +42,8 @@ def _row(path: Path, table) -> dict:
             "format": meta.get("format", "commbench table"), "collective": meta.get("collective", ""),
             "ranks": f"{meta.get('ranks')} ({meta.get('ranks_from', 'table')})",
             "sizes": f"{len(frame)}: {_size(frame.msg_bytes.min())}-{_size(frame.msg_bytes.max())}",
-            "largest_size_figure": _figure(frame, meta), "note": "; ".join(meta.get("notes") or [])}
+            "largest_size_figure": _figure(frame, meta),
+            "note": "; ".join(dict.fromkeys([*(meta.get("assumptions") or []), *(meta.get("notes") or [])]))}
 
 
 def _refused(name: str, exc: Exception) -> dict:

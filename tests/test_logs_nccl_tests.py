@@ -32,12 +32,16 @@ def test_tag_output_prefixes_inside_rows_and_info_lines_are_stripped():
     assert t.meta["hosts"] == ["gpu-a", "gpu-b"] and t.meta["nccl_version"] == "2.21.5+cuda12.4"
 
 
-def test_a_log_that_does_not_name_its_collective_is_refused_naming_the_option(tmp_path):
-    with pytest.raises(CommbenchError) as err:
-        read_log(LOGS / "nccltests_tag_output_info_noname.log")
+def test_a_log_that_does_not_name_its_collective_is_inferred_only_where_the_ratio_is_unique(tmp_path):
+    t = one("nccltests_tag_output_info_noname.log")
+    # 15.73 / 10.49 = 1.5 = 2(n-1)/n at the 4 Rank lines: only all_reduce has a factor above 1
+    assert t.meta["collective"] == "all_reduce" and t.meta["collective_from"].startswith("inferred from busbw/algbw")
+    assert "n from the '# Rank' lines" in t.meta["collective_from"] and t.meta["assumptions"]
+    with pytest.raises(CommbenchError) as err:  # (n-1)/n with no op: all_gather, alltoall, gather or scatter
+        read_log(LOGS / "variants" / "v213_gatherfamily_none_8r_noname.txt")
     message = str(err.value)
     assert "\n" not in message and "--collective NAME" in message
-    assert "fits all_reduce at 4 ranks" in message  # 15.73 / 10.49 = 1.5 = 2(n-1)/n at n = 4
+    assert "busbw/algbw = 0.875: all_gather, reduce_scatter or alltoall" in message  # 14.87 / 16.99 = 7/8
     renamed = tmp_path / "node1_all_reduce_perf.log"  # X_perf anywhere in the name, not only at the start
     shutil.copy(LOGS / "nccltests_tag_output_info_noname.log", renamed)
     t = read_log(renamed)[0]

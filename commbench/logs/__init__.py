@@ -3,8 +3,11 @@
 Detected by content, whatever the file is called (one module per tool):
 - nccl-tests text output, every 2.x version (`nccl_tests_text`);
 - nccl-tests `-J` JSON, versions 1-3 (`nccl_tests_json`);
-- OSU micro-benchmarks 5.x-7.x and OMB-Py text output (`osu`);
+- OSU micro-benchmarks 5.x-7.x and OMB-Py text output (`osu`); a file holding OSU and nccl-tests
+  output gives the runs of both;
 - a commbench table (CSV/JSON/Parquet written by `sweep --out`).
+Any of them gzip / bzip2 / xz compressed (`x.log.gz`), with a UTF-8 or UTF-16 byte-order mark, CRLF
+line ends or terminal colour codes.
 
     read_log(path, collective=None, ranks=None, run=None, partial=None) -> list[LogTable]
         every run in the file (a loop of *_perf commands, -N repeats: each its own table, never
@@ -19,6 +22,7 @@ CommbenchError line; the CLI prints it and exits 2 before writing anything.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -33,10 +37,42 @@ EXPECTED = ("a commbench sweep table (.csv/.json/.parquet from sweep --out), ncc
 VLLM_KEYS = ("request_throughput", "output_throughput", "mean_ttft_ms")
 
 
+COMPRESSED = ((b"\x1f\x8b", "gzip", "gzip"), (b"BZh", "bzip2", "bz2"), (b"\xfd7zXZ\x00", "xz", "lzma"))
+MAX_INFLATED = 1 << 30  # a log inflated past 1 GiB is not read (a decompression bomb, or not a log)
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")  # terminal colours / titles (ECMA-48 CSI, OSC)
+
+
+def _inflate(path: Path, data: bytes) -> bytes:
+    """A gzip / bzip2 / xz file's content (`app.log.gz`), else the bytes as they are."""
+    for magic, name, module in COMPRESSED:
+        if data.startswith(magic):
+            import importlib
+
+            try:
+                with importlib.import_module(module).open(path, "rb") as stream:
+                    data = stream.read(MAX_INFLATED + 1)
+            except (OSError, EOFError, ValueError) as exc:
+                raise CommbenchError(f"{path.name}: {name}-compressed but does not decompress ({exc}); "
+                                     f"expected {EXPECTED}") from None
+            if len(data) > MAX_INFLATED:
+                raise CommbenchError(f"{path.name}: decompresses to more than 1 GiB; not a log commbench reads")
+            return data
+    return data
+
+
 def _text(path: Path) -> str:
+    """The file as text: decompressed (gzip, bzip2, xz), a byte-order mark honoured (UTF-8, and the
+    UTF-16 that Windows PowerShell's `>` writes), terminal colour codes removed."""
     if not path.is_file():
         raise CommbenchError(f"{path}: no such file")
-    data = path.read_bytes()
+    data = _inflate(path, path.read_bytes())
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            data = data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            raise CommbenchError(f"{path.name}: not text (a UTF-16 byte-order mark, then bytes that are not "
+                                 f"UTF-16); expected {EXPECTED}") from None
+    data = ANSI.sub(b"", data.removeprefix(b"\xef\xbb\xbf"))
     if not data.strip():
         raise CommbenchError(f"{path.name}: empty file; expected {EXPECTED}")
     head = data[:65536]
@@ -64,6 +100,8 @@ def _refs(path: Path, opts: ReadOptions) -> list[RunRef] | None:
         if doc is None and ('"nccl_version"' in text or '"results"' in text and '"config"' in text):
             raise CommbenchError(f"{path.name}: nccl-tests -J JSON that does not parse: cut off mid-write "
                                  "(nccl-tests closes it even on errors; was it copied in part?)")
+    if osu.looks_like(text) and nccl_tests_text.looks_like(text):
+        return _mixed(path, text, opts)
     if osu.looks_like(text):
         return osu.read(path, text, opts)
     if nccl_tests_text.looks_like(text):
@@ -72,6 +110,29 @@ def _refs(path: Path, opts: ReadOptions) -> list[RunRef] | None:
             "rows" in nccl_tests_json.parse(text):
         return None
     raise CommbenchError(f"{path.name}: unknown format; expected {EXPECTED}")
+
+
+def _mixed(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
+    """A file holding OSU and nccl-tests output (a job script running both): each tool's runs, numbered
+    through the file in the order the tools first appear (each reader skips the other tool's lines)."""
+    from commbench.logs import nccl_tests_text, osu
+
+    first_osu = osu.HEADER_ANYWHERE.search(text)
+    first_nccl = nccl_tests_text.START_ANYWHERE.search(text)
+    groups = [osu.read(path, text, opts), nccl_tests_text.read(path, text, opts)]
+    if first_nccl and first_osu and first_nccl.start() < first_osu.start():
+        groups.reverse()
+    refs = [ref for group in groups for ref in group]
+    total = len(refs)
+    return [RunRef(k, total, ref.collective, lambda ref=ref, k=k: _renumbered(path, ref.read(), k, total))
+            for k, ref in enumerate(refs, 1)]
+
+
+def _renumbered(path: Path, table: LogTable, k: int, total: int) -> LogTable:
+    meta = {**table.meta, "run": k, "runs": total,
+            "notes": [*table.meta.get("notes", []), "the file holds both OSU and nccl-tests output"]}
+    source = re.sub(r" run \d+/\d+", "", table.source).replace(f" {path.name} (", f" {path.name} run {k}/{total} (", 1)
+    return LogTable(table.frame, meta, source)
 
 
 def _describe(refs: list[RunRef]) -> str:

@@ -4,11 +4,13 @@ stripped from every line, and the rank count a launcher command line states.
 
 Prefixes (removed wherever they occur, since a tool that prints a row in pieces gets one per piece):
 - Open MPI `mpirun --tag-output`: `[1,0]<stdout>:` (Open MPI 5 / PRRTE: `[prterun-host-12@1,0]<stdout>:`);
-- Slurm `srun -l` / `--label`: `0: ` (`03: ` with padding) at the start of a line.
+- Slurm `srun -l` / `--label`: `0: ` (`03: ` with padding) at the start of a line;
+- pdsh / clush / dsh: `node-01: ` (a host name) before lines where it also precedes a tool's `#` line.
 
 Launchers read for the process count (tokens before the benchmark's own binary):
-`mpirun`/`mpiexec` `-np N`, `-n N`, `--np N`, `-c N`; `-npernode Y`/`--npernode Y`/`-N Y` with `-host a,b`;
-`srun -n N` / `--ntasks=N`, or `-N X` / `--nodes=X` with `--ntasks-per-node=Y` (X x Y); any other
+`mpirun`/`mpiexec` `-np N`, `-n N`, `--np N`, `-c N`; `-npernode Y`/`--npernode Y`/`-N Y`/`--map-by ppr:Y:node`
+with `-host a,b`; Open MPI `-H a:8,b:8` alone (the slots, 16);
+`srun -n N` / `--ntasks=N`, or `-N X` / `--nodes=X` with `--ntasks-per-node=Y` (X x Y; `-N2`, `-n16` glued); any other
 wrapper (`$SUBMIT_CMD -n 4 osu_allreduce`) with `-n N` / `-np N`.
 """
 
@@ -29,6 +31,7 @@ from commbench.collectives import get_collective
 
 TAG_OUTPUT = re.compile(r"\[[^\]\s]*?\d+,\d+\]<std(?:out|err|diag)>:")
 SRUN_LABEL = re.compile(r"^\s*\d+: ")
+HOST_PREFIX = re.compile(r"^([A-Za-z][\w.\-]*): ")  # pdsh / clush / dsh: `node-01: ` (a host name, then ': ')
 LAUNCHERS = {"mpirun", "mpiexec", "mpiexec.hydra", "orterun", "prterun", "srun", "aprun", "jsrun", "prun"}
 
 
@@ -92,8 +95,20 @@ def current_options(collective=None, ranks=None, run=None, partial=None) -> Read
                        partial if partial is not None else base.partial, base.spelling, base.announce)
 
 
+def _host_prefixes(lines: list[str]) -> set[str]:
+    """The `host: ` prefixes of a pdsh / clush / dsh fan-out (`node-01: # nThread ...`): a word that
+    precedes a tool's own `#` line. Only those words are stripped, wherever they occur."""
+    found = set()
+    for line in lines:
+        m = HOST_PREFIX.match(line)
+        if m and line[m.end():].lstrip().startswith("#"):
+            found.add(m.group(1))
+    return found
+
+
 def clean_lines(text: str) -> list[str]:
-    """The log's lines without launcher prefixes (tag-output anywhere, srun labels at the start)."""
+    """The log's lines without launcher prefixes (tag-output anywhere, srun labels at the start, the
+    `host: ` of pdsh/clush where such a host prefixes a tool's `#` line)."""
     lines = []
     for line in text.splitlines():
         line = TAG_OUTPUT.sub("", line)
@@ -101,6 +116,10 @@ def clean_lines(text: str) -> list[str]:
         if label:
             line = line[label.end():]
         lines.append(line.rstrip())
+    hosts = _host_prefixes(lines)
+    if hosts:
+        lines = [line[m.end():] if (m := HOST_PREFIX.match(line)) and m.group(1) in hosts else line for line in lines]
+        lines = [line[label.end():] if (label := SRUN_LABEL.match(line)) else line for line in lines]
     return lines
 
 
@@ -123,30 +142,39 @@ def launcher_processes(line: str, binary: re.Pattern) -> tuple[int | None, bool,
     at = next((i for i, t in enumerate(tokens) if binary.search(Path(t).name)), None)
     if at is None:
         return None, False, ""
-    start = next((i for i, t in enumerate(tokens[:at]) if Path(t).name in LAUNCHERS or t.startswith("$")), None)
+    start = next((i for i, t in enumerate(tokens[:at]) if Path(t).name in LAUNCHERS), None)
+    if start is None:  # a wrapper variable (`$SUBMIT_CMD -n 4 osu_allreduce`); a bare `$` is a shell prompt
+        start = next((i for i, t in enumerate(tokens[:at]) if t.startswith("$") and len(t) > 1), None)
     command = " ".join(tokens[start if start is not None else at:])
     if start is None:
         return None, False, command
+    is_srun = Path(tokens[start]).name == "srun"
     opts, nodes, per_node, hosts = tokens[start + 1:at], None, None, None
     for i, tok in enumerate(opts):
         name, _, inline = tok.partition("=")
+        glued = re.fullmatch(r"(-[nN])(\d+)", tok)  # -n16, -N2
+        if glued:
+            name, inline = glued.groups()
         value = inline or (opts[i + 1] if i + 1 < len(opts) else "")
-        short = re.fullmatch(r"-n(\d+)", tok)
-        if short:
-            return int(short.group(1)), True, command
-        if name in ("-np", "-n", "--np", "--n", "-c", "--ntasks") and _int(value) is not None:
+        if name in ("-np", "-n", "--np", "--n", "--ntasks") and _int(value) is not None:
+            return int(value), True, command
+        if name == "-c" and not is_srun and _int(value) is not None:  # srun -c is CPUs per task
             return int(value), True, command
         if name in ("-N", "--nodes") and _int(value) is not None:
             nodes = int(value)
         if name in ("--ntasks-per-node", "-npernode", "--npernode", "-ppn", "--ppn") and _int(value) is not None:
             per_node = int(value)
+        if name == "--map-by" and (ppr := re.fullmatch(r"ppr:(\d+):node\S*", value)):
+            per_node = int(ppr.group(1))
         if name in ("-host", "--host", "-H", "-hosts", "--hosts") and value:
             hosts = [h for h in value.split(",") if h]
-    is_srun = Path(tokens[start]).name == "srun"
     if is_srun and nodes and per_node:
         return nodes * per_node, True, command
     if not is_srun and hosts and (per_node or nodes):  # Open MPI's -N is per node
         return len(hosts) * (per_node or nodes), True, command
+    slots = [re.fullmatch(r"[^:]+:(\d+)", h) for h in hosts or []]
+    if not is_srun and slots and all(slots):  # Open MPI `-H a:8,b:8` without -np: as many processes as slots
+        return sum(int(m.group(1)) for m in slots), True, command
     return None, True, command
 
 

@@ -1,4 +1,5 @@
 """nccl-tests text output (every 2.x version), split into runs, each read as a commbench sweep table.
+(A little over 400 lines: one reader for every 2.x layout; what busbw/algbw says is in nccl_tests_ratio.)
 
 Sources: the printing code of github.com/NVIDIA/nccl-tests, `src/common.cu` (header, Rank lines,
 footer, `Collective test starting/concluded`) and `src/util.cu` (the result rows). What changed
@@ -13,7 +14,8 @@ across versions, and how this reader meets it:
 - 2.19.2+: `-I 1` adds per-iteration columns (min, max, p99, cv%) after EACH placement's four, so
   the in-place time is the 9th figure, not the 5th: the column header line says where each is.
 The collective: the `Collective test starting` line, else the echoed command (`all_reduce_perf -b`),
-else a known `X_perf` anywhere in the file name, else --collective. Ranks: the `# Rank` lines (one per
+else a known `X_perf` anywhere in the file name, else busbw/algbw where it identifies it (all_reduce,
+or reduce_scatter with an op; nccl_tests_ratio: said in meta["assumptions"], printed), else --collective. Ranks: the `# Rank` lines (one per
 GPU: `-g 8` in one process prints 8), else the echoed command (launcher processes x -t x -g), else
 --ranks. A run is one `# nThread` header and its rows; rows whose size falls (`-N` repeats) or whose
 type or op changes (`-d all`, `-o all`) start a new run. Rows of 0 bytes (`-b` below one element per
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from commbench.logs import nccl_tests_ratio
 from commbench.logs.common import (LogTable, ReadOptions, RunRef, clean_lines, launcher_processes, number, ranks_from_ratio,
                                    refuse)
 
@@ -50,6 +53,9 @@ PER_ITER_DEFAULT = ("min", "max", "p99", "cv")  # -I 1 column order (src/util.cu
 LEADS = "collective from the 'Collective test starting' line, the echoed command or an X_perf file name"
 
 
+START_ANYWHERE = re.compile(r"#\s*(nThread \d+ nGpus|Collective test starting:|nccl-tests version)")
+
+
 def looks_like(text: str) -> bool:
     return bool(re.search(r"#\s*nThread \d+ nGpus|#\s*size\s+count\s+type|#\s*Avg bus bandwidth\s*:|"
                           r"#\s*Collective test starting:", text))
@@ -67,7 +73,6 @@ class _Run:
     columns: list | None = None
     rows: list = field(default_factory=list)
     zero_rows: int = 0
-    cut_rows: list = field(default_factory=list)
     footer: float | None = None
     concluded: bool = False
     cycle: int = 0
@@ -153,13 +158,15 @@ def _command(line: str) -> dict | None:
     procs, launched, command = launcher_processes(line, PERF_BINARY)
     if not command:
         return None
-    name = next(m for t in command.split() if (m := PERF_BINARY.match(Path(t).name)))
+    tokens = command.split()
+    at, name = next((i, m) for i, t in enumerate(tokens) if (m := PERF_BINARY.match(Path(t).name)))
+    own = " ".join(tokens[at + 1:])  # the benchmark's own flags (a launcher's `srun -t 30` is not -t)
     return {"line": command, "processes": procs, "launched": launched, "collective": name.group(1),
-            "threads": _flag(command, "-t"), "gpus": _flag(command, "-g")}
+            "threads": _flag(own, "-t"), "gpus": _flag(own, "-g")}
 
 
-def _flag(command: str, flag: str) -> int:
-    m = re.search(rf"(?:^|\s){flag}\s*(\d+)(?=\s|$)", command)
+def _flag(args: str, flag: str) -> int:
+    m = re.search(rf"(?:^|\s){flag}\s*(\d+)(?=\s|$)", args)
     return int(m.group(1)) if m else 1
 
 
@@ -257,6 +264,8 @@ def _collective(run: _Run, path: Path, opts: ReadOptions, runs: int) -> tuple[st
     m = PERF_IN_NAME.search(path.name)
     if m and runs == 1:
         return m.group(1), "the file name"
+    if opts.collective is None and (found := _inferred(run, opts)):
+        return found
     return None, ""
 
 
@@ -289,32 +298,25 @@ def read(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
     refs = []
     for k, run in enumerate(runs, 1):
         name = _collective(run, path, opts, len(runs))[0]
-        refs.append(RunRef(k, len(runs), NCCL_TESTS.get(name) if name else None,
+        said = (NCCL_TESTS.get(name) or f"{name}_perf") if name else None  # a program commbench lacks: its own name
+        refs.append(RunRef(k, len(runs), said,
                            lambda run=run, k=k: _table(run, k, len(runs), path, info, opts)))
     return refs
 
 
 def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOptions) -> LogTable:
-    from commbench.collectives import COLLECTIVES
-
     where = f" run {k}/{total}" if total > 1 else ""
     if not run.rows:
         raise refuse(path, f"nccl-tests output{where} with no result rows (truncated, or the run failed)")
     name, coll_from = _collective(run, path, opts, total)
     if name is None:
-        if opts.collective is None:
-            hint = _ratio_hint(run)
-            raise refuse(path, f"nccl-tests output{where} that does not say which collective it ran (no 'Collective test "
-                               f"starting' line, echoed command or X_perf file name){hint}; {opts.opt('collective')} "
-                               f"NAME reads it ({', '.join(COLLECTIVES)})")
-        collective, coll_from = opts.collective, f"{opts.opt('collective')} (the log does not say)"
-        if collective not in COLLECTIVES:
-            raise refuse(path, f"{opts.opt('collective')} {collective!r}: valid: {', '.join(COLLECTIVES)}")
+        collective, coll_from = _given_collective(run, path, opts, where)
     else:
         collective = NCCL_TESTS.get(name)
         if collective is None:
+            other = f"; {opts.opt('run')} N or {opts.opt('collective')} NAME reads another run of the file" if total > 1 else ""
             raise refuse(path, f"nccl-tests {name}_perf{where}: commbench has no {name!r} collective; it reads "
-                               f"{', '.join(k_ + '_perf' for k_, v in NCCL_TESTS.items() if v)}")
+                               f"{', '.join(k_ + '_perf' for k_, v in NCCL_TESTS.items() if v)}{other}")
     rows, notes = _rows(run, path, opts.partial)
     ranks, ranks_from = _ranks(run, opts)
     implied = ranks_from_ratio(collective, [(r["algbw_gbps"], r["busbw_gbps"]) for r in rows])
@@ -343,15 +345,35 @@ def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOpti
         notes.append(f"repeat {run.cycle + 1} of the same header (-N, -d all or -o all)")
     if any(r["wrong"] != r["wrong"] for r in rows):
         notes.append("#wrong N/A (validation off, -c 0)")
+    inferred = [f"{collective} {coll_from}"] if coll_from.startswith("inferred") else []
     frame = pd.DataFrame(rows)
     frame.insert(0, "collective", collective)
     frame.insert(2, "ranks", ranks)
     frame["time_us_mean"] = frame["time_us"]
     frame["time_us_p50"] = frame.pop("time_us_p50_iter") if "time_us_p50_iter" in frame else frame["time_us"]
     meta = _meta(run, info, path, k, total, frame, notes) | {
-        "collective": collective, "collective_from": coll_from, "ranks": ranks, "ranks_from": ranks_from}
-    tail = "; ".join([f"{ranks} ranks from {ranks_from}", "out-of-place times", *notes])
+        "collective": collective, "collective_from": coll_from, "ranks": ranks, "ranks_from": ranks_from,
+        "assumptions": inferred}
+    tail = "; ".join([f"{ranks} ranks from {ranks_from}", "out-of-place times", *inferred, *notes])
     return LogTable(frame, meta, f"nccl-tests {collective} log {path.name}{where} ({tail})")
+
+
+def _given_collective(run: _Run, path: Path, opts: ReadOptions, where: str) -> tuple[str, str]:
+    """The user's --collective for a run the log does not name (refused where absent, unknown, or
+    contradicted by what busbw/algbw identifies)."""
+    from commbench.collectives import COLLECTIVES
+
+    if opts.collective is None:
+        hint = nccl_tests_ratio.hint(_pairs(run), ranks_from_ratio("all_reduce", _pairs(run)))
+        raise refuse(path, f"nccl-tests output{where} that does not say which collective it ran (no 'Collective test "
+                           f"starting' line, echoed command or X_perf file name){hint}; {opts.opt('collective')} "
+                           f"NAME reads it ({', '.join(COLLECTIVES)})")
+    if opts.collective not in COLLECTIVES:
+        raise refuse(path, f"{opts.opt('collective')} {opts.collective!r}: valid: {', '.join(COLLECTIVES)}")
+    found = _inferred(run, opts)
+    if found and found[0] != opts.collective:
+        raise refuse(path, f"{opts.opt('collective')} {opts.collective} disagrees with the log{where}: {found[1]}")
+    return opts.collective, f"{opts.opt('collective')} (the log does not say)"
 
 
 def _meta(run: _Run, info: dict, path: Path, k: int, total: int, frame: pd.DataFrame, notes: list) -> dict:
@@ -374,27 +396,12 @@ def _meta(run: _Run, info: dict, path: Path, k: int, total: int, frame: pd.DataF
     return meta
 
 
-def _ratio_hint(run: _Run) -> str:
-    """What busbw/algbw says about the collective's family, for the refusal."""
-    pairs = []
-    for row in run.rows:
-        tokens = [t for t in row["tokens"] if t not in REDOPS]
-        layout = _layout(run.columns, len(tokens))
-        if layout and len(tokens) >= len(layout[1]) * 2 + layout[0]:
-            vals = tokens[layout[0]:]
-            try:
-                pairs.append((float(vals[1]), float(vals[2])))
-            except ValueError:
-                pass
-    if not pairs:
-        return ""
-    alg, bus = max(pairs)
-    if alg < 1:
-        return ""
-    ratio = bus / alg
-    if ratio > 1.01:
-        n = ranks_from_ratio("all_reduce", pairs)
-        return f" (busbw/algbw = {ratio:.3f} fits all_reduce{f' at {n} ranks' if n else ''})"
-    if ratio < 0.99:
-        return f" (busbw/algbw = {ratio:.3f}: all_gather, reduce_scatter or alltoall)"
-    return " (busbw = algbw: broadcast, sendrecv, or 2 ranks)"
+def _pairs(run: _Run) -> list[tuple[float, float]]:
+    return nccl_tests_ratio.pairs([row["tokens"] for row in run.rows], lambda n: _layout(run.columns, n))
+
+
+def _inferred(run: _Run, opts: ReadOptions) -> tuple[str, str] | None:
+    """all_reduce / reduce_scatter where busbw/algbw at the log's rank count pins it (nccl_tests_ratio)."""
+    ranks, ranks_from = _ranks(run, opts) if _ranks(run, opts)[0] else (opts.ranks, opts.opt("ranks"))
+    found = nccl_tests_ratio.identify(_pairs(run), {row["redop"] for row in run.rows}, ranks)
+    return (found[0], f"{found[1]} (n from {ranks_from})") if found else None

@@ -9,6 +9,9 @@ Sources: OSU Micro-Benchmarks, mvapich.cse.ohio-state.edu/benchmarks (`c/util/os
   trip, us); osu_bw prints MB/s (1e6 B) of a window of back-to-back messages one way, osu_bibw the
   sum of both directions: bandwidths, not a time per message, kept as bandwidth_MBps;
 - CUDA buffers: `-d cuda` (`# OSU MPI-CUDA ...`), pt2pt `D D` (`# Send Buffer on DEVICE (D) ...`);
+- `-c` (validation, 7.x `osu_util.c`): a last `Validation` column of `Pass` / `Fail`, kept as `wrong`
+  (0 / 1) and a note naming the sizes that failed; a row with more figures than its header is
+  refused (it belongs to another tool: a run ends where a nccl-tests block begins);
 - Size is per process: osu_allgather and osu_alltoall send `size` to each peer, so nccl-tests' S is
   size x n; osu_allreduce, osu_bcast and osu_reduce_scatter print the whole buffer (S = size).
 OSU prints no rank count: it comes from Intel MPI's start-up lines (`[0] MPI startup(): 0 pid host
@@ -26,7 +29,9 @@ import pandas as pd
 from commbench.collectives import get_collective
 from commbench.logs.common import LogTable, ReadOptions, RunRef, clean_lines, launcher_processes, number, refuse
 
-HEADER = re.compile(r"^#\s*(OSU MPI(?:-(\w+))?|OMB Python MPI)\s+(.+?)\s+Test(?:\s+v(\S+))?\s*$")
+HEADER = re.compile(r"^#\s*(OSU MPI(?:-(\w+))?|OMB Python MPI)[\s_]+(.+?)\s+Test(?:\s+v(\S+))?\s*$")  # MPI_Put: '_'
+HEADER_ANYWHERE = re.compile(r"#\s*(OSU MPI|OMB Python MPI)")  # anywhere: after a launcher prefix too
+OTHER_TOOL = re.compile(r"^#\s*(nThread \d+ nGpus|Collective test starting:|nccl-tests version)")  # nccl-tests begins
 OSU_BINARY = re.compile(r"^(osu_\w+|run\.py)$")
 STARTUP_RANK = re.compile(r"^\[\d+\]\s+MPI startup\(\):\s+(?P<rank>\d+)\s+\d+\s+(?P<host>\S+)\s+\{")
 MCW_RANK = re.compile(r"^\[(?P<host>[^:\]]+):\d+\]\s+MCW rank (?P<rank>\d+) (?:bound|is not bound)")
@@ -43,7 +48,7 @@ PT2PT = {"osu_latency", "osu_bw", "osu_bibw"}
 
 
 def looks_like(text: str) -> bool:
-    return bool(re.search(r"^\s*#\s*(OSU MPI|OMB Python MPI)", text, re.MULTILINE))
+    return bool(HEADER_ANYWHERE.search(text))
 
 
 def _columns(line: str) -> list[str]:
@@ -55,7 +60,7 @@ def _columns(line: str) -> list[str]:
     out = []
     for name in names:
         low = name.lower()
-        out.append("iterations" if "iteration" in low else "bandwidth" if "bandwidth" in low or "mb/s" in low
+        out.append("iterations" if "iteration" in low else "validation" if "validation" in low else "bandwidth" if "bandwidth" in low or "mb/s" in low
                    else "min" if low.startswith("min") else "max" if low.startswith("max")
                    else re.sub(r"[^a-z0-9]", "", low.split()[0]) if re.match(r"p\d+", low) else "avg")
     return out or ["avg"]
@@ -90,6 +95,7 @@ def read(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
     refs = []
     for k, start in enumerate(starts, 1):
         end = starts[k] if k < len(starts) else len(lines)
+        end = next((i for i in range(start + 1, end) if OTHER_TOOL.match(lines[i].strip())), end)  # a mixed file
         # each run's own launcher or start-up lines (those since the previous run), else the file's
         own = _context(lines[starts[k - 2] + 1 if k > 1 else 0:start]) if len(starts) > 1 else whole
         context = {key: own[key] if own["startup"] or own["command"] else whole[key] for key in whole}
@@ -119,7 +125,7 @@ def _scan(path: Path, lines: list[str], tool: str, opts: ReadOptions) -> tuple[l
                 said["columns"] = _columns(line)
             elif m := re.match(r"#\s*Datatype:\s*(\S+?)\.?$", line):
                 said["datatype"] = m.group(1)
-            elif "Buffer on DEVICE" in line or "Buffer on MANAGED" in line:
+            elif re.search(r"Buffer on (DEVICE|MANAGED|HOST)", line):  # pt2pt D D, H H, M M (-d cuda|rocm)
                 said["buffers"] = line.lstrip("# ").strip()
             continue
         if line in ("...", "\u2026"):
@@ -128,6 +134,9 @@ def _scan(path: Path, lines: list[str], tool: str, opts: ReadOptions) -> tuple[l
         fields, columns = line.split(), said["columns"]
         if not fields or not re.fullmatch(r"\d+", fields[0]) or columns is None:
             continue
+        if len(fields) - 1 > len(columns):
+            raise refuse(path, f"{tool} row {line[:80]!r} has {len(fields) - 1} figures, the header "
+                               f"'{' '.join(columns)}' {len(columns)}: not a row of this test")
         if len(fields) - 1 < len(columns):
             if opts.partial:
                 said["notes"].append(f"last row ({fields[0]} B) cut off: left out")
@@ -135,7 +144,7 @@ def _scan(path: Path, lines: list[str], tool: str, opts: ReadOptions) -> tuple[l
             raise refuse(path, f"{tool} row {line[:80]!r} has {len(fields) - 1} figures, the header {len(columns)}: "
                                f"cut off? ({opts.opt('partial')} reads the complete rows)")
         try:
-            values = dict(zip(columns, (number(x) for x in fields[1:])))
+            values = dict(zip(columns, (_figure(c, x) for c, x in zip(columns, fields[1:]))))
         except ValueError:
             raise refuse(path, f"cannot read the {tool} row {line[:80]!r}: a figure is not a number") from None
         if int(fields[0]) == 0:
@@ -143,6 +152,15 @@ def _scan(path: Path, lines: list[str], tool: str, opts: ReadOptions) -> tuple[l
             continue
         rows.append((int(fields[0]), values))
     return rows, said
+
+
+def _figure(column: str, text: str) -> float:
+    """A printed figure; the `-c` Validation column's Pass / Fail as 0 / 1 wrong results."""
+    if column == "validation":
+        if text not in ("Pass", "Fail"):
+            raise ValueError(text)
+        return float(text == "Fail")
+    return number(text)
 
 
 def _row(name: str, collective: str, per_peer: bool, ranks: int, size: int, values: dict) -> dict:
@@ -166,6 +184,8 @@ def _row(name: str, collective: str, per_peer: bool, ranks: int, size: int, valu
         row.update({f"time_us_{key}": value for key, value in values.items() if re.fullmatch(r"p\d+", key)})
     if "iterations" in values:
         row["iterations"] = int(values["iterations"])
+    if "validation" in values:
+        row["wrong"] = values["validation"]  # -c: 1 where OSU printed Fail
     return row
 
 
@@ -188,7 +208,9 @@ def _table(path: Path, lines: list[str], context: dict, k: int, total: int, opts
     out = [_row(name, collective, per_peer, ranks, size, values) for size, values in rows]
     notes = said["notes"] + ([f"{said['zero']} 0-byte row skipped (nothing moved)"] if said["zero"] else []) + (
         ["rows elided in the file ('...')"] if said["elided"] else []) + (
-        ["osu_bibw MB/s counts both directions: algbw_gbps is one direction (half)"] if name == "osu_bibw" else [])
+        ["osu_bibw MB/s counts both directions: algbw_gbps is one direction (half)"] if name == "osu_bibw" else []) + (
+        [f"validation (-c) printed Fail at OSU size {', '.join(str(r['osu_size_bytes']) for r in out if r.get('wrong'))} B"]
+        if any(r.get("wrong") for r in out) else [])
     bandwidth = name in ("osu_bw", "osu_bibw")
     meta = {"tool": tool, "tool_version": version or ("OMB-Py" if tool == "OMB-Py" else None), "format": f"{tool} text",
             "test": name, "collective": collective, "collective_from": f"the header '{lines[0].strip()}'",

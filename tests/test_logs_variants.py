@@ -1,0 +1,245 @@
+"""Shapes of users' logs beyond the first reference set (issue 19): other nccl-tests versions and flags,
+other OSU tests and options, launcher prefixes and encodings. Fixtures in tests/fixtures/logs/variants/
+are our own numbers in each tool's printed layout (nccl-tests `src/common.cu` / `src/util.cu`, OSU
+`c/util/osu_util.c`); every value asserted is read off the fixture by hand, or follows from nccl-tests'
+busbw = algbw x 2(n-1)/n (all_reduce) or x (n-1)/n (all_gather, reduce_scatter, alltoall)."""
+
+import bz2
+import gzip
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from commbench import CommbenchError
+from commbench.logs import log_runs, read_log, read_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = Path(__file__).parent / "fixtures" / "logs" / "variants"
+
+
+def one(name, **kw):
+    tables = read_log(VAR / name, **kw)
+    assert len(tables) == 1
+    return tables[0]
+
+
+def refused(path, **kw) -> str:
+    with pytest.raises(CommbenchError) as err:
+        read_log(path, **kw)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+# --- nccl-tests text -------------------------------------------------------------------------------
+
+def test_old_2_12_log_with_error_column_and_no_name_is_inferred_all_reduce():
+    t = one("old212_g4_noname_error_col.log")
+    f, m = t.frame, t.meta
+    assert m["ranks"] == 4 and m["ranks_from"] == "the '# Rank' lines" and m["hosts"] == ["dgx-07"]
+    # last row: 33554432 B, 3700.00 us, busbw 13.60 = 9.07 x 1.5 (2(n-1)/n at n = 4); in-place 3737.00
+    assert len(f) == 7 and f.msg_bytes.iloc[-1] == 33554432
+    assert (f.time_us_p50.iloc[-1], f.busbw_gbps.iloc[-1], f.time_us_in_place.iloc[-1]) == (3700.0, 13.6, 3737.0)
+    assert f.wrong.iloc[-1] == 2e-07 and f.wrong.iloc[0] == 0.0  # the old float `error` column
+    assert m["collective"] == "all_reduce" and m["collective_from"].startswith("inferred from busbw/algbw = 1.499")
+    assert m["iters"] == 20 and m["validation"] == 1 and m["avg_busbw_gbps"] == 4.12345
+    assert "before 2.17.4" in m["tool_version"] and "inferred" in t.source
+
+
+def test_compressed_logs_read_as_the_log_and_a_broken_one_is_one_line(tmp_path):
+    t = one("old212_g4_noname_error_col.log.gz")
+    assert t.meta["ranks"] == 4 and t.frame.busbw_gbps.iloc[-1] == 13.6
+    xz = tmp_path / "run.log.bz2"
+    xz.write_bytes(bz2.compress((VAR / "old212_g4_noname_error_col.log").read_bytes()))
+    assert read_log(xz)[0].frame.time_us_p50.iloc[-1] == 3700.0
+    cut = tmp_path / "cut.log.gz"
+    cut.write_bytes((VAR / "old212_g4_noname_error_col.log.gz").read_bytes()[:60])
+    assert "gzip-compressed but does not decompress" in refused(cut)
+
+
+def test_reduce_scatter_is_inferred_from_its_op_and_gather_family_without_one_is_refused():
+    t = one("v213_graph0_reducescatter_sum_8r_noname.txt")
+    # 268435456 B in 15800.00 us: algbw 16.99, busbw 14.87 = 16.99 x 7/8, redop sum, 8 Rank lines
+    assert t.meta["collective"] == "reduce_scatter" and "redop sum" in t.meta["collective_from"]
+    assert t.meta["ranks"] == 8 and t.frame.busbw_gbps.iloc[-1] == 14.87 and t.frame.time_us_p50.iloc[-1] == 15800.0
+    assert set(t.frame.redop) == {"sum"}
+    # the user naming another collective than the one the ratio and the op identify: one line
+    assert "--collective all_gather disagrees with the log" in refused(
+        VAR / "v213_graph0_reducescatter_sum_8r_noname.txt", collective="all_gather")
+    same = one("v213_gatherfamily_none_8r_noname.txt", collective="all_gather")
+    assert same.meta["collective_from"] == "--collective (the log does not say)" and same.frame.busbw_gbps.iloc[-1] == 14.87
+
+
+def test_two_rank_runs_are_never_inferred(tmp_path):
+    # at n = 2 every factor is 1 (all_reduce, broadcast, sendrecv, reduce): nothing to tell them apart
+    text = (VAR / "all_reduce_perf_crlf_bom_tabs.log").read_bytes()
+    noname = tmp_path / "win.log"
+    noname.write_bytes(text)
+    assert "busbw = algbw: broadcast, sendrecv, or 2 ranks" in refused(noname)
+
+
+def test_broadcast_root_column_and_S_1_timestamps():
+    t = one("v2178_broadcast_root0_S1_4r.log")
+    f, m = t.frame, t.meta
+    assert m["collective"] == "broadcast" and m["ranks"] == 4 and m["hosts"] == ["bx-1", "bx-2"]
+    # root 0 is not a figure: time 1500.00, busbw = algbw 11.18, in-place 1500.50
+    assert (f.time_us_p50.iloc[-1], f.busbw_gbps.iloc[-1], f.time_us_in_place.iloc[-1]) == (1500.0, 11.18, 1500.5)
+    assert list(f["count"]) == [4096, 262144, 16777216] and set(f.timestamp) == {"2026-03-04 11:22:33"}
+    assert m["tool_version"] == "2.17.8" and m["nccl_version"] == "2.26.3"  # nccl-library=22603
+
+
+def test_programs_commbench_lacks_are_refused_and_skipped_by_collective():
+    path = VAR / "slurm_4programs_srun_l_16r.out"
+    assert [r.collective for r in log_runs(path)] == ["reduce_perf", "hypercube_perf", "scatter_perf", "all_reduce"]
+    message = refused(path)
+    assert "reduce_perf run 1/4: commbench has no 'reduce' collective" in message and "--run N" in message
+    t = one("slurm_4programs_srun_l_16r.out", collective="all_reduce")  # module noise, `11: ` labels skipped
+    assert t.meta["ranks"] == 16 and t.meta["hosts"] == ["cn101", "cn102"] and t.meta["run"] == 4
+    assert (t.frame.time_us_p50.iloc[-1], t.frame.busbw_gbps.iloc[-1]) == (2400.0, 13.11)
+    assert "is not in the file" in refused(path, collective="all_gather")
+
+
+def test_d_all_gives_one_run_per_type():
+    tables = read_log(VAR / "v2178_d_all_allreduce_2r.log")
+    assert [t.frame.type.iloc[0] for t in tables] == ["int8", "uint8", "int32", "uint32", "int64", "uint64", "half",
+                                                      "float", "double", "bfloat16"]
+    last = tables[-1].frame  # bfloat16: 1048576 B = 524288 elements, 59.00 us, 17.77 GB/s
+    assert list(last["count"]) == [512, 524288] and (last.time_us_p50.iloc[-1], last.busbw_gbps.iloc[-1]) == (59.0, 17.77)
+    assert all(t.meta["avg_busbw_gbps"] == 11.1 for t in tables)  # the one footer ends every type's run
+    with pytest.raises(CommbenchError, match=r"holds 10 runs of the same collective .*--run N"):
+        read_sweep(VAR / "v2178_d_all_allreduce_2r.log")
+
+
+def test_o_all_with_N_2_repeats_splits_by_op_and_repeat():
+    tables = read_log(VAR / "all_reduce_perf_o_all_N2_G1_4r.txt")
+    assert [t.frame.redop.iloc[0] for t in tables] == ["sum", "prod", "max", "min", "avg"] * 2
+    assert tables[3].frame.time_us_p50.iloc[0] == 430.0 and tables[5].frame.time_us_p50.iloc[0] == 401.0
+    # several runs: the file name is not trusted, the ratio 14.63 / 9.75 = 1.5 at 4 ranks is
+    assert tables[3].meta["collective"] == "all_reduce" and tables[3].meta["collective_from"].startswith("inferred")
+
+
+def test_pdsh_host_prefixes_are_stripped():
+    t = one("pdsh_host_prefix_allgather_8r.txt")
+    assert t.meta["collective"] == "all_gather" and t.meta["ranks"] == 8 and t.meta["hosts"] == ["node-01", "node-02"]
+    assert (t.frame.busbw_gbps.iloc[-1], t.frame.time_us_in_place.iloc[-1]) == (19.57, 23999.5)
+    assert t.meta["command"].startswith("mpirun -np 8 -H node-01:4,node-02:4")
+
+
+@pytest.mark.parametrize("name", ["all_reduce_perf_crlf_bom_tabs.log", "ansi_colour_prompt_allreduce_g2.log"])
+def test_crlf_bom_tabs_and_colour_codes(name):
+    t = one(name)
+    assert t.meta["ranks"] == 2 and t.meta["iters"] == 20  # the header line after the BOM is read
+    assert list(t.frame.msg_bytes) == [8192, 524288, 33554432]
+    assert (t.frame.time_us_p50.iloc[-1], t.frame.busbw_gbps.iloc[-1], t.frame.time_us_in_place.iloc[-1]) == (
+        4100.0, 8.18, 4101.0)
+
+
+def test_utf16_log_from_powershell(tmp_path):
+    path = tmp_path / "all_reduce_perf_ps.log"
+    path.write_bytes((VAR / "all_reduce_perf_crlf_bom_tabs.log").read_text(encoding="utf-8-sig").encode("utf-16"))
+    assert read_log(path)[0].frame.busbw_gbps.iloc[-1] == 8.18
+
+
+@pytest.mark.parametrize("name, procs", [("cmd_mpirun_H_slots_no_np.log", "16 processes x -t 1 -g 1"),
+                                         ("cmd_srun_t30_N2_tpn8.log", "16 processes x -t 1 -g 1"),
+                                         ("cmd_srun_N2_glued_g2.log", "8 processes x -t 1 -g 2")])
+def test_ranks_from_the_echoed_launcher(name, procs):
+    t = one(name)
+    # busbw 43.39 / algbw 23.14 = 1.875 = 2(n-1)/n at n = 16 agrees with the launcher's count
+    assert t.meta["ranks"] == 16 and t.meta["ranks_from"] == f"the echoed command ({procs})"
+    assert (t.frame.time_us_p50.iloc[-1], t.frame.busbw_gbps.iloc[-1]) == (2900.0, 43.39)
+
+
+# --- OSU / OMB-Py ----------------------------------------------------------------------------------
+
+def test_osu_allreduce_m_range_and_allgather_full_under_srun():
+    t = one("osu562_allreduce_m_range_np16.txt")
+    assert t.meta["ranks"] == 16 and list(t.frame.msg_bytes) == [1024, 4096, 16384, 65536]
+    assert t.frame.time_us_p50.iloc[-1] == 160.33
+    g = one("osu59_allgather_full_srun_N2x4.out")  # srun -N 2 --ntasks-per-node=4: 8 ranks
+    last = g.frame.iloc[-1]
+    assert g.meta["ranks"] == 8 and last.osu_size_bytes == 4096 and last.msg_bytes == 4096 * 8
+    assert (last.time_us_p50, last.time_us_rank_min, last.time_us_rank_max, last.iterations) == (19.85, 18.02, 21.77, 1000)
+
+
+@pytest.mark.parametrize("name, test", [("osu_mbw_mr_v563.txt", "Multiple Bandwidth / Message Rate"),
+                                        ("osu_multi_lat_v563.txt", "Multi Latency"),
+                                        ("osu_put_latency_v57.txt", "Put Latency")])
+def test_osu_tests_commbench_does_not_read_are_named(name, test):
+    message = refused(VAR / name)
+    assert f"{test} Test: commbench reads" in message and "osu_latency" in message
+
+
+def test_osu_device_and_host_buffers():
+    d = one("osu_latency_cuda_DD_v563.txt")
+    assert "DEVICE (D)" in d.meta["buffers"] and d.frame.time_us_p50.iloc[-1] == 95.62 and len(d.frame) == 2
+    h = one("osu_latency_rocm_HH_v74.txt")  # a ROCm build run with host buffers
+    assert "HOST (H)" in h.meta["buffers"] and h.meta["datatype"] == "MPI_CHAR" and h.frame.time_us_p50.iloc[-1] == 410.26
+
+
+def test_osu_validation_column():
+    t = one("osu73_allreduce_validation_np4.txt")
+    assert t.meta["ranks"] == 4 and list(t.frame.wrong) == [0.0, 0.0, 1.0] and t.frame.time_us_p50.iloc[-1] == 6.88
+    assert "validation (-c) printed Fail at OSU size 1024 B" in t.meta["notes"] and t.meta["datatype"] == "MPI_INT"
+    b = one("osu73_bcast_full_validation_np4.txt")
+    last = b.frame.iloc[-1]
+    assert (last.time_us_p50, last.time_us_rank_min, last.time_us_rank_max, last.iterations, last.wrong) == (
+        3.40, 3.01, 3.95, 1000, 0.0)
+
+
+def test_ombpy_bandwidth_and_allreduce():
+    bw = one("ombpy_bw_numpy.txt")
+    assert bw.meta["tool"] == "OMB-Py" and bw.frame.bandwidth_MBps.iloc[-1] == 6120.44 and "time_us_p50" not in bw.frame
+    ar = one("ombpy_allreduce_np8.txt")
+    last = ar.frame.iloc[-1]
+    assert ar.meta["ranks"] == 8 and (last.time_us_p50, last.time_us_rank_min, last.time_us_rank_max) == (18.75, 17.90, 19.66)
+
+
+def test_a_file_with_osu_then_nccl_tests_gives_both_runs():
+    path = VAR / "mixed_osu_then_nccltests.log"
+    osu, nccl = read_log(path)
+    assert osu.meta["tool"] == "OSU" and list(osu.frame.time_us_p50) == [4.44, 5.55] and osu.meta["ranks"] == 2
+    assert nccl.meta["tool"] == "nccl-tests" and nccl.meta["run"] == 2 and nccl.meta["runs"] == 2
+    assert (nccl.frame.time_us_p50.iloc[-1], nccl.frame.busbw_gbps.iloc[-1]) == (320.0, 13.11)
+    assert "run 2/2" in nccl.source
+    with pytest.raises(CommbenchError, match="--run N"):
+        read_sweep(path)
+
+
+def test_an_osu_row_with_more_figures_than_its_header_is_refused(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_text("# OSU MPI Latency Test v7.1\n# Size          Latency (us)\n8     2.0    2.5\n")
+    assert "has 2 figures, the header 'avg' 1" in refused(path)
+
+
+# --- no traceback, whatever the cut -----------------------------------------------------------------
+
+FUZZED = ["old212_g4_noname_error_col.log", "v2178_broadcast_root0_S1_4r.log", "slurm_4programs_srun_l_16r.out",
+          "mixed_osu_then_nccltests.log", "osu73_bcast_full_validation_np4.txt", "pdsh_host_prefix_allgather_8r.txt"]
+
+
+@pytest.mark.parametrize("name", FUZZED)
+def test_cut_at_every_line_and_mid_line_is_read_or_one_line(tmp_path, name):
+    lines = (VAR / name).read_bytes().splitlines(keepends=True)
+    path = tmp_path / name
+    for n in range(len(lines) + 1):
+        for tail in (b"", lines[n][: len(lines[n]) // 2] if n < len(lines) else b""):
+            path.write_bytes(b"".join(lines[:n]) + tail)
+            for partial in (None, True):
+                try:
+                    for table in read_log(path, partial=partial):
+                        assert len(table.frame) > 0
+                except CommbenchError as exc:
+                    assert "\n" not in str(exc)
+
+
+def test_check_tool_outputs_on_the_variants_has_no_bug_row():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_tool_outputs.py"), str(VAR)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "\tBUG\t" not in out.stdout and not out.stderr
+    rows = {line.split("\t")[0]: line.split("\t") for line in out.stdout.splitlines()[1:]}
+    assert rows["old212_g4_noname_error_col.log.gz"][2] == "all_reduce"
+    assert rows["slurm_4programs_srun_l_16r.out [4/4]"][5] == "busbw 13.11 GB/s (2400 us)"
