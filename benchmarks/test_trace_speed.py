@@ -7,7 +7,8 @@ import pytest
 
 from commbench.traffic.model_card import load_model_card, shipped_models
 from commbench.traffic.plan import ParallelPlan
-from commbench.traffic.trace import RunnerOptions, make_trace
+from commbench.traffic.runner_options import RunnerOptions
+from commbench.traffic.trace import make_trace
 from commbench.traffic.workload import Workload, _build_schedule
 
 CORPUS = sorted(str(p) for p in (Path(__file__).parent.parent / "tests" / "configs").glob("*.json")

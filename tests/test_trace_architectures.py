@@ -20,7 +20,9 @@ import pytest
 from commbench import CommbenchError
 from commbench.traffic.model_card import card_from_config, load_model_card
 from commbench.traffic.plan import ParallelPlan
-from commbench.traffic.trace import RunnerOptions, make_trace, metadata_pickle_bytes
+from commbench.traffic.boundary import metadata_pickle_bytes
+from commbench.traffic.runner_options import RunnerOptions
+from commbench.traffic.trace import make_trace
 from commbench.traffic.workload import Workload
 from tests.conftest import mpiexec_path
 

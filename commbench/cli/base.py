@@ -262,7 +262,7 @@ def log_options(f=None, *, clash: bool = False):
 
 
 def engine_options(f):
-    """How the serving engine runs a step (trace.RunnerOptions): generation, CUDA graphs, MoE kernel, all2all."""
+    """How the serving engine runs a step (runner_options.RunnerOptions): generation, CUDA graphs, MoE kernel, all2all."""
     f = click.option("--all2all", default="allgather_reducescatter", show_default=True,
                      help="Mode ep: how MoE layers exchange tokens: allgather_reducescatter (vLLM 0.11's default) "
                           "or all_to_all (DeepEP / pplx kernels).")(f)

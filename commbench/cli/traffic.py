@@ -106,7 +106,8 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
     from commbench.traffic.model_card import load_model_card
     from commbench.traffic.plan import ParallelPlan
     from commbench.results import check_output_path
-    from commbench.traffic.trace import ENGINES, RunnerOptions, make_trace
+    from commbench.traffic.runner_options import ENGINES, RunnerOptions
+    from commbench.traffic.trace import make_trace
     from commbench.traffic.workload import Workload
 
     if csv_path is not None:

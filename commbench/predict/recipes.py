@@ -84,7 +84,7 @@ ENGINE_COSTS = {
     # dispatcher). graph_max_tokens: 1, ggml-cuda uses CUDA graphs only for single-token decode steps.
     "llama.cpp": EngineCosts(host_step_s=1e-3, kernels_per_layer=30, launch_s=4e-6, graph_max_tokens=1),
 }
-ENGINE_KINDS = tuple(ENGINE_COSTS)  # the serving engines priced here (not trace.ENGINES, vLLM's generations)
+ENGINE_KINDS = tuple(ENGINE_COSTS)  # the serving engines priced here (not runner_options.ENGINES, vLLM's generations)
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,11 @@ class Site:
     owner: str = "every_stage"
     split_across_tp: bool = False
     blocks: tuple[str, ...] = ()  # per_block: the layer blocks that issue the site
-    when: str = ""  # a named rule in commbench.traffic.trace that must hold
+    when: str = ""  # a named rule in commbench.traffic.slots._WHEN that must hold
     per_tensor: bool = False  # per_boundary: once per boundary tensor of the model card
     cpu_group: bool = False  # carried by the CPU (gloo) group, not the device communicator
     engines: tuple[str, ...] = ()  # engine generations that make the call (all when empty)
-    times: str = ""  # a named count of calls at this point (commbench.traffic.trace._times); "" = one
+    times: str = ""  # a named count of calls at this point (commbench.traffic.slots._times); "" = one
     source: str = ""
 
 

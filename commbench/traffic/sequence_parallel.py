@@ -14,7 +14,7 @@ chunked, the next such layer all-gathers its normed input before attention, and 
 needs no chunk and no all-gather (already_sequence_parallel). Leaving the chunked stream (a later
 layer without it, or the end of the forward) all-gathers the exit tensors (DeepSeek: hidden_states
 and residual concatenated; Qwen3-Next: the normed hidden_states).
-Engine names are passed as strings (commbench.traffic.trace.ENGINES).
+Engine names are passed as strings (commbench.traffic.runner_options.ENGINES).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def chunked_before(plan: ParallelPlan, engine: str, layer: int) -> bool:
     return sp_residual(plan, engine, layer - 1)
 
 
-#: Named rules of patterns/*.toml `when` (commbench.traffic.trace._WHEN) for these sites; each
+#: Named rules of patterns/*.toml `when` (commbench.traffic.slots._WHEN) for these sites; each
 #: takes (plan, engine name, layer: None before the layers, -1 after them).
 RULES = {
     "sequence_parallel_moe": lambda plan, engine, layer: sequence_parallel_moe(plan, engine),
