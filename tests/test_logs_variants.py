@@ -153,6 +153,36 @@ def test_ranks_from_the_echoed_launcher(name, procs):
     assert (t.frame.time_us_p50.iloc[-1], t.frame.busbw_gbps.iloc[-1]) == (2900.0, 43.39)
 
 
+def test_kubectl_timestamps_tag_output_and_I_1_per_iteration_columns():
+    t = one("kubectl_timestamps_tag_output_I1_M1_wrong_16r.log")
+    last, m = t.frame.iloc[-1], t.meta
+    assert m["collective"] == "all_reduce" and m["ranks"] == 16 and m["hosts"] == ["trn-0", "trn-1"]
+    assert m["tool_version"] == "2.19.4" and m["iters"] == 50 and m["command"].startswith("mpirun --allow-run-as-root")
+    # 134217728 B: out-of-place 1020.00 us (min 1001.00, max 1100.00, p99 1090.00, cv 1.5); the in-place time is
+    # the 9th figure, 1025.00, with p99 1101.00; busbw 246.72 = 131.59 x 30/16
+    assert (last.time_us_p50, last.time_us_min, last.time_us_max, last.time_us_p99, last.cv_pct) == (
+        1020.0, 1001.0, 1100.0, 1090.0, 1.5)
+    assert (last.time_us_in_place, last.time_us_p99_in_place, last.busbw_gbps) == (1025.0, 1101.0, 246.72)
+    assert m["notes"] == ["#wrong above 0 (results failed validation) at 16777216 B"]  # the row with #wrong 3
+
+
+def test_a_run_that_failed_midway_names_the_failure_and_partial():
+    path = VAR / "all_reduce_perf_failed_midway_4r.log"
+    message = refused(path)
+    assert "the run failed" in message and "Test NCCL failure common.cu:1005" in message and "--partial" in message
+    t = read_log(path, partial=True)[0]
+    assert t.meta["complete"] is False and list(t.frame.time_us_p50) == [60.0, 150.0, 520.0]
+
+
+def test_compressed_json_with_a_byte_order_mark():
+    t = one("nccltests_J_v2_reduce_scatter_bom.json.gz")
+    last = t.frame.iloc[-1]
+    # args[0] reduce_scatter_perf; 8 devices (processes); 268435456 B in 3100.0 us, bus_bw 75.77 = 86.59 x 7/8
+    assert t.meta["collective"] == "reduce_scatter" and t.meta["ranks"] == 8 and t.meta["hosts"] == ["js-0", "js-1"]
+    assert (last.time_us_p50, last.busbw_gbps, last.time_us_in_place) == (3100.0, 75.77, 3105.0)
+    assert t.meta["nccl_version"] == "2.27.7" and t.meta["avg_busbw_gbps"] == 100.5
+
+
 # --- OSU / OMB-Py ----------------------------------------------------------------------------------
 
 def test_osu_allreduce_m_range_and_allgather_full_under_srun():
@@ -217,7 +247,7 @@ def test_an_osu_row_with_more_figures_than_its_header_is_refused(tmp_path):
 
 # --- no traceback, whatever the cut -----------------------------------------------------------------
 
-FUZZED = ["old212_g4_noname_error_col.log", "v2178_broadcast_root0_S1_4r.log", "slurm_4programs_srun_l_16r.out",
+FUZZED = ["old212_g4_noname_error_col.log", "kubectl_timestamps_tag_output_I1_M1_wrong_16r.log", "v2178_broadcast_root0_S1_4r.log", "slurm_4programs_srun_l_16r.out",
           "mixed_osu_then_nccltests.log", "osu73_bcast_full_validation_np4.txt", "pdsh_host_prefix_allgather_8r.txt"]
 
 
@@ -243,3 +273,46 @@ def test_check_tool_outputs_on_the_variants_has_no_bug_row():
     rows = {line.split("\t")[0]: line.split("\t") for line in out.stdout.splitlines()[1:]}
     assert rows["old212_g4_noname_error_col.log.gz"][2] == "all_reduce"
     assert rows["slurm_4programs_srun_l_16r.out [4/4]"][5] == "busbw 13.11 GB/s (2400 us)"
+
+
+# --- vllm bench serve / benchmark_serving.py results --------------------------------------------------
+
+BENCH = Path(__file__).parent / "fixtures" / "vllm_bench"
+
+
+def test_benchmark_serving_0_7_goodput_percentiles_and_nan():
+    from commbench.predict.published import load_figures
+
+    rows = load_figures(BENCH / "variant_benchmark_serving_073_goodput_e2el_nan.json").set_index("metric")
+    # --percentile-metrics ttft,tpot,itl,e2el: mean/median/p99 of each; p99_tpot_ms is NaN (absent), p90 and
+    # the std (NaN) are not predicted; `request_goodput:` is not a metric; no max_output_tokens_per_s yet
+    stats = {f"{s}_{m}_ms" for m in ("ttft", "tpot", "itl", "e2el") for s in ("mean", "median", "p99")} - {"p99_tpot_ms"}
+    assert set(rows.index) == {"output_throughput", "total_token_throughput", "request_throughput"} | stats
+    # 65536 / 64 = 1024 in, 8192 / 64 = 128 out, --max-concurrency 16, tp from --metadata
+    assert set(rows.isl) == {1024} and set(rows.osl) == {128} and set(rows.batch) == {16} and set(rows.tp) == {2}
+    assert rows.loc["p99_e2el_ms", "value"] == 8350.0 and rows.loc["output_throughput", "value"] == 204.8
+
+
+def test_current_save_detailed_with_a_byte_order_mark():
+    from commbench.predict.published import load_figures
+
+    rows = load_figures(BENCH / "variant_current_save_detailed_bom_indent.json").set_index("metric")
+    assert len(rows) == 13 and set(rows.batch) == {8} and set(rows.isl) == {1024} and set(rows.osl) == {256}
+    assert rows.loc["max_output_tokens_per_s", "value"] == 260.0  # the per-request lists are not metrics
+
+
+@pytest.mark.parametrize("name, words", [
+    ("variant_benchmark_serving_063_no_concurrency_key.json", "no max_concurrency key (a benchmark_serving.py from "
+                                                              "before --max-concurrency) (request_rate inf)"),
+    ("variant_append_three_middle_open_loop.json", "document 2 of 3: max_concurrency = None (request_rate 4.0)"),
+    ("variant_all_failed.json", "completed = 0")])
+def test_vllm_results_commbench_cannot_price_are_one_line(name, words):
+    from commbench.predict.published import load_figures
+
+    with pytest.raises(CommbenchError) as err:
+        load_figures(BENCH / name)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_vllm_result_given_as_a_sweep_is_named():
+    assert "a `vllm bench serve` result" in refused(BENCH / "variant_current_save_detailed_bom_indent.json")

@@ -4,6 +4,8 @@ stripped from every line, and the rank count a launcher command line states.
 
 Prefixes (removed wherever they occur, since a tool that prints a row in pieces gets one per piece):
 - Open MPI `mpirun --tag-output`: `[1,0]<stdout>:` (Open MPI 5 / PRRTE: `[prterun-host-12@1,0]<stdout>:`);
+- `kubectl logs --timestamps` / `docker logs -t`: `2024-07-19T10:00:00.123456789Z ` at the start of a line;
+  Open MPI `--timestamp-output`: the date before the first tag;
 - Slurm `srun -l` / `--label`: `0: ` (`03: ` with padding) at the start of a line;
 - pdsh / clush / dsh: `node-01: ` (a host name) before lines where it also precedes a tool's `#` line.
 
@@ -31,6 +33,7 @@ from commbench.collectives import get_collective
 
 TAG_OUTPUT = re.compile(r"\[[^\]\s]*?\d+,\d+\]<std(?:out|err|diag)>:")
 SRUN_LABEL = re.compile(r"^\s*\d+: ")
+STAMP_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})? ")  # kubectl/docker logs -t
 HOST_PREFIX = re.compile(r"^([A-Za-z][\w.\-]*): ")  # pdsh / clush / dsh: `node-01: ` (a host name, then ': ')
 LAUNCHERS = {"mpirun", "mpiexec", "mpiexec.hydra", "orterun", "prterun", "srun", "aprun", "jsrun", "prun"}
 
@@ -111,7 +114,9 @@ def clean_lines(text: str) -> list[str]:
     `host: ` of pdsh/clush where such a host prefixes a tool's `#` line)."""
     lines = []
     for line in text.splitlines():
-        line = TAG_OUTPUT.sub("", line)
+        line = STAMP_PREFIX.sub("", line)
+        tag = TAG_OUTPUT.search(line)  # what precedes the first tag is --timestamp-output's date
+        line = TAG_OUTPUT.sub("", line[tag.start():]) if tag else line
         label = SRUN_LABEL.match(line)
         if label:
             line = line[label.end():]

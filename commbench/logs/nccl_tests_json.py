@@ -148,6 +148,8 @@ def _table(path, doc, config, args, name, results, k, total, opts: ReadOptions) 
         frame["time_us_p50"] = frame["time_us"]
     if any(r["wrong"] != r["wrong"] for r in rows):
         notes.append("nwrong null (validation off, -c 0)")
+    if bad := [str(r["msg_bytes"]) for r in rows if r["wrong"] > 0 or r.get("wrong_in_place", 0) > 0]:
+        notes.append(f"nwrong above 0 (results failed validation) at {', '.join(bad)} B")
     meta = _meta(doc, config, args, devices, path, k, total, per_iter, complete, footer, notes) | {
         "collective": collective, "collective_from": coll_from, "ranks": ranks, "ranks_from": ranks_from}
     if not complete:

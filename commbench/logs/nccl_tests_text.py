@@ -75,6 +75,7 @@ class _Run:
     zero_rows: int = 0
     footer: float | None = None
     concluded: bool = False
+    failure: str = ""  # nccl-tests' own `Test NCCL failure common.cu:N '...'` line, where the run died
     cycle: int = 0
 
 
@@ -131,6 +132,8 @@ def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
             info["nccl_version"] = info["nccl_version"] or m.group(1)
             continue
         row = ROW.match(line)
+        if row is None and current is not None and not current.failure and re.search(r"Test (?:NCCL |CUDA )?failure", line):
+            current.failure = line[:120]
         if row is None:
             if command := _command(line):
                 pending["command"] = command
@@ -334,8 +337,9 @@ def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOpti
                            f"in the rows says {implied}; the log is inconsistent")
     if run.footer is None:
         if not opts.partial:
-            raise refuse(path, f"nccl-tests {collective} output{where} without its '# Avg bus bandwidth' footer: cut off "
-                               f"or pasted in part ({opts.opt('partial')} reads the {len(rows)} rows it has)")
+            why = f"the run failed ({run.failure!r})" if run.failure else "cut off or pasted in part"
+            raise refuse(path, f"nccl-tests {collective} output{where} without its '# Avg bus bandwidth' footer: {why} "
+                               f"({opts.opt('partial')} reads the {len(rows)} rows it has)")
         notes.append("no '# Avg bus bandwidth' footer: read as partial")
     if run.zero_rows:
         notes.append(f"{run.zero_rows} 0-byte rows skipped (nothing moved)")
@@ -345,6 +349,9 @@ def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOpti
         notes.append(f"repeat {run.cycle + 1} of the same header (-N, -d all or -o all)")
     if any(r["wrong"] != r["wrong"] for r in rows):
         notes.append("#wrong N/A (validation off, -c 0)")
+    if bad := [str(r["msg_bytes"]) for r in rows  # >= 1: not <= 2.12's `error` column, a max error like 2e-07
+               if max(r["wrong"], r.get("wrong_in_place", 0)) >= 1]:
+        notes.append(f"#wrong above 0 (results failed validation) at {', '.join(bad)} B")
     inferred = [f"{collective} {coll_from}"] if coll_from.startswith("inferred") else []
     frame = pd.DataFrame(rows)
     frame.insert(0, "collective", collective)

@@ -117,7 +117,7 @@ def _read_text(path: Path) -> str:
     try:
         if b"\0" in data:
             raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark (a Windows editor's save) is not part of the JSON
     except UnicodeDecodeError:
         raise CommbenchError(f"{path}: not text; expected a `vllm bench serve --save-result` JSON or a figures "
                              "table (.csv/.json/.parquet)") from None

@@ -106,7 +106,9 @@ def run_rows(path: Path, doc: dict, index: int, count: int) -> list[dict]:
     batch = doc.get("max_concurrency")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
         rate = doc.get("request_rate", "?")
-        raise CommbenchError(f"{where}: max_concurrency = {batch!r} (request_rate {rate}): no fixed number of requests "
+        said = f"max_concurrency = {batch!r}" if "max_concurrency" in doc else \
+            "no max_concurrency key (a benchmark_serving.py from before --max-concurrency)"
+        raise CommbenchError(f"{where}: {said} (request_rate {rate}): no fixed number of requests "
                              "in flight; commbench models B concurrent requests, so run vllm bench serve with "
                              "--max-concurrency B")
     num_prompts = _number(doc, "num_prompts")
