@@ -183,6 +183,12 @@ def test_compressed_json_with_a_byte_order_mark():
     assert t.meta["nccl_version"] == "2.27.7" and t.meta["avg_busbw_gbps"] == 100.5
 
 
+def test_single_size_N_3_repeats_are_three_runs():
+    tables = read_log(VAR / "all_gather_single_size_N3_2r.log")  # -b 1G -e 1G -N 3: minBytes = maxBytes
+    assert [t.frame.time_us_p50.iloc[0] for t in tables] == [45000.0, 45500.0, 44800.0]
+    assert all(len(t.frame) == 1 and t.meta["avg_busbw_gbps"] == 11.9 for t in tables)
+
+
 # --- OSU / OMB-Py ----------------------------------------------------------------------------------
 
 def test_osu_allreduce_m_range_and_allgather_full_under_srun():
@@ -237,6 +243,13 @@ def test_a_file_with_osu_then_nccl_tests_gives_both_runs():
     assert "run 2/2" in nccl.source
     with pytest.raises(CommbenchError, match="--run N"):
         read_sweep(path)
+
+
+def test_osu_under_srun_labels_with_open_mpi_help_messages_between_rows():
+    t = one("osu_alltoall_srun_l_ompi_help_message.txt")
+    # `1 more process has sent help message ...` starts with a digit: not a row; srun -n 32: 32 ranks
+    assert t.meta["ranks"] == 32 and list(t.frame.osu_size_bytes) == [1, 2] and list(t.frame.msg_bytes) == [32, 64]
+    assert list(t.frame.time_us_p50) == [10.2, 10.4] and list(t.frame.time_us_rank_max) == [11.3, 11.6]
 
 
 def test_an_osu_row_with_more_figures_than_its_header_is_refused(tmp_path):

@@ -80,7 +80,8 @@ class _Run:
 
 
 def _header_settings(line: str) -> dict:
-    found = dict(re.findall(r"(\w[\w ]*?):\s*(-?\d+)", line))
+    found = dict(re.findall(r"(\w[\w ]*?):\s*(-?\d+)", line.split("step:")[-1]))  # `warmup iters: 5` ...
+    found.update(re.findall(r"(minBytes|maxBytes) (\d+)", line))
     return {k.strip(): int(v) for k, v in found.items()}
 
 
@@ -187,7 +188,8 @@ def _add_row(run: _Run, row: re.Match, line: str, new_run) -> None:
         return
     if run.rows:
         last = run.rows[-1]
-        if size < last["msg_bytes"] or (dtype, redop) != (last["type"], last["redop"]):
+        single = run.settings.get("minBytes", -1) == run.settings.get("maxBytes")  # -b X -e X -N 3: a row a run
+        if size < last["msg_bytes"] or size == last["msg_bytes"] and single or (dtype, redop) != (last["type"], last["redop"]):
             run = new_run(header=run.header, threads=run.threads, gpus=run.gpus, ranks=list(run.ranks),
                           columns=run.columns, pre=dict(run.pre), settings=run.settings, cycle=run.cycle + 1,
                           footer=None)

@@ -31,6 +31,7 @@ from commbench.logs.common import LogTable, ReadOptions, RunRef, clean_lines, la
 
 HEADER = re.compile(r"^#\s*(OSU MPI(?:-(\w+))?|OMB Python MPI)[\s_]+(.+?)\s+Test(?:\s+v(\S+))?\s*$")  # MPI_Put: '_'
 HEADER_ANYWHERE = re.compile(r"#\s*(OSU MPI|OMB Python MPI)")  # anywhere: after a launcher prefix too
+FIGURE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|N/A|n/a|-?nan|inf")
 OTHER_TOOL = re.compile(r"^#\s*(nThread \d+ nGpus|Collective test starting:|nccl-tests version)")  # nccl-tests begins
 OSU_BINARY = re.compile(r"^(osu_\w+|run\.py)$")
 STARTUP_RANK = re.compile(r"^\[\d+\]\s+MPI startup\(\):\s+(?P<rank>\d+)\s+\d+\s+(?P<host>\S+)\s+\{")
@@ -133,6 +134,8 @@ def _scan(path: Path, lines: list[str], tool: str, opts: ReadOptions) -> tuple[l
             continue
         fields, columns = line.split(), said["columns"]
         if not fields or not re.fullmatch(r"\d+", fields[0]) or columns is None:
+            continue
+        if len(fields) > 1 and not FIGURE.fullmatch(fields[1]):  # `1 more process has sent help message ...` (Open MPI)
             continue
         if len(fields) - 1 > len(columns):
             raise refuse(path, f"{tool} row {line[:80]!r} has {len(fields) - 1} figures, the header "
