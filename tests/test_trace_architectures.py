@@ -61,13 +61,14 @@ def test_nemotron_h_one_all_reduce_per_layer(config):
 def test_granite_hybrid_mamba2_single_group_norm_all_reduce():
     # vllm/model_executor/layers/mamba/mamba_mixer2.py Mixer2RMSNormGated.forward_native: n_groups == 1
     # and tp > 1 -> all-reduce of the per-token sum of squares, [tokens, 1] float32.
-    # granitemoehybrid.py: every layer is a mixer (6 Mamba-2, 2 attention) plus the MoE FFN.
+    # granitemoehybrid.py: every layer is a mixer (6 Mamba-2, 2 attention) plus the MoE FFN and, with
+    # shared_intermediate_size = 1024, the shared_mlp whose output_linear reduces on its own (8 more).
     ops, _ = decode_ops("granitemoehybrid")
     assert ops["layer.mamba.norm"].calls == 6 and ops["layer.mamba.norm"].msg_bytes == 8 * 1 * 4
     assert ops["layer.mamba.norm"].dtype == "float32"
     assert ops["layer.mamba.out_proj"].calls == 6 and ops["layer.attn.o_proj"].calls == 2
-    assert ops["layer.moe"].calls == 8
-    assert all_reduces(ops) == 6 + 6 + 2 + 8 + 1
+    assert ops["layer.moe"].calls == 8 and ops["layer.mlp.down_proj"].calls == 8
+    assert all_reduces(ops) == 6 + 6 + 2 + 8 + 8 + 1
 
 
 def test_jamba_mamba1_x_proj_and_periodic_experts():

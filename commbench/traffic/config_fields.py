@@ -19,6 +19,8 @@ REQUIRED_FIELDS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "v
 ALIASES = {
     "num_hidden_layers": ("n_layer", "num_layers", "n_layers"),
     "hidden_size": ("n_embd", "d_model"),
+    # chatglm.py (ChatGLM2/3, GLM-4-9B-chat): VocabParallelEmbedding / ParallelLMHead of config.padded_vocab_size
+    "vocab_size": ("padded_vocab_size",),
     "num_attention_heads": ("n_head", "num_heads", "n_heads"),
     # step3_text.py: num_attention_groups (its attention has num_kv_heads=1, as the published config says)
     "num_key_value_heads": ("num_kv_heads", "n_head_kv", "multi_query_group_num", "num_attention_groups",

@@ -1,6 +1,7 @@
 """A model's layers as blocks (attention, Mamba mixer, dense MLP, MoE, ...), in the order the
 engine runs them, from whatever the config says per layer: `layer_types`, `layers_block_type`,
-`hybrid_override_pattern`, `attn_type_list`, Jamba's attention period, PLaMo 2's `mamba_step`,
+`hybrid_override_pattern`, `attn_type_list`, Jamba's attention period, Bamba's `attn_layer_indices`,
+PLaMo 2's `mamba_step`,
 Qwen3-Next's `full_attention_interval`, Nemotron-NAS `block_configs`, and the MoE layer rules
 (which layers are MoE), under the family's block list (model_traces/architectures.toml).
 """
@@ -95,6 +96,13 @@ def blocks_per_layer(cfg: dict, name: str, layers: int, family: Family, moe_mask
     if listed is None and attn_period:  # Jamba: attention every attn_layer_period layers, Mamba between
         offset = whole(cfg, name, "attn_layer_offset", default=0, minimum=0)
         listed = ("attn_layer_period", ["attention" if i % attn_period == offset else "mamba" for i in range(layers)])
+    indices = cfg.get("attn_layer_indices")
+    if listed is None and indices is not None:  # Bamba: transformers BambaConfig.layers_block_type, read by bamba.py
+        if not isinstance(indices, list) or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < layers
+                                                    for i in indices):
+            raise CommbenchError(f"model config {name!r}: attn_layer_indices = {indices!r} must be a list of layer "
+                                 f"indices in 0..{layers - 1}"[:300])
+        listed = ("attn_layer_indices", ["attention" if i in set(indices) else "mamba" for i in range(layers)])
     step = whole(cfg, name, "mamba_step", default=0, minimum=0)
     if listed is None and step > 1:  # PLaMo 2 (plamo2.py is_mamba): attention where i % step == step // 2
         last_only = layers <= step // 2  # a model shorter than that: attention in the last layer only

@@ -32,8 +32,14 @@ def mixer_fields(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> 
     params, state, sizes = {}, {}, {}
     w = lambda *keys, default: whole(cfg, name, *keys, default=default)  # noqa: E731
     if "mamba" in kinds:
-        d = w("mamba_expand", "expand", default=2) * hidden
-        r, n, k = w("mamba_dt_rank", default=-(-hidden // 16)), w("mamba_d_state", default=16), w("mamba_d_conv", default=4)
+        # pure Mamba (mamba.py MambaDecoderLayer) reads intermediate_size, time_step_rank, state_size, conv_kernel
+        # (Falcon-Mamba-7B: expand 16 but intermediate_size 8192); Jamba the mamba_* names
+        pure = "time_step_rank" in cfg or "state_size" in cfg
+        d = w("intermediate_size", default=2 * hidden) if pure else w("mamba_expand", "expand", default=2) * hidden
+        rank = cfg.get("time_step_rank")
+        r = -(-hidden // 16) if rank in (None, "auto") else w("time_step_rank", default=0)  # MambaConfig: "auto" = ceil(h/16)
+        r = w("mamba_dt_rank", default=r)
+        n, k = w("mamba_d_state", "state_size", default=16), w("mamba_d_conv", "conv_kernel", default=4)
         if cfg.get("mamba_step"):  # PLaMo 2 (plamo2.py Plamo2MambaMixer): heads x head size wide, bcdt_proj to
             d = w("mamba_num_heads", default=1) * w("hidden_size_per_head", default=128)  # max(64, h // 16) + 2 N
             r = max(64, hidden // 16)
@@ -47,7 +53,7 @@ def mixer_fields(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> 
         d = d_ssm or (heads * head_dim if heads and head_dim else w("expand", "mamba_expand", default=2) * hidden)
         heads = heads or max(1, d // 64)
         g = w("n_groups", "mamba_n_groups", "mamba_ngroups", default=1)
-        n, k = w("ssm_state_size", "mamba_d_state", default=128), w("conv_kernel", "mamba_d_conv", default=4)
+        n, k = w("ssm_state_size", "mamba_d_state", "state_size", default=128), w("conv_kernel", "mamba_d_conv", default=4)
         params["mamba2"] = hidden * (2 * d + 2 * g * n + heads) + (d + 2 * g * n) * k + 3 * heads + d + d * hidden
         state["mamba2"] = ((d + 2 * g * n) * (k - 1) + d * n) * state_bytes
         sizes["mamba_n_groups"] = g

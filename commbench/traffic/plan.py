@@ -79,13 +79,15 @@ class ParallelPlan:
         if m.mamba_n_groups > 1 and m.mamba_n_groups % self.tp:
             raise CommbenchError(f"tp={self.tp} does not divide the Mamba-2 n_groups={m.mamba_n_groups} of {m.name} "
                                  "(vLLM's MambaMixer2 requires n_groups % tp == 0 or n_groups == 1)")
-        if m.num_attention_heads % self.tp:
+        # an attention-free model (mamba.py, mamba2.py: IsAttentionFree) has no attention heads to split
+        attention = any(m.attention_blocks(i) or "lightning_attention" in m.blocks_of(i) for i in range(m.num_hidden_layers))
+        if attention and m.num_attention_heads % self.tp:
             raise CommbenchError(
                 f"tp={self.tp} does not divide num_attention_heads={m.num_attention_heads} of {m.name}; "
                 f"valid tp: {', '.join(str(d) for d in _divisors(m.num_attention_heads))}"
             )
         kv = m.num_key_value_heads
-        if (self.tp <= kv and kv % self.tp) or (self.tp > kv and self.tp % kv):
+        if attention and ((self.tp <= kv and kv % self.tp) or (self.tp > kv and self.tp % kv)):
             raise CommbenchError(
                 f"tp={self.tp} neither divides nor is a multiple of num_key_value_heads={kv} of {m.name}"
             )

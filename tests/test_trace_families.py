@@ -1,0 +1,181 @@
+"""Families of real configs that vLLM 0.11.0 serves, traced against its model code by hand (issue 20).
+
+Each config is written here with the field names the published config.json files of the family use
+(and their quirks: ChatGLM's padded_vocab_size, GPT-J's model_type "gptj" and n_inner null, Bamba's
+attn_layer_indices, Falcon-Mamba's expand beside a different intermediate_size), with our own sizes.
+Unless said otherwise: TP=2, a decode step of 8 requests (a CUDA-graph capture size: no padding),
+bf16 activations (2 bytes). Every expected figure is worked out from the vLLM 0.11.0 file named.
+"""
+
+import pytest
+
+from commbench import CommbenchError
+from commbench.traffic.model_card import card_from_config
+from commbench.traffic.plan import ParallelPlan
+from commbench.traffic.trace import make_trace
+from commbench.traffic.workload import Workload
+
+BF16 = 2
+
+
+def decode_ops(cfg, mode="tp", **plan):
+    card = card_from_config(cfg, name=cfg["model_type"])
+    trace = make_trace(ParallelPlan.for_mode(card, mode, **plan), Workload(8, 1024, 128))
+    return {op.site: op for op in trace.ops if op.phase == "decode"}, card
+
+
+def all_reduces(ops):
+    return sum(op.calls for op in ops.values() if op.collective == "all_reduce")
+
+
+def boundary_tensors(ops):
+    return sorted(op.site.split(".")[-1] for op in ops.values() if op.group == "pp" and op.collective == "send_recv"
+                  and not op.site.endswith("metadata") and not op.site.endswith("metadata_size"))
+
+
+GPTJ = {"architectures": ["GPTJForCausalLM"], "model_type": "gptj", "n_embd": 1024, "n_head": 8, "n_layer": 6,
+        "n_positions": 4096, "n_inner": None, "rotary_dim": 32, "vocab_size": 50400, "torch_dtype": "float16"}
+
+
+def test_gptj_model_type_mlp_default_and_single_tensor_boundary():
+    # gpt_j.py GPTJBlock: attn.out_proj and mlp.fc_out are RowParallelLinear (2 all-reduces per layer);
+    # GPTJMLP inner_dim = 4 * n_embd when n_inner is None; GPTJModel.forward returns
+    # IntermediateTensors({"hidden_states"}). The config says model_type "gptj" (not the file's name).
+    ops, card = decode_ops(GPTJ)
+    assert card.layer_mlp_width == (4 * 1024,) * 6
+    assert all_reduces(ops) == 6 * 2 + 1
+    # the logits all-gather: 50400 padded to a multiple of 64 = 50432, S = 8 x 50432 x 2 (float16)
+    assert ops["lm_head"].msg_bytes == 8 * 50432 * 2
+    pp, _ = decode_ops(GPTJ, mode="pp")
+    assert boundary_tensors(pp) == ["hidden_states"]
+    assert pp["stage0->stage1.hidden_states"].msg_bytes == 4 * 1024 * 2  # a micro-batch of 8 / 2
+
+
+def test_stablelm_epoch_sends_hidden_states_only():
+    # StableLM-3B-4E1T's remote-code config (model_type "stablelm_epoch", StableLMEpochForCausalLM)
+    # runs vllm/model_executor/models/stablelm.py: StableLMEpochModel.forward returns
+    # IntermediateTensors({"hidden_states"}).
+    cfg = {"architectures": ["StableLMEpochForCausalLM"], "model_type": "stablelm_epoch", "hidden_size": 1024,
+           "intermediate_size": 2816, "num_attention_heads": 16, "num_key_value_heads": 16, "num_hidden_layers": 4,
+           "vocab_size": 50304, "torch_dtype": "bfloat16"}
+    pp, _ = decode_ops(cfg, mode="pp")
+    assert boundary_tensors(pp) == ["hidden_states"]
+
+
+CHATGLM = {"architectures": ["ChatGLMModel"], "model_type": "chatglm", "num_layers": 4, "hidden_size": 1024,
+           "num_attention_heads": 8, "multi_query_attention": True, "multi_query_group_num": 2, "kv_channels": 128,
+           "ffn_hidden_size": 2730, "padded_vocab_size": 65024, "seq_length": 8192, "torch_dtype": "bfloat16"}
+
+
+def test_chatglm_padded_vocab_size():
+    # chatglm.py ChatGLMModel: VocabParallelEmbedding(config.padded_vocab_size) and ParallelLMHead of the
+    # same size (the config has no vocab_size); GLMBlock: dense (attention) and dense_4h_to_h (MLP) are
+    # RowParallelLinear: 2 all-reduces per layer + the embedding's; IntermediateTensors({"hidden_states"}).
+    ops, card = decode_ops(CHATGLM)
+    assert card.vocab_size == 65024 and card.num_key_value_heads == 2
+    assert ops["lm_head"].msg_bytes == 8 * 65024 * BF16  # 65024 is a multiple of 64: no padding
+    assert all_reduces(ops) == 4 * 2 + 1
+    pp, _ = decode_ops(CHATGLM, mode="pp")
+    assert boundary_tensors(pp) == ["hidden_states"]
+
+
+BAMBA = {"architectures": ["BambaForCausalLM"], "model_type": "bamba", "attn_layer_indices": [2, 5], "hidden_size": 1024,
+         "intermediate_size": 2048, "num_attention_heads": 8, "num_key_value_heads": 2, "num_hidden_layers": 8,
+         "mamba_n_groups": 1, "mamba_n_heads": 32, "mamba_d_head": 64, "mamba_d_state": 64, "mamba_d_conv": 4,
+         "mamba_expand": 2, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+
+
+def test_bamba_attention_layers_from_attn_layer_indices():
+    # bamba.py BambaModel: layer i is ALL_DECODER_LAYER_TYPES[config.layers_block_type[i]], which
+    # transformers' BambaConfig derives from attn_layer_indices: attention at 2 and 5, Mamba-2 (MambaMixer2)
+    # in the other 6; each layer then a BambaMLP (down_proj). mamba_n_groups = 1: Mixer2RMSNormGated
+    # all-reduces the per-token sum of squares, [8, 1] float32, in each Mamba layer.
+    ops, _ = decode_ops(BAMBA)
+    assert ops["layer.attn.o_proj"].calls == 2
+    assert ops["layer.mamba.out_proj"].calls == 6 and ops["layer.mamba.norm"].calls == 6
+    assert ops["layer.mamba.norm"].msg_bytes == 8 * 1 * 4
+    assert ops["layer.mlp.down_proj"].calls == 8
+    assert all_reduces(ops) == 2 + 6 + 6 + 8 + 1
+    pp, _ = decode_ops(BAMBA, mode="pp")  # BambaModel.forward: hidden_states and residual
+    assert boundary_tensors(pp) == ["hidden_states", "residual"]
+
+
+def test_bamba_attn_layer_index_out_of_range_is_named():
+    with pytest.raises(CommbenchError, match="attn_layer_indices"):
+        card_from_config({**BAMBA, "attn_layer_indices": [2, 8]}, name="bamba")
+
+
+FALCON_MAMBA = {"architectures": ["FalconMambaForCausalLM"], "model_type": "falcon_mamba", "hidden_size": 1024,
+                "intermediate_size": 2048, "expand": 16, "state_size": 32, "time_step_rank": 80, "conv_kernel": 4,
+                "num_hidden_layers": 6, "vocab_size": 32000, "use_bias": False, "use_conv_bias": True,
+                "mixer_rms_eps": 1e-6, "torch_dtype": "bfloat16"}
+
+
+def test_pure_mamba_x_proj_and_out_proj():
+    # mamba.py MambaDecoderLayer: a norm then MambaMixer(intermediate_size=config.intermediate_size,
+    # time_step_rank=config.time_step_rank, ssm_state_size=config.state_size); no MLP, no attention.
+    # layers/mamba/mamba_mixer.py: x_proj RowParallelLinear(intermediate, time_step_rank + 2 state_size)
+    # all-reduces [8, 80 + 2 x 32 = 144]; out_proj another [8, 1024]. The config names no head count
+    # (IsAttentionFree), so any TP dividing the mixer runs: tp 4 too.
+    ops, card = decode_ops(FALCON_MAMBA)
+    assert ops["layer.mamba.x_proj"].calls == 6 and ops["layer.mamba.x_proj"].msg_bytes == 8 * 144 * BF16
+    assert ops["layer.mamba.out_proj"].calls == 6 and ops["layer.mamba.out_proj"].msg_bytes == 8 * 1024 * BF16
+    assert all_reduces(ops) == 6 * 2 + 1 and "layer.attn.o_proj" not in ops and "layer.mlp.down_proj" not in ops
+    # the mixer is intermediate_size = 2048 wide (not expand x hidden = 16384): conv state 2048 x (4 - 1)
+    # and SSM state 2048 x 32 per layer, in bf16
+    assert card.state_bytes_per_seq["mamba"] == (2048 * 3 + 2048 * 32) * BF16
+    ops4, _ = decode_ops(FALCON_MAMBA, tp=4)
+    assert ops4["layer.mamba.x_proj"].group_size == 4
+    pp, _ = decode_ops(FALCON_MAMBA, mode="pp")  # MambaModel.forward: hidden_states and residual
+    assert boundary_tensors(pp) == ["hidden_states", "residual"]
+
+
+MAMBA2 = {"architectures": ["Mamba2ForCausalLM"], "model_type": "mamba2", "hidden_size": 1024, "expand": 2,
+          "num_heads": 32, "head_dim": 64, "n_groups": 4, "state_size": 64, "conv_kernel": 4, "num_hidden_layers": 6,
+          "vocab_size": 32768, "torch_dtype": "bfloat16"}
+
+
+@pytest.mark.parametrize("groups, norms", [(4, 0), (1, 6)])
+def test_pure_mamba2_gated_norm_by_groups(groups, norms):
+    # mamba2.py Mamba2DecoderLayer: a norm then MambaMixer2(n_groups=config.n_groups), use_rms_norm on
+    # by default; no MLP. out_proj all-reduces [8, 1024]; Mixer2RMSNormGated all-reduces only with one
+    # group (4 groups over tp 2: each rank norms its own two).
+    ops, _ = decode_ops({**MAMBA2, "n_groups": groups})
+    assert ops["layer.mamba.out_proj"].calls == 6
+    assert ops.get("layer.mamba.norm", None) is None if not norms else ops["layer.mamba.norm"].calls == norms
+    assert all_reduces(ops) == 6 + norms + 1
+
+
+GRANITE_SHARED = {"architectures": ["GraniteMoeSharedForCausalLM"], "model_type": "granitemoeshared",
+                  "hidden_size": 1024, "intermediate_size": 512, "shared_intermediate_size": 768,
+                  "num_attention_heads": 16, "num_key_value_heads": 8, "num_hidden_layers": 4, "num_local_experts": 8,
+                  "num_experts_per_tok": 2, "vocab_size": 49155, "torch_dtype": "bfloat16"}
+
+
+@pytest.mark.parametrize("shared, per_layer", [(768, 3), (0, 2)])
+def test_granite_shared_mlp_reduces_beside_the_experts(shared, per_layer):
+    # granitemoeshared.py GraniteMoeSharedDecoderLayer.forward: with shared_intermediate_size > 0,
+    # block_sparse_moe (GraniteMoeMoE: FusedMoE reduce_results=True) and shared_mlp
+    # (GraniteMoeSharedMLP.output_linear, RowParallelLinear) each all-reduce before their sum is added:
+    # o_proj + 2 per layer; without it only the experts'. IntermediateTensors({"hidden_states"}).
+    ops, card = decode_ops({**GRANITE_SHARED, "shared_intermediate_size": shared})
+    assert all_reduces(ops) == 4 * per_layer + 1
+    assert ops["layer.moe"].calls == 4
+    if shared:
+        assert ops["layer.mlp.down_proj"].calls == 4 and ops["layer.mlp.down_proj"].msg_bytes == 8 * 1024 * BF16
+        assert set(card.layer_mlp_width) == {768}
+    pp, _ = decode_ops({**GRANITE_SHARED, "shared_intermediate_size": shared}, mode="pp")
+    assert boundary_tensors(pp) == ["hidden_states"]
+
+
+def test_granite_hybrid_without_experts_runs_the_shared_mlp_alone():
+    # granitemoehybrid.py: num_local_experts 0 -> block_sparse_moe None; shared_mlp is the layer's only
+    # MLP (one all-reduce). Layers: Mamba-2 (one group: norm + out_proj) or attention, per layer_types.
+    cfg = {"architectures": ["GraniteMoeHybridForCausalLM"], "model_type": "granitemoehybrid", "hidden_size": 1024,
+           "intermediate_size": 2048, "shared_intermediate_size": 2048, "num_local_experts": 0,
+           "num_experts_per_tok": 0, "num_attention_heads": 8, "num_key_value_heads": 4, "num_hidden_layers": 4,
+           "layer_types": ["mamba", "attention", "mamba", "mamba"], "mamba_n_groups": 1, "mamba_n_heads": 32,
+           "mamba_d_head": 64, "mamba_d_state": 64, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+    ops, _ = decode_ops(cfg)
+    assert ops["layer.mlp.down_proj"].calls == 4 and "layer.moe" not in ops
+    assert all_reduces(ops) == 3 * 2 + 1 + 4 + 1
