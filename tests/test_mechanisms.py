@@ -14,7 +14,7 @@ from commbench.predict.hardware import load_hardware
 from commbench.predict.mechanisms import (BASELINE, add_per_call, apply_what_ifs, cap_busbw, crossover,
                                           crossover_table, parse_what_ifs)
 from commbench.predict.recipes import Engine, load_recipe
-from commbench.predict.serving import decode_step, stage_cost
+from commbench.predict.step_cost import decode_step, stage_cost
 from commbench.traffic.model_card import load_model_card
 from commbench.traffic.plan import ParallelPlan
 

@@ -13,7 +13,8 @@ from commbench.traffic.model_card import load_model_card
 from commbench.traffic.plan import ParallelPlan
 from commbench.predict.published import review_rows
 from commbench.predict.recipes import Engine
-from commbench.predict.serving import decode_step, expert_coverage, expert_pick_probabilities
+from commbench.predict.routing import expert_coverage, expert_pick_probabilities
+from commbench.predict.step_cost import decode_step
 from commbench.predict.grid import predict_grid
 
 PER_REQUEST_S = 7.4e-6  # vLLM's scheduler per request per step, measured (recipes.VLLM_HOST_PER_REQUEST_S)

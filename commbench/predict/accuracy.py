@@ -18,7 +18,8 @@ from commbench.predict.hardware import load_hardware
 from commbench.traffic.model_card import load_model_card
 from commbench.traffic.plan import ParallelPlan
 from commbench.predict.recipes import apply_recipe, load_recipe
-from commbench.predict.serving import decode_step, predict_row
+from commbench.predict.serving import predict_row
+from commbench.predict.step_cost import decode_step
 from commbench.traffic.workload import Workload
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)

@@ -13,7 +13,7 @@ With CUDA graphs a step's kernels replay from one launch, so only the host step 
 capture graphs only up to a step size (ENGINE_COSTS), and --enforce-eager turns them off.
 The host work overlaps the GPU only with async scheduling on an executor that has it (`mp`):
 a TP step then costs max(GPU, host); on Ray, or without async scheduling, GPU + host. PP overlaps
-it through the engine's batch queue whatever the executor (commbench.predict.serving.round_cost).
+it through the engine's batch queue whatever the executor (commbench.predict.step_cost.round_cost).
 """
 
 from __future__ import annotations
