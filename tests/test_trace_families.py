@@ -179,3 +179,18 @@ def test_granite_hybrid_without_experts_runs_the_shared_mlp_alone():
     ops, _ = decode_ops(cfg)
     assert ops["layer.mlp.down_proj"].calls == 4 and "layer.moe" not in ops
     assert all_reduces(ops) == 3 * 2 + 1 + 4 + 1
+
+
+def test_falcon_refined_web_config():
+    # falcon-7b's original config.json: model_type "RefinedWebModel", architectures RWForCausalLM (vLLM 0.11.0
+    # registry -> falcon.py, config read as RWConfig). parallel_attn -> FalconDecoderLayer:
+    # reduce_row_parallel_results False, one all-reduce of attention + MLP per layer;
+    # FalconModel.forward: IntermediateTensors({"hidden_states"}).
+    cfg = {"architectures": ["RWForCausalLM"], "model_type": "RefinedWebModel", "hidden_size": 1024, "n_head": 16,
+           "n_layer": 6, "multi_query": True, "parallel_attn": True, "bias": False, "vocab_size": 65024,
+           "torch_dtype": "bfloat16"}
+    ops, card = decode_ops(cfg)
+    assert card.num_key_value_heads == 1 and card.layer_mlp_width == (4 * 1024,) * 6
+    assert ops["layer.parallel_block"].calls == 6 and all_reduces(ops) == 6 + 1
+    pp, _ = decode_ops(cfg, mode="pp")
+    assert boundary_tensors(pp) == ["hidden_states"]
