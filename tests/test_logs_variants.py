@@ -329,3 +329,26 @@ def test_vllm_results_commbench_cannot_price_are_one_line(name, words):
 
 def test_a_vllm_result_given_as_a_sweep_is_named():
     assert "a `vllm bench serve` result" in refused(BENCH / "variant_current_save_detailed_bom_indent.json")
+
+
+# --- launcher lines: the process count each launcher's own options give --------------------------------
+
+@pytest.mark.parametrize("line, procs", [
+    ("srun -c 8 -n 2 osu_allreduce", 2),  # srun -c is CPUs per task, not a process count
+    ("srun -t 30 -c 8 -N 2 --ntasks-per-node=4 osu_allreduce", 8),
+    ("mpirun -c 16 osu_allreduce", 16),  # Open MPI: -c is -np
+    ("jsrun -n 4 -a 6 -c 7 -g 1 ./osu_allreduce", 24),  # 4 resource sets x 6 tasks; -c is CPUs per set
+    ("jsrun --nrs=8 osu_allreduce", 8),
+    ("flux run -N 2 -n 16 osu_allreduce", 16),
+    ("aprun -n 64 -N 32 osu_allreduce", 64),  # aprun -N is PEs per node, -n the total
+    ("mpirun --map-by ppr:4:node -H a,b osu_allreduce", 8),
+    ("mpirun -H a:8,b:8 osu_allreduce", 16),  # Open MPI runs as many as the slots
+    ("$ mpirun -np 4 osu_allreduce", 4),  # a shell prompt is not a wrapper
+    ("ibrun osu_allreduce", None),  # the count is in the batch job, not the line
+])
+def test_launcher_process_counts(line, procs):
+    import re
+
+    from commbench.logs.common import launcher_processes
+
+    assert launcher_processes(line, re.compile(r"^osu_\w+$"))[0] == procs

@@ -13,7 +13,8 @@ Launchers read for the process count (tokens before the benchmark's own binary):
 `mpirun`/`mpiexec` `-np N`, `-n N`, `--np N`, `-c N`; `-npernode Y`/`--npernode Y`/`-N Y`/`--map-by ppr:Y:node`
 with `-host a,b`; Open MPI `-H a:8,b:8` alone (the slots, 16);
 `srun -n N` / `--ntasks=N`, or `-N X` / `--nodes=X` with `--ntasks-per-node=Y` (X x Y; `-N2`, `-n16` glued); any other
-wrapper (`$SUBMIT_CMD -n 4 osu_allreduce`) with `-n N` / `-np N`.
+wrapper (`$SUBMIT_CMD -n 4 osu_allreduce`) with `-n N` / `-np N`; `jsrun -n S -a T` (S x T), `flux run -n N`,
+`horovodrun -np N`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ TAG_OUTPUT = re.compile(r"\[[^\]\s]*?\d+,\d+\]<std(?:out|err|diag)>:")
 SRUN_LABEL = re.compile(r"^\s*\d+: ")
 STAMP_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})? ")  # kubectl/docker logs -t
 HOST_PREFIX = re.compile(r"^([A-Za-z][\w.\-]*): ")  # pdsh / clush / dsh: `node-01: ` (a host name, then ': ')
-LAUNCHERS = {"mpirun", "mpiexec", "mpiexec.hydra", "orterun", "prterun", "srun", "aprun", "jsrun", "prun"}
+LAUNCHERS = {"mpirun", "mpiexec", "mpiexec.hydra", "orterun", "prterun", "srun", "aprun", "jsrun", "prun", "flux",
+             "horovodrun"}
+OPEN_MPI_STYLE = {"mpirun", "mpiexec", "mpiexec.hydra", "orterun", "prterun", "prun"}  # where -c N is -np N
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,17 @@ def _int(text: str) -> int | None:
     return int(text) if re.fullmatch(r"\d+", text or "") else None
 
 
+def _option(opts: list[str], names: tuple) -> int | None:
+    """The integer value of the first of `names` in `opts` (`-n 4`, `-n4`, `--nrs=4`)."""
+    for i, tok in enumerate(opts):
+        for name in names:
+            if tok == name and i + 1 < len(opts) and _int(opts[i + 1]) is not None:
+                return int(opts[i + 1])
+            if tok.startswith(name) and _int(tok[len(name):].lstrip("=")) is not None:
+                return int(tok[len(name):].lstrip("="))
+    return None
+
+
 def launcher_processes(line: str, binary: re.Pattern) -> tuple[int | None, bool, str]:
     """(processes, launched, command) from a command line that runs a benchmark binary: the process
     count its launcher states (None where it does not say), whether a launcher or wrapper precedes
@@ -153,8 +167,12 @@ def launcher_processes(line: str, binary: re.Pattern) -> tuple[int | None, bool,
     command = " ".join(tokens[start if start is not None else at:])
     if start is None:
         return None, False, command
-    is_srun = Path(tokens[start]).name == "srun"
+    launcher = Path(tokens[start]).name
+    is_srun = launcher == "srun"
     opts, nodes, per_node, hosts = tokens[start + 1:at], None, None, None
+    if launcher == "jsrun":  # -n resource sets x -a tasks per set (IBM Spectrum LSF jsrun; -c is CPUs per set)
+        sets, tasks = _option(opts, ("-n", "--nrs")), _option(opts, ("-a", "--tasks_per_rs")) or 1
+        return (sets * tasks if sets else None), True, command
     for i, tok in enumerate(opts):
         name, _, inline = tok.partition("=")
         glued = re.fullmatch(r"(-[nN])(\d+)", tok)  # -n16, -N2
@@ -163,7 +181,7 @@ def launcher_processes(line: str, binary: re.Pattern) -> tuple[int | None, bool,
         value = inline or (opts[i + 1] if i + 1 < len(opts) else "")
         if name in ("-np", "-n", "--np", "--n", "--ntasks") and _int(value) is not None:
             return int(value), True, command
-        if name == "-c" and not is_srun and _int(value) is not None:  # srun -c is CPUs per task
+        if name == "-c" and launcher in OPEN_MPI_STYLE and _int(value) is not None:  # srun -c: CPUs per task
             return int(value), True, command
         if name in ("-N", "--nodes") and _int(value) is not None:
             nodes = int(value)
