@@ -183,6 +183,20 @@ def test_compressed_json_with_a_byte_order_mark():
     assert t.meta["nccl_version"] == "2.27.7" and t.meta["avg_busbw_gbps"] == 100.5
 
 
+def test_a_row_split_by_nccl_debug_info_is_joined_back():
+    # NCCL's first-launch INFO line lands after the row's head: `... sum` + INFO, figures on the next line
+    t = one("old211_socket_info_splits_first_row_2r.txt")
+    f = t.frame
+    assert list(f.msg_bytes) == [8, 1024, 131072, 16777216] and (f.time_us_p50.iloc[0], f.time_us_in_place.iloc[0]) == (
+        70.1, 70.5)
+    assert t.meta["collective"] == "all_reduce" and t.meta["collective_from"] == "the echoed command"
+    assert t.meta["hosts"] == ["ip-10-0-0-5", "ip-10-0-0-6"] and t.meta["nccl_version"] == "2.11.4+cuda11.4"
+    g = one("v2183_alltoall_g8_info_splits_first_row.log")  # `-1host:pid:tid [0] NCCL INFO`, a second INFO line
+    first = g.frame.iloc[0]
+    assert g.meta["ranks"] == 8 and len(g.frame) == 3
+    assert (first.msg_bytes, first.time_us_p50, first.busbw_gbps, first.time_us_in_place) == (1048576, 30.0, 30.58, 31.0)
+
+
 def test_single_size_N_3_repeats_are_three_runs():
     tables = read_log(VAR / "all_gather_single_size_N3_2r.log")  # -b 1G -e 1G -N 3: minBytes = maxBytes
     assert [t.frame.time_us_p50.iloc[0] for t in tables] == [45000.0, 45500.0, 44800.0]
@@ -260,7 +274,7 @@ def test_an_osu_row_with_more_figures_than_its_header_is_refused(tmp_path):
 
 # --- no traceback, whatever the cut -----------------------------------------------------------------
 
-FUZZED = ["old212_g4_noname_error_col.log", "kubectl_timestamps_tag_output_I1_M1_wrong_16r.log", "v2178_broadcast_root0_S1_4r.log", "slurm_4programs_srun_l_16r.out",
+FUZZED = ["old212_g4_noname_error_col.log", "old211_socket_info_splits_first_row_2r.txt", "kubectl_timestamps_tag_output_I1_M1_wrong_16r.log", "v2178_broadcast_root0_S1_4r.log", "slurm_4programs_srun_l_16r.out",
           "mixed_osu_then_nccltests.log", "osu73_bcast_full_validation_np4.txt", "pdsh_host_prefix_allgather_8r.txt"]
 
 

@@ -85,6 +85,29 @@ def _header_settings(line: str) -> dict:
     return {k.strip(): int(v) for k, v in found.items()}
 
 
+SPLIT_ROW = re.compile(rf"^(\s*\d+\s+\d+\s+[a-z][a-z0-9_]*(?:\s+(?:{'|'.join(REDOPS)}))?(?:\s+-?\d+)?)\s*"
+                       r"(\S*:\d+:\d+ \[\d+\] NCCL (?:INFO|WARN) .*)$")
+FIGURES = re.compile(r"^\s*(?:[-+]?\d*\.?\d+(?:e[-+]?\d+)?|N/A|-?nan)(?:\s+\S+)+$")
+
+
+def _rejoin(lines: list[str]) -> list[str]:
+    """Rows split by NCCL_DEBUG=INFO: nccl-tests prints a row's size, count, type, op and root, then times
+    it, and NCCL's first-launch lines (`NCCL INFO Launch mode Parallel`) land there, so the row's head
+    ends a line glued to the INFO text and its figures start the next line. Joined back here."""
+    out, head = [], None
+    for line in lines:
+        if m := SPLIT_ROW.match(line):
+            head = m.group(1)
+            out.append(m.group(2))
+            continue
+        if head is not None and line.strip() and " NCCL INFO " not in line and " NCCL WARN " not in line:
+            if FIGURES.match(line) and not ROW.match(line.strip()):
+                line = f"{head}  {line.strip()}"
+            head = None
+        out.append(line)
+    return out
+
+
 def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
     runs: list[_Run] = []
     pending: dict = {}
@@ -296,7 +319,7 @@ def _ranks(run: _Run, opts: ReadOptions) -> tuple[int | None, str]:
 
 def read(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
     """Every run in the log, each to be read when chosen (a bad run refuses only if it is read)."""
-    runs, info = _parse(clean_lines(text))
+    runs, info = _parse(_rejoin(clean_lines(text)))
     runs = [r for r in runs if r.rows or r.header or r.columns is not None]
     if not runs:
         raise refuse(path, "nccl-tests output with no run in it (no '# nThread' header and no result rows)")
