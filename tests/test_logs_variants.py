@@ -43,10 +43,20 @@ def test_old_2_12_log_with_error_column_and_no_name_is_inferred_all_reduce():
     # last row: 33554432 B, 3700.00 us, busbw 13.60 = 9.07 x 1.5 (2(n-1)/n at n = 4); in-place 3737.00
     assert len(f) == 7 and f.msg_bytes.iloc[-1] == 33554432
     assert (f.time_us_p50.iloc[-1], f.busbw_gbps.iloc[-1], f.time_us_in_place.iloc[-1]) == (3700.0, 13.6, 3737.0)
-    assert f.wrong.iloc[-1] == 2e-07 and f.wrong.iloc[0] == 0.0  # the old float `error` column
+    # the old `error` column is the largest deviation, a failure only above DeltaMaxValue(float) = 1e-5
+    assert f.max_error.iloc[-1] == 2e-07 and f.max_error.iloc[0] == 0.0 and set(f.wrong) == {0.0}
     assert m["collective"] == "all_reduce" and m["collective_from"].startswith("inferred from busbw/algbw = 1.499")
     assert m["iters"] == 20 and m["validation"] == 1 and m["avg_busbw_gbps"] == 4.12345
     assert "before 2.17.4" in m["tool_version"] and "inferred" in t.source
+
+
+def test_old_error_column_above_the_type_tolerance_is_wrong(tmp_path):
+    text = (VAR / "old212_g4_noname_error_col.log").read_text()
+    bad = tmp_path / "old.log"  # the last row's out-of-place error 2e-07 -> 3e-02: above float's 1e-5
+    bad.write_text(text.replace("13.60   2e-07", "13.60   3e-02"))
+    f = read_log(bad)[0].frame
+    assert f.wrong.tolist() == [0.0] * 6 + [1.0] and f.wrong_in_place.iloc[-1] == 0.0 and f.max_error.iloc[-1] == 0.03
+    assert "#wrong above 0 (results failed validation) at 33554432 B" in read_log(bad)[0].meta["notes"]
 
 
 def test_compressed_logs_read_as_the_log_and_a_broken_one_is_one_line(tmp_path):

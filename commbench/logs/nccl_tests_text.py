@@ -5,7 +5,8 @@ Sources: the printing code of github.com/NVIDIA/nccl-tests, `src/common.cu` (hea
 footer, `Collective test starting/concluded`) and `src/util.cu` (the result rows). What changed
 across versions, and how this reader meets it:
 - <= 2.12: columns `size count type redop time algbw busbw error ...` (all_gather/alltoall: no or an
-  empty `redop`), `error` a float (`0e+00`) or `N/A`; Rank lines without `Group`;
+  empty `redop`), `error` the largest deviation (`2e-07`: wrong only above ERROR_TOLERANCE) or `N/A`;
+  Rank lines without `Group`;
 - 2.13+: `size count type redop root time algbw busbw #wrong time algbw busbw #wrong`; `N/A` in
   #wrong when validation is off (`-c 0`) or not defined (in-place alltoall/sendrecv);
 - 2.16.7+: `# Collective test starting: X_perf` (program name, `_mpi` for the MPI build);
@@ -49,6 +50,10 @@ NTHREAD = re.compile(r"^#\s*nThread\s+(\d+)\s+nGpus\s+(\d+)")
 REDOPS = {"sum", "prod", "max", "min", "avg", "mulsum", "premulsum", "none"}
 EXTRA_COLUMNS = (("p50", "time_us_p50_iter"), ("p99", "time_us_p99"), ("p95", "time_us_p95"), ("min", "time_us_min"),
                  ("max", "time_us_max"), ("cv", "cv_pct"))
+# <= 2.12 printed the largest deviation from the expected result in an `error` column and counted a
+# failure where it exceeded DeltaMaxValue(type) (src/common.cu): 1e-2 half/bfloat16, 1e-5 float, 1e-12
+# double, 1e-200 (any deviation) for integers. `wrong` is that verdict (0/1); `max_error` keeps the figure.
+ERROR_TOLERANCE = {"half": 1e-2, "bfloat16": 1e-2, "float": 1e-5, "double": 1e-12}
 PER_ITER_DEFAULT = ("min", "max", "p99", "cv")  # -I 1 column order (src/util.cu, 2.19.2+) where no header names them
 LEADS = "collective from the 'Collective test starting' line, the echoed command or an X_perf file name"
 
@@ -238,9 +243,13 @@ def _layout(columns: list | None, n_tokens: int) -> tuple[bool, list[str]] | Non
     return None
 
 
-def _figures(names: list[str], values: list[str], suffix: str) -> dict:
+def _figures(names: list[str], values: list[str], suffix: str, dtype: str) -> dict:
     out = {f"time_us{suffix}": number(values[0]), f"algbw_gbps{suffix}": number(values[1]),
            f"busbw_gbps{suffix}": number(values[2]), f"wrong{suffix}": number(values[3])}
+    if names[3] == "error" or re.fullmatch(r"\d(?:\.\d+)?e[-+]\d+", values[3]):  # <= 2.12: the max deviation
+        error = out[f"wrong{suffix}"]
+        out[f"max_error{suffix}"] = error
+        out[f"wrong{suffix}"] = error if error != error else float(error > ERROR_TOLERANCE.get(dtype, 0.0))
     for name, value in zip(names[4:], values[4:]):
         key = next((col for tag, col in EXTRA_COLUMNS if tag in name.lower()), f"iter_{name.strip('%#')}")
         out[key + suffix] = number(value)
@@ -270,7 +279,8 @@ def _rows(run: _Run, path: Path, partial: bool) -> tuple[list[dict], list[str]]:
             tokens = tokens[1:]
         try:
             out = {"msg_bytes": row["msg_bytes"], "count": row["count"], "type": row["type"], "redop": row["redop"],
-                   **_figures(names, tokens[:len(names)], ""), **_figures(names, tokens[len(names):], "_in_place")}
+                   **_figures(names, tokens[:len(names)], "", row["type"]),
+                   **_figures(names, tokens[len(names):], "_in_place", row["type"])}
         except ValueError:
             raise refuse(path, f"cannot read the nccl-tests row {row['line'][:90]!r}: a figure is not a number") from None
         if row["timestamp"]:
