@@ -56,7 +56,7 @@ class Sweep:
 def load_sweep(path: str | Path, collective: str | None = None, run: int | None = None,
                ranks: int | None = None) -> Sweep:
     """A saved sweep or a tool log (commbench.logs), reduced to one collective; one-line refusals."""
-    from commbench.fabric import check_sweep_table
+    from commbench.fabric.fit import check_sweep_table
     from commbench.logs import read_sweep
 
     path = Path(path)

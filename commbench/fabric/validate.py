@@ -239,7 +239,7 @@ def assess(frame: pd.DataFrame | None, findings: list[Finding], link: LinkProfil
     bands = judge(frame, link, backend) if frame is not None else []
     fitted, notes = None, []
     if frame is not None and len(frame) >= 3:
-        from commbench.fabric import fit_sweep
+        from commbench.fabric.fit import fit_sweep
         from commbench.fabric.trust import fit_notes
 
         model = fit_sweep(frame, name="measured")
