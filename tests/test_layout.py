@@ -113,3 +113,17 @@ def test_no_function_over_60_lines_without_a_reason():
                 if length > 60 and LONG_FUNCTION_REASON not in body:
                     long.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
     assert long == []
+
+
+MODULE_LINES = 400  # a module over this holds more than one job, unless its first lines say why
+
+
+def test_no_module_over_400_lines_without_a_reason():
+    """Each module of commbench has one job: over 400 lines, its docstring's first lines give the reason
+    (naming the bound, e.g. '(A little over 400 lines: one reader for every 2.x layout ...)')."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        if len(lines) > MODULE_LINES and not any(f"{MODULE_LINES} lines" in line for line in lines[:10]):
+            long.append(f"{path.relative_to(PACKAGE)} ({len(lines)} lines)")
+    assert long == []
