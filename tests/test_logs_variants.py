@@ -376,3 +376,12 @@ def test_launcher_process_counts(line, procs):
     from commbench.logs.common import launcher_processes
 
     assert launcher_processes(line, re.compile(r"^osu_\w+$"))[0] == procs
+
+
+def test_osu_headers_with_collapsed_blanks(tmp_path):
+    path = tmp_path / "scraped.txt"  # a web page that collapsed runs of blanks: names found in order
+    path.write_text("mpirun -np 4 osu_allreduce -f -c\n# OSU MPI Allreduce Latency Test v7.3\n"
+                    "# Size Avg Latency(us) Min Latency(us) Max Latency(us) Iterations Validation\n"
+                    "4 2.71 2.50 2.90 1000 Pass\n1024 6.88 6.10 7.40 1000 Fail\n")
+    f = read_log(path)[0].frame
+    assert list(f.time_us_p50) == [2.71, 6.88] and list(f.time_us_rank_max) == [2.9, 7.4] and list(f.wrong) == [0, 1]

@@ -55,14 +55,15 @@ def looks_like(text: str) -> bool:
 def _columns(line: str) -> list[str]:
     """The figure columns of a `# Size ...` header: 'avg', 'min', 'max', 'iterations', 'bandwidth', ..."""
     names = re.split(r"\s{2,}", line.lstrip("#").strip())[1:]
-    if len(names) <= 1 and re.search(r"Latency.*Latency", line):  # a page scrape that collapsed the blanks
-        names = re.findall(r"(Avg|Min|Max|P\d+)\s*Latency|(Iterations)", line)
-        names = [a or b for a, b in names]
+    if len(names) <= 1:  # a page scrape that collapsed the blanks: the known column names, in order
+        names = [m.group(0) for m in re.finditer(r"(?:Avg|Min|Max|P\d+)\s*(?:Tail\s*)?Lat(?:ency)?(?:\s*\(us\))?|"
+                                                 r"Iterations|Validation|Bandwidth(?:\s*\(MB/s\))?|MB/s|Latency",
+                                                 line.lstrip("#").strip())]
     out = []
     for name in names:
         low = name.lower()
-        out.append("iterations" if "iteration" in low else "validation" if "validation" in low else "bandwidth" if "bandwidth" in low or "mb/s" in low
-                   else "min" if low.startswith("min") else "max" if low.startswith("max")
+        out.append("iterations" if "iteration" in low else "validation" if "validation" in low
+                   else "bandwidth" if "bandwidth" in low or "mb/s" in low else "min" if low.startswith("min") else "max" if low.startswith("max")
                    else re.sub(r"[^a-z0-9]", "", low.split()[0]) if re.match(r"p\d+", low) else "avg")
     return out or ["avg"]
 
