@@ -57,6 +57,9 @@ def test_old_error_column_above_the_type_tolerance_is_wrong(tmp_path):
     f = read_log(bad)[0].frame
     assert f.wrong.tolist() == [0.0] * 6 + [1.0] and f.wrong_in_place.iloc[-1] == 0.0 and f.max_error.iloc[-1] == 0.03
     assert "#wrong above 0 (results failed validation) at 33554432 B" in read_log(bad)[0].meta["notes"]
+    bad.write_text(text.replace("9.07   13.60   2e-07", "9.07   13.60  2e-07*"))  # an asterisk: nccl-tests' own verdict
+    f = read_log(bad)[0].frame
+    assert f.wrong.iloc[-1] == 1.0 and f.max_error.iloc[-1] == 2e-07 and f.wrong.iloc[-2] == 0.0
 
 
 def test_compressed_logs_read_as_the_log_and_a_broken_one_is_one_line(tmp_path):

@@ -244,12 +244,14 @@ def _layout(columns: list | None, n_tokens: int) -> tuple[bool, list[str]] | Non
 
 
 def _figures(names: list[str], values: list[str], suffix: str, dtype: str) -> dict:
+    starred = values[3].endswith("*")  # `1e+00*`: nccl-tests marking an error above its threshold
+    values = [*values[:3], values[3].rstrip("*"), *values[4:]]
     out = {f"time_us{suffix}": number(values[0]), f"algbw_gbps{suffix}": number(values[1]),
            f"busbw_gbps{suffix}": number(values[2]), f"wrong{suffix}": number(values[3])}
     if names[3] == "error" or re.fullmatch(r"\d(?:\.\d+)?e[-+]\d+", values[3]):  # <= 2.12: the max deviation
         error = out[f"wrong{suffix}"]
         out[f"max_error{suffix}"] = error
-        out[f"wrong{suffix}"] = error if error != error else float(error > ERROR_TOLERANCE.get(dtype, 0.0))
+        out[f"wrong{suffix}"] = error if error != error else float(starred or error > ERROR_TOLERANCE.get(dtype, 0.0))
     for name, value in zip(names[4:], values[4:]):
         key = next((col for tag, col in EXTRA_COLUMNS if tag in name.lower()), f"iter_{name.strip('%#')}")
         out[key + suffix] = number(value)
