@@ -194,3 +194,79 @@ def test_falcon_refined_web_config():
     assert ops["layer.parallel_block"].calls == 6 and all_reduces(ops) == 6 + 1
     pp, _ = decode_ops(cfg, mode="pp")
     assert boundary_tensors(pp) == ["hidden_states"]
+
+
+# --- expert parallelism: which MoE blocks take part, and the DeepEP / pplx kernels with TP (vLLM 0.11.0) ---
+
+def ep_ops(cfg, tp=1, all2all="allgather_reducescatter", engine="vllm-v1"):
+    card = card_from_config(cfg, name=cfg["model_type"])
+    from commbench.traffic.runner_options import RunnerOptions
+    trace = make_trace(ParallelPlan.for_mode(card, "ep", tp=tp), Workload(8, 1024, 128),
+                       RunnerOptions(name=engine, all2all=all2all))
+    return {op.site: op for op in trace.ops if op.phase == "decode"}
+
+
+DEEPSEEK_V1 = {"architectures": ["DeepseekForCausalLM"], "model_type": "deepseek", "hidden_size": 1024,
+               "intermediate_size": 2816, "moe_intermediate_size": 512, "num_attention_heads": 8,
+               "num_key_value_heads": 8, "num_hidden_layers": 4, "first_k_dense_replace": 1, "moe_layer_freq": 1,
+               "n_routed_experts": 16, "n_shared_experts": 2, "num_experts_per_tok": 4, "vocab_size": 32000,
+               "torch_dtype": "bfloat16"}
+
+
+def test_unfused_moe_has_no_expert_parallel_exchange():
+    # deepseek.py DeepseekMoE (vLLM 0.11.0): experts are DeepseekMLPs packed and run by fused_experts() on
+    # TP-sharded weights, not a FusedMoE layer: --enable-expert-parallel gives no dispatch / combine; each
+    # DP replica (4 requests of the 8) runs its own MoE and reduces it over TP (tensor_model_parallel_all_reduce).
+    ops = ep_ops(DEEPSEEK_V1)
+    assert set(ops) == {"dp.num_tokens"}  # GPUModelRunner's DP token-count all-reduce only
+    ops2 = ep_ops(DEEPSEEK_V1, tp=2)
+    assert not any(site.startswith("layer.moe.") and op.group == "ep" for site, op in ops2.items())
+    assert ops2["layer.moe"].calls == 3 and ops2["layer.moe"].msg_bytes == 4 * 1024 * BF16
+
+
+MIXTRAL = {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 1024,
+           "intermediate_size": 2048, "num_attention_heads": 8, "num_key_value_heads": 2, "num_hidden_layers": 4,
+           "num_local_experts": 8, "num_experts_per_tok": 2, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+
+
+def test_all2all_kernels_with_tp_span_the_ep_group_and_skip_the_moe_all_reduce():
+    # --mode ep --tp 2 (dp 2, world 4), VLLM_ALL2ALL_BACKEND deepep: fused_moe/layer.py builds the DeepEP
+    # prepare/finalize on get_ep_group()'s all2all_manager (world_size = dp x tp = 4), so every rank
+    # exchanges with all 4, sending its replica's 4 tokens x top_k 2 x 1024 x 2 B = 16384 B each way;
+    # FusedMoE.maybe_all_reduce_tensor_model_parallel returns the combined output unreduced (mixtral.py
+    # reduce_results=True goes through it): no MoE all-reduce, attention's o_proj still reduces.
+    ops = ep_ops(MIXTRAL, tp=2, all2all="all_to_all")
+    assert ops["layer.moe.a2a_dispatch"].members == ((0, 1, 2, 3),) and ops["layer.moe.a2a_dispatch"].group_size == 4
+    assert ops["layer.moe.a2a_dispatch"].msg_bytes == 4 * 2 * 1024 * BF16
+    assert ops["layer.moe.a2a_combine"].calls == 4
+    assert "layer.moe" not in ops and ops["layer.attn.o_proj"].calls == 4
+    # the all-gather / reduce-scatter backend keeps its DP groups and the MoE all-reduce (naive dispatch)
+    ag = ep_ops(MIXTRAL, tp=2)
+    assert ag["layer.moe.dispatch"].group_size == 2 and ag["layer.moe"].calls == 4
+
+
+@pytest.mark.parametrize("shared, extra", [(1024, 4), (0, 0)])
+def test_qwen2_moe_shared_expert_reduces_alone_under_all2all_kernels(shared, extra):
+    # qwen2_moe.py Qwen2MoeSparseMoeBlock: shared_expert reduce_results = must_reduce_shared_expert_outputs(),
+    # true with the DeepEP kernels: one all-reduce [4, 1024] of its own per MoE layer; the routed output
+    # is not reduced (maybe_all_reduce_tensor_model_parallel). No shared expert (width 0): nothing.
+    cfg = {"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "hidden_size": 1024,
+           "intermediate_size": 2048, "moe_intermediate_size": 512, "shared_expert_intermediate_size": shared,
+           "num_attention_heads": 8, "num_key_value_heads": 2, "num_hidden_layers": 4, "num_experts": 8,
+           "num_experts_per_tok": 2, "decoder_sparse_step": 1, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+    ops = ep_ops(cfg, tp=2, all2all="all_to_all")
+    assert "layer.moe" not in ops
+    assert (ops["layer.moe.shared_experts"].calls if extra else 0) == extra
+    if extra:
+        assert ops["layer.moe.shared_experts"].msg_bytes == 4 * 1024 * BF16
+
+
+def test_explicit_moe_all_reduce_stays_under_all2all_kernels():
+    # dots1.py Dots1MoE.forward: FusedMoE(reduce_results=False), then tensor_model_parallel_all_reduce of
+    # routed + shared itself when tp > 1: kept whatever the all2all backend.
+    cfg = {"architectures": ["Dots1ForCausalLM"], "model_type": "dots1", "hidden_size": 1024, "intermediate_size": 2048,
+           "moe_intermediate_size": 512, "num_attention_heads": 8, "num_key_value_heads": 8, "num_hidden_layers": 4,
+           "first_k_dense_replace": 1, "moe_layer_freq": 1, "n_routed_experts": 16, "n_shared_experts": 1,
+           "num_experts_per_tok": 4, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+    ops = ep_ops(cfg, tp=2, all2all="all_to_all")
+    assert ops["layer.moe"].calls == 3 and ops["layer.moe.a2a_dispatch"].group_size == 4

@@ -40,6 +40,9 @@ class Family:
     router_dtype_engines: tuple = ()  # engines whose gate router_dtype is (all when empty); the others: activation
     nested: tuple = ()  # sub-objects of the config whose fields are read as its own (DBRX's attn_config, ffn_config)
     boundary_none: tuple = ()  # IntermediateTensors keys the family sends as None (metadata only)
+    moe_expert_parallel: bool = True  # the MoE block is a FusedMoE layer (takes part in expert parallelism)
+    moe_reduce: str = "fused"  # "explicit": the block all-reduces itself, also under the DeepEP / pplx kernels
+    kernel_shared_expert_field: str = ""  # config field of a shared expert reducing alone under those kernels
 
 
 @lru_cache(maxsize=1)
@@ -74,7 +77,8 @@ def family_of(cfg: dict) -> Family:
                   bool(merged.get("per_layer_inputs")), tuple(merged.get("per_layer_embed_archs", ())),
                   bool(merged.get("altup")), merged.get("pp_unsupported", ""),
                   tuple(merged.get("router_dtype_engines", ())), tuple(merged.get("nested", ())),
-                  tuple(merged.get("boundary_none", ())))
+                  tuple(merged.get("boundary_none", ())), bool(merged.get("moe_expert_parallel", True)),
+                  str(merged.get("moe_reduce", "fused")), str(merged.get("kernel_shared_expert_field", "")))
 
 
 def text_config(raw: dict, name: str) -> dict:

@@ -77,6 +77,9 @@ class ModelCard:
     router_dtype: str = ""  # dtype of the MoE gate's logits ("" = the activation dtype)
     router_dtype_engines: tuple = ()  # the engines whose gate gives router_dtype (all when empty)
     sequence_parallel_moe: tuple = ()  # engines whose MoE blocks run sequence-parallel under EP x TP
+    moe_expert_parallel: bool = True  # False: the MoE block is not a FusedMoE layer (no EP dispatch / combine)
+    moe_reduce: str = "fused"  # "explicit": its own all-reduce, kept under the DeepEP / pplx all2all kernels
+    kernel_shared_expert: bool = False  # a shared expert that all-reduces on its own under those kernels
     # ... and those whose layers then keep the residual stream chunked (traffic/sequence_parallel.py):
     sp_residual_engines: tuple = ()  # the engines
     sp_residual_layers: tuple = ()  # per layer, whether it runs chunked (when the engine and plan allow)
@@ -357,6 +360,9 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         router_dtype=router_dtype_of(cfg, name, family),
         router_dtype_engines=family.router_dtype_engines,
         sequence_parallel_moe=family.sequence_parallel_moe,
+        moe_expert_parallel=family.moe_expert_parallel,
+        moe_reduce=family.moe_reduce,
+        kernel_shared_expert=bool(family.kernel_shared_expert_field and cfg.get(family.kernel_shared_expert_field)),
         **sp_residual_fields(family, moe_mask),
         warnings=tuple(notes),
         **mixers,

@@ -27,10 +27,26 @@ def sequence_parallel_moe(plan: ParallelPlan, engine: str) -> bool:
     return plan.dp > 1 and plan.tp > 1 and engine in plan.model.sequence_parallel_moe
 
 
-def ep_group_size(plan: ParallelPlan, engine: str) -> int:
+#: Engine generations whose DeepEP / pplx all2all kernels were read for the rules below (vLLM 0.11.0).
+KERNEL_RULE_ENGINES = ("vllm-v1",)
+
+
+def kernel_exchange(plan: ParallelPlan, engine: str, kernels: bool) -> bool:
+    """Whether the MoE blocks exchange tokens through the DeepEP / pplx all2all kernels as vLLM 0.11.0
+    runs them (FusedMoEParallelConfig.use_all2all_kernels: dp > 1 with expert parallelism; a FusedMoE
+    layer only). The kernels' buffers live on the EP group (fused_moe/layer.py: all2all_manager =
+    get_ep_group().device_communicator.all2all_manager), so each rank exchanges with all dp x tp ranks,
+    and FusedMoE.maybe_all_reduce_tensor_model_parallel returns the output unreduced: the experts are
+    whole on their ranks under EP, the combine already sums them."""
+    return kernels and plan.dp > 1 and engine in KERNEL_RULE_ENGINES and plan.model.moe_expert_parallel
+
+
+def ep_group_size(plan: ParallelPlan, engine: str, kernels: bool = False) -> int:
     """Ranks an MoE block's dispatch and combine span: the whole EP group (dp x tp) when sequence
-    parallel (AgRsAll2AllManager: get_ep_group()), else the DP group of its TP rank (get_dp_group())."""
-    return plan.dp * plan.tp if sequence_parallel_moe(plan, engine) else plan.dp
+    parallel (AgRsAll2AllManager: get_ep_group()) or through the all2all kernels (kernel_exchange),
+    else the DP group of its TP rank (get_dp_group())."""
+    return plan.dp * plan.tp if sequence_parallel_moe(plan, engine) or kernel_exchange(plan, engine, kernels) \
+        else plan.dp
 
 
 def sp_residual(plan: ParallelPlan, engine: str, layer: int | None) -> bool:

@@ -32,7 +32,20 @@ _WHEN = {
         ALL2ALL_BACKENDS[runner_or_default(engine).all2all] == "all2all_kernels",
     **{name: (lambda rule: lambda plan, engine, layer: rule(plan, runner_or_default(engine).name, layer))(rule)
        for name, rule in sp.RULES.items()},
+    # the MoE block's TP all-reduce: not under sequence-parallel MoE (an all-gather instead), and under the
+    # all2all kernels only where the block calls it itself (architectures.toml moe_reduce "explicit")
+    "moe_tp_all_reduce": lambda plan, engine, layer: not sp.sequence_parallel_moe(plan, runner_or_default(engine).name)
+        and (plan.model.moe_reduce == "explicit" or not _kernels(plan, engine)),
+    # a shared expert whose reduce_results is must_reduce_shared_expert_outputs(): true under the kernels
+    "kernel_shared_expert": lambda plan, engine, layer: plan.model.kernel_shared_expert and _kernels(plan, engine)
+        and not sp.sequence_parallel_moe(plan, runner_or_default(engine).name),
 }
+
+
+def _kernels(plan: ParallelPlan, engine: RunnerOptions | None) -> bool:
+    """Whether the MoE blocks exchange through the DeepEP / pplx kernels (sequence_parallel.kernel_exchange)."""
+    runner = runner_or_default(engine)
+    return sp.kernel_exchange(plan, runner.name, ALL2ALL_BACKENDS[runner.all2all] == "all2all_kernels")
 
 
 def _router_site(site: Site, m: ModelCard, engine: str) -> Site:
@@ -102,10 +115,13 @@ def step_slots(plan: ParallelPlan, engine: RunnerOptions | None) -> tuple[Slot, 
             for block in blocks:
                 # the EP exchange of an MoE block comes before its TP all-reduce (FusedMoE.forward_impl)
                 for site in ep_sites:
+                    if site.repeat == "per_block" and not m.moe_expert_parallel:
+                        continue  # not a FusedMoE layer: no exchange (architectures.toml moe_expert_parallel)
                     if _issues(site, plan, stage, layer, block, engine):
                         label = "ep_cpu" if site.cpu_group else "ep"
                         site = _router_site(site, m, runner_or_default(engine).name)
-                        if site.repeat == "per_block" and sp.sequence_parallel_moe(plan, runner_or_default(engine).name):
+                        if site.repeat == "per_block" and (sp.sequence_parallel_moe(plan, runner_or_default(engine).name)
+                                                           or _kernels(plan, engine)):
                             # one EP group of every rank (dp x tp; plan refuses dp with pp > 1)
                             slots.append(Slot(site.name, site, "collective", label, tuple(range(plan.world_size)),
                                                plan.dp * plan.tp, stage))

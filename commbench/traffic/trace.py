@@ -133,7 +133,8 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: RunnerOptions | None, tok
         "q_per_tp": m.q_size // plan.tp,
         "kv_per_tp": kv_per_tp,
         "qkv_per_tp": m.q_size // plan.tp + 2 * kv_per_tp,
-        "topk_per_ep": m.experts_per_token / sp.ep_group_size(plan, runner_or_default(engine).name),
+        "topk_per_ep": m.experts_per_token / sp.ep_group_size(plan, runner_or_default(engine).name, ALL2ALL_BACKENDS[
+            runner_or_default(engine).all2all] == "all2all_kernels"),
         "sp_exit_width": m.hidden_size * len(m.sp_residual_exit),
         "dp": plan.dp,
         "num_layers": m.num_hidden_layers,
