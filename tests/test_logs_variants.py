@@ -388,3 +388,10 @@ def test_osu_headers_with_collapsed_blanks(tmp_path):
                     "4 2.71 2.50 2.90 1000 Pass\n1024 6.88 6.10 7.40 1000 Fail\n")
     f = read_log(path)[0].frame
     assert list(f.time_us_p50) == [2.71, 6.88] and list(f.time_us_rank_max) == [2.9, 7.4] and list(f.wrong) == [0, 1]
+
+
+def test_a_3_reports_the_maximum_over_ranks():
+    t = one("echoed_a3_g4_old.log")  # `-a 3` in the echoed command: nccl-tests reports the max over ranks
+    assert t.meta["timing"].startswith("nccl-tests mean per iteration (back-to-back calls, the maximum over ranks (-a 3))")
+    assert t.meta["collective_from"] == "the echoed command" and t.meta["ranks"] == 4
+    assert "averaged over ranks" in one("old212_g4_noname_error_col.log").meta["timing"]  # the default, -a 1

@@ -1,5 +1,4 @@
 """nccl-tests text output (every 2.x version), split into runs, each read as a commbench sweep table.
-(A little over 400 lines: one reader for every 2.x layout; what busbw/algbw says is in nccl_tests_ratio.)
 
 Sources: the printing code of github.com/NVIDIA/nccl-tests, `src/common.cu` (header, Rank lines,
 footer, `Collective test starting/concluded`) and `src/util.cu` (the result rows). What changed
@@ -33,6 +32,10 @@ from pathlib import Path
 import pandas as pd
 
 from commbench.logs import nccl_tests_ratio
+from commbench.logs.nccl_tests_rows import REDOPS, ROW, TIMESTAMP
+from commbench.logs.nccl_tests_rows import figures as _figures
+from commbench.logs.nccl_tests_rows import layout as _layout
+from commbench.logs.nccl_tests_rows import rejoin as _rejoin
 from commbench.logs.common import (LogTable, ReadOptions, RunRef, clean_lines, launcher_processes, number, ranks_from_ratio,
                                    refuse)
 
@@ -43,21 +46,10 @@ NCCL_TESTS = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_sc
 _NAMES = "|".join(sorted(NCCL_TESTS, key=len, reverse=True))
 PERF_IN_NAME = re.compile(rf"(?<![a-z])({_NAMES})_perf")
 PERF_BINARY = re.compile(rf"^({_NAMES})_perf(?:_mpi)?$")
-ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+([a-z][a-z0-9_]*)\s+(.*)$")
-TIMESTAMP = re.compile(r"\s(\d{4}-\d{2}-\d{2})\s+(\d{2}:\d{2}:\d{2})(?=\s|$)")
 RANK_LINE = re.compile(r"^#\s*Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?Pid\s+(\d+)\s+on\s+(\S+)\s+device\s+(\d+)")
 NTHREAD = re.compile(r"^#\s*nThread\s+(\d+)\s+nGpus\s+(\d+)")
-REDOPS = {"sum", "prod", "max", "min", "avg", "mulsum", "premulsum", "none"}
-EXTRA_COLUMNS = (("p50", "time_us_p50_iter"), ("p99", "time_us_p99"), ("p95", "time_us_p95"), ("min", "time_us_min"),
-                 ("max", "time_us_max"), ("cv", "cv_pct"))
-# <= 2.12 printed the largest deviation from the expected result in an `error` column and counted a
-# failure where it exceeded DeltaMaxValue(type) (src/common.cu): 1e-2 half/bfloat16, 1e-5 float, 1e-12
-# double, 1e-200 (any deviation) for integers. `wrong` is that verdict (0/1); `max_error` keeps the figure.
-ERROR_TOLERANCE = {"half": 1e-2, "bfloat16": 1e-2, "float": 1e-5, "double": 1e-12}
-PER_ITER_DEFAULT = ("min", "max", "p99", "cv")  # -I 1 column order (src/util.cu, 2.19.2+) where no header names them
-LEADS = "collective from the 'Collective test starting' line, the echoed command or an X_perf file name"
-
-
+OVER_RANKS = {0: "rank 0's time (-a 0)", 1: "averaged over ranks", 2: "the minimum over ranks (-a 2)",
+              3: "the maximum over ranks (-a 3)"}  # -a, --average (src/common.cu; default 1)
 START_ANYWHERE = re.compile(r"#\s*(nThread \d+ nGpus|Collective test starting:|nccl-tests version)")
 
 
@@ -88,29 +80,6 @@ def _header_settings(line: str) -> dict:
     found = dict(re.findall(r"(\w[\w ]*?):\s*(-?\d+)", line.split("step:")[-1]))  # `warmup iters: 5` ...
     found.update(re.findall(r"(minBytes|maxBytes) (\d+)", line))
     return {k.strip(): int(v) for k, v in found.items()}
-
-
-SPLIT_ROW = re.compile(rf"^(\s*\d+\s+\d+\s+[a-z][a-z0-9_]*(?:\s+(?:{'|'.join(REDOPS)}))?(?:\s+-?\d+)?)\s*"
-                       r"(\S*:\d+:\d+ \[\d+\] NCCL (?:INFO|WARN) .*)$")
-FIGURES = re.compile(r"^\s*(?:[-+]?\d*\.?\d+(?:e[-+]?\d+)?|N/A|-?nan)(?:\s+\S+)+$")
-
-
-def _rejoin(lines: list[str]) -> list[str]:
-    """Rows split by NCCL_DEBUG=INFO: nccl-tests prints a row's size, count, type, op and root, then times
-    it, and NCCL's first-launch lines (`NCCL INFO Launch mode Parallel`) land there, so the row's head
-    ends a line glued to the INFO text and its figures start the next line. Joined back here."""
-    out, head = [], None
-    for line in lines:
-        if m := SPLIT_ROW.match(line):
-            head = m.group(1)
-            out.append(m.group(2))
-            continue
-        if head is not None and line.strip() and " NCCL INFO " not in line and " NCCL WARN " not in line:
-            if FIGURES.match(line) and not ROW.match(line.strip()):
-                line = f"{head}  {line.strip()}"
-            head = None
-        out.append(line)
-    return out
 
 
 def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
@@ -194,7 +163,7 @@ def _command(line: str) -> dict | None:
     at, name = next((i, m) for i, t in enumerate(tokens) if (m := PERF_BINARY.match(Path(t).name)))
     own = " ".join(tokens[at + 1:])  # the benchmark's own flags (a launcher's `srun -t 30` is not -t)
     return {"line": command, "processes": procs, "launched": launched, "collective": name.group(1),
-            "threads": _flag(own, "-t"), "gpus": _flag(own, "-g")}
+            "threads": _flag(own, "-t"), "gpus": _flag(own, "-g"), "average": _flag(own, "-a")}
 
 
 def _flag(args: str, flag: str) -> int:
@@ -223,39 +192,6 @@ def _add_row(run: _Run, row: re.Match, line: str, new_run) -> None:
                           footer=None)
     run.rows.append({"msg_bytes": size, "count": count, "type": dtype, "redop": redop, "tokens": tokens,
                      "timestamp": " ".join(stamp.groups()) if stamp else None, "line": line})
-
-
-def _layout(columns: list | None, n_tokens: int) -> tuple[bool, list[str]] | None:
-    """(has root, names of one placement's figures) from the column header, else from the count."""
-    if columns:
-        names = [c for c in columns if c not in ("size", "count", "type", "redop") and "stamp" not in c and c != "date"]
-        has_root = bool(names) and names[0] == "root"
-        names = names[1:] if has_root else names
-        times = [i for i, c in enumerate(names) if c in ("time", "cputime", "cpu_time")]
-        if len(times) == 2 and times[0] == 0 and times[1] * 2 == len(names):
-            return has_root, names[:times[1]]
-    has_root = n_tokens % 2 == 1
-    width = (n_tokens - has_root) // 2
-    if width == 4:
-        return has_root, ["time", "algbw", "busbw", "#wrong"]
-    if width == 8:
-        return has_root, ["time", "algbw", "busbw", "#wrong", *PER_ITER_DEFAULT]
-    return None
-
-
-def _figures(names: list[str], values: list[str], suffix: str, dtype: str) -> dict:
-    starred = values[3].endswith("*")  # `1e+00*`: nccl-tests marking an error above its threshold
-    values = [*values[:3], values[3].rstrip("*"), *values[4:]]
-    out = {f"time_us{suffix}": number(values[0]), f"algbw_gbps{suffix}": number(values[1]),
-           f"busbw_gbps{suffix}": number(values[2]), f"wrong{suffix}": number(values[3])}
-    if names[3] == "error" or re.fullmatch(r"\d(?:\.\d+)?e[-+]\d+", values[3]):  # <= 2.12: the max deviation
-        error = out[f"wrong{suffix}"]
-        out[f"max_error{suffix}"] = error
-        out[f"wrong{suffix}"] = error if error != error else float(starred or error > ERROR_TOLERANCE.get(dtype, 0.0))
-    for name, value in zip(names[4:], values[4:]):
-        key = next((col for tag, col in EXTRA_COLUMNS if tag in name.lower()), f"iter_{name.strip('%#')}")
-        out[key + suffix] = number(value)
-    return out
 
 
 def _rows(run: _Run, path: Path, partial: bool) -> tuple[list[dict], list[str]]:
@@ -427,12 +363,13 @@ def _meta(run: _Run, info: dict, path: Path, k: int, total: int, frame: pd.DataF
                                     if library else None)
     command = (run.pre.get("command") or {}).get("line") or (info["commands"][0] if len(info["commands"]) == 1 else None)
     per_iter = "time_us_p99" in frame
+    over_ranks = OVER_RANKS.get((run.pre.get("command") or {}).get("average", 1), OVER_RANKS[1])
     meta = {"tool": "nccl-tests", "tool_version": run.pre.get("version") or "before 2.17.4 (no version line)",
             "format": "nccl-tests text", "nccl_version": nccl, "hosts": list(dict.fromkeys(r[2] for r in run.ranks)),
             "command": command, "run": k, "runs": total, "threads": run.threads, "gpus_per_thread": run.gpus,
             "iters": run.settings.get("iters"), "warmup": run.settings.get("warmup iters"),
             "validation": run.settings.get("validation"),
-            "timing": "nccl-tests mean per iteration (back-to-back calls, averaged over ranks)"
+            "timing": f"nccl-tests mean per iteration (back-to-back calls, {over_ranks})"
                       + ("; min/max/p99 of the iterations from -I 1" if per_iter else ""),
             "avg_busbw_gbps": run.footer, "complete": run.footer is not None, "notes": notes, "file": str(path)}
     if run.footer is None:
