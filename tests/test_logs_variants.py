@@ -395,3 +395,13 @@ def test_a_3_reports_the_maximum_over_ranks():
     assert t.meta["timing"].startswith("nccl-tests mean per iteration (back-to-back calls, the maximum over ranks (-a 3))")
     assert t.meta["collective_from"] == "the echoed command" and t.meta["ranks"] == 4
     assert "averaged over ranks" in one("old212_g4_noname_error_col.log").meta["timing"]  # the default, -a 1
+
+
+def test_intel_mpi_and_mpich_rank_prefixes(tmp_path):
+    t = one("osu_allreduce_intelmpi_l_prepend_rank.txt")  # `mpirun -l`: `[0] ` before every line, start-up lines too
+    assert t.meta["ranks"] == 6 and t.meta["ranks_from"] == "Intel MPI's start-up lines" and t.meta["hosts"] == ["icx-1", "icx-2"]
+    assert list(t.frame.time_us_p50) == [3.31, 7.02, 31.48] and list(t.frame.iterations) == [1000, 1000, 100]
+    path = tmp_path / "prepend.log"  # MPICH -prepend-rank on a nccl-tests log
+    path.write_text("".join("[0] " + line for line in (VAR / "v2178_broadcast_root0_S1_4r.log").read_text().splitlines(True)))
+    b = read_log(path)[0]
+    assert b.meta["collective"] == "broadcast" and b.meta["ranks"] == 4 and b.frame.busbw_gbps.iloc[-1] == 11.18

@@ -7,6 +7,7 @@ Prefixes (removed wherever they occur, since a tool that prints a row in pieces 
 - `kubectl logs --timestamps` / `docker logs -t`: `2024-07-19T10:00:00.123456789Z ` at the start of a line;
   Open MPI `--timestamp-output`: the date before the first tag;
 - Slurm `srun -l` / `--label`: `0: ` (`03: ` with padding) at the start of a line;
+- Intel MPI / MPICH `mpirun -l` / `-prepend-rank`: `[0] ` where it also precedes a tool's `#` line;
 - pdsh / clush / dsh: `node-01: ` (a host name) before lines where it also precedes a tool's `#` line.
 
 Launchers read for the process count (tokens before the benchmark's own binary):
@@ -35,6 +36,7 @@ from commbench.collectives import get_collective
 TAG_OUTPUT = re.compile(r"\[[^\]\s]*?\d+,\d+\]<std(?:out|err|diag)>:")
 SRUN_LABEL = re.compile(r"^\s*\d+: ")
 STAMP_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})? ")  # kubectl/docker logs -t
+RANK_PREFIX = re.compile(r"^\[\d+\] ")  # Intel MPI / MPICH `mpirun -l`, `-prepend-rank`: `[0] `
 HOST_PREFIX = re.compile(r"^([A-Za-z][\w.\-]*): ")  # pdsh / clush / dsh: `node-01: ` (a host name, then ': ')
 LAUNCHERS = {"mpirun", "mpiexec", "mpiexec.hydra", "orterun", "prterun", "srun", "aprun", "jsrun", "prun", "flux",
              "horovodrun"}
@@ -114,7 +116,7 @@ def _host_prefixes(lines: list[str]) -> set[str]:
 
 def clean_lines(text: str) -> list[str]:
     """The log's lines without launcher prefixes (tag-output anywhere, srun labels at the start, the
-    `host: ` of pdsh/clush where such a host prefixes a tool's `#` line)."""
+    `[0] ` of mpirun -l and the `host: ` of pdsh/clush where such a prefix comes before a tool's `#` line)."""
     lines = []
     for line in text.splitlines():
         line = STAMP_PREFIX.sub("", line)
@@ -124,6 +126,8 @@ def clean_lines(text: str) -> list[str]:
         if label:
             line = line[label.end():]
         lines.append(line.rstrip())
+    if any(RANK_PREFIX.match(line) and line[RANK_PREFIX.match(line).end():].startswith("#") for line in lines):
+        lines = [RANK_PREFIX.sub("", line, count=1) for line in lines]  # one level: `[0] [0] MPI startup()` keeps one
     hosts = _host_prefixes(lines)
     if hosts:
         lines = [line[m.end():] if (m := HOST_PREFIX.match(line)) and m.group(1) in hosts else line for line in lines]
