@@ -405,3 +405,12 @@ def test_intel_mpi_and_mpich_rank_prefixes(tmp_path):
     path.write_text("".join("[0] " + line for line in (VAR / "v2178_broadcast_root0_S1_4r.log").read_text().splitlines(True)))
     b = read_log(path)[0]
     assert b.meta["collective"] == "broadcast" and b.meta["ranks"] == 4 and b.frame.busbw_gbps.iloc[-1] == 11.18
+
+
+def test_a_large_wrong_count_in_g_notation_stays_a_count(tmp_path):
+    path = tmp_path / "bcast.log"  # 2.13+ prints #wrong with %g: 1048576 wrong elements -> `1.04858e+06`
+    text = (VAR / "v2178_broadcast_root0_S1_4r.log").read_text()
+    path.write_text(text.replace("11.18       0  1500.50", "11.18  1.04858e+06  1500.50"))
+    t = read_log(path)[0]
+    assert t.frame.wrong.iloc[-1] == 1048580.0 and "max_error" not in t.frame
+    assert "#wrong above 0 (results failed validation) at 16777216 B" in t.meta["notes"]

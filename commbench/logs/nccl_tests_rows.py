@@ -70,8 +70,8 @@ def figures(names: list[str], values: list[str], suffix: str, dtype: str) -> dic
     values = [*values[:3], values[3].rstrip("*"), *values[4:]]
     out = {f"time_us{suffix}": number(values[0]), f"algbw_gbps{suffix}": number(values[1]),
            f"busbw_gbps{suffix}": number(values[2]), f"wrong{suffix}": number(values[3])}
-    if names[3] == "error" or re.fullmatch(r"\d(?:\.\d+)?e[-+]\d+", values[3]):  # <= 2.12: the max deviation
-        error = out[f"wrong{suffix}"]
+    error = out[f"wrong{suffix}"]
+    if names[3] == "error" or 0 < error < 1:  # <= 2.12: the max deviation (a count is never between 0 and 1)
         out[f"max_error{suffix}"] = error
         out[f"wrong{suffix}"] = error if error != error else float(starred or error > ERROR_TOLERANCE.get(dtype, 0.0))
     for name, value in zip(names[4:], values[4:]):
