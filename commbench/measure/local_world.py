@@ -19,7 +19,7 @@ import pandas as pd
 
 from commbench.measure.join import join_world, run_joined
 from commbench.measure.supervise import STOP_GRACE_S, Stopped, WorldFailed, allowance, die_with_parent, frozen, \
-    stop_signals
+    held, stop_signals
 
 POLL_S = 0.2
 """Seconds between looks at the ranks' health while waiting for the next event."""
@@ -44,6 +44,7 @@ def _worker(rank: int, world: int, store_path: str, job, timeout_s, queue):
 def stop_processes(procs) -> None:
     """SIGTERM (and SIGCONT, so a frozen one takes it) every live rank, SIGKILL what is left after
     STOP_GRACE_S; reap them all."""
+    procs = [p for p in procs if p.pid is not None]  # started ones only
     for p in procs:
         if p.is_alive():
             p.terminate()
@@ -110,8 +111,9 @@ def run_local(job, ranks: int = 2, timeout_s: float = 60.0, on_row=None) -> pd.D
     try:
         with stop_signals():
             try:
-                for p in procs:
-                    p.start()
+                with held():  # a rank is started whole or not at all
+                    for p in procs:
+                        p.start()
                 status, payload = _watch(procs, queue, timeout_s, rows, on_row)
                 if status == "ok":
                     for p in procs:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.measure.supervise import STOP_GRACE_S, Stopped, WorldFailed, allowance, die_with_parent, frozen, \
-    process_state, stop_signals
+    held, process_state, stop_signals
 
 WORLD_DIR_VAR = "COMMBENCH_WORLD_DIR"
 """Set by run_mpiexec for the ranks: the private folder holding the job, the pids, the journal, the table."""
@@ -117,8 +117,9 @@ def run_mpiexec(job, ranks: int, timeout_s: float, on_row=None, options: dict | 
         env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
                **local_mpi_env(version), **folders, WORLD_DIR_VAR: str(world_dir)}
         cmd = [*_private_network(), mpiexec, "-n", str(ranks), *extra, sys.executable, "-m", "commbench.measure.mpi_world"]
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=die_with_parent)  # mpiexec goes too if this process is killed outright
+        with held():  # mpiexec starts whole, so that a stop finds it to stop
+            proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True,
+                                    preexec_fn=die_with_parent)  # mpiexec goes too if this process is killed outright
         return _supervise(proc, world_dir, ranks, timeout_s, on_row)
     finally:
         if proc is not None and proc.poll() is None:

@@ -26,6 +26,7 @@ import pandas as pd
 from commbench import CommbenchError
 from commbench.links import LinkProfile, wire_time_s
 from commbench.measure.backends import CAPABILITIES, DTYPE_BYTES
+from commbench.measure.collective_specs import SPECS, prepared
 from commbench.traffic.plan import ParallelPlan
 from commbench.measure.timing import time_adaptive, time_calls
 from commbench.traffic.trace import Trace, engine_calls
@@ -71,69 +72,34 @@ def _groups(backend, calls_by_phase: dict) -> dict:
     return handles
 
 
-def _call(backend, handles: dict, collective: str, msg_bytes: float, members, buffers: dict, dtype: str = "float32"):
-    """(op, check) for this rank's part of one call: a zero-argument op (a no-op where it takes no
-    part) and check() -> the wrong elements this rank sees when the call runs once on known inputs.
+REPLAY_IN_PLACE = ("all_reduce", "broadcast")
+"""The replay's placements: the engine's all-reduce reduces its tensor in place (the one placement
+torch.distributed has), a broadcast has one buffer; the gathers and scatters take two."""
 
-    Known inputs, as the sweep's (commbench.measure.sweeps): the member at position g of the group
-    fills its input with g + 1; an all-reduce or reduce-scatter must then hold n(n+1)/2, an
-    all-gather or all-to-all slot j must hold j + 1, a broadcast from the last member its value 1,
-    a send the sender's value 2 (the receiver starts at 0).
-    """
+
+def _call(backend, handles: dict, collective: str, msg_bytes: float, members, buffers: dict, dtype: str = "float32"):
+    """(op, check) for this rank's part of one call: the zero-argument op to time (a no-op where it
+    takes no part) and check() -> the wrong elements this rank sees when the call runs once on the
+    known inputs of the collective's spec (commbench.measure.collective_specs: the member at position
+    g of the group holds g + 1; a broadcast is from the last member, the last PP stage, as vLLM's
+    sampled-token broadcast). Buffers are shared by the calls of one shape and type (`buffers`)."""
+    if collective not in SPECS:
+        raise CommbenchError(f"replay cannot run {collective!r} yet")
+    spec = SPECS[collective]
     typesize = DTYPE_BYTES[dtype]
-    key = (collective, int(msg_bytes), dtype)
     if collective == "send_recv":
-        if key not in buffers:
-            buffers[key] = backend.buffer(max(1, int(msg_bytes) // typesize), 1, dtype)
         mine = [(src, dst) for src, dst in members if backend.rank in (src, dst)]
         if not mine:
             return _noop, _none_wrong
-        buf, (src, dst) = buffers[key], mine[0]
-        op = functools.partial(backend.send_recv, buf, src, dst)
-        return op, functools.partial(_check, backend, op, ((buf, 2 if backend.rank == src else 0),),
-                                     buf if backend.rank == dst else None, 2.0)
+        return prepared(backend, backend.bound, spec, max(1, int(msg_bytes) // typesize), 2, 0, dtype, peer=mine[0],
+                        buffers=buffers)
     group = handles[members]
     if group is None:
         return _noop, _none_wrong
-    n, g = len(members), members.index(backend.rank)
-    reduced = n * (n + 1) / 2
-    if collective == "all_reduce":
-        if key not in buffers:
-            buffers[key] = backend.buffer(max(1, int(msg_bytes) // typesize), 0, dtype)
-        buf = buffers[key]
-        op = functools.partial(group.all_reduce, buf)
-        return op, functools.partial(_check, backend, op, ((buf, g + 1),), buf, reduced)
-    if collective in ("all_gather", "reduce_scatter", "all_to_all"):
-        key = (collective, int(msg_bytes), n, dtype)
-        per_rank = max(1, int(msg_bytes) // typesize // n)
-        if key not in buffers:
-            whole, part = backend.buffer(per_rank * n, 0, dtype), backend.buffer(per_rank, 1, dtype)
-            # all_gather: part in, whole out; reduce_scatter: whole in, part out; all_to_all: whole both ways
-            buffers[key] = {"all_gather": (whole, part), "reduce_scatter": (part, whole),
-                            "all_to_all": (whole, backend.buffer(per_rank * n, 1, dtype))}[collective]
-        out, inp = buffers[key]
-        op = functools.partial(getattr(group, collective), out, inp)
-        slots = np.repeat(np.arange(1, n + 1, dtype=np.float64), per_rank)
-        return op, functools.partial(_check, backend, op, ((inp, g + 1), (out, 0)), out,
-                                     reduced if collective == "reduce_scatter" else slots)
-    if collective == "broadcast":  # from the last member (the last PP stage), as vLLM's sampled-token broadcast
-        if key not in buffers:
-            buffers[key] = backend.buffer(max(1, int(msg_bytes) // typesize), 1, dtype)
-        buf = buffers[key]
-        op = functools.partial(group.broadcast, buf, members[-1])
-        return op, functools.partial(_check, backend, op, ((buf, 1 if g == n - 1 else 0),), buf, 1.0)
-    raise CommbenchError(f"replay cannot run {collective!r} yet")
-
-
-def _check(backend, op, fills, result, expected) -> int:
-    """Fill the inputs, run `op` once, count the elements of `result` that differ from `expected`."""
-    for buf, value in fills:
-        backend.fill(buf, value)
-    op()
-    backend.synchronize()
-    if result is None:
-        return 0
-    return int(np.count_nonzero(np.asarray(backend.to_numpy(result), dtype=np.float64) - expected))
+    n, g = len(members), sorted(members).index(backend.rank)  # a group's ranks in world order, as both libraries
+    per_rank = max(1, int(msg_bytes) // typesize // (n if spec.collective.gathers else 1))
+    return prepared(backend, group.bound, spec, per_rank, n, g, dtype, in_place=collective in REPLAY_IN_PLACE,
+                    peer=members[-1] if collective == "broadcast" else None, buffers=buffers)
 
 
 def _none_wrong() -> int:

@@ -21,6 +21,7 @@ import ctypes
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from commbench import CommbenchError
@@ -52,13 +53,14 @@ class Stopped(BaseException):
         self.signum = signum
 
 
-_STOP = {"signum": None}
-"""The first stop signal of this command, once one arrived (later ones are ignored)."""
+_STOP = {"signum": None, "pending": None}
+"""The first stop signal of this command, once one arrived (later ones are ignored); one held back
+until the main thread leaves an import."""
 
 
 def reset_stop() -> None:
     """Forget an earlier stop (a new command in the same process, e.g. the CLI under test)."""
-    _STOP["signum"] = None
+    _STOP.update(signum=None, pending=None)
 
 
 def stopping() -> int | None:
@@ -66,10 +68,56 @@ def stopping() -> int | None:
     return _STOP["signum"]
 
 
-def _handler(signum, _frame):
+def _in_import(frame) -> bool:
+    """Whether `frame` runs inside the import system (a module being made, lazily or not)."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib") or "importlib/_bootstrap" in name or "importlib/util" in name:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _redeliver(signum: int) -> None:
+    """Send the held-back signal to the main thread again once it has left the import."""
+    main = threading.main_thread().ident
+    while True:
+        time.sleep(0.02)
+        frame = sys._current_frames().get(main)
+        if frame is None:
+            return
+        if not _in_import(frame):
+            signal.pthread_kill(main, signum)
+            return
+
+
+@contextlib.contextmanager
+def held():
+    """Hold a stop signal back while the block runs (starting a rank must not be cut in half: the
+    child would read half its instructions); raise it when the block ends."""
+    _STOP["hold"] = _STOP.get("hold", 0) + 1
+    try:
+        yield
+    finally:
+        _STOP["hold"] -= 1
+        if not _STOP["hold"] and _STOP["pending"] is not None and _STOP["signum"] is None:
+            signum = _STOP["pending"]
+            _STOP.update(signum=signum, pending=None)
+            raise Stopped(signum)
+
+
+def _handler(signum, frame):
     if _STOP["signum"] is not None:
         return  # already stopping: the first signal's cleanup and saving go on undisturbed
-    _STOP["signum"] = signum
+    if _STOP.get("hold"):
+        _STOP["pending"] = _STOP["pending"] or signum
+        return
+    if _in_import(frame):  # raised here, it would leave a module half-made (and the import system may drop it)
+        if _STOP["pending"] is None:
+            _STOP["pending"] = signum
+            threading.Thread(target=_redeliver, args=(signum,), daemon=True, name="commbench-stop").start()
+        return
+    _STOP.update(signum=signum, pending=None)
     raise Stopped(signum)
 
 

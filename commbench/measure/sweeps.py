@@ -1,10 +1,9 @@
 """nccl-tests-style size sweeps on a backend, with a correctness pass.
 
-Buffers hold the sweep's datatype (-d, float32 by default). Rank r fills its input with (r + 1);
-an all-reduce must then hold the op of 1..n everywhere (sum n(n+1)/2, prod n!, max n, min 1,
-avg (n+1)/2), an all-gather's slot r must hold r + 1, a one-way send must deliver 1.0. `wrong`
-counts elements that differ. Reducing and gathering collectives run in place, out of place or
-both, as the backend allows (nccl-tests prints both); each is its own row (`placement`).
+Buffers hold the sweep's datatype (-d, float32 by default); each collective's buffers, known inputs
+and expected results are its spec's (commbench.measure.collective_specs), so `wrong` counts the
+elements that differ on every rank (summed). Reducing and gathering collectives run in place, out
+of place or both, as the backend allows (nccl-tests prints both); each is its own row (`placement`).
 Columns follow nccl-tests: msg_bytes (S), count, type, redop, time_us (= time_us_p50; with
 p50/min/max/p99 of the per-iteration max over ranks), algbw_gbps = S / t, busbw_gbps = algbw *
 factor(n) from commbench.collectives. floor_us is the harness's own cost per call measured at the
@@ -20,19 +19,19 @@ import numpy as np
 import pandas as pd
 
 from commbench import CommbenchError
-from commbench.collectives import get_collective
 from commbench.dtypes import ELEMENT_BYTES
 from commbench.measure.backends import CAPABILITIES, DTYPE_BYTES, REDUCE_OPS, Backend, check_backend, check_datatype
+from commbench.measure.collective_specs import SPECS, prepared
 from commbench.measure.timing import NEAR_FLOOR, TARGET_CI, harness_floor, sample_stats, time_adaptive, time_calls
 
-SWEEP_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv",
-                     "send_recv_bidir")
+SWEEP_COLLECTIVES = tuple(SPECS)
 TYPESIZE = ELEMENT_BYTES["float32"]  # the default datatype
 MAX_SWEEP_SIZES = 10_000
 """Most sizes one sweep takes: at up to a second of samples each (timing.BUDGET_S), 10,000 sizes is
 about three hours already."""
-REDUCING = ("all_reduce", "reduce_scatter")
-PLACED = ("all_reduce", "all_gather", "reduce_scatter")  # the collectives with an in-place and an out-of-place call
+REDUCING = tuple(name for name, spec in SPECS.items() if spec.reduces)
+SWEEP_PEERS = {"broadcast": 0, "send_recv": (0, 1)}
+"""A sweep's broadcast is from rank 0; its one-way send from rank 0 to rank 1 (PP traffic)."""
 
 
 def sizes_between(min_bytes: int, max_bytes: int, factor: float = 2.0) -> list[int]:
@@ -73,89 +72,16 @@ def check_sweep_choices(collective: str, backend: str = "gloo", dtype: str = "fl
         raise CommbenchError(f"the {backend} backend has no {op!r} reduction; valid: {', '.join(caps['ops'])}")
     if op != "sum" and collective not in REDUCING:
         raise CommbenchError(f"-o {op} applies to {' and '.join(REDUCING)}; {collective} reduces nothing")
-    offered = caps["placements"].get(collective)
-    if offered is None:  # one buffer (broadcast) or two that cannot alias (sends, all_to_all)
-        if placement != "both":
-            raise CommbenchError(f"--{placement.replace('_', '-')} applies to {', '.join(caps['placements'])}")
-        return ("in_place",) if collective == "broadcast" else ("out_of_place",)
+    offered = SPECS[collective].placements[backend]
     if placement == "both":
         return offered
     if placement not in offered:
+        if set(SPECS[collective].placements.values()) == {offered}:  # one placement by nature, on every backend
+            placed = [name for name, spec in SPECS.items() if len(set(spec.placements.values())) > 1]
+            raise CommbenchError(f"--{placement.replace('_', '-')} applies to {', '.join(placed)}")
         raise CommbenchError(f"{collective} on {backend} runs {' and '.join(p.replace('_', '-') for p in offered)} "
                              f"only; --{placement.replace('_', '-')} is not available")
     return (placement,)
-
-
-def _expected_reduction(op: str, n: int) -> float:
-    """The op over the ranks' inputs 1..n."""
-    return {"sum": n * (n + 1) / 2, "prod": float(np.prod(np.arange(1, n + 1))), "max": n, "min": 1,
-            "avg": (n + 1) / 2}[op]
-
-
-def _placed_calls(backend, collective: str, per_rank: int, dtype: str, op: str, in_place: bool):
-    """(timed op, verify) for all_reduce, all_gather, reduce_scatter with a datatype, op and placement."""
-    n, r = backend.world_size, backend.rank
-    if collective == "all_reduce":
-        out = backend.buffer(per_rank, 0, dtype)
-        inp = out if in_place else backend.buffer(per_rank, r + 1, dtype)
-        expected = _expected_reduction(op, n)
-    elif collective == "all_gather":  # in place: this rank's slot of `out` holds its input
-        out = backend.buffer(per_rank * n, 0, dtype)
-        inp = out if in_place else backend.buffer(per_rank, r + 1, dtype)
-        expected = np.repeat(np.arange(1, n + 1, dtype=np.float64), per_rank)
-    else:  # reduce_scatter; in place: `out` is the whole input, the result in its first block
-        out = backend.buffer(per_rank * n if in_place else per_rank, 0, dtype)
-        inp = out if in_place else backend.buffer(per_rank * n, r + 1, dtype)
-        expected = _expected_reduction(op, n)
-    call = backend.bound(collective, out, inp, op, in_place)
-
-    def verify():
-        backend.fill(inp, r + 1)
-        call()
-        got = backend.to_numpy(out)
-        return (got[:per_rank] if collective == "reduce_scatter" else got) - expected
-
-    return call, verify
-
-
-def _collective_calls(backend, collective: str, per_rank: int, dtype: str, op: str, placement: str):
-    """(timed op, verified call returning the error array) for one message size.
-
-    Rank r's input holds r + 1 (deterministic data, as nccl-tests). Expected results:
-    all_reduce and reduce_scatter the op over 1..n (_placed_calls); all_gather and all_to_all slot
-    j = j + 1; broadcast from rank 0 and one-way send 1; bidirectional ring shift: the left
-    neighbour's value. The timed op runs on buffers left as they are (a sum of zeros stays finite
-    however many iterations run); the correctness pass refills the inputs and checks one call.
-    """
-    n, r = backend.world_size, backend.rank
-    if collective in PLACED:
-        return _placed_calls(backend, collective, per_rank, dtype, op, placement == "in_place")
-    if collective == "all_to_all":
-        inp, out = backend.buffer(per_rank * n, r + 1, dtype), backend.buffer(per_rank * n, 0, dtype)
-        call = functools.partial(backend.all_to_all, out, inp)
-        expected = np.repeat(np.arange(1, n + 1, dtype=np.float64), per_rank)  # slot j holds j + 1
-
-        def verify():
-            backend.fill(inp, r + 1)
-            call()
-            return backend.to_numpy(out) - expected
-
-        return call, verify
-    if collective == "send_recv_bidir":
-        inp, out = backend.buffer(per_rank, r + 1, dtype), backend.buffer(per_rank, 0, dtype)
-        call = functools.partial(backend.send_recv_bidir, out, inp)
-        return call, lambda: (call(), backend.to_numpy(out) - ((r - 1) % n + 1))[1]
-    # broadcast from rank 0, or the one-way send rank 0 -> rank 1: one buffer, 1 at the source
-    buf = backend.buffer(per_rank, 1 if r == 0 else 0, dtype)
-    call = functools.partial(backend.broadcast, buf, 0) if collective == "broadcast" else \
-        functools.partial(backend.send_recv, buf, 0, 1)
-
-    def verify():
-        backend.fill(buf, 1 if r == 0 else 0)
-        call()
-        return backend.to_numpy(buf) - 1 if collective == "broadcast" or r in (0, 1) else np.zeros(1)
-
-    return call, verify
 
 
 def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int | None, warmup: int,
@@ -168,7 +94,8 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int | 
     a number: exactly that many timed iterations."""
     placements = check_sweep_choices(collective, backend.name if backend.name in CAPABILITIES else "gloo", dtype, op,
                                      placement)
-    coll = get_collective(collective)
+    spec = SPECS[collective]
+    coll = spec.collective
     n = backend.world_size
     typesize = DTYPE_BYTES[dtype]
     if timing == "c-loop":
@@ -179,10 +106,11 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int | 
         per_rank = requested_bytes // typesize // (n if coll.gathers else 1)
         if per_rank == 0:
             continue
-        call, verify = _collective_calls(backend, collective, per_rank, dtype, op, where)
+        call, verify = prepared(backend, backend.bound, spec, per_rank, n, backend.rank, dtype, op,
+                                where == "in_place", SWEEP_PEERS.get(collective))
         samples = time_calls(call, backend, iters, warmup, timing) if iters else \
             time_adaptive(call, backend, warmup, timing, target_ci)
-        wrong = backend.sum_over_ranks(int(np.count_nonzero(verify())))  # every rank's check, not rank 0's
+        wrong = backend.sum_over_ranks(verify())  # every rank's check, not rank 0's
         t = float(np.median(samples))
         S = coll.msg_bytes(per_rank, typesize, n)
         rows.append({

@@ -7,6 +7,7 @@ import numpy as np
 
 from commbench import CommbenchError
 from commbench.dtypes import sizes_of
+from commbench.measure.collective_specs import PLACEMENTS, SPECS
 
 
 class Clock(Protocol):
@@ -39,17 +40,15 @@ class Backend(Clock, Protocol):
     def buffer(self, elements: int, fill: float, dtype: str = "float32") -> Any: ...
     def fill(self, buf: Any, value: float) -> None: ...
     def to_numpy(self, buf: Any) -> np.ndarray: ...
-    def all_reduce(self, buf: Any) -> None: ...
-    def all_gather(self, out: Any, inp: Any) -> None: ...
-    def reduce_scatter(self, out: Any, inp: Any) -> None: ...
-    def all_to_all(self, out: Any, inp: Any) -> None: ...
-    def broadcast(self, buf: Any, root: int) -> None: ...
-    def send_recv(self, buf: Any, src: int, dst: int) -> None: ...  # one-way, src to dst
-    def send_recv_bidir(self, out: Any, inp: Any) -> None: ...  # ring shift, both directions
-    def subgroup(self, ranks) -> Any: ...  # all_reduce and all_gather within ranks; None for non-members
-    # the zero-argument call of a reducing or gathering collective with a datatype, an op and a placement
-    # (sweep -d/-o/--in-place/--out-of-place); only what CAPABILITIES lists for the backend
-    def bound(self, collective: str, out: Any, inp: Any, op: str = "sum", in_place: bool = False) -> Any: ...
+    def all_reduce(self, buf: Any) -> None: ...  # the raw in-place all-reduce (benchmarks/overhead.py's baseline)
+    # THE call shape of every collective (measure/collective_specs): a zero-argument call of `collective` on
+    # this rank's buffers with the datatype they hold, `op` (reducing ones), the placement (in place: `out` is
+    # also the input) and `peer` (broadcast: the root's world rank; send_recv: (src, dst), a no-op elsewhere)
+    def bound(self, collective: str, out: Any, inp: Any, op: str = "sum", in_place: bool = False,
+              peer: Any = None) -> Any: ...
+    # a group of `ranks` (every rank calls this in the same order) with .bound() of the same shape; None for
+    # non-members
+    def subgroup(self, ranks) -> Any: ...
     # a one-rank communicator of this rank: .all_reduce() of one element, .c_loop(iters) once the compiled
     # loop is enabled (else None); None where the backend has no one-rank communicator (timing.harness_floor)
     def self_group(self) -> Any: ...
@@ -63,29 +62,22 @@ GPU_BACKENDS = ("nccl", "cupy")
 #: The datatypes a sweep can run (-d), nccl-tests' names where it has them, with their bytes (commbench.dtypes).
 DTYPE_BYTES = sizes_of("float32", "float64", "float16", "bfloat16", "int8", "uint8", "int32", "int64")
 REDUCE_OPS = ("sum", "prod", "max", "min", "avg")
-PLACEMENTS = ("in_place", "out_of_place")
 
-#: What each backend's sweep path offers, checked before any rank starts:
-#:   gloo/nccl: torch.distributed has no bfloat16-free limits but no out-of-place all_reduce (the API
-#:   reduces in place) and no in-place all_gather / reduce_scatter (the *_single calls take two
-#:   tensors); AVG is an NCCL-only ReduceOp.
-#:   mpi: numpy buffers (no bfloat16 or float16: MPI has no standard 16-bit float), both placements
-#:   through MPI_IN_PLACE, no average op.
-#:   cupy: every datatype but bfloat16 (CuPy arrays have no bfloat16 dtype), every op, all_reduce and
-#:   all_gather in both placements (raw NCCL pointers), reduce_scatter out of place (NCCL's in-place
-#:   result sits in block r, not the block 0 the check reads); not yet run on a GPU here.
-CAPABILITIES = {
-    "gloo": {"dtypes": tuple(DTYPE_BYTES), "ops": ("sum", "prod", "max", "min"),
-             "placements": {"all_reduce": ("in_place",), "all_gather": ("out_of_place",),
-                            "reduce_scatter": ("out_of_place",)}},
-    "nccl": {"dtypes": tuple(DTYPE_BYTES), "ops": REDUCE_OPS,
-             "placements": {"all_reduce": ("in_place",), "all_gather": ("out_of_place",),
-                            "reduce_scatter": ("out_of_place",)}},
-    "mpi": {"dtypes": ("float32", "float64", "int8", "uint8", "int32", "int64"), "ops": ("sum", "prod", "max", "min"),
-            "placements": {"all_reduce": PLACEMENTS, "all_gather": PLACEMENTS, "reduce_scatter": PLACEMENTS}},
-    "cupy": {"dtypes": tuple(d for d in DTYPE_BYTES if d != "bfloat16"), "ops": REDUCE_OPS,
-             "placements": {"all_reduce": PLACEMENTS, "all_gather": PLACEMENTS, "reduce_scatter": ("out_of_place",)}},
+#: What each backend's sweep path offers, checked before any rank starts: its datatypes and reduction
+#: ops here, the placements of each collective from that collective's spec (measure/collective_specs,
+#: copied in under "placements" for the collectives that have two).
+#:   gloo/nccl: torch.distributed's dtypes; AVG is an NCCL-only ReduceOp.
+#:   mpi: numpy buffers (no bfloat16 or float16: MPI has no standard 16-bit float), no average op.
+#:   cupy: every datatype but bfloat16 (CuPy arrays have no bfloat16 dtype), every op; not yet run on a GPU here.
+_OFFERS = {
+    "gloo": {"dtypes": tuple(DTYPE_BYTES), "ops": ("sum", "prod", "max", "min")},
+    "nccl": {"dtypes": tuple(DTYPE_BYTES), "ops": REDUCE_OPS},
+    "mpi": {"dtypes": ("float32", "float64", "int8", "uint8", "int32", "int64"), "ops": ("sum", "prod", "max", "min")},
+    "cupy": {"dtypes": tuple(d for d in DTYPE_BYTES if d != "bfloat16"), "ops": REDUCE_OPS},
 }
+CAPABILITIES = {backend: {**offers, "placements": {name: spec.placements[backend] for name, spec in SPECS.items()
+                                                   if len(set(spec.placements.values())) > 1}}
+                for backend, offers in _OFFERS.items()}
 
 
 def check_backend(name: str) -> None:

@@ -25,9 +25,11 @@ import tempfile
 from pathlib import Path
 
 from commbench import CommbenchError
+from commbench.measure.collective_specs import SPECS
 
 SOURCE = Path(__file__).with_name("mpi_loop.c")
-LOOP_KINDS = {"all_reduce": 0, "all_gather": 1, "reduce_scatter": 2}  # mpi_loop.c's enum
+LOOP_KINDS = {name: spec.c_loop_kind for name, spec in SPECS.items() if spec.c_loop_kind is not None}
+"""mpi_loop.c's enum, from each collective's spec."""
 
 
 def check_private(path: Path, what: str) -> None:

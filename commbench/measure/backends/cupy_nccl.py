@@ -101,9 +101,17 @@ class CupyNcclBackend:
             raise CommbenchError(f"this CuPy's NCCL binding has no {NCCL_OPS[op]} (-o {op}); use sum, prod, max or min")
         return code
 
-    def bound(self, collective: str, out, inp, op: str = "sum", in_place: bool = False):
-        """all_reduce (in place: `out` is the buffer), all_gather (in place: `out`, this rank's slot the
-        input), reduce_scatter (out of place) with the buffers' datatype and `op`."""
+    def bound(self, collective: str, out, inp, op: str = "sum", in_place: bool = False, peer=None):
+        """The one call shape (backends.Backend.bound): all_reduce (in place: `out` is the buffer),
+        all_gather (in place: `out`, this rank's slot the input), reduce_scatter (out of place) with the
+        buffers' datatype and `op`; all_to_all, broadcast from `peer`, send_recv along `peer` = (src,
+        dst) and send_recv_bidir through this backend's own calls."""
+        if collective == "all_to_all" or collective == "send_recv_bidir":
+            return functools.partial(getattr(self, collective), out, inp)
+        if collective == "broadcast":
+            return functools.partial(self.broadcast, out, peer)
+        if collective == "send_recv":
+            return functools.partial(self.send_recv, out, *peer)
         kind, code, stream = self._type(out), self._op(op), self.stream
         if collective == "all_reduce":
             src = out if in_place else inp

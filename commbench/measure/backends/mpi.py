@@ -66,20 +66,34 @@ class MpiBackend:
             raise CommbenchError("--timing c-loop times host buffers; use --mpi-buffers host")
         self._loop = load_c_loop(self.MPI)
 
-    def bound(self, collective: str, out, inp, op: str = "sum", in_place: bool = False):
-        """mpi4py's own call with its arguments bound (one C-level call per op). In place: MPI_IN_PLACE,
-        with `out` holding the input (all_gather: this rank's slot; reduce_scatter: the whole input,
-        the result in its first block)."""
+    def bound(self, collective: str, out, inp, op: str = "sum", in_place: bool = False, peer=None, comm=None,
+              order=None):
+        """The one call shape (backends.Backend.bound): mpi4py's own call with its arguments bound (one
+        C-level call per op). In place: MPI_IN_PLACE, with `out` holding the input (all_gather: this
+        rank's slot; reduce_scatter: the whole input, the result in its first block). broadcast from
+        world rank `peer`; send_recv one-way along `peer` = (src, dst); `comm`, `order`: a subgroup's
+        communicator and its members' world ranks (sub-communicator rank = position in `order`)."""
         mpi_op = {"sum": self.MPI.SUM, "prod": self.MPI.PROD, "max": self.MPI.MAX, "min": self.MPI.MIN}[op]
+        comm = self.comm if comm is None else comm
         send = self.MPI.IN_PLACE if in_place else inp
         if collective == "all_reduce":
-            call = functools.partial(self.comm.Allreduce, send, out, mpi_op)
+            call = functools.partial(comm.Allreduce, send, out, mpi_op)
         elif collective == "all_gather":
-            call = functools.partial(self.comm.Allgather, send, out)
+            call = functools.partial(comm.Allgather, send, out)
+        elif collective == "reduce_scatter":
+            call = functools.partial(comm.Reduce_scatter_block, send, out, mpi_op)
+        elif collective == "all_to_all":
+            return functools.partial(comm.Alltoall, inp, out)
+        elif collective == "broadcast":
+            return functools.partial(comm.Bcast, out, order.index(peer) if order else peer)
+        elif collective == "send_recv":
+            src, dst = peer
+            return functools.partial(self.comm.Send, out, dst) if self.rank == src else \
+                functools.partial(self.comm.Recv, out, src) if self.rank == dst else _nothing
         else:
-            call = functools.partial(self.comm.Reduce_scatter_block, send, out, mpi_op)
+            return functools.partial(self.send_recv_bidir, out, inp)
         loop = self._loop
-        if loop is not None:  # the same call, `iters` times inside C (mpi_loop.c)
+        if loop is not None and comm is self.comm:  # the same call, `iters` times inside C (mpi_loop.c)
             MPI, lib, handle = self.MPI, loop, loop.handle_type
             count = out.size if collective == "all_reduce" else \
                 (out.size // self.world_size if collective == "all_gather" else inp.size // self.world_size)
@@ -122,11 +136,7 @@ class MpiBackend:
         if not member:
             return None
         order = sorted(ranks)  # Split keyed by world rank: sub-communicator rank = position in sorted ranks
-        return SimpleNamespace(all_reduce=functools.partial(sub.Allreduce, self.MPI.IN_PLACE),
-                               all_gather=lambda out, inp: sub.Allgather(inp, out),
-                               reduce_scatter=lambda out, inp: sub.Reduce_scatter_block(inp, out, op=self._sum),
-                               all_to_all=lambda out, inp: sub.Alltoall(inp, out),
-                               broadcast=lambda buf, root: sub.Bcast(buf, root=order.index(root)))
+        return SimpleNamespace(bound=functools.partial(self.bound, comm=sub, order=order))
 
     def to_numpy(self, buf) -> np.ndarray:
         return buf.cpu().numpy() if self.device == "cuda" else buf
@@ -193,3 +203,7 @@ def _check_cuda_aware_mpi(library_version: str) -> None:
     if "mpi_built_with_cuda_support:value:false" in out:
         raise CommbenchError("this Open MPI was built without CUDA support: device buffers need a CUDA-aware MPI "
                              "(e.g. an Open MPI built --with-cuda, or HPC-X); use --mpi-buffers host")
+
+
+def _nothing():
+    """A send's bystander: no part in the call."""
