@@ -414,3 +414,30 @@ def test_a_large_wrong_count_in_g_notation_stays_a_count(tmp_path):
     t = read_log(path)[0]
     assert t.frame.wrong.iloc[-1] == 1048580.0 and "max_error" not in t.frame
     assert "#wrong above 0 (results failed validation) at 16777216 B" in t.meta["notes"]
+
+
+def test_a_hard_wrapped_copy_is_joined_where_one_join_fits():
+    folded = one("terminal_wrapped_rows_I1_16r.log").frame  # rows cut at column 100, inside `55.00` and `190.00`
+    whole = one("kubectl_timestamps_tag_output_I1_M1_wrong_16r.log").frame
+    assert folded.equals(whole[folded.columns]) and folded.time_us_max.iloc[0] == 55.0
+
+
+@pytest.mark.parametrize("name", ["kubectl_timestamps_tag_output_I1_M1_wrong_16r.log", "v2178_broadcast_root0_S1_4r.log"])
+def test_folded_at_any_width_reads_the_same_or_is_one_line(tmp_path, name):
+    from commbench.logs.common import clean_lines
+
+    lines, whole = clean_lines((VAR / name).read_text()), one(name).frame
+    path = tmp_path / name
+    for width in range(45, 200, 6):
+        for trim in (False, True):  # a page that also drops the blanks at each cut
+            out = []
+            for line in lines:
+                pieces = [line[i:i + width] for i in range(0, len(line), width)] if line[:12].strip().isdigit() else [line]
+                out += [p.rstrip() for p in pieces] if trim else pieces
+            path.write_text("\n".join(out) + "\n")
+            try:
+                frame = read_log(path)[0].frame
+            except CommbenchError as exc:
+                assert "\n" not in str(exc)
+                continue
+            assert frame[whole.columns].equals(whole), (width, trim)

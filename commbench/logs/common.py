@@ -125,7 +125,7 @@ def clean_lines(text: str) -> list[str]:
         label = SRUN_LABEL.match(line)
         if label:
             line = line[label.end():]
-        lines.append(line.rstrip())
+        lines.append(line.rstrip("\r\n"))  # trailing blanks kept: where a hard-wrapped row was cut
     if any(RANK_PREFIX.match(line) and line[RANK_PREFIX.match(line).end():].startswith("#") for line in lines):
         lines = [RANK_PREFIX.sub("", line, count=1) for line in lines]  # one level: `[0] [0] MPI startup()` keeps one
     hosts = _host_prefixes(lines)

@@ -4,11 +4,12 @@ Sources: github.com/NVIDIA/nccl-tests `src/common.cu` (the row's head: size, cou
 `src/util.cu` (the figures). One placement's figures are `time algbw busbw #wrong` (<= 2.12: `error`,
 the largest deviation, not a count), then with `-I 1` (2.19.2+) the iterations' min, max, p99 and cv%;
 out-of-place first, then in-place; `-S 1` adds a timestamp at the end. Under NCCL_DEBUG=INFO a row can
-arrive in two pieces (rejoin).
+arrive in two pieces (rejoin); a copy hard-wrapped by a page or `fold` in several (unwrap).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from commbench.logs.common import number
@@ -77,4 +78,60 @@ def figures(names: list[str], values: list[str], suffix: str, dtype: str) -> dic
     for name, value in zip(names[4:], values[4:]):
         key = next((col for tag, col in EXTRA_COLUMNS if tag in name.lower()), f"iter_{name.strip('%#')}")
         out[key + suffix] = number(value)
+    return out
+
+
+UNSURE = "#commbench: wrapped row, unsure "  # what unwrap leaves where no single join fits
+TAIL = re.compile(r"(?:[-+]?\d*\.?\d*(?:e[-+]?\d+)?\*?|N/A|N/?|/?A|-?nan|n?an?|[\d:-]+)")  # a figure or a piece of one
+HEADER = re.compile(r"#\s*size\s+count\s+type\b")
+
+
+def _tail(line: str) -> bool:
+    return bool(line.strip()) and all(TAIL.fullmatch(t) for t in line.split())
+
+
+def _figures_of(text: str, columns: list | None) -> tuple | None:
+    """The figures of a joined row as printed, where they fit the header (or the count) and all read."""
+    row = ROW.match(text.strip())
+    if row is None:
+        return None
+    tokens = TIMESTAMP.sub(" ", " " + row.group(4)).split()
+    tokens = tokens[1:] if tokens and tokens[0] in REDOPS else tokens
+    found = layout(columns, len(tokens))
+    if not found or len(tokens) != len(found[1]) * 2 + found[0]:
+        return None
+    try:
+        [number(t.rstrip("*")) for t in tokens]
+    except ValueError:
+        return None
+    return tuple(row.groups()[:3]) + tuple(tokens)
+
+
+def unwrap(lines: list[str]) -> list[str]:
+    """Rows hard-wrapped by a narrow page or `fold`: a row line followed by lines of figures (or pieces of
+    figures: `55` / `.00`, a cut timestamp) is joined back where exactly one way of joining the pieces
+    (a blank or none at each cut) gives the row the header's columns and every figure reads; where none
+    or several do, the row is marked UNSURE (refused when its run is read), never guessed."""
+    out, columns, i = [], None, 0
+    while i < len(lines):
+        line = lines[i]
+        if HEADER.match(line.strip()):
+            columns = line.strip().lstrip("#").split()
+        j = i + 1
+        while ROW.match(line.strip()) and j < len(lines) and j - i <= 4 and _tail(lines[j]):
+            j += 1
+        if j == i + 1:
+            out.append(line)
+            i += 1
+            continue
+        pieces = [p.strip("\r\n") for p in lines[i:j]]
+        joined = {}
+        for seps in itertools.product(("", " "), repeat=len(pieces) - 1):
+            text = pieces[0] + "".join(sep + piece for sep, piece in zip(seps, pieces[1:]))
+            if (figures := _figures_of(text, columns)) is not None:
+                joined.setdefault(figures, text)
+        out.append(next(iter(joined.values())) if len(joined) == 1 else line)
+        if len(joined) != 1:
+            out.append(UNSURE + ROW.match(line.strip()).group(1))
+        i = j
     return out

@@ -35,7 +35,9 @@ from commbench.logs import nccl_tests_ratio
 from commbench.logs.nccl_tests_rows import REDOPS, ROW, TIMESTAMP
 from commbench.logs.nccl_tests_rows import figures as _figures
 from commbench.logs.nccl_tests_rows import layout as _layout
+from commbench.logs.nccl_tests_rows import UNSURE
 from commbench.logs.nccl_tests_rows import rejoin as _rejoin
+from commbench.logs.nccl_tests_rows import unwrap as _unwrap
 from commbench.logs.common import (LogTable, ReadOptions, RunRef, clean_lines, launcher_processes, number, ranks_from_ratio,
                                    refuse)
 
@@ -72,6 +74,7 @@ class _Run:
     zero_rows: int = 0
     footer: float | None = None
     concluded: bool = False
+    wrap_unsure: int = 0  # the size of a row followed by figures that could not be joined to it
     failure: str = ""  # nccl-tests' own `Test NCCL failure common.cu:N '...'` line, where the run died
     cycle: int = 0
 
@@ -130,6 +133,10 @@ def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
             info["nccl_version"] = info["nccl_version"] or m.group(1)
             continue
         row = ROW.match(line)
+        if line.startswith(UNSURE):  # a hard-wrapped row that cannot be joined for sure: refused when read
+            if current is not None:
+                current.wrap_unsure = current.wrap_unsure or int(line[len(UNSURE):])
+            continue
         if row is None and current is not None and not current.failure and re.search(r"Test (?:NCCL |CUDA )?failure", line):
             current.failure = line[:120]
         if row is None:
@@ -267,7 +274,7 @@ def _ranks(run: _Run, opts: ReadOptions) -> tuple[int | None, str]:
 
 def read(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
     """Every run in the log, each to be read when chosen (a bad run refuses only if it is read)."""
-    runs, info = _parse(_rejoin(clean_lines(text)))
+    runs, info = _parse(_unwrap(_rejoin(clean_lines(text))))
     runs = [r for r in runs if r.rows or r.header or r.columns is not None]
     if not runs:
         raise refuse(path, "nccl-tests output with no run in it (no '# nThread' header and no result rows)")
@@ -293,6 +300,10 @@ def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOpti
             other = f"; {opts.opt('run')} N or {opts.opt('collective')} NAME reads another run of the file" if total > 1 else ""
             raise refuse(path, f"nccl-tests {name}_perf{where}: commbench has no {name!r} collective; it reads "
                                f"{', '.join(k_ + '_perf' for k_, v in NCCL_TESTS.items() if v)}{other}")
+    if run.wrap_unsure:
+        raise refuse(path, f"nccl-tests output{where}: the {run.wrap_unsure} B row goes on over the next line(s) (hard-"
+                           "wrapped by a page or `fold`) and no one way of joining them gives the header's columns; "
+                           "unwrap the rows")
     rows, notes = _rows(run, path, opts.partial)
     ranks, ranks_from = _ranks(run, opts)
     implied = ranks_from_ratio(collective, [(r["algbw_gbps"], r["busbw_gbps"]) for r in rows])
