@@ -441,3 +441,11 @@ def test_folded_at_any_width_reads_the_same_or_is_one_line(tmp_path, name):
                 assert "\n" not in str(exc)
                 continue
             assert frame[whole.columns].equals(whole), (width, trim)
+
+
+def test_an_unreadable_file_is_one_line(monkeypatch):
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    assert "not readable (Permission denied)" in refused(VAR / "ombpy_bw_numpy.txt")

@@ -65,7 +65,10 @@ def _text(path: Path) -> str:
     UTF-16 that Windows PowerShell's `>` writes), terminal colour codes removed."""
     if not path.is_file():
         raise CommbenchError(f"{path}: no such file")
-    data = _inflate(path, path.read_bytes())
+    try:
+        data = _inflate(path, path.read_bytes())
+    except OSError as exc:  # permission denied, a device, a file vanishing mid-read
+        raise CommbenchError(f"{path.name}: not readable ({exc.strerror or exc})") from None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             data = data.decode("utf-16").encode("utf-8")
