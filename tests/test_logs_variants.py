@@ -449,3 +449,13 @@ def test_an_unreadable_file_is_one_line(monkeypatch):
 
     monkeypatch.setattr(Path, "read_bytes", denied)
     assert "not readable (Permission denied)" in refused(VAR / "ombpy_bw_numpy.txt")
+
+
+def test_concatenated_json_documents_are_runs():
+    first, second = read_log(VAR / "nccltests_J_two_documents_cat.json")  # `cat a.json b.json > all.json`
+    assert (first.meta["run"], second.meta["run"], second.meta["runs"]) == (1, 2, 2)
+    # the second document: 268435456 B in 3200.0 us, bus_bw 73.40 = 83.89 x 7/8
+    assert second.frame.time_us_p50.iloc[-1] == 3200.0 and second.frame.busbw_gbps.iloc[-1] == 73.4
+    assert first.frame.time_us_p50.iloc[-1] == 3100.0 and "2 -J JSON documents" in second.meta["notes"][-1]
+    with pytest.raises(CommbenchError, match="--run N"):
+        read_sweep(VAR / "nccltests_J_two_documents_cat.json")

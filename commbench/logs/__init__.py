@@ -100,6 +100,10 @@ def _refs(path: Path, opts: ReadOptions) -> list[RunRef] | None:
                 all(key in text for key in VLLM_KEYS[:2]):
             raise CommbenchError(f"{path.name}: a `vllm bench serve` result, not a sweep: give it to "
                                  "`commbench accuracy --published` or `predict --published`")
+        docs = nccl_tests_json.parse_all(text) if doc is None else None
+        if docs and len(docs) > 1 and all(nccl_tests_json.looks_like(d) for d in docs):  # `cat a.json b.json`
+            return _numbered(path, [nccl_tests_json.read(path, d, opts) for d in docs],
+                             f"the file holds {len(docs)} -J JSON documents one after another")
         if doc is None and ('"nccl_version"' in text or '"results"' in text and '"config"' in text):
             raise CommbenchError(f"{path.name}: nccl-tests -J JSON that does not parse: cut off mid-write "
                                  "(nccl-tests closes it even on errors; was it copied in part?)")
@@ -125,15 +129,19 @@ def _mixed(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
     groups = [osu.read(path, text, opts), nccl_tests_text.read(path, text, opts)]
     if first_nccl and first_osu and first_nccl.start() < first_osu.start():
         groups.reverse()
+    return _numbered(path, groups, "the file holds both OSU and nccl-tests output")
+
+
+def _numbered(path: Path, groups: list[list[RunRef]], note: str) -> list[RunRef]:
+    """Runs read by several readers (or from several documents) numbered through the file."""
     refs = [ref for group in groups for ref in group]
     total = len(refs)
-    return [RunRef(k, total, ref.collective, lambda ref=ref, k=k: _renumbered(path, ref.read(), k, total))
+    return [RunRef(k, total, ref.collective, lambda ref=ref, k=k: _renumbered(path, ref.read(), k, total, note))
             for k, ref in enumerate(refs, 1)]
 
 
-def _renumbered(path: Path, table: LogTable, k: int, total: int) -> LogTable:
-    meta = {**table.meta, "run": k, "runs": total,
-            "notes": [*table.meta.get("notes", []), "the file holds both OSU and nccl-tests output"]}
+def _renumbered(path: Path, table: LogTable, k: int, total: int, note: str) -> LogTable:
+    meta = {**table.meta, "run": k, "runs": total, "notes": [*table.meta.get("notes", []), note]}
     source = re.sub(r" run \d+/\d+", "", table.source).replace(f" {path.name} (", f" {path.name} run {k}/{total} (", 1)
     return LogTable(table.frame, meta, source)
 

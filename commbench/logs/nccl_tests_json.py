@@ -206,3 +206,17 @@ def parse(text: str):
         return None
     return doc if isinstance(doc, dict) else None
 
+
+def parse_all(text: str) -> list | None:
+    """Every JSON document in `text`, one after another (`cat a.json b.json`), or None where it is not that."""
+    decoder, docs, pos = json.JSONDecoder(), [], 0
+    try:
+        while True:
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            if pos == len(text):
+                return docs or None
+            doc, pos = decoder.raw_decode(text, pos)
+            docs.append(doc)
+    except (ValueError, RecursionError):
+        return None
