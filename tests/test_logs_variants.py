@@ -459,3 +459,12 @@ def test_concatenated_json_documents_are_runs():
     assert first.frame.time_us_p50.iloc[-1] == 3100.0 and "2 -J JSON documents" in second.meta["notes"][-1]
     with pytest.raises(CommbenchError, match="--run N"):
         read_sweep(VAR / "nccltests_J_two_documents_cat.json")
+
+
+def test_rank_lines_without_pid_of_the_first_nccl_tests(tmp_path):
+    import re
+
+    path = tmp_path / "p100.log"  # 2017-era Rank lines: `#   Rank  0 on dgx1 device  0 [0x06] ...`, no Pid
+    path.write_text(re.sub(r"Pid +\d+ ", "", (VAR / "old212_g4_noname_error_col.log").read_text()))
+    t = read_log(path)[0]
+    assert t.meta["ranks"] == 4 and t.meta["hosts"] == ["dgx-07"] and t.frame.busbw_gbps.iloc[-1] == 13.6

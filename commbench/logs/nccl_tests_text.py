@@ -48,7 +48,7 @@ NCCL_TESTS = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_sc
 _NAMES = "|".join(sorted(NCCL_TESTS, key=len, reverse=True))
 PERF_IN_NAME = re.compile(rf"(?<![a-z])({_NAMES})_perf")
 PERF_BINARY = re.compile(rf"^({_NAMES})_perf(?:_mpi)?$")
-RANK_LINE = re.compile(r"^#\s*Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?Pid\s+(\d+)\s+on\s+(\S+)\s+device\s+(\d+)")
+RANK_LINE = re.compile(r"^#\s*Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?(?:Pid\s+(\d+)\s+)?on\s+(\S+)\s+device\s+(\d+)")
 NTHREAD = re.compile(r"^#\s*nThread\s+(\d+)\s+nGpus\s+(\d+)")
 OVER_RANKS = {0: "rank 0's time (-a 0)", 1: "averaged over ranks", 2: "the minimum over ranks (-a 2)",
               3: "the maximum over ranks (-a 3)"}  # -a, --average (src/common.cu; default 1)
@@ -115,7 +115,7 @@ def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
             elif m := NTHREAD.match(line):
                 new_run(header=True, threads=int(m.group(1)), gpus=int(m.group(2)), settings=_header_settings(line))
             elif m := RANK_LINE.match(line):
-                (current or new_run()).ranks.append((int(m.group(1)), int(m.group(3)), m.group(4), int(m.group(2) or 0)))
+                (current or new_run()).ranks.append((int(m.group(1)), int(m.group(3) or 0), m.group(4), int(m.group(2) or 0)))
             elif re.match(r"#\s*size\s+count\s+type\b", line):
                 run = current if current is not None and not current.rows and current.footer is None else new_run()
                 run.columns = line.lstrip("#").split()
