@@ -468,3 +468,9 @@ def test_rank_lines_without_pid_of_the_first_nccl_tests(tmp_path):
     path.write_text(re.sub(r"Pid +\d+ ", "", (VAR / "old212_g4_noname_error_col.log").read_text()))
     t = read_log(path)[0]
     assert t.meta["ranks"] == 4 and t.meta["hosts"] == ["dgx-07"] and t.frame.busbw_gbps.iloc[-1] == 13.6
+
+
+def test_processes_that_each_ran_alone_are_named():
+    # srun -l -n 2 of a nccl-tests built without MPI: `0: # nThread ...` and `1: # nThread ...`, Rank 0 each
+    message = refused(VAR / "srun_l_without_mpi_two_worlds_of_one.log")
+    assert "processes 0, 1 each printed a '# nThread' header: each ran alone" in message

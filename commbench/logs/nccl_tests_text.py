@@ -52,6 +52,7 @@ RANK_LINE = re.compile(r"^#\s*Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?(?:Pid\s+(\d+)
 NTHREAD = re.compile(r"^#\s*nThread\s+(\d+)\s+nGpus\s+(\d+)")
 OVER_RANKS = {0: "rank 0's time (-a 0)", 1: "averaged over ranks", 2: "the minimum over ranks (-a 2)",
               3: "the maximum over ranks (-a 3)"}  # -a, --average (src/common.cu; default 1)
+HEADER_BY = re.compile(r"^\s*(\d+): \s*#\s*nThread|\[[^\]\s]*?\d+,(\d+)\]<stdout>:\s*#\s*nThread", re.M)
 START_ANYWHERE = re.compile(r"#\s*(nThread \d+ nGpus|Collective test starting:|nccl-tests version)")
 
 
@@ -274,6 +275,11 @@ def _ranks(run: _Run, opts: ReadOptions) -> tuple[int | None, str]:
 
 def read(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
     """Every run in the log, each to be read when chosen (a bad run refuses only if it is read)."""
+    printers = {a or b for a, b in HEADER_BY.findall(text)}
+    if len(printers) > 1:  # without MPI every process is its own world of one and prints it all
+        raise refuse(path, f"nccl-tests output where processes {', '.join(sorted(printers, key=int))} each printed a "
+                           "'# nThread' header: each ran alone (nccl-tests built without MPI=1, or started without "
+                           "MPI), not one run of them all; keep one process's lines (e.g. `grep '^0: '`) to read one")
     runs, info = _parse(_unwrap(_rejoin(clean_lines(text))))
     runs = [r for r in runs if r.rows or r.header or r.columns is not None]
     if not runs:
