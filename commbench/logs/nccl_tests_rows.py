@@ -1,10 +1,17 @@
 """nccl-tests result rows: the figures of one row, in every layout nccl-tests has printed.
 
 Sources: github.com/NVIDIA/nccl-tests `src/common.cu` (the row's head: size, count, type, op, root) and
-`src/util.cu` (the figures). One placement's figures are `time algbw busbw #wrong` (<= 2.12: `error`,
-the largest deviation, not a count), then with `-I 1` (2.19.2+) the iterations' min, max, p99 and cv%;
-out-of-place first, then in-place; `-S 1` adds a timestamp at the end. Under NCCL_DEBUG=INFO a row can
-arrive in two pieces (rejoin); a copy hard-wrapped by a page or `fold` in several (unwrap).
+`src/util.cu` (the figures), by version:
+- <= 2.12: `size count type redop time algbw busbw error time algbw busbw error` (all_gather/alltoall:
+  no or an empty `redop`); `error` is the largest deviation (`2e-07`; wrong only above ERROR_TOLERANCE,
+  or where nccl-tests starred it) or `N/A`;
+- 2.13+: `size count type redop root time algbw busbw #wrong time algbw busbw #wrong`; `N/A` in #wrong
+  when validation is off (`-c 0`) or not defined (in-place alltoall/sendrecv);
+- 2.17.6+: `-S 1` adds a `YYYY-MM-DD HH:MM:SS` timestamp to each row;
+- 2.19.2+: `-I 1` adds the iterations' min, max, p99, cv% after EACH placement's four, so the in-place
+  time is the 9th figure, not the 5th: the column header line says where each is.
+Under NCCL_DEBUG=INFO a row can arrive in two pieces (rejoin); a copy hard-wrapped by a page or `fold`
+in several (unwrap).
 """
 
 from __future__ import annotations

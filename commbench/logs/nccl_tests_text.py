@@ -1,26 +1,20 @@
 """nccl-tests text output (every 2.x version), split into runs, each read as a commbench sweep table.
 
 Sources: the printing code of github.com/NVIDIA/nccl-tests, `src/common.cu` (header, Rank lines,
-footer, `Collective test starting/concluded`) and `src/util.cu` (the result rows). What changed
-across versions, and how this reader meets it:
-- <= 2.12: columns `size count type redop time algbw busbw error ...` (all_gather/alltoall: no or an
-  empty `redop`), `error` the largest deviation (`2e-07`: wrong only above ERROR_TOLERANCE) or `N/A`;
-  Rank lines without `Group`;
-- 2.13+: `size count type redop root time algbw busbw #wrong time algbw busbw #wrong`; `N/A` in
-  #wrong when validation is off (`-c 0`) or not defined (in-place alltoall/sendrecv);
-- 2.16.7+: `# Collective test starting: X_perf` (program name, `_mpi` for the MPI build);
-- 2.17.4+: `# nccl-tests version V nccl-headers=H nccl-library=L`, `# Collective test concluded`;
-- 2.17.6+: `-S 1` adds a `YYYY-MM-DD HH:MM:SS` timestamp to each row;
-- 2.19.2+: `-I 1` adds per-iteration columns (min, max, p99, cv%) after EACH placement's four, so
-  the in-place time is the 9th figure, not the 5th: the column header line says where each is.
+footer, `Collective test starting/concluded`) and `src/util.cu` (the result rows: nccl_tests_rows, with
+the columns of each version). What else changed: 2.13.4+ Rank lines have `Group`; 2.16.7+ `# Collective
+test starting: X_perf` (`_mpi` for the MPI build); 2.17.4+ `# nccl-tests version V nccl-headers=H
+nccl-library=L` and `# Collective test concluded`.
 The collective: the `Collective test starting` line, else the echoed command (`all_reduce_perf -b`),
 else a known `X_perf` anywhere in the file name, else busbw/algbw where it identifies it (all_reduce,
-or reduce_scatter with an op; nccl_tests_ratio: said in meta["assumptions"], printed), else --collective. Ranks: the `# Rank` lines (one per
-GPU: `-g 8` in one process prints 8), else the echoed command (launcher processes x -t x -g), else
---ranks. A run is one `# nThread` header and its rows; rows whose size falls (`-N` repeats) or whose
-type or op changes (`-d all`, `-o all`) start a new run. Rows of 0 bytes (`-b` below one element per
+or reduce_scatter with an op; nccl_tests_ratio: said in meta["assumptions"], printed), else --collective.
+Ranks: the `# Rank` lines (one per GPU: `-g 8` in one process prints 8), else the echoed command
+(launcher processes x -t x -g), else --ranks. A run is one `# nThread` header and its rows; rows whose
+size falls (`-N` repeats; any repeat where minBytes = maxBytes) or whose type or op changes (`-d all`,
+`-o all`) start a new run. Rows of 0 bytes (`-b` below one element per
 rank) move nothing and are skipped with a note. `time_us_p50` is nccl-tests' time: the mean per
-iteration over `iters` back-to-back calls, averaged over ranks (`-a 1`).
+iteration over `iters` back-to-back calls, averaged over ranks (`-a 1`; `-a 0/2/3` from the echoed
+command: rank 0, min, max, said in the timing).
 """
 
 from __future__ import annotations
