@@ -474,3 +474,12 @@ def test_processes_that_each_ran_alone_are_named():
     # srun -l -n 2 of a nccl-tests built without MPI: `0: # nThread ...` and `1: # nThread ...`, Rank 0 each
     message = refused(VAR / "srun_l_without_mpi_two_worlds_of_one.log")
     assert "processes 0, 1 each printed a '# nThread' header: each ran alone" in message
+
+
+def test_osu_datatype_list_and_a_repeated_sweep_are_runs(tmp_path):
+    runs = read_log(VAR / "osu74_allreduce_T_two_datatypes_np4.txt")  # OMB 7 `-T mpi_int,mpi_float`
+    assert [(t.meta["datatype"], list(t.frame.time_us_p50)) for t in runs] == [("MPI_INT", [2.4, 5.9]),
+                                                                              ("MPI_FLOAT", [2.55, 6.35])]
+    path = tmp_path / "again.txt"  # the sizes start over under one header: a second run, never one table
+    path.write_text("# OSU MPI Latency Test v5.9\n# Size          Latency (us)\n8   1.50\n64   1.70\n8   1.52\n64   1.71\n")
+    assert [list(t.frame.time_us_p50) for t in read_log(path)] == [[1.5, 1.7], [1.52, 1.71]]

@@ -94,17 +94,38 @@ def read(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
     if not starts:
         raise refuse(path, "OSU / OMB-Py output without its '# OSU MPI ... Test' header line: cut off or garbled")
     whole = _context(lines)
-    refs = []
+    runs = []  # (the run's lines, its context)
     for k, start in enumerate(starts, 1):
         end = starts[k] if k < len(starts) else len(lines)
         end = next((i for i in range(start + 1, end) if OTHER_TOOL.match(lines[i].strip())), end)  # a mixed file
         # each run's own launcher or start-up lines (those since the previous run), else the file's
         own = _context(lines[starts[k - 2] + 1 if k > 1 else 0:start]) if len(starts) > 1 else whole
         context = {key: own[key] if own["startup"] or own["command"] else whole[key] for key in whole}
-        test = _test(lines[start].strip())
-        refs.append(RunRef(k, len(starts), test[1] if test else None,
-                           lambda s=start, e=end, k=k, c=context: _table(path, lines[s:e], c, k, len(starts), opts)))
+        runs += [(segment, context) for segment in _segments(lines, start, end)]
+    refs = []
+    for k, (segment, context) in enumerate(runs, 1):
+        test = _test(segment[0].strip())
+        refs.append(RunRef(k, len(runs), test[1] if test else None,
+                           lambda s=segment, k=k, c=context: _table(path, s, c, k, len(runs), opts)))
     return refs
+
+
+def _segments(lines: list[str], start: int, end: int) -> list[list[str]]:
+    """One header's lines as runs: a new `# Datatype:` after rows (OMB 7's `-T` list of types) or a size
+    that falls (the sweep again) starts another, under the same header and column line."""
+    segments, current, columns, last, rows = [], [lines[start]], None, -1, False
+    for line in lines[start + 1:end]:
+        text, size = line.strip(), re.match(r"(\d+)\s", line.strip() + " ")
+        fresh = text.startswith("#") and re.match(r"#\s*Datatype:", text) and rows
+        if fresh or (size and columns and int(size.group(1)) < last and FIGURE.fullmatch((text.split() + ["", ""])[1])):
+            segments.append(current)
+            current, last, rows = [lines[start]] + ([] if fresh else [columns]), -1, False
+        if re.match(r"#\s*Size\b", text):
+            columns = line
+        elif size and columns and FIGURE.fullmatch((text.split() + ["", ""])[1]):
+            last, rows = int(size.group(1)), True
+        current.append(line)
+    return segments + [current]
 
 
 def _test(header: str):
