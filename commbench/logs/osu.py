@@ -12,6 +12,7 @@ Sources: OSU Micro-Benchmarks, mvapich.cse.ohio-state.edu/benchmarks (`c/util/os
 - `-c` (validation, 7.x `osu_util.c`): a last `Validation` column of `Pass` / `Fail`, kept as `wrong`
   (0 / 1) and a note naming the sizes that failed; a row with more figures than its header is
   refused (it belongs to another tool: a run ends where a nccl-tests block begins);
+- a run is one header's rows; OMB 7's `-T` list (a new `# Datatype:`) or sizes starting over split it;
 - Size is per process: osu_allgather and osu_alltoall send `size` to each peer, so nccl-tests' S is
   size x n; osu_allreduce, osu_bcast and osu_reduce_scatter print the whole buffer (S = size).
 OSU prints no rank count: it comes from Intel MPI's start-up lines (`[0] MPI startup(): 0 pid host
