@@ -329,3 +329,27 @@ def test_a_validate_fail_says_which_band_and_why(tmp_path, cli):
     assert any(r.startswith("1 wrong values in the correctness pass at 1,024 B") for r in reasons)
     text = cli("fabric", "validate", "--expect", "200gbe", "--sweep", table, "--allow-wrong").output
     assert "FAIL because band bandwidth-bound" in text
+
+
+@needs_mpi
+def test_folders_a_killed_parent_left_are_removed_by_the_next_run(tmp_path):
+    """SIGKILL to the parent runs no cleanup: its private folders (row journal, session folders, the
+    /dev/shm segment folder) stay until the next embedded world of this user removes them; folders
+    whose maker still runs are left alone."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([*COMMBENCH, "sweep", "all_reduce", "--backend", "mpi", "-b", "1M", "-e", "64M",
+                             "--iters", "200"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _mpi_rank_pid(proc, 1)  # the world is up and has journaled a row
+    shm = [e for e in os.listdir("/dev/shm") if e.startswith("commbench-mpi-")
+           and (Path("/dev/shm", e, "owner.pid").read_text().strip() == str(proc.pid))]
+    proc.kill()
+    proc.wait()
+    left = [p.name for p in tmp_path.glob("commbench-mpi-*")]
+    assert len(left) == 1 and len(shm) == 1  # what the kill left behind
+    alive = tmp_path / "commbench-mpi-alive"
+    alive.mkdir()
+    (alive / "owner.pid").write_text(str(os.getpid()))  # a maker that still runs: kept
+    run = _run("sweep", "all_reduce", "--backend", "mpi", "-b", "8", "-e", "8", "--iters", "2", env={"TMPDIR": str(tmp_path)})
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in tmp_path.glob("commbench-mpi-*")) == ["commbench-mpi-alive"]
+    assert not os.path.exists(f"/dev/shm/{shm[0]}")

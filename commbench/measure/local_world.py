@@ -12,14 +12,13 @@ import contextlib
 import os
 import shutil
 import signal
-import tempfile
 import time
 
 import pandas as pd
 
 from commbench.measure.join import join_world, run_joined
 from commbench.measure.supervise import STOP_GRACE_S, Stopped, WorldFailed, allowance, die_with_parent, frozen, \
-    held, stop_signals
+    held, private_folder, stop_signals
 
 POLL_S = 0.2
 """Seconds between looks at the ranks' health while waiting for the next event."""
@@ -104,7 +103,7 @@ def run_local(job, ranks: int = 2, timeout_s: float = 60.0, on_row=None) -> pd.D
     queue = ctx.Queue()
     rows: list[dict] = []
     status, payload, signum = "error", "", None
-    store_dir = tempfile.mkdtemp(prefix="commbench-world-")
+    store_dir = str(private_folder("commbench-world-"))
     procs = [ctx.Process(target=_worker, args=(r, ranks, os.path.join(store_dir, "store"), job, timeout_s, queue),
                          daemon=True) for r in range(ranks)]
     gone: list[str] = []  # ranks that ended by themselves, named before this process stops the rest

@@ -1,6 +1,7 @@
 """The embedded MPI world: the job run under `mpiexec -n ranks` on this host, supervised by this process.
 
-The parent (run_mpiexec) pickles the job into a private folder (mkdtemp, 0700) and starts mpiexec on
+The parent (run_mpiexec) pickles the job into a private folder (supervise.private_folder: mkdtemp,
+0700, its maker's pid inside, so that the next run removes it if this one was killed) and starts mpiexec on
 `python -m commbench.measure.mpi_world`; each rank (rank_main) leaves its pid, joins, marks itself
 joined, runs the job; rank 0 journals every finished row (rows.jsonl, streamed to the parent's
 `on_row`) and writes the table (result.pkl, renamed into place) before it leaves. The parent prints
@@ -23,7 +24,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,7 +32,7 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.measure.supervise import STOP_GRACE_S, Stopped, WorldFailed, allowance, die_with_parent, frozen, \
-    held, process_state, stop_signals
+    held, private_folder, process_state, stop_signals
 
 WORLD_DIR_VAR = "COMMBENCH_WORLD_DIR"
 """Set by run_mpiexec for the ranks: the private folder holding the job, the pids, the journal, the table."""
@@ -64,7 +64,7 @@ def _private_folders(world_dir: Path, version_text: str) -> tuple[dict, Path | N
     env = {"TMPDIR": str(tmp)}
     shm = None
     if ("Open MPI" in version_text or "OpenRTE" in version_text) and SHM_ROOT.is_dir() and os.access(SHM_ROOT, os.W_OK):
-        shm = Path(tempfile.mkdtemp(prefix="commbench-mpi-", dir=SHM_ROOT))
+        shm = private_folder("commbench-mpi-", SHM_ROOT)
         env.update(OMPI_MCA_btl_sm_backing_directory=str(shm), OMPI_MCA_btl_vader_backing_directory=str(shm),
                    OMPI_MCA_osc_sm_backing_directory=str(shm))
     return env, shm
@@ -107,7 +107,7 @@ def run_mpiexec(job, ranks: int, timeout_s: float, on_row=None, options: dict | 
     mpiexec = mpiexec_path()
     version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
     extra = ["--oversubscribe"] if "Open MPI" in version or "OpenRTE" in version else []
-    world_dir = Path(tempfile.mkdtemp(prefix="commbench-mpi-"))
+    world_dir = private_folder("commbench-mpi-")
     shm = None
     proc = None
     try:

@@ -11,13 +11,15 @@
 - However the run ends early it raises WorldFailed carrying the rows that finished (the caller saves
   them marked complete: false) and, for a stop, the signal (SIGINT: exit 130 at the CLI).
 - Nothing the world started is left running or writing once the parent returns; its private folders
-  (rendezvous, row journal, MPI session and shared-memory folders) are removed.
+  (rendezvous, row journal, MPI session and shared-memory folders) are removed, and those of a parent
+  killed outright (SIGKILL runs no cleanup) by this user's next embedded world (private_folder).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import sys
 import threading
@@ -163,3 +165,37 @@ def frozen(pid: int | None) -> bool:
 def allowance(timeout_s: float, joined: int, ranks: int, any_frozen: bool) -> float:
     """Seconds without progress before a run is declared stalled (see the module docstring)."""
     return timeout_s if joined >= ranks or any_frozen else STARTUP_S + timeout_s
+
+
+OWNER_FILE = "owner.pid"
+"""In each private folder a world makes: the pid of the process that made it."""
+
+
+def private_folder(prefix: str, where: str | Path | None = None) -> Path:
+    """A fresh folder only this user can enter (mkdtemp, 0700) holding its maker's pid, after removing
+    the folders of the same prefix that a killed parent (SIGKILL: no cleanup ran) left behind."""
+    import tempfile
+
+    remove_stale(prefix, where)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
+    (folder / OWNER_FILE).write_text(str(os.getpid()))
+    return folder
+
+
+def remove_stale(prefix: str, where: str | Path | None = None) -> list[Path]:
+    """Remove this user's `prefix`* folders whose maker is gone (its pid no longer runs); returns them."""
+    import shutil
+    import tempfile
+
+    removed = []
+    for folder in Path(where or tempfile.gettempdir()).glob(f"{prefix}*"):
+        try:
+            if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.geteuid():
+                continue
+            pid = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours, or still being made
+        if process_state(pid) in (None, "Z", "X"):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
