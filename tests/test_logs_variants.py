@@ -483,3 +483,11 @@ def test_osu_datatype_list_and_a_repeated_sweep_are_runs(tmp_path):
     path = tmp_path / "again.txt"  # the sizes start over under one header: a second run, never one table
     path.write_text("# OSU MPI Latency Test v5.9\n# Size          Latency (us)\n8   1.50\n64   1.70\n8   1.52\n64   1.71\n")
     assert [list(t.frame.time_us_p50) for t in read_log(path)] == [[1.5, 1.7], [1.52, 1.71]]
+
+
+def test_a_json_list_of_results_gives_each_its_rows():
+    from commbench.predict.published import load_figures
+
+    rows = load_figures(BENCH / "variant_list_of_two_results.json")
+    out = rows[rows.metric == "output_throughput"].set_index("batch")["value"]
+    assert out[8] == 204.8 and out[4] == pytest.approx(2048 / 18.0)  # the second: 2048 tokens in 18.0 s

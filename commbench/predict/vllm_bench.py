@@ -151,7 +151,9 @@ def file_notes(path: Path, runs: list[dict]) -> list[str]:
 
 
 def read_results(path: Path, docs: list) -> tuple[pd.DataFrame, list[str]]:
-    """The runs in a result file's documents as figure rows (for published.check_figures), and the notes to print."""
+    """The runs in a result file's documents as figure rows (for published.check_figures), and the notes to print.
+    A JSON list of results (a sweep script's `json.dump([...])`) is its runs in order."""
+    docs = [r for d in docs for r in (d if isinstance(d, list) and d and all(map(looks_like_result, d)) else [d])]
     runs = [d for d in docs if looks_like_result(d)]
     if len(runs) != len(docs):
         bad_index, bad = next((i, d) for i, d in enumerate(docs, 1) if not looks_like_result(d))
