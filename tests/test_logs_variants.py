@@ -491,3 +491,12 @@ def test_a_json_list_of_results_gives_each_its_rows():
     rows = load_figures(BENCH / "variant_list_of_two_results.json")
     out = rows[rows.metric == "output_throughput"].set_index("batch")["value"]
     assert out[8] == 204.8 and out[4] == pytest.approx(2048 / 18.0)  # the second: 2048 tokens in 18.0 s
+
+
+def test_a_wrap_with_two_possible_joins_is_refused(tmp_path):
+    path = tmp_path / "all_reduce_perf.txt"  # no column header: `... 61.00  17` + `19  0` reads as 8 or as 9 figures
+    path.write_text("# nThread 1 nGpus 1 minBytes 1048576 maxBytes 1048576 step: 2(factor) warmup iters: 5 iters: 20\n"
+                    "#  Rank  0 Group  0 Pid   100 on a device  0 [0x01] X\n#  Rank  1 Group  0 Pid   200 on b device  0 [0x01] X\n"
+                    "     1048576        262144     float     sum      -1    60.00   17.48   17.48       0    61.00   17\n"
+                    "19       0\n# Avg bus bandwidth    : 17.3\n")
+    assert "the 1048576 B row goes on over the next line(s)" in refused(path)

@@ -102,24 +102,12 @@ def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
             if version and not info["nccl_version"]:
                 info["nccl_version"] = version.group(1)
             continue
+        if line.startswith(UNSURE):  # a hard-wrapped row that cannot be joined for sure: refused when read
+            if current is not None:
+                current.wrap_unsure = current.wrap_unsure or int(line[len(UNSURE):])
+            continue
         if line.startswith("#"):
-            if m := re.match(r"#\s*nccl-tests version (\S+)(?:.*nccl-library=(\d+))?", line):
-                pending["version"], pending["library"] = m.group(1), m.group(2)
-            elif m := re.match(r"#\s*Collective test starting:\s*(\S+)", line):
-                pending["starting"] = m.group(1)
-            elif m := NTHREAD.match(line):
-                new_run(header=True, threads=int(m.group(1)), gpus=int(m.group(2)), settings=_header_settings(line))
-            elif m := RANK_LINE.match(line):
-                (current or new_run()).ranks.append((int(m.group(1)), int(m.group(3) or 0), m.group(4), int(m.group(2) or 0)))
-            elif re.match(r"#\s*size\s+count\s+type\b", line):
-                run = current if current is not None and not current.rows and current.footer is None else new_run()
-                run.columns = line.lstrip("#").split()
-            elif m := re.match(r"#\s*Avg bus bandwidth\s*:\s*(\S+)", line):
-                if current is not None:
-                    current.footer = _footer(m.group(1))
-            elif re.match(r"#\s*Collective test concluded", line):
-                if current is not None:
-                    current.concluded = True
+            _comment(line, current, pending, new_run)
             continue
         if line in ("...", "…") and current is not None and current.header and not current.rows:
             current.rank_lines_elided = True
@@ -128,10 +116,6 @@ def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
             info["nccl_version"] = info["nccl_version"] or m.group(1)
             continue
         row = ROW.match(line)
-        if line.startswith(UNSURE):  # a hard-wrapped row that cannot be joined for sure: refused when read
-            if current is not None:
-                current.wrap_unsure = current.wrap_unsure or int(line[len(UNSURE):])
-            continue
         if row is None and current is not None and not current.failure and re.search(r"Test (?:NCCL |CUDA )?failure", line):
             current.failure = line[:120]
         if row is None:
@@ -145,6 +129,26 @@ def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
         if later.cycle == earlier.cycle + 1 and earlier.footer is None:
             earlier.footer, earlier.concluded = later.footer, later.concluded
     return runs, info
+
+
+def _comment(line: str, current: _Run | None, pending: dict, new_run) -> None:
+    """A `#` line: the version and starting lines (kept for the next run), the header (a new run), Rank
+    lines, the column header, the footer and the concluding line."""
+    if m := re.match(r"#\s*nccl-tests version (\S+)(?:.*nccl-library=(\d+))?", line):
+        pending["version"], pending["library"] = m.group(1), m.group(2)
+    elif m := re.match(r"#\s*Collective test starting:\s*(\S+)", line):
+        pending["starting"] = m.group(1)
+    elif m := NTHREAD.match(line):
+        new_run(header=True, threads=int(m.group(1)), gpus=int(m.group(2)), settings=_header_settings(line))
+    elif m := RANK_LINE.match(line):
+        (current or new_run()).ranks.append((int(m.group(1)), int(m.group(3) or 0), m.group(4), int(m.group(2) or 0)))
+    elif re.match(r"#\s*size\s+count\s+type\b", line):
+        run = current if current is not None and not current.rows and current.footer is None else new_run()
+        run.columns = line.lstrip("#").split()
+    elif (m := re.match(r"#\s*Avg bus bandwidth\s*:\s*(\S+)", line)) and current is not None:
+        current.footer = _footer(m.group(1))
+    elif re.match(r"#\s*Collective test concluded", line) and current is not None:
+        current.concluded = True
 
 
 def _footer(text: str) -> float:
