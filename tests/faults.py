@@ -27,9 +27,10 @@ def _exit_job(rank: int, after_rows: int, collective, sizes, iters, warmup, timi
 
 
 def exit_job(rank: int, after_rows: int):
-    """A sweep_job factory (same signature) whose `rank` dies after `after_rows` finished sizes."""
-    def factory(collective, sizes, iters, warmup, timing="blocking", target_ci=None, *datatype_op_placement):
-        return functools.partial(_exit_job, rank, after_rows, collective, tuple(sizes), iters, warmup, timing)
+    """A sweep_job factory (same signature: a SweepSpec) whose `rank` dies after `after_rows` finished sizes."""
+    def factory(spec):
+        return functools.partial(_exit_job, rank, after_rows, spec.collective, spec.sizes, spec.iters, spec.warmup,
+                                 spec.timing)
     return factory
 
 

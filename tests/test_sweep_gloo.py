@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from commbench.measure.sweeps import sizes_between, sweep_local
+from commbench.measure import SweepSpec, sweep
+from commbench.measure.sweeps import sizes_between
 
 
 def test_sizes_between():
@@ -15,8 +16,8 @@ def test_sizes_between():
 @pytest.mark.parametrize("collective", ["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast",
                                         "send_recv", "send_recv_bidir"])
 def test_gloo_sweep_identities(collective):
-    frame = sweep_local(collective, [8, 1024, 65536], ranks=2, iters=3, warmup=1, timeout_s=30)
-    assert list(frame.msg_bytes) == [8, 1024, 65536]
+    frame = sweep(SweepSpec(collective, min_bytes=8, max_bytes=65536, factor=32, iters=3, warmup=1, timeout_s=30))
+    assert list(frame.msg_bytes) == [8, 256, 8192]
     assert (frame.wrong == 0).all()
     # algbw = S / t (GB/s); busbw factor at n=2: all_reduce 2(n-1)/n = 1; all_gather, reduce_scatter,
     # all_to_all (n-1)/n = 0.5; broadcast and both send/recv 1
@@ -55,7 +56,7 @@ def test_dead_rank_is_named_and_run_ends():
     from tests.faults import exit_job
 
     with pytest.raises(CommbenchError, match=r"rank 1 exited with code 17"):
-        run_local(exit_job(1, 0)("all_reduce", [8, 64], 2, 0), ranks=2, timeout_s=10)
+        run_local(exit_job(1, 0)(SweepSpec("all_reduce", max_bytes=16, iters=2, warmup=0)), ranks=2, timeout_s=10)
 
 
 def test_rank_dying_mid_sweep_keeps_finished_rows(monkeypatch, tmp_path, cli):

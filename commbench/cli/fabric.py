@@ -193,8 +193,8 @@ def fabric_validate(expect, backend, sweep_file, collective, min_bytes, max_byte
     from commbench.results import check_output_path
 
     link = parse_link(expect)
-    spec = SweepSpec(collective, _parse_bytes(min_bytes), _parse_bytes(max_bytes), 2.0, backend, ranks=ranks, iters=iters,
-                     warmup=warmup, timeout_s=timeout_s)
+    spec = SweepSpec(collective=collective, min_bytes=_parse_bytes(min_bytes), max_bytes=_parse_bytes(max_bytes),
+                     backend=backend, ranks=ranks, iters=iters, warmup=warmup, timeout_s=timeout_s)
     if sweep_file is None:  # a run: the limits of this host, before any rank starts
         _check_sweep_options(spec)
     if out is not None:

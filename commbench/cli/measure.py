@@ -263,8 +263,10 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
     from commbench.results import check_output_path, environment_metadata, save_table
 
     timing = "cuda-graph" if cuda_graph else timing
-    spec = SweepSpec(collective, _parse_bytes(min_bytes), _parse_bytes(max_bytes), factor, backend, dtype, redop,
-                     placement or "both", ranks, iters, warmup, target_ci, timing, mpi_buffers, timeout_s)
+    spec = SweepSpec(collective=collective, min_bytes=_parse_bytes(min_bytes), max_bytes=_parse_bytes(max_bytes),
+                     factor=factor, backend=backend, dtype=dtype, op=redop, placement=placement or "both", ranks=ranks,
+                     iters=iters, warmup=warmup, target_ci=target_ci, timing=timing, buffers=mpi_buffers,
+                     timeout_s=timeout_s)
     _check_sweep_options(spec)
     link_profile = parse_link(link) if link else None
     if out is not None:

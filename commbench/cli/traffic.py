@@ -174,7 +174,8 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
     phases = {"both": ("prefill", "decode"), "prefill": ("prefill",), "decode": ("decode",)}.get(phase)
     if phases is None:
         raise CommbenchError(f"unknown phase {phase!r}; valid: prefill, decode, both")
-    spec = ReplaySpec(result, backend, phases, replay_dtype, iters, warmup, timeout_s, link)
+    spec = ReplaySpec(result, backend=backend, phases=phases, dtype=replay_dtype, iters=iters, warmup=warmup,
+                      timeout_s=timeout_s, link=link)
     check_world_options(backend, spec.world_size, timeout_s, iters, warmup, what="world size")
     if out is not None:
         check_output_path(out)

@@ -118,8 +118,7 @@ class SweepSpec:
         """The picklable job every rank runs (commbench.measure.sweeps.sweep_job)."""
         from commbench.measure import sweeps
 
-        return sweeps.sweep_job(self.collective, self.sizes, self.iters, self.warmup, self.timing, self.target_ci,
-                                self.dtype, self.op, self.placement)
+        return sweeps.sweep_job(self)
 
     def prepare(self) -> None:
         """What this machine must offer before any rank starts: a CUDA device for cuda buffers, a

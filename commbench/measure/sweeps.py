@@ -131,20 +131,11 @@ def run_sweep(backend: Backend, collective: str, sizes: list[int], iters: int | 
     return pd.DataFrame(rows)
 
 
-def sweep_job(collective: str, sizes, iters: int | None, warmup: int, timing: str = "blocking",
-              target_ci: float = TARGET_CI, dtype: str = "float32", op: str = "sum", placement: str = "both"):
-    """A picklable job: backend, on_row -> the sweep table (run by every rank)."""
-    return functools.partial(_sweep_job, collective, tuple(sizes), iters, warmup, timing, target_ci, dtype, op,
-                             placement)
+def sweep_job(spec):
+    """The picklable job every rank runs for a commbench.measure.SweepSpec: (backend, on_row) -> the table."""
+    return functools.partial(_sweep_job, spec)
 
 
-def _sweep_job(collective, sizes, iters, warmup, timing, target_ci, dtype, op, placement, backend, on_row):
-    return run_sweep(backend, collective, list(sizes), iters, warmup, timing, on_row, target_ci, dtype, op, placement)
-
-
-def sweep_local(collective: str, sizes: list[int], ranks: int = 2, iters: int = 20, warmup: int = 3,
-                timeout_s: float = 60.0, timing: str = "blocking", on_row=None) -> pd.DataFrame:
-    """The embedded default for a sweep (see commbench.measure.world.run_local)."""
-    from commbench.measure.world import run_local
-
-    return run_local(sweep_job(collective, sizes, iters, warmup, timing), ranks, timeout_s, on_row)
+def _sweep_job(spec, backend, on_row):
+    return run_sweep(backend, spec.collective, list(spec.sizes), spec.iters, spec.warmup, spec.timing, on_row,
+                     spec.target_ci, spec.dtype, spec.op, spec.placement)
