@@ -58,7 +58,7 @@ def pairs(rows: list[list[str]], layout) -> list[tuple[float, float]]:
     return out
 
 
-def hint(pairs: list[tuple[float, float]], implied_all_reduce: int | None) -> str:
+def hint(pairs: list[tuple[float, float]], implied_all_reduce: int | None, redops: set[str] = frozenset()) -> str:
     """What busbw/algbw says about the collective's family, for a refusal."""
     if not pairs:
         return ""
@@ -70,5 +70,7 @@ def hint(pairs: list[tuple[float, float]], implied_all_reduce: int | None) -> st
         at = f" at {implied_all_reduce} ranks" if implied_all_reduce else ""
         return f" (busbw/algbw = {ratio:.3f} fits all_reduce{at})"
     if ratio < 0.99:
-        return f" (busbw/algbw = {ratio:.3f}: all_gather, reduce_scatter or alltoall)"
+        which = "all_gather or alltoall (no reduction op: not reduce_scatter)" if redops and not redops & REDUCTIONS \
+            else "all_gather, reduce_scatter or alltoall"
+        return f" (busbw/algbw = {ratio:.3f}: {which})"
     return " (busbw = algbw: broadcast, sendrecv, or 2 ranks)"

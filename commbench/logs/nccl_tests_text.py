@@ -359,7 +359,8 @@ def _given_collective(run: _Run, path: Path, opts: ReadOptions, where: str) -> t
     from commbench.collectives import COLLECTIVES
 
     if opts.collective is None:
-        hint = nccl_tests_ratio.hint(_pairs(run), ranks_from_ratio("all_reduce", _pairs(run)))
+        hint = nccl_tests_ratio.hint(_pairs(run), ranks_from_ratio("all_reduce", _pairs(run)),
+                                     {row["redop"] for row in run.rows})
         raise refuse(path, f"nccl-tests output{where} that does not say which collective it ran (no 'Collective test "
                            f"starting' line, echoed command or X_perf file name){hint}; {opts.opt('collective')} "
                            f"NAME reads it ({', '.join(COLLECTIVES)})")
