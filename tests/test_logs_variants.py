@@ -500,3 +500,12 @@ def test_a_wrap_with_two_possible_joins_is_refused(tmp_path):
                     "     1048576        262144     float     sum      -1    60.00   17.48   17.48       0    61.00   17\n"
                     "19       0\n# Avg bus bandwidth    : 17.3\n")
     assert "the 1048576 B row goes on over the next line(s)" in refused(path)
+
+
+def test_a_collective_the_ratio_contradicts_is_refused(tmp_path):
+    # an all_gather/alltoall log (0.875 = 7/8 at 8 ranks) given as all_reduce (1.750), by option or by file name
+    message = refused(VAR / "v213_gatherfamily_none_8r_noname.txt", collective="all_reduce")
+    assert "busbw/algbw = 0.875, but all_reduce on 8 ranks" in message and "prints 1.750" in message
+    named = tmp_path / "all_reduce_perf.log"
+    shutil.copy(VAR / "v213_gatherfamily_none_8r_noname.txt", named)
+    assert "(the file name; the '# Rank' lines) prints 1.750" in refused(named)

@@ -26,6 +26,11 @@ def _fits(pairs: list[tuple[float, float]], factor: float) -> bool:
     return all(abs(bus - alg * factor) <= tol for alg, bus in pairs)
 
 
+def fits(pairs: list[tuple[float, float]], factor: float) -> bool:
+    """The rows of at least MIN_ALGBW_GBPS agree with busbw = algbw x factor (True where none is that fast)."""
+    return _fits([(alg, bus) for alg, bus in pairs if alg >= MIN_ALGBW_GBPS and alg == alg and bus == bus], factor)
+
+
 def identify(pairs: list[tuple[float, float]], redops: set[str], ranks: int | None) -> tuple[str, str] | None:
     """(nccl-tests collective, how it was inferred) where busbw/algbw and the op pin it down, else None."""
     pairs = [(alg, bus) for alg, bus in pairs if alg >= MIN_ALGBW_GBPS]

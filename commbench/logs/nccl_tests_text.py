@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from commbench.collectives import get_collective
 from commbench.logs import nccl_tests_ratio
 from commbench.logs.nccl_tests_rows import REDOPS, ROW, TIMESTAMP
 from commbench.logs.nccl_tests_rows import figures as _figures
@@ -323,6 +324,10 @@ def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOpti
     if implied is not None and implied != ranks:
         raise refuse(path, f"nccl-tests {collective} output{where}: {ranks} ranks from {ranks_from}, but busbw/algbw "
                            f"in the rows says {implied}; the log is inconsistent")
+    if not nccl_tests_ratio.fits(pairs := _pairs(run), factor := get_collective(collective).busbw_factor(ranks)):
+        raise refuse(path, f"nccl-tests output{where}: busbw/algbw = {max(pairs)[1] / max(pairs)[0]:.3f}, but {collective} "
+                           f"on {ranks} ranks ({coll_from}; {ranks_from}) prints {factor:.3f}: not this collective or "
+                           "rank count")
     if run.footer is None:
         if not opts.partial:
             why = f"the run failed ({run.failure!r})" if run.failure else "cut off or pasted in part"
