@@ -27,6 +27,10 @@ import pandas as pd
 
 from commbench.collectives import get_collective
 from commbench.logs import nccl_tests_ratio
+from commbench.logs.nccl_tests_lines import _NAMES, NCCL_TESTS, PERF_BINARY, PERF_IN_NAME  # noqa: F401 (json reader)
+from commbench.logs.nccl_tests_lines import command as _command
+from commbench.logs.nccl_tests_lines import footer as _footer
+from commbench.logs.nccl_tests_lines import header_settings as _header_settings
 from commbench.logs.nccl_tests_rows import REDOPS, ROW, TIMESTAMP
 from commbench.logs.nccl_tests_rows import figures as _figures
 from commbench.logs.nccl_tests_rows import layout as _layout
@@ -36,13 +40,6 @@ from commbench.logs.nccl_tests_rows import unwrap as _unwrap
 from commbench.logs.common import (LogTable, ReadOptions, RunRef, clean_lines, launcher_processes, number, ranks_from_ratio,
                                    refuse)
 
-# nccl-tests binaries (src/*.cu, one X_perf each) -> commbench collective, None where commbench has none
-NCCL_TESTS = {"all_reduce": "all_reduce", "all_gather": "all_gather", "reduce_scatter": "reduce_scatter",
-              "alltoallv": None, "alltoall": "all_to_all", "broadcast": "broadcast", "sendrecv": "send_recv_bidir",
-              "hypercube": None, "reduce": None, "gather": None, "scatter": None}
-_NAMES = "|".join(sorted(NCCL_TESTS, key=len, reverse=True))
-PERF_IN_NAME = re.compile(rf"(?<![a-z])({_NAMES})_perf")
-PERF_BINARY = re.compile(rf"^({_NAMES})_perf(?:_mpi)?$")
 RANK_LINE = re.compile(r"^#\s*Rank\s+(\d+)\s+(?:Group\s+(\d+)\s+)?(?:Pid\s+(\d+)\s+)?on\s+(\S+)\s+device\s+(\d+)")
 NTHREAD = re.compile(r"^#\s*nThread\s+(\d+)\s+nGpus\s+(\d+)")
 OVER_RANKS = {0: "rank 0's time (-a 0)", 1: "averaged over ranks", 2: "the minimum over ranks (-a 2)",
@@ -73,12 +70,6 @@ class _Run:
     wrap_unsure: int = 0  # the size of a row followed by figures that could not be joined to it
     failure: str = ""  # nccl-tests' own `Test NCCL failure common.cu:N '...'` line, where the run died
     cycle: int = 0
-
-
-def _header_settings(line: str) -> dict:
-    found = dict(re.findall(r"(\w[\w ]*?):\s*(-?\d+)", line.split("step:")[-1]))  # `warmup iters: 5` ...
-    found.update(re.findall(r"(minBytes|maxBytes) (\d+)", line))
-    return {k.strip(): int(v) for k, v in found.items()}
 
 
 def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
@@ -150,32 +141,6 @@ def _comment(line: str, current: _Run | None, pending: dict, new_run) -> None:
         current.footer = _footer(m.group(1))
     elif re.match(r"#\s*Collective test concluded", line) and current is not None:
         current.concluded = True
-
-
-def _footer(text: str) -> float:
-    """The average busbw of the footer (NaN where it is garbled: the footer is there, its figure unused)."""
-    try:
-        return number(text)
-    except ValueError:
-        return float("nan")
-
-
-def _command(line: str) -> dict | None:
-    """An echoed command line that runs an X_perf binary: the command, its launcher's process count,
-    the collective its binary names, and -t / -g."""
-    procs, launched, command = launcher_processes(line, PERF_BINARY)
-    if not command:
-        return None
-    tokens = command.split()
-    at, name = next((i, m) for i, t in enumerate(tokens) if (m := PERF_BINARY.match(Path(t).name)))
-    own = " ".join(tokens[at + 1:])  # the benchmark's own flags (a launcher's `srun -t 30` is not -t)
-    return {"line": command, "processes": procs, "launched": launched, "collective": name.group(1),
-            "threads": _flag(own, "-t"), "gpus": _flag(own, "-g"), "average": _flag(own, "-a")}
-
-
-def _flag(args: str, flag: str) -> int:
-    m = re.search(rf"(?:^|\s){flag}\s*(\d+)(?=\s|$)", args)
-    return int(m.group(1)) if m else 1
 
 
 def _add_row(run: _Run, row: re.Match, line: str, new_run) -> None:
@@ -310,24 +275,7 @@ def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOpti
                            "wrapped by a page or `fold`) and no one way of joining them gives the header's columns; "
                            "unwrap the rows")
     rows, notes = _rows(run, path, opts.partial)
-    ranks, ranks_from = _ranks(run, opts)
-    implied = ranks_from_ratio(collective, [(r["algbw_gbps"], r["busbw_gbps"]) for r in rows])
-    if ranks is None:
-        if opts.ranks is None:
-            elided = " (the Rank lines are elided: '...')" if run.rank_lines_elided else ""
-            hint = f"; busbw/algbw says {implied} for {collective}" if implied else ""
-            raise refuse(path, f"nccl-tests {collective} output{where} without its '# Rank' lines{elided}: the rank "
-                               f"count is not in the log{hint}; {opts.opt('ranks')} N reads it")
-        ranks, ranks_from = opts.ranks, f"{opts.opt('ranks')} (the log does not say)"
-    elif opts.ranks is not None and opts.ranks != ranks:
-        raise refuse(path, f"{opts.opt('ranks')} {opts.ranks} disagrees with {ranks_from} ({ranks} ranks)")
-    if implied is not None and implied != ranks:
-        raise refuse(path, f"nccl-tests {collective} output{where}: {ranks} ranks from {ranks_from}, but busbw/algbw "
-                           f"in the rows says {implied}; the log is inconsistent")
-    if not nccl_tests_ratio.fits(pairs := _pairs(run), factor := get_collective(collective).busbw_factor(ranks)):
-        raise refuse(path, f"nccl-tests output{where}: busbw/algbw = {max(pairs)[1] / max(pairs)[0]:.3f}, but {collective} "
-                           f"on {ranks} ranks ({coll_from}; {ranks_from}) prints {factor:.3f}: not this collective or "
-                           "rank count")
+    ranks, ranks_from = _checked_ranks(run, rows, collective, coll_from, path, opts, where)
     if run.footer is None:
         if not opts.partial:
             why = f"the run failed ({run.failure!r})" if run.failure else "cut off or pasted in part"
@@ -356,6 +304,31 @@ def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOpti
         "assumptions": inferred}
     tail = "; ".join([f"{ranks} ranks from {ranks_from}", "out-of-place times", *inferred, *notes])
     return LogTable(frame, meta, f"nccl-tests {collective} log {path.name}{where} ({tail})")
+
+
+def _checked_ranks(run: _Run, rows: list, collective: str, coll_from: str, path: Path, opts: ReadOptions,
+                   where: str) -> tuple[int, str]:
+    """(ranks, where from): the log's, else --ranks; refused where neither says, where they disagree, or
+    where busbw/algbw does not fit the collective at that count."""
+    ranks, ranks_from = _ranks(run, opts)
+    implied = ranks_from_ratio(collective, [(r["algbw_gbps"], r["busbw_gbps"]) for r in rows])
+    if ranks is None:
+        if opts.ranks is None:
+            elided = " (the Rank lines are elided: '...')" if run.rank_lines_elided else ""
+            hint = f"; busbw/algbw says {implied} for {collective}" if implied else ""
+            raise refuse(path, f"nccl-tests {collective} output{where} without its '# Rank' lines{elided}: the rank "
+                               f"count is not in the log{hint}; {opts.opt('ranks')} N reads it")
+        ranks, ranks_from = opts.ranks, f"{opts.opt('ranks')} (the log does not say)"
+    elif opts.ranks is not None and opts.ranks != ranks:
+        raise refuse(path, f"{opts.opt('ranks')} {opts.ranks} disagrees with {ranks_from} ({ranks} ranks)")
+    if implied is not None and implied != ranks:
+        raise refuse(path, f"nccl-tests {collective} output{where}: {ranks} ranks from {ranks_from}, but busbw/algbw "
+                           f"in the rows says {implied}; the log is inconsistent")
+    if not nccl_tests_ratio.fits(pairs := _pairs(run), factor := get_collective(collective).busbw_factor(ranks)):
+        raise refuse(path, f"nccl-tests output{where}: busbw/algbw = {max(pairs)[1] / max(pairs)[0]:.3f}, but {collective} "
+                           f"on {ranks} ranks ({coll_from}; {ranks_from}) prints {factor:.3f}: not this collective or "
+                           "rank count")
+    return ranks, ranks_from
 
 
 def _given_collective(run: _Run, path: Path, opts: ReadOptions, where: str) -> tuple[str, str]:
