@@ -37,6 +37,10 @@ def _figure(frame, meta) -> str:
 
 def _row(path: Path, table) -> dict:
     frame, meta = table.frame, table.meta
+    missing = [c for c in ("collective", "msg_bytes", "ranks") if c not in frame.columns]
+    if missing or frame.empty:
+        return {"file": path.name, "format": "REFUSED", "note": f"a table without {', '.join(missing) or 'rows'}: not a "
+                f"commbench sweep table (sweep --out writes collective, msg_bytes, ranks, time_us_p50) nor a tool log"}
     runs = meta.get("runs") or 1
     return {"file": path.name + (f" [{meta['run']}/{runs}]" if runs > 1 else ""),
             "format": meta.get("format", "commbench table"), "collective": meta.get("collective", ""),

@@ -509,3 +509,12 @@ def test_a_collective_the_ratio_contradicts_is_refused(tmp_path):
     named = tmp_path / "all_reduce_perf.log"
     shutil.copy(VAR / "v213_gatherfamily_none_8r_noname.txt", named)
     assert "(the file name; the '# Rank' lines) prints 1.750" in refused(named)
+
+
+def test_check_tool_outputs_refuses_a_foreign_table_in_one_row(tmp_path):
+    (tmp_path / "parsed.csv").write_text("size,count,type,redop,root,time,algbw,busbw,wrong\n1048576,262144,float,sum,-1,"
+                                         "60.0,17.48,17.48,0\n")  # another parser's CSV, not a commbench table
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_tool_outputs.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    row = out.stdout.splitlines()[1].split("\t")
+    assert row[1] == "REFUSED" and "a table without collective, msg_bytes, ranks" in row[-1]
