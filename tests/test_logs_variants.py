@@ -372,6 +372,7 @@ def test_a_vllm_result_given_as_a_sweep_is_named():
     ("mpirun -H a:8,b:8 osu_allreduce", 16),  # Open MPI runs as many as the slots
     ("$ mpirun -np 4 osu_allreduce", 4),  # a shell prompt is not a wrapper
     ("ibrun osu_allreduce", None),  # the count is in the batch job, not the line
+    ("!mpirun -np 4 osu_allreduce", 4),  # a Jupyter cell's shell escape
 ])
 def test_launcher_process_counts(line, procs):
     import re

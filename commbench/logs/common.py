@@ -165,13 +165,13 @@ def launcher_processes(line: str, binary: re.Pattern) -> tuple[int | None, bool,
     at = next((i for i, t in enumerate(tokens) if binary.search(Path(t).name)), None)
     if at is None:
         return None, False, ""
-    start = next((i for i, t in enumerate(tokens[:at]) if Path(t).name in LAUNCHERS), None)
+    start = next((i for i, t in enumerate(tokens[:at]) if Path(t.lstrip("!")).name in LAUNCHERS), None)  # !: Jupyter
     if start is None:  # a wrapper variable (`$SUBMIT_CMD -n 4 osu_allreduce`); a bare `$` is a shell prompt
         start = next((i for i, t in enumerate(tokens[:at]) if t.startswith("$") and len(t) > 1), None)
     command = " ".join(tokens[start if start is not None else at:])
     if start is None:
         return None, False, command
-    launcher = Path(tokens[start]).name
+    launcher = Path(tokens[start].lstrip("!")).name
     is_srun = launcher == "srun"
     opts, nodes, per_node, hosts = tokens[start + 1:at], None, None, None
     if launcher == "jsrun":  # -n resource sets x -a tasks per set (IBM Spectrum LSF jsrun; -c is CPUs per set)
