@@ -519,3 +519,11 @@ def test_check_tool_outputs_refuses_a_foreign_table_in_one_row(tmp_path):
                          capture_output=True, text=True, timeout=120)
     row = out.stdout.splitlines()[1].split("\t")
     assert row[1] == "REFUSED" and "a table without collective, msg_bytes, ranks" in row[-1]
+
+
+def test_an_inf_bandwidth_at_a_zero_time_is_kept_as_printed(tmp_path):
+    path = tmp_path / "bcast.log"  # a 0.00 us time prints algbw/busbw `inf`: read as printed, ratios from the rest
+    path.write_text((VAR / "v2178_broadcast_root0_S1_4r.log").read_text().replace(
+        "    25.00    0.16    0.16       0", "     0.00     inf     inf       0"))
+    f = read_log(path)[0].frame
+    assert f.time_us_p50.iloc[0] == 0.0 and f.busbw_gbps.iloc[0] == float("inf") and f.busbw_gbps.iloc[-1] == 11.18

@@ -21,6 +21,7 @@ wrapper (`$SUBMIT_CMD -n 4 osu_allreduce`) with `-n N` / `-np N`; `jsrun -n S -a
 from __future__ import annotations
 
 import contextvars
+import math
 import re
 import shlex
 from contextlib import contextmanager
@@ -210,6 +211,7 @@ def ranks_from_ratio(collective: str, rows: list[tuple[float, float]]) -> int | 
     for every n, or rounding leaves more than one n). Each pair is (algbw, busbw) in GB/s as the log
     prints them (two decimals): the pair with the largest algbw has the smallest relative rounding."""
     kind = get_collective(collective).bus_factor_kind
+    rows = [(alg, bus) for alg, bus in rows if math.isfinite(alg) and math.isfinite(bus)]  # `inf` at a 0.00 us time
     if kind == "one" or not rows:
         return None
     alg, bus = max(rows)

@@ -16,6 +16,8 @@ identified: (n-1)/n without an op, factor 1, n <= 2, or rows below 1 GB/s are le
 
 from __future__ import annotations
 
+import math
+
 REDUCTIONS = {"sum", "prod", "max", "min", "avg", "mulsum", "premulsum"}
 MIN_ALGBW_GBPS = 1.0  # below it the printed two decimals leave the ratio uncertain by more than 1%
 
@@ -28,12 +30,12 @@ def _fits(pairs: list[tuple[float, float]], factor: float) -> bool:
 
 def fits(pairs: list[tuple[float, float]], factor: float) -> bool:
     """The rows of at least MIN_ALGBW_GBPS agree with busbw = algbw x factor (True where none is that fast)."""
-    return _fits([(alg, bus) for alg, bus in pairs if alg >= MIN_ALGBW_GBPS and alg == alg and bus == bus], factor)
+    return _fits([(alg, bus) for alg, bus in pairs if MIN_ALGBW_GBPS <= alg < math.inf and math.isfinite(bus)], factor)
 
 
 def identify(pairs: list[tuple[float, float]], redops: set[str], ranks: int | None) -> tuple[str, str] | None:
     """(nccl-tests collective, how it was inferred) where busbw/algbw and the op pin it down, else None."""
-    pairs = [(alg, bus) for alg, bus in pairs if alg >= MIN_ALGBW_GBPS]
+    pairs = [(alg, bus) for alg, bus in pairs if MIN_ALGBW_GBPS <= alg < math.inf and math.isfinite(bus)]
     if not ranks or ranks <= 2 or not pairs:
         return None
     alg, bus = max(pairs)
@@ -65,6 +67,7 @@ def pairs(rows: list[list[str]], layout) -> list[tuple[float, float]]:
 
 def hint(pairs: list[tuple[float, float]], implied_all_reduce: int | None, redops: set[str] = frozenset()) -> str:
     """What busbw/algbw says about the collective's family, for a refusal."""
+    pairs = [(alg, bus) for alg, bus in pairs if math.isfinite(alg) and math.isfinite(bus)]
     if not pairs:
         return ""
     alg, bus = max(pairs)
