@@ -527,3 +527,14 @@ def test_an_inf_bandwidth_at_a_zero_time_is_kept_as_printed(tmp_path):
         "    25.00    0.16    0.16       0", "     0.00     inf     inf       0"))
     f = read_log(path)[0].frame
     assert f.time_us_p50.iloc[0] == 0.0 and f.busbw_gbps.iloc[0] == float("inf") and f.busbw_gbps.iloc[-1] == 11.18
+
+
+def test_json_with_a_bare_inf_from_a_zero_time(tmp_path):
+    import re
+
+    text = gzip.decompress((VAR / "nccltests_J_v2_reduce_scatter_bom.json.gz").read_bytes()).decode("utf-8-sig")
+    text = re.sub(r'("time": )900.0(,\s*"alg_bw": )[\d.]+(,\s*"bus_bw": )[\d.]+', r"\g<1>0.0\2inf\3inf", text, count=1)
+    path = tmp_path / "rs.json"  # %g prints inf unquoted: not JSON until quoted as nccl-tests quotes "nan"
+    path.write_text(text)
+    f = read_log(path)[0].frame
+    assert f.time_us_p50.iloc[0] == 0.0 and f.algbw_gbps.iloc[0] == float("inf") and f.busbw_gbps.iloc[-1] == 75.77

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +30,7 @@ from commbench.logs.common import LogTable, ReadOptions, RunRef, ranks_from_rati
 from commbench.logs.nccl_tests_text import NCCL_TESTS, PERF_BINARY
 
 VERSIONS = (1, 2, 3)
+BARE_NUMBER = re.compile(r"([:\[,]\s*)(-?(?:inf|nan))(?=\s*[,}\]])")
 FOOTER_KEYS = (("average_bus_bandwidth", "bandwidth"), ("average_bus_bandwidith", "bandwidith"))
 
 
@@ -39,6 +41,8 @@ def looks_like(doc) -> bool:
 def _num(value) -> float:
     if value is None or value == "nan" or value == "-nan":
         return math.nan
+    if value in ("inf", "-inf"):
+        return float(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     raise ValueError(value)
@@ -202,7 +206,12 @@ def parse(text: str):
     """The JSON document, or None where the text is not one JSON object."""
     try:
         doc = json.loads(text)
-    except (ValueError, RecursionError):  # nested deeper than the reader goes: not a nccl-tests document
+    except ValueError:  # a bare `inf` / `nan` printed by %g (a 0.00 us time) is quoted, as nccl-tests quotes "nan"
+        try:
+            doc = json.loads(BARE_NUMBER.sub(r'\1"\2"', text))
+        except (ValueError, RecursionError):
+            return None
+    except RecursionError:  # nested deeper than the reader goes: not a nccl-tests document
         return None
     return doc if isinstance(doc, dict) else None
 
