@@ -3,7 +3,8 @@ MPI), then what they left behind.
 
     .venv/bin/python scripts/soak.py --minutes 3
 
-Counts, before and after: processes, open file descriptors of every process, POSIX shared-memory
+Counts, before and after: commbench's processes (its ranks, mpiexec and its daemons, spawned
+workers: other jobs on a shared host come and go), open file descriptors of every process, POSIX shared-memory
 segments and folders (/dev/shm: Open MPI's sm_segment.* files, commbench's private folders),
 commbench temporary folders and Open MPI / PRRTE session folders (ompi.*, prte.*) in the temp
 directory. A clean run ends with the same counts (give or take this script's own) and exits 0; a
@@ -28,6 +29,18 @@ RUNS = (
 )
 
 
+OURS = (b"commbench", b"prterun", b"prted", b"mpiexec", b"multiprocessing")
+"""What a process this loop started (or left behind) has in its command line."""
+
+
+def _ours(pid: str) -> bool:
+    try:
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return False
+    return any(word in cmdline for word in OURS) and b"soak.py" not in cmdline
+
+
 def census() -> dict:
     pids = [p for p in os.listdir("/proc") if p.isdigit()]
     fds = 0
@@ -37,7 +50,7 @@ def census() -> dict:
         except OSError:
             pass
     tmp = Path(tempfile.gettempdir())
-    return {"processes": len(pids), "open fds": fds, "shm segments": len(os.listdir("/dev/shm")),
+    return {"commbench processes": sum(map(_ours, pids)), "open fds": fds, "shm segments": len(os.listdir("/dev/shm")),
             "commbench temp folders": len(list(tmp.glob("commbench-*"))),
             "MPI session folders": len(list(tmp.glob("ompi.*")) + list(tmp.glob("prte.*")))}
 
@@ -61,7 +74,7 @@ def main() -> int:
     grew = []
     for key in before:
         print(f"  {key}: {before[key]} before, {after[key]} after")
-        slack = 30 if key == "open fds" else 2 if key == "processes" else 0  # this shell's own churn
+        slack = 30 if key == "open fds" else 0  # the host's other processes open and close files meanwhile
         if after[key] > before[key] + slack:
             grew.append(key)
     if grew:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from commbench import CommbenchError, require
-from commbench.measure.backends import BACKENDS, CAPABILITIES, DTYPE_BYTES, REDUCE_OPS
+from commbench.measure.backends import BACKENDS
 from commbench.measure.timing import TARGET_CI, TIMING_MODES
 
 MAX_TIMEOUT_S = 86_400.0
