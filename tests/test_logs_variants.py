@@ -423,7 +423,8 @@ def test_a_hard_wrapped_copy_is_joined_where_one_join_fits():
     assert folded.equals(whole[folded.columns]) and folded.time_us_max.iloc[0] == 55.0
 
 
-@pytest.mark.parametrize("name", ["kubectl_timestamps_tag_output_I1_M1_wrong_16r.log", "v2178_broadcast_root0_S1_4r.log"])
+@pytest.mark.parametrize("name", ["kubectl_timestamps_tag_output_I1_M1_wrong_16r.log", "v2178_broadcast_root0_S1_4r.log",
+                                  "old211_socket_info_splits_first_row_2r.txt"])
 def test_folded_at_any_width_reads_the_same_or_is_one_line(tmp_path, name):
     from commbench.logs.common import clean_lines
 

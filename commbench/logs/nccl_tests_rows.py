@@ -41,16 +41,20 @@ def rejoin(lines: list[str]) -> list[str]:
     """Rows split by NCCL_DEBUG=INFO: nccl-tests prints a row's size, count, type, op and root, then times
     it, and NCCL's first-launch lines (`NCCL INFO Launch mode Parallel`) land there, so the row's head
     ends a line glued to the INFO text and its figures start the next line. Joined back here."""
-    out, head = [], None
+    out, head, other = [], None, 0
     for line in lines:
         if m := SPLIT_ROW.match(line):
-            head = m.group(1)
+            head, other = m.group(1), 0
             out.append(m.group(2))
             continue
-        if head is not None and line.strip() and " NCCL INFO " not in line and " NCCL WARN " not in line:
-            if FIGURES.match(line) and not ROW.match(line.strip()):
-                line = f"{head}  {line.strip()}"
-            head = None
+        text = line.strip()
+        if head is not None and text and " NCCL INFO " not in line and " NCCL WARN " not in line:
+            if FIGURES.match(line) and not ROW.match(text):
+                line, head = f"{head}  {text}", None
+            elif ROW.match(text) or text.startswith("#") or other >= 2:
+                head = None  # the figures never came: the row is left out, as nccl-tests left it unfinished
+            else:
+                other += 1  # the rest of a long INFO line wrapped onto the next (`mode Parallel`)
         out.append(line)
     return out
 
