@@ -539,3 +539,14 @@ def test_json_with_a_bare_inf_from_a_zero_time(tmp_path):
     path.write_text(text)
     f = read_log(path)[0].frame
     assert f.time_us_p50.iloc[0] == 0.0 and f.algbw_gbps.iloc[0] == float("inf") and f.busbw_gbps.iloc[-1] == 75.77
+
+
+def test_json_collective_the_ratio_contradicts_is_refused(tmp_path):
+    import json
+
+    doc = json.loads((Path(__file__).parent / "fixtures" / "logs" / "nccltests_J_v3_per_iter_2proc.json").read_text())
+    doc["args"][0] = "./build/mystery"  # no X_perf: the user names it; all_gather's 1/2 at 2 ranks is not all_reduce's 1
+    path = tmp_path / "mystery.json"
+    path.write_text(json.dumps(doc))
+    assert "busbw/algbw = 0.500, but all_reduce on 2 ranks" in refused(path, collective="all_reduce")
+    assert read_log(path, collective="all_gather")[0].meta["ranks"] == 2

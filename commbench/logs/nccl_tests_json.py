@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from commbench.collectives import get_collective
+from commbench.logs import nccl_tests_ratio
 from commbench.logs.common import LogTable, ReadOptions, RunRef, ranks_from_ratio, refuse
 from commbench.logs.nccl_tests_text import NCCL_TESTS, PERF_BINARY
 
@@ -116,17 +118,7 @@ def _table(path, doc, config, args, name, results, k, total, opts: ReadOptions) 
         if collective is None:
             raise refuse(path, f"nccl-tests {name}_perf: commbench has no {name!r} collective")
     devices = config.get("devices") if isinstance(config.get("devices"), list) else []
-    threads, gpus = int(config.get("nthreads") or 1), int(config.get("ngpus") or 1)
-    if devices:
-        ranks, ranks_from = len(devices) * threads * gpus, (f"config.devices ({len(devices)} processes x "
-                                                            f"{threads} threads x {gpus} GPUs)")
-    elif opts.ranks is None:
-        raise refuse(path, f"nccl-tests -J JSON without config.devices: the rank count is not in the file; "
-                           f"{opts.opt('ranks')} N reads it")
-    else:
-        ranks, ranks_from = opts.ranks, f"{opts.opt('ranks')} (the file does not say)"
-    if opts.ranks is not None and devices and opts.ranks != ranks:
-        raise refuse(path, f"{opts.opt('ranks')} {opts.ranks} disagrees with {ranks_from} ({ranks} ranks)")
+    ranks, ranks_from = _ranks(path, config, devices, opts)
     rows, zero = _rows(path, results, opts)
     if not rows:
         raise refuse(path, f"nccl-tests -J JSON{where} with no results above 0 bytes")
@@ -143,6 +135,10 @@ def _table(path, doc, config, args, name, results, k, total, opts: ReadOptions) 
                                             if r["algbw_gbps"] == r["algbw_gbps"]])
     if implied is not None and implied != ranks:
         raise refuse(path, f"nccl-tests -J JSON: {ranks} ranks from {ranks_from}, but busbw/algbw says {implied}")
+    pairs = [(r["algbw_gbps"], r["busbw_gbps"]) for r in rows]
+    if not nccl_tests_ratio.fits(pairs, factor := get_collective(collective).busbw_factor(ranks)):
+        raise refuse(path, f"nccl-tests -J JSON{where}: busbw/algbw = {max(pairs)[1] / max(pairs)[0]:.3f}, but "
+                           f"{collective} on {ranks} ranks ({coll_from}; {ranks_from}) prints {factor:.3f}")
     frame = pd.DataFrame(rows)
     frame.insert(0, "collective", collective)
     frame.insert(2, "ranks", ranks)
@@ -161,6 +157,21 @@ def _table(path, doc, config, args, name, results, k, total, opts: ReadOptions) 
     tail = "; ".join([f"{ranks} ranks from {ranks_from}", "p50 of iterations" if per_iter else "out-of-place times",
                       *notes])
     return LogTable(frame, meta, f"nccl-tests -J {collective} JSON {path.name}{where} ({tail})")
+
+
+def _ranks(path: Path, config: dict, devices: list, opts: ReadOptions) -> tuple[int, str]:
+    """config.devices (one per process) x nthreads x ngpus, else --ranks; refused where neither says."""
+    threads, gpus = int(config.get("nthreads") or 1), int(config.get("ngpus") or 1)
+    if devices:
+        ranks, ranks_from = len(devices) * threads * gpus, (f"config.devices ({len(devices)} processes x "
+                                                            f"{threads} threads x {gpus} GPUs)")
+        if opts.ranks is not None and opts.ranks != ranks:
+            raise refuse(path, f"{opts.opt('ranks')} {opts.ranks} disagrees with {ranks_from} ({ranks} ranks)")
+        return ranks, ranks_from
+    if opts.ranks is None:
+        raise refuse(path, f"nccl-tests -J JSON without config.devices: the rank count is not in the file; "
+                           f"{opts.opt('ranks')} N reads it")
+    return opts.ranks, f"{opts.opt('ranks')} (the file does not say)"
 
 
 def _rows(path: Path, results: list[dict], opts: ReadOptions) -> tuple[list[dict], int]:
