@@ -270,3 +270,17 @@ def test_explicit_moe_all_reduce_stays_under_all2all_kernels():
            "num_experts_per_tok": 4, "vocab_size": 32000, "torch_dtype": "bfloat16"}
     ops = ep_ops(cfg, tp=2, all2all="all_to_all")
     assert ops["layer.moe"].calls == 3 and ops["layer.moe.a2a_dispatch"].group_size == 4
+
+
+def test_glm45v_text_model_routes_in_float32():
+    # glm4_1v.py Glm4vMoeForConditionalGeneration: the language model is Glm4MoeForCausalLM (glm4_moe.py),
+    # whose Glm4MoE.forward runs the gate on hidden_states.to(torch.float32): under EP the all-gathered
+    # router logits are float32, [4 tokens, 8 experts] x 4 B x 2 ranks = 256 B (AgRsAll2AllManager.dispatch).
+    cfg = {"architectures": ["Glm4vMoeForConditionalGeneration"], "model_type": "glm4v_moe", "torch_dtype": "bfloat16",
+           "text_config": {"model_type": "glm4v_moe_text", "hidden_size": 1024, "intermediate_size": 2048,
+                           "moe_intermediate_size": 512, "num_attention_heads": 8, "num_key_value_heads": 2,
+                           "num_hidden_layers": 4, "first_k_dense_replace": 1, "n_routed_experts": 8,
+                           "n_shared_experts": 1, "num_experts_per_tok": 2, "vocab_size": 32000}}
+    ops = ep_ops(cfg)
+    logits = ops["layer.moe.dispatch_router_logits"]
+    assert logits.dtype == "float32" and logits.msg_bytes == 4 * 8 * 4 * 2 and logits.calls == 3
