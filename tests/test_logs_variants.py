@@ -550,3 +550,10 @@ def test_json_collective_the_ratio_contradicts_is_refused(tmp_path):
     path.write_text(json.dumps(doc))
     assert "busbw/algbw = 0.500, but all_reduce on 2 ranks" in refused(path, collective="all_reduce")
     assert read_log(path, collective="all_gather")[0].meta["ranks"] == 2
+
+
+def test_a_mention_of_osu_in_a_nccl_tests_log_is_not_a_mixed_file(tmp_path):
+    path = tmp_path / "bcast.log"
+    path.write_text("# note: # OSU MPI tests were skipped on this cluster\n" + (VAR / "v2178_broadcast_root0_S1_4r.log").read_text())
+    (t,) = read_log(path)
+    assert t.meta["collective"] == "broadcast" and t.frame.busbw_gbps.iloc[-1] == 11.18

@@ -126,7 +126,10 @@ def _mixed(path: Path, text: str, opts: ReadOptions) -> list[RunRef]:
 
     first_osu = osu.HEADER_ANYWHERE.search(text)
     first_nccl = nccl_tests_text.START_ANYWHERE.search(text)
-    groups = [osu.read(path, text, opts), nccl_tests_text.read(path, text, opts)]
+    try:
+        groups = [osu.read(path, text, opts), nccl_tests_text.read(path, text, opts)]
+    except CommbenchError:  # `# OSU MPI` mentioned but no OSU run (or no nccl-tests run): the tool that ran
+        return osu.read(path, text, opts) if first_osu and not first_nccl else nccl_tests_text.read(path, text, opts)
     if first_nccl and first_osu and first_nccl.start() < first_osu.start():
         groups.reverse()
     return _numbered(path, groups, "the file holds both OSU and nccl-tests output")
