@@ -557,3 +557,11 @@ def test_a_mention_of_osu_in_a_nccl_tests_log_is_not_a_mixed_file(tmp_path):
     path.write_text("# note: # OSU MPI tests were skipped on this cluster\n" + (VAR / "v2178_broadcast_root0_S1_4r.log").read_text())
     (t,) = read_log(path)
     assert t.meta["collective"] == "broadcast" and t.frame.busbw_gbps.iloc[-1] == 11.18
+
+
+def test_nul_padding_after_a_crash_is_not_binary(tmp_path):
+    path = tmp_path / "bcast.log"  # a shared file system pads a file a dying node was writing with NUL bytes
+    path.write_bytes((VAR / "v2178_broadcast_root0_S1_4r.log").read_bytes() + b"\0" * 4096)
+    assert read_log(path)[0].frame.busbw_gbps.iloc[-1] == 11.18
+    path.write_bytes(b"\0\1\2" * 400)
+    assert "not text (binary data)" in refused(path)

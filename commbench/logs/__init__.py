@@ -75,7 +75,7 @@ def _text(path: Path) -> str:
         except UnicodeDecodeError:
             raise CommbenchError(f"{path.name}: not text (a UTF-16 byte-order mark, then bytes that are not "
                                  f"UTF-16); expected {EXPECTED}") from None
-    data = ANSI.sub(b"", data.removeprefix(b"\xef\xbb\xbf"))
+    data = ANSI.sub(b"", data.removeprefix(b"\xef\xbb\xbf")).rstrip(b"\0")  # NUL padding: a node died mid-write
     if not data.strip():
         raise CommbenchError(f"{path.name}: empty file; expected {EXPECTED}")
     head = data[:65536]
