@@ -565,3 +565,42 @@ def test_nul_padding_after_a_crash_is_not_binary(tmp_path):
     assert read_log(path)[0].frame.busbw_gbps.iloc[-1] == 11.18
     path.write_bytes(b"\0\1\2" * 400)
     assert "not text (binary data)" in refused(path)
+
+
+def test_an_info_line_inside_a_figure_or_the_type():
+    t = one("info_lines_mid_figure_and_mid_type_4r.log")
+    f = t.frame
+    # 1048576 B: `60.0` + another host's INFO line + `0  17.48  26.21 ...`: 60.00 us, busbw 26.21 (= 17.48 x 1.5)
+    assert list(f.msg_bytes) == [65536, 1048576, 16777216, 268435456] and t.meta["notes"] == []
+    assert (f.time_us_p50.iloc[1], f.busbw_gbps.iloc[1], f.time_us_in_place.iloc[1]) == (60.0, 26.21, 61.0)
+    # 16777216 B cut inside `float` (`flo` | `at  sum ...`): only `float` gives a whole row: 420.00 us, busbw 59.92
+    assert (f.type.iloc[2], f.time_us_p50.iloc[2], f.busbw_gbps.iloc[2]) == ("float", 420.0, 59.92)
+
+
+def test_an_info_line_anywhere_in_any_row_reads_the_row_or_refuses(tmp_path):
+    lines = (VAR / "v2178_broadcast_root0_S1_4r.log").read_text().splitlines()
+    lines = ["bx-1:31000:31000 [0] NCCL INFO Bootstrap : Using ib0", *lines]
+    whole = read_log(VAR / "v2178_broadcast_root0_S1_4r.log")[0].frame
+    path = tmp_path / "bcast.log"
+    rows = [i for i, line in enumerate(lines) if line[:12].strip().isdigit()]
+    for i in rows:
+        for cut in range(1, len(lines[i]), 3):  # another host's INFO line glued at every third column
+            info = "bx-2:31002:31060 [0] NCCL INFO Channel 00/0 : 2[0] -> 3[1] via P2P/IPC"
+            path.write_text("\n".join(lines[:i] + [lines[i][:cut] + info, lines[i][cut:]] + lines[i + 1:]) + "\n")
+            try:
+                frame = read_log(path)[0].frame
+            except CommbenchError as exc:
+                assert "\n" not in str(exc)
+                continue
+            assert frame[whole.columns].equals(whole), (i, cut)
+
+
+def test_a_row_an_info_line_cut_whose_rest_never_came_is_left_out_and_said(tmp_path):
+    lines = (VAR / "v2178_broadcast_root0_S1_4r.log").read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if line.strip().startswith("262144"))
+    lines[i] = lines[i][:60] + "bx-2:31002:31060 [0] NCCL INFO Connected all rings"  # the rest is not in the log
+    path = tmp_path / "bcast.log"
+    path.write_text("\n".join(lines) + "\n")
+    t = read_log(path)[0]
+    assert list(t.frame.msg_bytes) == [4096, 16777216]
+    assert t.meta["notes"] == ["row(s) of 262144 B cut by an NCCL INFO line and not finished in the log: left out"]

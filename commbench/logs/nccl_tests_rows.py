@@ -30,33 +30,60 @@ EXTRA_COLUMNS = (("p50", "time_us_p50_iter"), ("p99", "time_us_p99"), ("p95", "t
 # failure where it exceeded DeltaMaxValue(type) (src/common.cu): 1e-2 half/bfloat16, 1e-5 float, 1e-12
 # double, 1e-200 (any deviation) for integers. `wrong` is that verdict (0/1); `max_error` keeps the figure.
 ERROR_TOLERANCE = {"half": 1e-2, "bfloat16": 1e-2, "float": 1e-5, "double": 1e-12}
+# nccl-tests' type names (src/common.cu test_typenames) -> bytes per element; S = count x bytes x (1 or n)
+TYPE_BYTES = {"int8": 1, "uint8": 1, "f8e4m3": 1, "f8e5m2": 1, "half": 2, "bfloat16": 2, "int32": 4, "uint32": 4,
+              "float": 4, "int64": 8, "uint64": 8, "double": 8}
 PER_ITER_DEFAULT = ("min", "max", "p99", "cv")  # -I 1 column order (src/util.cu, 2.19.2+) where no header names them
 
-SPLIT_ROW = re.compile(rf"^(\s*\d+\s+\d+\s+[a-z][a-z0-9_]*(?:\s+(?:{'|'.join(REDOPS)}))?(?:\s+-?\d+)?)\s*"
-                       r"(\S*:\d+:\d+ \[\d+\] NCCL (?:INFO|WARN) .*)$")
-FIGURES = re.compile(r"^\s*(?:[-+]?\d*\.?\d+(?:e[-+]?\d+)?|N/A|-?nan)(?:\s+\S+)+$")
+INFO_START = re.compile(r"^([A-Za-z][\w.\-]*):\d+:\d+ \[\d+\] NCCL (?:INFO|WARN) ")  # host:pid:tid [dev], at column 0
+RANK_HOST = re.compile(r"^#\s*Rank\s+\d+\s.*?\bon\s+(\S+)\s+device\b")  # the hosts of the Rank lines
+ROW_HEAD = re.compile(r"^\s*\d+\s+\d+\s+[a-z][a-z0-9_]*(?:\s|$)")  # size, count, type: a row's start
 
 
 def rejoin(lines: list[str]) -> list[str]:
-    """Rows split by NCCL_DEBUG=INFO: nccl-tests prints a row's size, count, type, op and root, then times
-    it, and NCCL's first-launch lines (`NCCL INFO Launch mode Parallel`) land there, so the row's head
-    ends a line glued to the INFO text and its figures start the next line. Joined back here."""
-    out, head, other = [], None, 0
+    """Rows split by NCCL_DEBUG=INFO. nccl-tests prints a row in pieces (its head, then each placement's
+    figures, timed in between) into a buffered stdout, while NCCL writes whole INFO lines (first-launch
+    `Launch mode Parallel`, lazy `Channel ... via P2P` connections, other processes' lines): one can land
+    anywhere in a row, glued to the row's first part, with the rest of the row on a later line. The
+    INFO line's host (one that starts INFO lines elsewhere in the log, or of a Rank line) marks where the row
+    stops; the first part and the next line that is not INFO are joined where exactly one join (a
+    blank or none) gives a whole row under the column header; where none does, the row is left out
+    (said), where both do, it is marked UNSURE (refused). The INFO lines follow the joined row."""
+    hosts = {m.group(1) for line in lines if (m := INFO_START.match(line) or RANK_HOST.match(line.strip()))}
+    if not any(" NCCL INFO " in line or " NCCL WARN " in line for line in lines):
+        return lines
+    glued = re.compile("(?:" + "|".join(map(re.escape, sorted(hosts, key=len, reverse=True))) +
+                       r"):\d+:\d+ \[\d+\] NCCL (?:INFO|WARN) ")
+    out, head, held, other, columns = [], None, [], 0, None
     for line in lines:
-        if m := SPLIT_ROW.match(line):
-            head, other = m.group(1), 0
-            out.append(m.group(2))
-            continue
         text = line.strip()
-        if head is not None and text and " NCCL INFO " not in line and " NCCL WARN " not in line:
-            if FIGURES.match(line) and not ROW.match(text):
-                line, head = f"{head}  {text}", None
-            elif ROW.match(text) or text.startswith("#") or other >= 2:
-                head = None  # the figures never came: the row is left out, as nccl-tests left it unfinished
-            else:
-                other += 1  # the rest of a long INFO line wrapped onto the next (`mode Parallel`)
-        out.append(line)
-    return out
+        if HEADER.match(text):
+            columns = text.lstrip("#").split()
+        m = glued.search(line)
+        if m and m.start() and re.match(r"\s*\d", line):  # a row's first part, then an INFO line
+            out += _left_out(head) + held
+            head, held, other = line[:m.start()], [line[m.start():]], 0
+            continue
+        if head is None or not text or glued.match(text):
+            (out if head is None else held).append(line)
+            continue
+        joins = {f: t for sep in ("", " ") if (f := _figures_of(t := head + sep + line.lstrip(), columns))}
+        if len(joins) == 1 or len(joins) > 1:
+            out += [next(iter(joins.values()))] if len(joins) == 1 else [head, UNSURE + head.split()[0]]
+            out += held
+        elif ROW.match(text) or text.startswith("#") or other >= 2:
+            out += _left_out(head) + [*held, line]
+        else:  # the rest of a long INFO line wrapped onto the next (`mode Parallel`)
+            other += 1
+            held.append(line)
+            continue
+        head, held = None, []
+    return out + _left_out(head) + held
+
+
+def _left_out(head: str | None) -> list[str]:
+    """The marker for a row whose rest never came (said in the run's notes), or nothing."""
+    return [LEFT_OUT + head.split()[0]] if head else []
 
 
 def layout(columns: list | None, n_tokens: int) -> tuple[bool, list[str]] | None:
@@ -93,6 +120,7 @@ def figures(names: list[str], values: list[str], suffix: str, dtype: str) -> dic
 
 
 UNSURE = "#commbench: wrapped row, unsure "  # what unwrap leaves where no single join fits
+LEFT_OUT = "#commbench: row left out "  # what rejoin leaves for a row cut by an INFO line and never finished
 TAIL = re.compile(r"(?:[-+]?\d*\.?\d*(?:e[-+]?\d+)?\*?|N/A|N/?|/?A|-?nan|n?an?|[\d:-]+)")  # a figure or a piece of one
 HEADER = re.compile(r"#\s*size\s+count\s+type\b")
 
@@ -129,7 +157,7 @@ def unwrap(lines: list[str]) -> list[str]:
         if HEADER.match(line.strip()):
             columns = line.strip().lstrip("#").split()
         j = i + 1
-        while ROW.match(line.strip()) and j < len(lines) and j - i <= 4 and _tail(lines[j]):
+        while ROW_HEAD.match(line) and j < len(lines) and j - i <= 4 and _tail(lines[j]):
             j += 1
         if j == i + 1:
             out.append(line)
@@ -143,6 +171,6 @@ def unwrap(lines: list[str]) -> list[str]:
                 joined.setdefault(figures, text)
         out.append(next(iter(joined.values())) if len(joined) == 1 else line)
         if len(joined) != 1:
-            out.append(UNSURE + ROW.match(line.strip()).group(1))
+            out.append(UNSURE + line.split()[0])
         i = j
     return out

@@ -31,10 +31,10 @@ from commbench.logs.nccl_tests_lines import _NAMES, NCCL_TESTS, PERF_BINARY, PER
 from commbench.logs.nccl_tests_lines import command as _command
 from commbench.logs.nccl_tests_lines import footer as _footer
 from commbench.logs.nccl_tests_lines import header_settings as _header_settings
-from commbench.logs.nccl_tests_rows import REDOPS, ROW, TIMESTAMP
+from commbench.logs.nccl_tests_rows import REDOPS, ROW, TIMESTAMP, TYPE_BYTES
 from commbench.logs.nccl_tests_rows import figures as _figures
 from commbench.logs.nccl_tests_rows import layout as _layout
-from commbench.logs.nccl_tests_rows import UNSURE
+from commbench.logs.nccl_tests_rows import LEFT_OUT, UNSURE
 from commbench.logs.nccl_tests_rows import rejoin as _rejoin
 from commbench.logs.nccl_tests_rows import unwrap as _unwrap
 from commbench.logs.common import (LogTable, ReadOptions, RunRef, clean_lines, launcher_processes, number, ranks_from_ratio,
@@ -67,6 +67,7 @@ class _Run:
     zero_rows: int = 0
     footer: float | None = None
     concluded: bool = False
+    left_out: list = field(default_factory=list)  # sizes of rows an INFO line cut and nothing finished
     wrap_unsure: int = 0  # the size of a row followed by figures that could not be joined to it
     failure: str = ""  # nccl-tests' own `Test NCCL failure common.cu:N '...'` line, where the run died
     cycle: int = 0
@@ -97,6 +98,9 @@ def _parse(lines: list[str]) -> tuple[list[_Run], dict]:
         if line.startswith(UNSURE):  # a hard-wrapped row that cannot be joined for sure: refused when read
             if current is not None:
                 current.wrap_unsure = current.wrap_unsure or int(line[len(UNSURE):])
+            continue
+        if line.startswith(LEFT_OUT) and current is not None:  # cut by an INFO line, never finished: noted
+            current.left_out.append(line[len(LEFT_OUT):])
             continue
         if line.startswith("#"):
             _comment(line, current, pending, new_run)
@@ -170,6 +174,10 @@ def _rows(run: _Run, path: Path, partial: bool) -> tuple[list[dict], list[str]]:
     notes, rows = [], []
     for i, row in enumerate(run.rows):
         tokens = list(row["tokens"])
+        if row["count"] and row["msg_bytes"] % (row["count"] * TYPE_BYTES.get(row["type"], 1)):  # S = count x size x k
+            notes.append(f"a row of {row['msg_bytes']} B whose count {row['count']} {row['type']} does not fit it "
+                         "(a garbled line): left out")
+            continue
         layout = _layout(run.columns, len(tokens))
         if layout is None:
             raise refuse(path, f"cannot read the nccl-tests row {row['line'][:90]!r}: {len(tokens)} figures after the "
@@ -282,6 +290,8 @@ def _table(run: _Run, k: int, total: int, path: Path, info: dict, opts: ReadOpti
             raise refuse(path, f"nccl-tests {collective} output{where} without its '# Avg bus bandwidth' footer: {why} "
                                f"({opts.opt('partial')} reads the {len(rows)} rows it has)")
         notes.append("no '# Avg bus bandwidth' footer: read as partial")
+    if run.left_out:
+        notes.append(f"row(s) of {', '.join(run.left_out)} B cut by an NCCL INFO line and not finished in the log: left out")
     if run.zero_rows:
         notes.append(f"{run.zero_rows} 0-byte rows skipped (nothing moved)")
     if not rows:
