@@ -106,7 +106,7 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
     from commbench.traffic.model_card import load_model_card
     from commbench.traffic.plan import ParallelPlan
     from commbench.results import check_output_path
-    from commbench.traffic.runner_options import ENGINES, RunnerOptions
+    from commbench.traffic.runner_options import RunnerOptions
     from commbench.traffic.trace import make_trace
     from commbench.traffic.workload import Workload
 
@@ -119,7 +119,6 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
     _refuse_before_output(card, plan, workload, out, replay)
     explicit = click.get_current_context().get_parameter_source("engine") != click.core.ParameterSource.DEFAULT
     result = make_trace(plan, workload, engine_opts, engine_explicit=explicit)  # refused or switched by the registry
-    engine = result.engine.name
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if replay:
@@ -132,7 +131,15 @@ def trace(model, mode, tp, pp, dp, engine, cuda_graphs, moe_kernel, all2all, bat
     if as_json:
         click.echo(dumps(result.to_dict()))
         return
+    _print_trace(result, card, plan, workload, explicit, cuda_graphs)
+
+
+def _print_trace(result, card, plan, workload, explicit: bool, cuda_graphs: bool) -> None:
+    """The trace as people read it: its inputs, one table per phase's step, the whole-run totals."""
+    from commbench.traffic.runner_options import ENGINES
+
     w = workload
+    engine = result.engine.name
     console.print(f"[bold]{escape(card.name)}[/] {plan.describe()}  batch {w.batch}, {w.scenario} ISL {w.isl} / OSL {w.osl}, "
                   f"token budget {w.token_budget}", highlight=False)
     default = "" if explicit else " (default)" if engine == "vllm-v1" else " (switched: see the warning)"

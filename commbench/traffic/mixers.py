@@ -27,51 +27,79 @@ def mixer_fields(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> 
         + norm dv + out_proj nv dv h; state (2 nk dk + nv dv)(K - 1) + nv dk dv
     """
     kinds = {b for layer in blocks for b in layer} & {"mamba", "mamba2", "gated_deltanet", "short_conv"}
+    kinds |= {b for layer in blocks for b in layer if b in ("laurel", "lightning_attention")}
     cache = str(cfg.get("mamba_ssm_cache_dtype") or act).replace("torch.", "")
     state_bytes = DTYPE_BYTES.get(cache, DTYPE_BYTES[act])
     params, state, sizes = {}, {}, {}
     w = lambda *keys, default: whole(cfg, name, *keys, default=default)  # noqa: E731
-    if "mamba" in kinds:
-        # pure Mamba (mamba.py MambaDecoderLayer) reads intermediate_size, time_step_rank, state_size, conv_kernel
-        # (Falcon-Mamba-7B: expand 16 but intermediate_size 8192); Jamba the mamba_* names
-        pure = "time_step_rank" in cfg or "state_size" in cfg
-        d = w("intermediate_size", default=2 * hidden) if pure else w("mamba_expand", "expand", default=2) * hidden
-        rank = cfg.get("time_step_rank")
-        r = -(-hidden // 16) if rank in (None, "auto") else w("time_step_rank", default=0)  # MambaConfig: "auto" = ceil(h/16)
-        r = w("mamba_dt_rank", default=r)
-        n, k = w("mamba_d_state", "state_size", default=16), w("mamba_d_conv", "conv_kernel", default=4)
-        if cfg.get("mamba_step"):  # PLaMo 2 (plamo2.py Plamo2MambaMixer): heads x head size wide, bcdt_proj to
-            d = w("mamba_num_heads", default=1) * w("hidden_size_per_head", default=128)  # max(64, h // 16) + 2 N
-            r = max(64, hidden // 16)
-        params["mamba"] = 2 * hidden * d + d * k + d * (r + 2 * n) + r * d + d + d * n + d + d * hidden
-        state["mamba"] = (d * (k - 1) + d * n) * state_bytes
-        sizes["mamba_x_proj_width"] = r + 2 * n
-    if "mamba2" in kinds:
-        heads = w("mamba_num_heads", "mamba_n_heads", "n_mamba_heads", default=0)
-        d_ssm = w("mamba_d_ssm", default=0)  # Falcon-H1: the mixer width, its head size "auto" = d_ssm / heads
-        head_dim = 0 if cfg.get("mamba_d_head") == "auto" else w("mamba_head_dim", "mamba_d_head", default=0)
-        d = d_ssm or (heads * head_dim if heads and head_dim else w("expand", "mamba_expand", default=2) * hidden)
-        heads = heads or max(1, d // 64)
-        g = w("n_groups", "mamba_n_groups", "mamba_ngroups", default=1)
-        n, k = w("ssm_state_size", "mamba_d_state", "state_size", default=128), w("conv_kernel", "mamba_d_conv", default=4)
-        params["mamba2"] = hidden * (2 * d + 2 * g * n + heads) + (d + 2 * g * n) * k + 3 * heads + d + d * hidden
-        state["mamba2"] = ((d + 2 * g * n) * (k - 1) + d * n) * state_bytes
-        sizes["mamba_n_groups"] = g
-    if "gated_deltanet" in kinds:
-        nk, dk = w("linear_num_key_heads", default=16), w("linear_key_head_dim", default=128)
-        nv, dv = w("linear_num_value_heads", default=32), w("linear_value_head_dim", default=128)
-        k = w("linear_conv_kernel_dim", default=4)
-        params["gated_deltanet"] = hidden * (2 * nk * dk + 2 * nv * dv) + hidden * 2 * nv + (2 * nk * dk + nv * dv) * k \
-            + 2 * nv + dv + nv * dv * hidden
-        state["gated_deltanet"] = ((2 * nk * dk + nv * dv) * (k - 1) + nv * dk * dv) * state_bytes
-    if any("laurel" in layer for layer in blocks):  # gemma3n.py Gemma3nLaurelBlock: hidden -> rank -> hidden
-        params["laurel"] = 2 * hidden * w("laurel_rank", default=64)
-    if any("lightning_attention" in layer for layer in blocks):  # layers/mamba/linear_attn.py, q = heads x head_dim:
-        q = w("num_attention_heads", default=1) * w("head_dim", default=max(1, hidden // w("num_attention_heads", default=1)))
-        params["lightning_attention"] = 5 * hidden * q + q  # qkv_proj 3 h q, output_gate h q, out_proj q h, norm q
-        state["lightning_attention"] = q * (q // w("num_attention_heads", default=1)) * 4  # float32 kv [heads, d, d]
-    if "short_conv" in kinds:  # layers/mamba/short_conv.py: in_proj d -> 3 d, conv d x L, out_proj d -> d
-        d, k = w("conv_dim", default=hidden), w("conv_L_cache", default=3)
-        params["short_conv"] = 3 * d * d + d * k + d * d
-        state["short_conv"] = d * (k - 1) * state_bytes
+    for kind in sorted(kinds, key=list(_MIXERS).index):
+        kind_params, kind_state, kind_sizes = _MIXERS[kind](cfg, w, hidden)
+        params[kind] = kind_params
+        if kind_state is not None:
+            state[kind] = kind_state * (4 if kind == "lightning_attention" else state_bytes)
+        sizes.update(kind_sizes)
     return {"mixer_params": params, "state_bytes_per_seq": state, **sizes}
+
+
+def _mamba1(cfg: dict, w, hidden: int):
+    """Mamba-1: (params, state elements per sequence, trace sizes)."""
+    # pure Mamba (mamba.py MambaDecoderLayer) reads intermediate_size, time_step_rank, state_size, conv_kernel
+    # (Falcon-Mamba-7B: expand 16 but intermediate_size 8192); Jamba the mamba_* names
+    pure = "time_step_rank" in cfg or "state_size" in cfg
+    d = w("intermediate_size", default=2 * hidden) if pure else w("mamba_expand", "expand", default=2) * hidden
+    rank = cfg.get("time_step_rank")
+    r = -(-hidden // 16) if rank in (None, "auto") else w("time_step_rank", default=0)  # MambaConfig: "auto" = ceil(h/16)
+    r = w("mamba_dt_rank", default=r)
+    n, k = w("mamba_d_state", "state_size", default=16), w("mamba_d_conv", "conv_kernel", default=4)
+    if cfg.get("mamba_step"):  # PLaMo 2 (plamo2.py Plamo2MambaMixer): heads x head size wide, bcdt_proj to
+        d = w("mamba_num_heads", default=1) * w("hidden_size_per_head", default=128)  # max(64, h // 16) + 2 N
+        r = max(64, hidden // 16)
+    params = 2 * hidden * d + d * k + d * (r + 2 * n) + r * d + d + d * n + d + d * hidden
+    return params, d * (k - 1) + d * n, {"mamba_x_proj_width": r + 2 * n}
+
+
+def _mamba2(cfg: dict, w, hidden: int):
+    """Mamba-2: (params, state elements per sequence, trace sizes)."""
+    heads = w("mamba_num_heads", "mamba_n_heads", "n_mamba_heads", default=0)
+    d_ssm = w("mamba_d_ssm", default=0)  # Falcon-H1: the mixer width, its head size "auto" = d_ssm / heads
+    head_dim = 0 if cfg.get("mamba_d_head") == "auto" else w("mamba_head_dim", "mamba_d_head", default=0)
+    d = d_ssm or (heads * head_dim if heads and head_dim else w("expand", "mamba_expand", default=2) * hidden)
+    heads = heads or max(1, d // 64)
+    g = w("n_groups", "mamba_n_groups", "mamba_ngroups", default=1)
+    n, k = w("ssm_state_size", "mamba_d_state", "state_size", default=128), w("conv_kernel", "mamba_d_conv", default=4)
+    params = hidden * (2 * d + 2 * g * n + heads) + (d + 2 * g * n) * k + 3 * heads + d + d * hidden
+    return params, (d + 2 * g * n) * (k - 1) + d * n, {"mamba_n_groups": g}
+
+
+def _gated_deltanet(cfg: dict, w, hidden: int):
+    """Gated DeltaNet (qwen3_next.py): (params, state elements per sequence, no trace sizes)."""
+    nk, dk = w("linear_num_key_heads", default=16), w("linear_key_head_dim", default=128)
+    nv, dv = w("linear_num_value_heads", default=32), w("linear_value_head_dim", default=128)
+    k = w("linear_conv_kernel_dim", default=4)
+    params = hidden * (2 * nk * dk + 2 * nv * dv) + hidden * 2 * nv + (2 * nk * dk + nv * dv) * k \
+        + 2 * nv + dv + nv * dv * hidden
+    return params, (2 * nk * dk + nv * dv) * (k - 1) + nv * dk * dv, {}
+
+
+def _laurel(cfg: dict, w, hidden: int):
+    """gemma3n.py Gemma3nLaurelBlock: hidden -> rank -> hidden; no state."""
+    return 2 * hidden * w("laurel_rank", default=64), None, {}
+
+
+def _lightning_attention(cfg: dict, w, hidden: int):
+    """layers/mamba/linear_attn.py, q = heads x head_dim: qkv_proj 3 h q, output_gate h q, out_proj q h,
+    norm q; state a float32 kv [heads, d, d] (elements; priced at 4 bytes)."""
+    heads = w("num_attention_heads", default=1)
+    q = heads * w("head_dim", default=max(1, hidden // heads))
+    return 5 * hidden * q + q, q * (q // heads), {}
+
+
+def _short_conv(cfg: dict, w, hidden: int):
+    """layers/mamba/short_conv.py: in_proj d -> 3 d, conv d x L, out_proj d -> d."""
+    d, k = w("conv_dim", default=hidden), w("conv_L_cache", default=3)
+    return 3 * d * d + d * k + d * d, d * (k - 1), {}
+
+
+# mixer kind -> (cfg, w, hidden) -> (params, state elements per sequence or None, trace sizes)
+_MIXERS = {"mamba": _mamba1, "mamba2": _mamba2, "gated_deltanet": _gated_deltanet, "laurel": _laurel,
+           "lightning_attention": _lightning_attention, "short_conv": _short_conv}
