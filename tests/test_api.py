@@ -45,3 +45,28 @@ def test_a_spec_knows_its_sizes_and_rows_before_any_rank_starts():
     assert spec.sizes == (1024, 2048, 4096, 8192)
     assert spec.placements == ("in_place", "out_of_place") and spec.rows == 8  # MPI has both placements
     assert SweepSpec("broadcast", max_bytes=64).placements == ("in_place",)
+
+
+def test_a_sweep_runs_on_a_backend_joined_by_the_caller(tmp_path):
+    """world=backend: the job runs in the caller's own processes (here two ranks of an mpiexec the test
+    starts, each joining through make_backend), rank 0 gets the table, the others None."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import mpiexec_path
+
+    if mpiexec_path() is None:
+        pytest.skip("no mpiexec")
+    code = ("import json; from commbench.measure import SweepSpec, sweep; from commbench.measure.world import make_backend; "
+            "b = make_backend('mpi', 30); t = sweep(SweepSpec('all_gather', max_bytes=64, iters=2, backend='mpi'), world=b); "
+            "print(json.dumps(None if t is None else [list(t.msg_bytes), int(t.wrong.sum()), t.attrs['ranks']]))")
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    done = subprocess.run([mpiexec_path(), "-n", "2", "--oversubscribe", sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    printed = sorted(done.stdout.split("\n")[:2], key=len)
+    # all_gather of 8..64 B on MPI: both placements per size; one rank prints the table, the other None
+    assert json.loads(printed[0]) is None
+    assert json.loads(printed[1]) == [[8, 8, 16, 16, 32, 32, 64, 64], 0, 2]
