@@ -55,10 +55,23 @@ def environment() -> dict:
     env["cupy"] = _try(lambda: __import__("cupy").__version__)
     env["cupy_nccl"] = _try(lambda: __import__("cupy.cuda.nccl", fromlist=["nccl"]).get_version())
     env["mpi4py"] = _try(lambda: __import__("mpi4py").__version__)
-    env["mpi_library"] = _try(lambda: __import__("mpi4py.MPI", fromlist=["MPI"]).Get_library_version().splitlines()[0])
+    env["mpi_library"] = _try(_mpi_library_version)
     for name in ("numpy", "pandas", "click", "rich", "scipy", "matplotlib", "pytest"):
         env[name] = _try(lambda name=name: __import__(name).__version__)
     return env
+
+
+def _mpi_library_version() -> str:
+    """The MPI library's version line without starting MPI (MPI_Get_library_version may be called
+    before MPI_Init): a singleton MPI_Init here would leave a /dev/shm segment and an ompi.* session
+    folder behind."""
+    import mpi4py
+
+    mpi4py.rc.initialize = False
+    mpi4py.rc.finalize = False
+    from mpi4py import MPI
+
+    return MPI.Get_library_version().splitlines()[0]
 
 
 def cmd_env(args) -> int:

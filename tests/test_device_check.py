@@ -64,9 +64,6 @@ def test_dry_run_parses_every_commbench_line_and_writes_its_plan(dry_run):
     assert "matrix_gloo.status.csv: 43 of 43 combinations ok" in summary
 
 
-@pytest.mark.xfail(strict=True, reason="commbench.measure.launcher._checked refuses a 1-rank launcher world (issue 24, "
-                   "33dd60a); the device check's one-GPU steps (NCCL and CuPy at world size 1, as tests/test_gpu.py's "
-                   "one-GPU tests) need one: when that is settled this test passes and the marker must go")
 def test_a_world_of_one_is_accepted(dry_run):
     """On one GPU NCCL runs one rank per device, so steps 3-5 and 7 launch a world of one; the dry run
     makes the same launch on gloo and the whole dry run exits 0 only if it is accepted."""

@@ -132,8 +132,9 @@ def test_launcher_variables_that_describe_no_world_are_refused(cli, monkeypatch)
 
     with pytest.raises(CommbenchError, match="OMPI_COMM_WORLD_SIZE=2 is set but OMPI_COMM_WORLD_RANK is not"):
         detect({"OMPI_COMM_WORLD_SIZE": "2"})
-    with pytest.raises(CommbenchError, match="WORLD_SIZE=1: the launcher describes a 1-rank world"):
-        detect({"RANK": "0", "WORLD_SIZE": "1"})
+    with pytest.raises(CommbenchError, match="WORLD_SIZE=0: the launcher describes an empty world"):
+        detect({"RANK": "0", "WORLD_SIZE": "0"})
+    assert detect({"RANK": "0", "WORLD_SIZE": "1"}).size == 1  # a world of one is a world (one GPU, one NCCL rank)
     with pytest.raises(CommbenchError, match=r"RANK=2 is outside the WORLD_SIZE=2 world \(ranks 0..1\)"):
         detect({"RANK": "2", "WORLD_SIZE": "2"})
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
@@ -142,10 +143,28 @@ def test_launcher_variables_that_describe_no_world_are_refused(cli, monkeypatch)
              "started by mpiexec (unset OMPI_COMM_WORLD_SIZE, or start every rank with mpiexec)")
     monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
     monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("WORLD_SIZE", "0")
     _refused(cli("sweep", "all_reduce", "-e", "64"),
-             "commbench: error: WORLD_SIZE=1: the launcher describes a 1-rank world; a collective needs at least 2 "
-             "ranks (torchrun --nproc-per-node 2, mpiexec -n 2)")
+             "commbench: error: WORLD_SIZE=0: the launcher describes an empty world; valid: 1 or more ranks "
+             "(torchrun --nproc-per-node N, mpiexec -n N)")
+
+
+def test_a_world_of_one_is_measured_and_titled_as_one_rank(tmp_path):
+    """torchrun with one process: the sweep runs, every row and the title say 1 rank, and busbw is 0
+    (all-reduce's factor 2 (n - 1) / n at n = 1), not a 2-rank title over a 1-rank measurement."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    out = tmp_path / "one.csv"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "-m", "commbench",
+                           "sweep", "all_reduce", "-e", "64", "--iters", "5", "--out", str(out)],
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "all_reduce, gloo, 1 ranks," in proc.stdout
+    frame = pd.read_csv(out)
+    assert set(frame["ranks"]) == {1} and (frame["busbw_gbps"] == 0).all() and (frame["algbw_gbps"] > 0).all()
 
 
 def test_a_gloo_interface_that_does_not_exist_is_named(cli, monkeypatch):

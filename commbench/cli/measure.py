@@ -166,6 +166,15 @@ def _check_sweep_options(spec) -> None:
     _check_embedded_memory(spec.sizes[-1] if spec.sizes else 0, spec.ranks, spec.backend)
 
 
+def _world_ranks(ranks: int) -> int:
+    """The ranks the run will have: a launcher's world size where one started this process (a world of
+    one is one rank, whatever --ranks says), else --ranks for the embedded world."""
+    from commbench.measure.launcher import detect
+
+    launch = detect()
+    return launch.size if launch is not None and launch.size else ranks
+
+
 def _print_sweep(frame: pd.DataFrame, title: str) -> None:
     pct = {c: "{:.3g}" for c in frame.columns if c.startswith("busbw_pct_")}
     print_frame(frame.drop(columns=[c for c in ("samples_us", "collective", "time_us", "p50_ci_lo_us", "p50_ci_hi_us",
@@ -276,7 +285,7 @@ def sweep(collective, min_bytes, max_bytes, factor, backend, dtype, redop, place
                 placement=spec.placement)
     try:
         streaming = not as_json and output_format() != "table"
-        frame = _measure(spec, _streamer(link_profile, f"{collective}, {backend}, {ranks} ranks, {iters or 'adaptive'} "
+        frame = _measure(spec, _streamer(link_profile, f"{collective}, {backend}, {_world_ranks(ranks)} ranks, {iters or 'adaptive'} "
                                                        "iterations (time = max over ranks per iteration)")
                          if streaming else None)
     except WorldFailed as failure:  # keep what finished, say so, and still fail

@@ -63,11 +63,12 @@ def detect(env: dict | None = None) -> Launch | None:
 
 
 def _checked(launch: Launch, rank_var: str, size_var: str) -> Launch:
-    """A launcher's world as its variables describe it, refused where no collective can run in it:
-    fewer than 2 ranks (a 1-rank world measures no fabric), or a rank outside 0..size-1."""
-    if launch.size < 2:
-        raise CommbenchError(f"{size_var}={launch.size}: the launcher describes a {launch.size}-rank world; a collective "
-                             "needs at least 2 ranks (torchrun --nproc-per-node 2, mpiexec -n 2)")
+    """A launcher's world as its variables describe it, refused where no rank can be in it: a size
+    below 1, or a rank outside 0..size-1. A world of one is a world (nccl-tests runs one rank; one
+    GPU holds one NCCL rank): it is measured and titled as one rank, its busbw 0 by the factors."""
+    if launch.size < 1:
+        raise CommbenchError(f"{size_var}={launch.size}: the launcher describes an empty world; valid: 1 or more "
+                             "ranks (torchrun --nproc-per-node N, mpiexec -n N)")
     if not 0 <= launch.rank < launch.size:
         raise CommbenchError(f"{rank_var}={launch.rank} is outside the {size_var}={launch.size} world (ranks 0.."
                              f"{launch.size - 1})")
