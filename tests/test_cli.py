@@ -85,8 +85,13 @@ def test_the_base_install_traces_and_predicts_without_torch_or_matplotlib():
     proc = _without(("torch",), "sweep", "all_reduce", "--max-bytes", "64")
     assert proc.returncode == 2
     assert "this needs torch, which this install lacks: pip install 'commbench[measure]'" in proc.stderr
-    proc = _without(("matplotlib",), "report", "gpt-oss-120b", "--batch", "1", "--out", "/tmp/commbench-no-plots")
+
+
+def test_report_without_matplotlib_names_the_extra_and_writes_nothing(tmp_path):
+    target = tmp_path / "no-plots"
+    proc = _without(("matplotlib",), "report", "gpt-oss-120b", "--batch", "1", "--out", str(target))
     assert proc.returncode == 2 and "pip install 'commbench[plots]'" in proc.stderr
+    assert not target.exists()
 
 
 def test_piped_output_is_tsv_that_cut_reads(cli):

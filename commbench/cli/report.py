@@ -46,8 +46,10 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
     for f in (*sweep_files, replay_file):
         if f and not Path(f).is_file():
             raise CommbenchError(f"file {f!r} not found")
+    from commbench import require
     from commbench.results import check_writable_folder
 
+    require("matplotlib")  # the plots' extra, before any folder is made
     if out is not None:
         check_writable_folder(out)  # an unwritable or empty --out fails before any work
     if model is None:

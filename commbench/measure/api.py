@@ -226,5 +226,7 @@ def replay(spec: ReplaySpec, world=None, on_row=None):
     frame = _run(replay_job(calls, spec.iters, spec.warmup, wire, plan.world_size), spec.backend, plan.world_size,
                  spec.timeout_s, world, on_row, None, f"trace {plan.model.name} --replay")
     if frame is not None:
-        frame.rename(columns={"wire_us_per_step": f"wire_us_per_step_{parse_link(spec.link).name}"}, inplace=True)
+        renamed = frame.rename(columns={"wire_us_per_step": f"wire_us_per_step_{parse_link(spec.link).name}"})
+        renamed.attrs.update(frame.attrs)
+        return renamed
     return frame
