@@ -130,10 +130,10 @@ CAUSE_CHECKS = (
      "torchrun --nnodes 2 --nproc-per-node 1 --rdzv-endpoint spark1:29500 -m commbench trace {model} --mode tp "
      "--batch {batch} --replay --backend nccl --out replay.csv && commbench predict {model} --fabric replay.csv"),
     ("the slope of TP step time with batch (a fabric or kernel cost grows with batch; a per-call or host cost does not)",
-     "for c in 1 8 32 128; do vllm bench serve --model openai/{model} --max-concurrency $c --num-prompts $((4*c)) "
-     "--save-result --metadata tp=2 pp=1; done && commbench accuracy --published *.json"),
+     "for c in 1 8 32 128; do vllm bench serve --model $MODEL --max-concurrency $c --num-prompts $((4*c)) "
+     "--save-result --metadata tp=2 pp=1; done && commbench accuracy --published *.json   # MODEL: its Hugging Face id"),
     ("the MoE kernel path at TP=2 and CUDA graphs vs eager",
-     "VLLM_LOGGING_LEVEL=DEBUG vllm serve openai/{model} -tp 2 2>&1 | grep -i -E 'moe|marlin|cuda graph'"
+     "VLLM_LOGGING_LEVEL=DEBUG vllm serve $MODEL -tp 2 2>&1 | grep -i -E 'moe|marlin|cuda graph'"
      "   # then the same with --enforce-eager"),
     ("the gpt-oss vs Llama contrast (similar all-reduces, dense compute): if Llama's TP keeps its lead, the link is not the cause",
      "commbench explain llama-3.1-8b-instruct --batch {batch}   # and the same vllm bench serve runs for Llama-3.1-8B"),
