@@ -894,3 +894,89 @@ def test_plamo2_mamba_layers_by_step():
     assert ops["layer.mamba.x_proj"].calls == 3 and ops["layer.mamba.x_proj"].msg_bytes == 8 * 256 * BF16
     assert ops["layer.mamba.out_proj"].calls == 3 and ops["layer.attn.o_proj"].calls == 3
     assert all_reduces(ops) == 3 * 2 + 3 + 6 + 1
+
+
+# --- EP x TP through the DeepEP all2all kernels (--all2all all_to_all), current release vs 0.11.0 ---
+
+def _a2a(card, engine, batch=16):
+    return decode_ops(card, mode="ep", batch=batch, tp=2, engine=RunnerOptions(engine, all2all="all_to_all"))
+
+
+def test_current_release_gpt_oss_ep_tp_all2all_kernels():
+    # vLLM 0.33.0 vllm/config/parallel.py ParallelConfig.use_sequence_parallel_moe: deepep_* backends, EP,
+    # tp 2 > 1, dp 2 > 1 -> true; gpt_oss.py MLPBlock.forward: sequence_parallel_chunk (8 tokens of a replica
+    # -> 4 per TP rank), router on the chunk, FusedMoEFactory(is_sequence_parallel) -> DeepEP on
+    # get_ep_group()'s all2all manager (fused_moe/all2all_utils.py get_ep_all2all_manager: 4 dispatchers),
+    # combine output_is_reduced() (prepare_finalize/deepep_ht.py) and moe_runner.py _maybe_reduce_final_output
+    # skipped under SP, then tensor_model_parallel_all_gather(x, 0): [4, 2880] per rank gathered to [8, 2880].
+    ops, trace = _a2a("gpt-oss-120b", "vllm-v2")
+    chunk, hidden, top_k, ep, layers = 4, 2880, 4, 4, 36
+    d = ops["layer.moe.a2a_dispatch"]
+    assert d.members == ((0, 1, 2, 3),) and d.group_size == ep and d.calls == layers
+    # all_to_all S: every peer's share, each rank sending chunk x top_k tokens' rows over the 4 ranks
+    assert d.msg_bytes == ep * chunk * (top_k / ep) * hidden * BF16 == 92_160
+    assert ops["layer.moe.a2a_combine"].msg_bytes == 92_160
+    # DeepEP's buffer.dispatch(x, topk_idx, topk_weights): int64 ids and float32 weights ride with each token
+    assert ops["layer.moe.a2a_dispatch_topk_ids"].dtype == "int64"
+    assert ops["layer.moe.a2a_dispatch_topk_ids"].msg_bytes == ep * chunk * (top_k / ep) * top_k * 8 == 512
+    assert ops["layer.moe.a2a_dispatch_topk_weights"].msg_bytes == ep * chunk * (top_k / ep) * top_k * 4 == 256
+    assert "layer.moe.dispatch_router_logits" not in ops  # the router logits never leave the rank
+    gather = ops["layer.moe.sp_all_gather"]
+    assert gather.members == ((0, 1), (2, 3)) and gather.msg_bytes == 2 * chunk * hidden * BF16 == 46_080
+    assert "layer.moe" not in ops and "layer.moe.shared_experts" not in ops
+    # per decode step: embedding + 36 o_proj + the DP batch sync all-reduce; 4 x 36 all_to_all; 36 + lm_head gathers
+    assert all_reduces(ops) == 1 + layers + 1 == 38
+    assert sum(op.calls for op in ops.values() if op.collective == "all_to_all") == 4 * layers == 144
+    assert sum(op.calls for op in ops.values() if op.collective == "all_gather") == layers + 1
+    assert any("DeepEP high-throughput" in w and "int64" in w for w in trace.warnings)
+    # vLLM 0.11.0 runs the same path (its use_sequence_parallel_moe lists deepep, gpt_oss.py the same)
+    v1, _ = _a2a("gpt-oss-120b", "vllm-v1")
+    assert {s: (o.msg_bytes, o.calls) for s, o in v1.items() if s != "dp.num_tokens"} == \
+        {s: (o.msg_bytes, o.calls) for s, o in ops.items() if s != "dp.batch_sync"}
+
+
+def test_current_release_deepseek_ep_tp_all2all_kernels_order():
+    # vLLM 0.33.0 deepseek_v2.py: DeepseekV2DecoderLayer with use_sequence_parallel_moe (deepep), pp 1, MoE
+    # layers 1-3 (first_k_dense_replace 1): attention reduce_results=False + tensor_model_parallel_reduce_scatter,
+    # DeepseekV2MoE(already_sequence_parallel): no chunk, no all-gather; its shared_experts DeepseekV2MLP
+    # disable_tp (is_sequence_parallel): no reduce; moe_runner.py _maybe_reduce_shared_expert_output skips
+    # under SP. DeepEP dispatch over the 4 EP ranks: 4 tokens x top_k 2 x 512 x 2 B in all per rank.
+    from commbench.traffic.trace import engine_calls
+
+    card = card_from_config({**DEEPSEEK_LIKE, "n_shared_experts": 1}, "ds")
+    ops, trace = _a2a(card, "vllm-v2")
+    order = [c.site for c in engine_calls(trace.plan, trace.steps["decode"], trace.engine) if c.replica == 0]
+    moe = ["layer.moe.a2a_dispatch", "layer.moe.a2a_dispatch_topk_ids", "layer.moe.a2a_dispatch_topk_weights",
+           "layer.moe.a2a_combine"]
+    assert order == ["dp.batch_sync", "embed", "layer.attn.o_proj", "layer.mlp.down_proj",
+                     "layer.attn.sp_reduce_scatter", *moe,
+                     *(["layer.sp_all_gather", "layer.attn.sp_reduce_scatter", *moe] * 2), "sp_exit", "lm_head"]
+    chunk, hidden, top_k, ep = 4, 512, 2, 4
+    assert ops["layer.moe.a2a_dispatch"].msg_bytes == ep * chunk * (top_k / ep) * hidden * BF16 == 8192
+    assert ops["layer.moe.a2a_dispatch_topk_ids"].msg_bytes == ep * chunk * (top_k / ep) * top_k * 8 == 128
+    assert ops["layer.moe.a2a_dispatch"].members == ((0, 1, 2, 3),) and ops["layer.moe.a2a_dispatch"].calls == 3
+    assert ops["sp_exit"].msg_bytes == 2 * chunk * 2 * hidden * BF16  # cat([hidden_states, residual])
+    assert all_reduces(ops) == 4  # batch sync, embedding, layer 0's o_proj and down_proj
+
+
+def test_replay_ep_tp_all2all_kernels_on_four_gloo_ranks(tmp_path):
+    # the same path replayed on the embedded gloo world of dp x tp = 4 ranks: decode batch 6 -> 3 per
+    # replica, padded to the capture size 4, 2 per TP rank after sequence_parallel_chunk (qwen3_moe.py)
+    import subprocess
+
+    tiny = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+            "intermediate_size": 128, "moe_intermediate_size": 32, "num_experts": 8, "num_experts_per_tok": 2,
+            "vocab_size": 512, "torch_dtype": "bfloat16"}
+    (tmp_path / "config.json").write_text(json.dumps(tiny))
+    proc = subprocess.run([sys.executable, "-m", "commbench", "trace", str(tmp_path), "--mode", "ep", "--tp", "2",
+                           "--all2all", "all_to_all", "--engine", "vllm-v2", "--batch", "6", "--isl", "32",
+                           "--osl", "4", "--replay", "--iters", "2", "--phase", "decode", "--json"],
+                          capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["site"]: r for r in json.loads(proc.stdout)["rows"] if r["phase"] == "decode"}
+    d = rows["layer.moe.a2a_dispatch"]
+    assert d["group_size"] == 4 and d["msg_bytes"] == 4 * 2 * (2 / 4) * 64 * BF16 and d["wrong"] == 0
+    assert rows["layer.moe.a2a_dispatch_topk_ids"]["type"] == "int64"
+    assert rows["layer.moe.a2a_dispatch_topk_ids"]["msg_bytes"] == 4 * 2 * (2 / 4) * 2 * 8
+    assert "layer.moe" not in rows and all(r["measured_us_per_step"] > 0 for r in rows.values())

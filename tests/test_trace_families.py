@@ -284,3 +284,48 @@ def test_glm45v_text_model_routes_in_float32():
     ops = ep_ops(cfg)
     logits = ops["layer.moe.dispatch_router_logits"]
     assert logits.dtype == "float32" and logits.msg_bytes == 4 * 8 * 4 * 2 and logits.calls == 3
+
+
+# --- the same kernels in the current release (vLLM 0.33.0, --engine vllm-v2) ---
+
+def test_current_release_all2all_kernels_without_sequence_parallel_family():
+    # mixtral.py never passes is_sequence_parallel: sp_size 1 (fused_moe/layer.py make_parallel_config), but
+    # FusedMoEParallelConfig.use_all2all_kernels (use_ep, dp 2 > 1) -> all2all_utils.py maybe_make_prepare_finalize
+    # builds DeepEP on get_ep_all2all_manager() (get_ep_group(): dp x tp = 4 ranks, num_dispatchers 4): each TP
+    # rank sends its replica's 4 tokens x top_k 2 x 1024 x 2 B in all; the combine is output_is_reduced()
+    # (prepare_finalize/deepep_ht.py), so runner/moe_runner.py _maybe_reduce_final_output issues no all-reduce.
+    ops = ep_ops(MIXTRAL, tp=2, all2all="all_to_all", engine="vllm-v2")
+    d = ops["layer.moe.a2a_dispatch"]
+    assert d.members == ((0, 1, 2, 3),) and d.group_size == 4 and d.msg_bytes == 4 * 2 * 1024 * BF16
+    assert ops["layer.moe.a2a_dispatch_topk_ids"].msg_bytes == 4 * 2 * 2 * 8  # 4 tokens x 2 ids, int64
+    assert ops["layer.moe.a2a_dispatch_topk_weights"].msg_bytes == 4 * 2 * 2 * 4  # float32 weights
+    assert "layer.moe" not in ops and ops["layer.attn.o_proj"].calls == 4
+    assert ops["dp.batch_sync"].calls == 1  # v1/worker/gpu/dp_utils.py, not 0.11.0's dp.num_tokens
+
+
+@pytest.mark.parametrize("shared, calls", [(1024, 4), (0, 0)])
+def test_current_release_runner_reduces_the_shared_expert_alone(shared, calls):
+    # current qwen2_moe.py: FusedMoEFactory(shared_experts=self.shared_expert) (reduce_results=False on the
+    # expert itself); runner/moe_runner.py _maybe_reduce_shared_expert_output all-reduces the shared output
+    # [4, 1024] when the DeepEP combine already reduced the routed one (not sequence parallel): one per MoE
+    # layer, traced on the block's TP all-reduce site; no shared expert: nothing over TP.
+    cfg = {"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "hidden_size": 1024,
+           "intermediate_size": 2048, "moe_intermediate_size": 512, "shared_expert_intermediate_size": shared,
+           "num_attention_heads": 8, "num_key_value_heads": 2, "num_hidden_layers": 4, "num_experts": 8,
+           "num_experts_per_tok": 2, "decoder_sparse_step": 1, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+    ops = ep_ops(cfg, tp=2, all2all="all_to_all", engine="vllm-v2")
+    assert (ops["layer.moe"].calls if calls else 0) == calls and "layer.moe.shared_experts" not in ops
+    if calls:
+        assert ops["layer.moe"].msg_bytes == 4 * 1024 * BF16
+
+
+def test_bailing_moe_explicit_reduce_is_0110_only():
+    # vLLM 0.11.0 bailing_moe.py BailingMoE.forward: tensor_model_parallel_all_reduce itself (kept under the
+    # kernels); the current one leaves it to the runner, which reduces only the shared output it holds.
+    cfg = {"architectures": ["BailingMoeForCausalLM"], "model_type": "bailing_moe", "hidden_size": 1024,
+           "intermediate_size": 2048, "moe_intermediate_size": 512, "num_attention_heads": 8,
+           "num_key_value_heads": 8, "num_hidden_layers": 4, "num_experts": 8, "num_experts_per_tok": 2,
+           "num_shared_experts": 0, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+    assert ep_ops(cfg, tp=2, all2all="all_to_all")["layer.moe"].calls == 4
+    assert "layer.moe" not in ep_ops(cfg, tp=2, all2all="all_to_all", engine="vllm-v2")
+    assert ep_ops({**cfg, "num_shared_experts": 1}, tp=2, all2all="all_to_all", engine="vllm-v2")["layer.moe"].calls == 4

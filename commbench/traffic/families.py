@@ -43,6 +43,8 @@ class Family:
     moe_expert_parallel: bool = True  # the MoE block is a FusedMoE layer (takes part in expert parallelism)
     moe_reduce: str = "fused"  # "explicit": the block all-reduces itself, also under the DeepEP / pplx kernels
     kernel_shared_expert_field: str = ""  # config field of a shared expert reducing alone under those kernels
+    moe_reduce_engines: tuple = ()  # the engines whose block calls moe_reduce "explicit" (all when empty)
+    runner_shared_expert_field: str = ""  # config field of a shared expert the current release's MoE runner holds
 
 
 @lru_cache(maxsize=1)
@@ -78,7 +80,8 @@ def family_of(cfg: dict) -> Family:
                   bool(merged.get("altup")), merged.get("pp_unsupported", ""),
                   tuple(merged.get("router_dtype_engines", ())), tuple(merged.get("nested", ())),
                   tuple(merged.get("boundary_none", ())), bool(merged.get("moe_expert_parallel", True)),
-                  str(merged.get("moe_reduce", "fused")), str(merged.get("kernel_shared_expert_field", "")))
+                  str(merged.get("moe_reduce", "fused")), str(merged.get("kernel_shared_expert_field", "")),
+                  tuple(merged.get("moe_reduce_engines", ())), str(merged.get("runner_shared_expert_field", "")))
 
 
 def text_config(raw: dict, name: str) -> dict:

@@ -80,6 +80,9 @@ class ModelCard:
     moe_expert_parallel: bool = True  # False: the MoE block is not a FusedMoE layer (no EP dispatch / combine)
     moe_reduce: str = "fused"  # "explicit": its own all-reduce, kept under the DeepEP / pplx all2all kernels
     kernel_shared_expert: bool = False  # a shared expert that all-reduces on its own under those kernels
+    moe_reduce_engines: tuple = ()  # the engines where moe_reduce "explicit" holds (all when empty)
+    runner_shared_expert: bool = False  # the current release's MoE runner holds a shared expert (reduced alone
+    # under the all2all kernels: runner/moe_runner.py _maybe_reduce_shared_expert_output)
     # ... and those whose layers then keep the residual stream chunked (traffic/sequence_parallel.py):
     sp_residual_engines: tuple = ()  # the engines
     sp_residual_layers: tuple = ()  # per layer, whether it runs chunked (when the engine and plan allow)
@@ -363,6 +366,8 @@ def card_from_config(raw: dict, name: str, source: str = "") -> ModelCard:
         moe_expert_parallel=family.moe_expert_parallel,
         moe_reduce=family.moe_reduce,
         kernel_shared_expert=bool(family.kernel_shared_expert_field and cfg.get(family.kernel_shared_expert_field)),
+        moe_reduce_engines=family.moe_reduce_engines,
+        runner_shared_expert=bool(family.runner_shared_expert_field and cfg.get(family.runner_shared_expert_field)),
         **sp_residual_fields(family, moe_mask),
         warnings=tuple(notes),
         **mixers,

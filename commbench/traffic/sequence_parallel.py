@@ -27,17 +27,22 @@ def sequence_parallel_moe(plan: ParallelPlan, engine: str) -> bool:
     return plan.dp > 1 and plan.tp > 1 and engine in plan.model.sequence_parallel_moe
 
 
-#: Engine generations whose DeepEP / pplx all2all kernels were read for the rules below (vLLM 0.11.0).
-KERNEL_RULE_ENGINES = ("vllm-v1",)
+#: Engine generations whose DeepEP / pplx all2all kernels were read for the rules below: vLLM 0.11.0
+#: and the current release (0.33.0), which run them alike on the EP group.
+KERNEL_RULE_ENGINES = ("vllm-v1", "vllm-v2")
 
 
 def kernel_exchange(plan: ParallelPlan, engine: str, kernels: bool) -> bool:
-    """Whether the MoE blocks exchange tokens through the DeepEP / pplx all2all kernels as vLLM 0.11.0
-    runs them (FusedMoEParallelConfig.use_all2all_kernels: dp > 1 with expert parallelism; a FusedMoE
-    layer only). The kernels' buffers live on the EP group (fused_moe/layer.py: all2all_manager =
-    get_ep_group().device_communicator.all2all_manager), so each rank exchanges with all dp x tp ranks,
-    and FusedMoE.maybe_all_reduce_tensor_model_parallel returns the output unreduced: the experts are
-    whole on their ranks under EP, the combine already sums them."""
+    """Whether the MoE blocks exchange tokens through the DeepEP / pplx all2all kernels
+    (FusedMoEParallelConfig.use_all2all_kernels: dp > 1 with expert parallelism; a FusedMoE layer only).
+    The kernels' buffers live on the EP group (vLLM 0.11.0 fused_moe/layer.py; current
+    fused_moe/all2all_utils.py get_ep_all2all_manager: get_ep_group().device_communicator.all2all_manager,
+    num_dispatchers = its world_size), so each rank exchanges with all dp x tp ranks, and the combine
+    returns the routed output already summed: 0.11.0's FusedMoE.maybe_all_reduce_tensor_model_parallel
+    skips its all-reduce; the current release's prepare/finalize says output_is_reduced() (deepep_ht.py,
+    deepep_ll.py, deepep_v2.py) and runner/moe_runner.py _maybe_reduce_final_output skips it, all-reducing
+    only a shared expert's output the runner holds (_maybe_reduce_shared_expert_output; not under
+    sequence-parallel MoE, where the model all-gathers)."""
     return kernels and plan.dp > 1 and engine in KERNEL_RULE_ENGINES and plan.model.moe_expert_parallel
 
 

@@ -33,13 +33,22 @@ _WHEN = {
     **{name: (lambda rule: lambda plan, engine, layer: rule(plan, runner_or_default(engine).name, layer))(rule)
        for name, rule in sp.RULES.items()},
     # the MoE block's TP all-reduce: not under sequence-parallel MoE (an all-gather instead), and under the
-    # all2all kernels only where the block calls it itself (architectures.toml moe_reduce "explicit")
+    # all2all kernels only where the block calls it itself (architectures.toml moe_reduce "explicit", in its
+    # moe_reduce_engines) or, in the current release, of the shared output the MoE runner holds
     "moe_tp_all_reduce": lambda plan, engine, layer: not sp.sequence_parallel_moe(plan, runner_or_default(engine).name)
-        and (plan.model.moe_reduce == "explicit" or not _kernels(plan, engine)),
-    # a shared expert whose reduce_results is must_reduce_shared_expert_outputs(): true under the kernels
+        and (not _kernels(plan, engine) or _kept_under_kernels(plan.model, runner_or_default(engine).name)),
+    # vLLM 0.11.0: a shared expert whose reduce_results is must_reduce_shared_expert_outputs(): true under the kernels
     "kernel_shared_expert": lambda plan, engine, layer: plan.model.kernel_shared_expert and _kernels(plan, engine)
+        and runner_or_default(engine).name == "vllm-v1"
         and not sp.sequence_parallel_moe(plan, runner_or_default(engine).name),
 }
+
+
+def _kept_under_kernels(m: ModelCard, engine: str) -> bool:
+    """Whether an MoE block still all-reduces over TP under the all2all kernels: its own call (moe_reduce
+    "explicit" in its engines), or the current release's runner reducing a shared expert's output alone."""
+    explicit = m.moe_reduce == "explicit" and (not m.moe_reduce_engines or engine in m.moe_reduce_engines)
+    return explicit or (engine == "vllm-v2" and m.runner_shared_expert)
 
 
 def _kernels(plan: ParallelPlan, engine: RunnerOptions | None) -> bool:

@@ -59,6 +59,10 @@ def _ep_dispatch_note(plan: ParallelPlan, engine: RunnerOptions) -> list[str]:
         return ["vllm-v2 EP dispatch traced with the router logits (monolithic MoE kernels); a modular kernel "
                 "(vllm/model_executor/layers/fused_moe/prepare_finalize/naive_dp_ep.py) gathers top-k weights "
                 "(float32) and ids (int32), [tokens, top_k] each, instead"]
+    if plan.dp > 1 and ALL2ALL_BACKENDS[engine.all2all] == "all2all_kernels" and plan.model.moe_expert_parallel:
+        return [f"{engine.name} EP all_to_all traced as DeepEP high-throughput (prepare_finalize/deepep_ht.py "
+                "buffer.dispatch): each token carries its top-k ids (int64) and weights (float32), not router "
+                "logits; DeepEP low-latency (deepep_ll.py) sends the ids only and may dispatch fp8"]
     return []
 
 
@@ -133,6 +137,7 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: RunnerOptions | None, tok
         "q_per_tp": m.q_size // plan.tp,
         "kv_per_tp": kv_per_tp,
         "qkv_per_tp": m.q_size // plan.tp + 2 * kv_per_tp,
+        "topk": m.experts_per_token,
         "topk_per_ep": m.experts_per_token / sp.ep_group_size(plan, runner_or_default(engine).name, ALL2ALL_BACKENDS[
             runner_or_default(engine).all2all] == "all2all_kernels"),
         "sp_exit_width": m.hidden_size * len(m.sp_residual_exit),
