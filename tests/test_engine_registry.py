@@ -207,3 +207,37 @@ def test_generator_reads_registry_literals(tmp_path):
     assert data["pooling"] == {"CModel": "cmod"}  # AForCausalLM is served for generation first
     assert data["transformers_backend"] == {"DForCausalLM": "transformers"}
     assert data["removed"] == {"EForCausalLM": "0.1.0"}
+
+
+# ---- predict, compute, explain: the same registry check as trace ---------------------------------------
+@pytest.mark.parametrize("command", [
+    ["predict", "--mode", "tp", "--batch", "1", "--json"],
+    ["compute", "--mode", "tp", "--iters", "1", "--gemm-tokens", "1", "--json"],
+    ["explain", "--batch", "2", "--json"],
+])
+def test_pricing_commands_refuse_what_no_generation_serves(cli, tmp_path, command):
+    # a pooling name (BertModel: _EMBEDDING_MODELS in both registry.py) and a name in neither registry:
+    # trace's one line, exit 2, nothing on stdout
+    for archs, says in ((["BertModel"], "only a pooling"), (["NotARealModelForCausalLM"], "no engine generation")):
+        result = cli(command[0], _config(tmp_path, archs), *command[1:])
+        assert result.exit_code == 2 and result.stdout == "", result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0] and "Traceback" not in result.output
+
+
+def test_predict_says_the_generation_that_serves_and_what_it_priced(cli, tmp_path):
+    # Qwen3_5MoeForConditionalGeneration: absent from 0.11.0's registry.py, in 0.33.0's; predict prices the
+    # default generation's collectives and cannot switch, so it says both (no "traced as": it traces nothing)
+    path = _config(tmp_path, ["Qwen3_5MoeForConditionalGeneration"])
+    result = cli("predict", path, "--mode", "tp", "--batch", "1", "--json")
+    assert result.exit_code == 0, result.output
+    warnings = json.loads(result.stdout)["warnings"]
+    note = next(w for w in warnings if "Qwen3_5MoeForConditionalGeneration" in w)
+    assert "not in vllm-v1's model registry (vLLM 0.11.0)" in note and "vllm-v2 (vLLM 0.33.0) serves it" in note
+    assert "--engine vllm-v2" in note and "traced as" not in note
+    assert f"warning: {note}" in result.stderr
+    # a model both serve: no note
+    plain = cli("predict", _config(tmp_path, ["LlamaForCausalLM"], "llama"), "--mode", "tp", "--batch", "1", "--json")
+    assert not any("registry" in w for w in json.loads(plain.stdout)["warnings"])
+    explained = cli("explain", path, "--batch", "2", "--json")
+    assert explained.exit_code == 0 and any("explain models it as vllm-v1" in w for w in json.loads(explained.stdout)["warnings"])

@@ -355,7 +355,12 @@ def compute(model, mode, tp, pp, dp, stage, batch, prefill_tokens, context, iter
             raise CommbenchError(f"--device {device} needs CUDA; this torch sees no GPU (use --device cpu)")
     if out is not None:
         check_output_path(out)
-    plan = ParallelPlan.for_mode(load_model_card(model), mode, tp=tp, pp=pp, dp=dp)
+    from commbench.cli.predict import _card_warnings
+
+    card = load_model_card(model)
+    for warning in _card_warnings(card, "compute")[len(card.warnings):]:  # the registry's: refused, or said
+        click.echo(f"warning: {warning}", err=True)
+    plan = ParallelPlan.for_mode(card, mode, tp=tp, pp=pp, dp=dp)
     if plan.dp > 1:
         raise CommbenchError("compute measures tp and pp stages; mode ep is traced and replayed (commbench trace "
                              "--mode ep), not yet composed into compute or predict")

@@ -96,7 +96,7 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
     names = [m.strip() for m in models.split(",") if m.strip()]
     from commbench.traffic.model_card import load_model_card
 
-    warnings = [w for n in names for w in load_model_card(n).warnings]
+    warnings = [w for n in names for w in _card_warnings(load_model_card(n), "predict")]
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     notes: list[str] = []
@@ -126,6 +126,16 @@ def predict(models, hardware, fabric, as_json, out, mode, tp, pp, batch, scenari
         bad = frame[~frame.fits_memory]
         console.print(f"[yellow]warning:[/] {len(bad)} rows need more than {hw.memory_gb:g} GB per rank (weights + KV): "
                       + escape(f"{', '.join(f'{r.model} {r.mode} b{r.batch}' for r in bad.itertuples())[:300]}"))
+
+
+def _card_warnings(card, command: str) -> tuple[str, ...]:
+    """The card's warnings, then the engine registry's for a command that prices the default
+    generation's traffic (commbench.traffic.registry.pricing_notes): trace's one-line refusal when no
+    generation serves the model's `architectures`, its switch note as a warning when only another does."""
+    from commbench.traffic.registry import pricing_notes
+    from commbench.traffic.runner_options import DEFAULT_ENGINE
+
+    return (*card.warnings, *pricing_notes(card.architectures, DEFAULT_ENGINE, card.block_kinds, command))
 
 
 def _fabric_trust(fab) -> tuple[list[str], list[dict]]:
@@ -164,8 +174,14 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json, wha
     from commbench.predict.mechanisms import explain_mechanisms
     from commbench.fabric import load_fabric
 
+    from commbench.traffic.model_card import load_model_card
+
     hw = resolve_hardware(hardware)
     fab = load_fabric(fabric or hw.fabric)
+    card = load_model_card(model)
+    registry_warnings = list(_card_warnings(card, "explain")[len(card.warnings):])  # refused here, or said
+    for warning in registry_warnings:
+        click.echo(f"warning: {warning}", err=True)
     grid, lines, evidence = explain(model, hw, fab, batch, scenario, isl, osl, what_ifs)
     more = explain_mechanisms(model, hw, fab, batch, scenario, isl, osl)
     fabric_warnings, extrapolated = _fabric_trust(fab)
@@ -173,7 +189,7 @@ def explain_cmd(model, hardware, fabric, batch, scenario, isl, osl, as_json, wha
         click.echo(dumps({"rows": _records(grid), "evidence": _records(evidence), "sentences": lines + more["sentences"],
                           "curves": _records(more["curves"]), "mechanisms": _records(more["mechanisms"]),
                           "combinations": _records(more["combinations"]), "crossover": more["crossover"],
-                          "warnings": fabric_warnings, "fabric_extrapolation": extrapolated}))
+                          "warnings": registry_warnings + fabric_warnings, "fabric_extrapolation": extrapolated}))
         return
     cols = ["mode", "batch", "output_tok_s", "tpot_ms", "ttft_ms", *TERM_COLUMNS]
     print_frame(grid[cols], f"{model}: time per output token by term (ms)",

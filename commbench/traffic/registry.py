@@ -147,3 +147,19 @@ def choose_engine(architectures: tuple[str, ...], engine: str, explicit: bool,
                   f"(TP from the Hugging Face model's tp_plan), not a vLLM model file; traced with commbench's "
                   f"family rules, which follow the vLLM model files",)
     return engine, notes
+
+
+def pricing_notes(architectures: tuple[str, ...], engine: str, blocks: frozenset = frozenset(),
+                  command: str = "predict") -> tuple[str, ...]:
+    """For the commands that model a model's serving as `engine` (the default generation) runs it
+    (predict, compute, explain): trace's one-line refusal when no generation serves the config
+    (choose_engine raises it), else its notes, with trace's switch note said as what the command does:
+    it cannot switch generations, so it names the one that serves the model and what it priced."""
+    chosen, notes = choose_engine(architectures, engine, explicit=False, blocks=blocks)
+    if chosen == engine:
+        return notes
+    names = _names(tuple(architectures))
+    switch = (f"{names}: {_reason(tuple(architectures), engine, blocks)}; {describe(chosen)} serves it: {command} "
+              f"models it as {describe(engine)} would run it (commbench trace --engine {chosen} shows {chosen}'s "
+              f"collectives)")
+    return (switch, *notes[1:])
