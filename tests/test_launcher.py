@@ -97,3 +97,16 @@ def test_pmix_launch_joins_through_mpi_and_refuses_gloo(tmp_path):
     refused = subprocess.run([*base, "--backend", "gloo"], capture_output=True, text=True, env=env, timeout=180)
     assert refused.returncode != 0
     assert "a PMIx launcher started this process" in refused.stderr and "use --backend mpi" in refused.stderr
+
+
+def test_forged_mpi_world_size_is_refused_not_titled(tmp_path):
+    """OMPI_COMM_WORLD_SIZE=2 and _RANK=0 set by hand (no mpiexec): MPI_Init makes a 1-rank world; the run
+    must not measure it and save it under a 2-rank title (issue 24)."""
+    pytest.importorskip("mpi4py")
+    out = tmp_path / "forged.csv"
+    env = {**os.environ, "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"}
+    proc = subprocess.run([sys.executable, "-m", "commbench", "sweep", "all_reduce", "-e", "64", "--iters", "3",
+                           "--backend", "mpi", "--out", str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "OMPI_COMM_WORLD_SIZE=2 describes 2 ranks but the mpi world joined has 1" in proc.stderr
+    assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []

@@ -62,7 +62,16 @@ def join_world(backend_name: str, timeout_s: float, options: dict | None = None)
 
     threading.Thread(target=watchdog, daemon=True, name="commbench-join-watchdog").start()
     try:
-        return make_backend(backend_name, timeout_s, **(options or {}))
+        backend = make_backend(backend_name, timeout_s, **(options or {}))
+        if launch is not None and launch.size and backend.world_size != launch.size:
+            # e.g. OMPI_COMM_WORLD_* set by hand, not by mpiexec: MPI_Init makes a singleton world
+            size_var = "OMPI_COMM_WORLD_SIZE" if "OMPI_COMM_WORLD_SIZE" in os.environ else \
+                "PMI_SIZE" if launch.world == "mpi" else "WORLD_SIZE"
+            backend.close()
+            raise CommbenchError(f"{size_var}={launch.size} describes {launch.size} ranks but the {backend_name} "
+                                 f"world joined has {backend.world_size}: this process was not started by "
+                                 f"{launch.launcher} (unset {size_var}, or start every rank with {launch.launcher})")
+        return backend
     except CommbenchError:
         raise
     except Exception as exc:  # rendezvous failed: name this rank and where it looked
