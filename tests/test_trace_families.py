@@ -329,3 +329,84 @@ def test_bailing_moe_explicit_reduce_is_0110_only():
     assert ep_ops(cfg, tp=2, all2all="all_to_all")["layer.moe"].calls == 4
     assert "layer.moe" not in ep_ops(cfg, tp=2, all2all="all_to_all", engine="vllm-v2")
     assert ep_ops({**cfg, "num_shared_experts": 1}, tp=2, all2all="all_to_all", engine="vllm-v2")["layer.moe"].calls == 4
+
+
+# --- the runner's shared-expert all-reduce in more 0.33.0 families (FusedMoEFactory(shared_experts=...)) ---
+# Each: --mode ep --tp 2 (dp 2, world 4), DeepEP kernels, 8 decode requests -> 4 tokens per replica; the
+# file passes no is_sequence_parallel, so moe_config.is_sequence_parallel is false and
+# runner/moe_runner.py _maybe_reduce_shared_expert_output all-reduces the shared output [4, hidden] (the
+# DeepEP combine being output_is_reduced) once per MoE layer; no shared expert -> no MoE TP all-reduce.
+
+STEP3P5 = {"architectures": ["Step3p5ForCausalLM"], "model_type": "step3p5", "hidden_size": 1024,
+           "intermediate_size": 2816, "num_attention_heads": 8, "num_attention_groups": 2, "num_hidden_layers": 4,
+           "moe_layers_enum": "1,2,3", "moe_num_experts": 8, "moe_top_k": 2, "moe_intermediate_size": 512,
+           "share_expert_dim": 1280, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+
+
+def test_step3p5_runner_reduces_its_shared_expert():
+    # step3p5.py FusedMoEBlock.__init__: share_expert = Step3p5MLP(share_expert_dim, reduce_results=False) in
+    # every MoE layer (_is_moe_layer: moe_layers_enum "1,2,3" -> layers 1..3), FusedMoEFactory(shared_experts=
+    # self.share_expert): 3 all-reduces of 4 tokens x 1024 x 2 B = 8192 B; layer 0's dense Step3p5MLP
+    # (reduce_results=True) still reduces on its own (1 call).
+    ops = ep_ops(STEP3P5, tp=2, all2all="all_to_all", engine="vllm-v2")
+    assert ops["layer.moe"].calls == 3 and ops["layer.moe"].msg_bytes == 8192
+    assert ops["layer.mlp.down_proj"].calls == 1
+    assert ops["layer.moe.a2a_dispatch"].calls == 3 and ops["layer.moe.a2a_dispatch"].group_size == 4
+
+
+HY_V3 = {"architectures": ["HYV3ForCausalLM"], "model_type": "hy_v3", "hidden_size": 1536, "intermediate_size": 4096,
+         "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": 96, "num_hidden_layers": 6,
+         "first_k_dense_replace": 2, "num_experts": 16, "num_experts_per_tok": 4, "expert_hidden_dim": 384,
+         "num_shared_experts": 1, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+
+
+@pytest.mark.parametrize("shared, calls", [(1, 4), (0, 0)])
+def test_hy_v3_runner_reduces_its_shared_expert(shared, calls):
+    # hy_v3.py HYV3DecoderLayer: layer_idx < first_k_dense_replace (2) -> HYV3FeedForward, else HYV3MoEFused:
+    # 4 MoE layers of 6. HYV3MoEFused.__init__: shared_mlp (expert_hidden_dim x num_shared_experts wide,
+    # reduce_results=False) only when num_shared_experts > 0, FusedMoEFactory(shared_experts=self.shared_mlp):
+    # 4 all-reduces of 4 tokens x 1536 x 2 B = 12288 B; num_shared_experts 0 -> shared_mlp None: none.
+    ops = ep_ops({**HY_V3, "num_shared_experts": shared}, tp=2, all2all="all_to_all", engine="vllm-v2")
+    assert (ops["layer.moe"].calls if calls else 0) == calls
+    if calls:
+        assert ops["layer.moe"].msg_bytes == 4 * 1536 * BF16 == 12288
+
+
+AFMOE = {"architectures": ["AfmoeForCausalLM"], "model_type": "afmoe", "hidden_size": 1024, "intermediate_size": 3072,
+         "num_attention_heads": 8, "num_key_value_heads": 2, "num_hidden_layers": 4, "num_dense_layers": 1,
+         "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 256, "num_shared_experts": 1,
+         "vocab_size": 32000, "torch_dtype": "bfloat16"}
+
+
+def test_afmoe_shared_expert_and_float32_gate_in_the_current_release():
+    # afmoe.py AfmoeDecoderLayer: moe_enabled = layer_idx >= num_dense_layers (1): 3 MoE layers. AfmoeMoE:
+    # shared_experts (num_shared_experts > 0, reduce_results=False) into FusedMoEFactory: 3 all-reduces of
+    # 4 x 1024 x 2 B under the DeepEP kernels. Its gate is GateLinear(out_dtype=torch.float32): with the
+    # all-gather backend (tp 1, world 2) the router logits gathered are 4 tokens x 8 experts x 4 B x 2 ranks.
+    ops = ep_ops(AFMOE, tp=2, all2all="all_to_all", engine="vllm-v2")
+    assert ops["layer.moe"].calls == 3 and ops["layer.moe"].msg_bytes == 4 * 1024 * BF16
+    assert "layer.moe" not in ep_ops({**AFMOE, "num_shared_experts": 0}, tp=2, all2all="all_to_all", engine="vllm-v2")
+    logits = ep_ops(AFMOE, engine="vllm-v2")["layer.moe.dispatch_router_logits"]
+    assert logits.dtype == "float32" and logits.msg_bytes == 4 * 8 * 4 * 2 and logits.calls == 3
+
+
+ERNIE_VL = {"architectures": ["Ernie4_5_VLMoeForConditionalGeneration"], "model_type": "ernie4_5_moe_vl",
+            "hidden_size": 512, "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4,
+            "intermediate_size": 2048, "vocab_size": 10240, "moe_num_experts": [16, 16], "moe_k": 4,
+            "moe_intermediate_size": [256, 128], "moe_layer_start_index": [1, 2], "moe_layer_end_index": [4, 5],
+            "moe_num_shared_experts": 2, "torch_dtype": "bfloat16"}
+
+
+def test_ernie45_vl_shared_experts_under_all2all_kernels_both_generations():
+    # ernie45_vl_moe.py Ernie4_5_VLMoeMoE (has_shared_experts: moe_num_shared_experts 2 > 0), MoE layers 1..5:
+    # vLLM 0.11.0 shared_experts reduce_results=text_experts.must_reduce_shared_expert_outputs() -> an
+    # all-reduce of its own per MoE layer (5 x [4, 512] x 2 B); the current release hands them to
+    # FusedMoEFactory(shared_experts=...) for text_experts -> the runner's one all-reduce of the same size.
+    v1 = ep_ops(ERNIE_VL, tp=2, all2all="all_to_all")
+    assert v1["layer.moe.shared_experts"].calls == 5 and v1["layer.moe.shared_experts"].msg_bytes == 4 * 512 * BF16
+    assert "layer.moe" not in v1
+    v2 = ep_ops(ERNIE_VL, tp=2, all2all="all_to_all", engine="vllm-v2")
+    assert v2["layer.moe"].calls == 5 and v2["layer.moe"].msg_bytes == 4 * 512 * BF16
+    assert "layer.moe.shared_experts" not in v2
+    none = ep_ops({**ERNIE_VL, "moe_num_shared_experts": 0}, tp=2, all2all="all_to_all", engine="vllm-v2")
+    assert "layer.moe" not in none
