@@ -280,6 +280,8 @@ def test_replay_checks_every_call_on_every_rank(tmp_path, monkeypatch, cli, back
     assert [r["wrong"] for r in sites] == [1] * len(sites) and len(sites) == 4
     step = next(r for r in rows if r["site"] == "step")
     assert step["wrong"] == len(sites)
+    # the message counts each wrong value once: the sites', not again the step row that totals them
+    assert f"{len(sites)} wrong values in the replay's" in result.output
 
 
 def test_an_uncorrupted_replay_counts_no_wrong_value(cli):
