@@ -352,6 +352,9 @@ def test_step3p5_runner_reduces_its_shared_expert():
     assert ops["layer.moe"].calls == 3 and ops["layer.moe"].msg_bytes == 8192
     assert ops["layer.mlp.down_proj"].calls == 1
     assert ops["layer.moe.a2a_dispatch"].calls == 3 and ops["layer.moe.a2a_dispatch"].group_size == 4
+    # without moe_layers_enum (or mlp_layer_types) _is_moe_layer returns 0 < layer_idx < num_hidden_layers
+    bare = card_from_config({k: v for k, v in STEP3P5.items() if k != "moe_layers_enum"}, name="step3p5")
+    assert bare.moe_layer_mask == (False, True, True, True)
 
 
 HY_V3 = {"architectures": ["HYV3ForCausalLM"], "model_type": "hy_v3", "hidden_size": 1536, "intermediate_size": 4096,
