@@ -99,3 +99,22 @@ def test_model_report_with_measured_sweep_and_replay(cli, tmp_path):
     assert decode.calls.sum() == 74
     assert set(decode[decode.collective == "all_reduce"].msg_bytes) == {128 * 2880 * 2}
     assert "## Replayed communication" in (out / "report.md").read_text()
+
+
+def test_sweep_report_refuses_wrong_rows_unless_allowed_and_says_when_metadata_is_missing(cli, tmp_path):
+    """Issue 24: a fabric report fits and judges, so rows whose check failed (wrong > 0) are refused as
+    fabric fit and validate refuse them; a CSV with no .meta.json is not described as a commbench sweep on host ?."""
+    sizes = [8 * 4**k for k in range(6)]
+    frame = pd.DataFrame({"collective": "all_reduce", "msg_bytes": sizes, "ranks": 2,
+                          "time_us_p50": [30 + s / 1e3 for s in sizes], "wrong": [0, 0, 3, 0, 0, 0]})
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "rep"
+    refused = cli("report", "--sweep", path, "--out", out)
+    assert refused.exit_code == 2 and "1 of 6 rows have wrong values" in refused.output and "msg_bytes 128" in refused.output
+    assert "--allow-wrong" in refused.output and not out.exists()
+    allowed = cli("report", "--sweep", path, "--allow-wrong", "--out", out)
+    assert allowed.exit_code == 0, allowed.output
+    md = (out / "report.md").read_text()
+    assert "a table without its metadata (no bad.csv.meta.json beside it)" in md
+    assert "on host ?" not in md and f"--sweep {path} --allow-wrong --out {out}" in md

@@ -24,9 +24,11 @@ from commbench.cli.base import _parse_csv_ints, console, log_options, main
               help="A saved replay (trace --replay --out) to plot per site.")
 @click.option("--expect", default=None, help="With --sweep alone: judge it against this link.")
 @click.option("--title", default="", help="Title of a measured-fabric report.")
+@click.option("--allow-wrong", is_flag=True, help="With --sweep alone: fit and judge rows with wrong > 0 too (refused by "
+              "default: their times measure a broken transfer).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder to write (default reports/MODEL or reports/SWEEP-NAME).")
-def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, expect, title, out):
+def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, expect, title, allow_wrong, out):
     """Write a report folder: report.md with tables, PNG plots and their data as CSV.
 
     \b
@@ -56,9 +58,10 @@ def report(model, hardware, fabric, scenario, batch, sweep_files, replay_file, e
         target = Path(out or Path("reports") / Path(sweep_files[0]).stem)
         args = ["report", *[x for f in sweep_files for x in ("--sweep", f)]]
         args += (["--replay", replay_file] if replay_file else []) + (["--expect", expect] if expect else [])
-        args += (["--title", title] if title else []) + ["--out", target]
+        args += (["--title", title] if title else []) + (["--allow-wrong"] if allow_wrong else []) + ["--out", target]
         with console.status(f"writing {target}"):
-            path = sweep_report(list(sweep_files), target, expect, command_line(*args), replay_file, title)
+            path = sweep_report(list(sweep_files), target, expect, command_line(*args), replay_file, title,
+                                allow_wrong=allow_wrong)
     else:
         scenarios = parse_scenarios(scenario)
         batches = tuple(_parse_csv_ints(batch, "--batch"))

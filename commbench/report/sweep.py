@@ -13,8 +13,10 @@ from commbench.results import environment_metadata, load_table
 
 
 def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, command: str = "",
-                 replay_file: str | None = None, title: str = "") -> Path:
-    """A measured-fabric report: one or more saved sweeps (and a replay), fitted and judged."""
+                 replay_file: str | None = None, title: str = "", allow_wrong: bool = False) -> Path:
+    """A measured-fabric report: one or more saved sweeps (and a replay), fitted and judged. Rows with
+    wrong > 0 are refused unless `allow_wrong`, as fabric fit and validate refuse them (refuse_wrong)."""
+    from commbench.fabric.fit import refuse_wrong
     from commbench.links import parse_link
     from commbench.fabric.validate import bands_frame, judge
 
@@ -22,6 +24,8 @@ def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, c
     for path in sweep_files:
         frame, meta_in, _ = read_sweep(path)
         frame = check_sweep_table(frame, str(path))
+        if not allow_wrong:
+            refuse_wrong(frame, str(path))
         label = (f"{meta_in['collective']} from {meta_in['tool']} ({meta_in.get('ranks')} ranks)" if provenance(meta_in) else
                  f"{meta_in.get('collective', frame.collective.iloc[0])} on {meta_in.get('backend', '?')} ({meta_in.get('launcher', '?')})")
         loaded.append((path, frame, meta_in, label, fit_sweep(frame, name=Path(path).stem)))
@@ -43,6 +47,8 @@ def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, c
     for path, frame, meta_in, label, fitted in loaded:
         lines += [f"## {label}", "",
                   f"`{path}`: " + (provenance(meta_in) or
+                  (f"a table without its metadata (no {Path(path).name}.meta.json beside it): who measured it, "
+                   "where and how is not recorded." if not meta_in else None) or
                   f"measured by `commbench sweep` ({meta_in.get('backend', '?')} backend, launcher "
                   f"{meta_in.get('launcher', '?')}, {meta_in.get('ranks', '?')} ranks, {meta_in.get('iters', '?')} "
                   f"iterations, timing {meta_in.get('timing', 'blocking')}) on host {meta_in.get('host', '?')} "
