@@ -110,3 +110,21 @@ def test_forged_mpi_world_size_is_refused_not_titled(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "OMPI_COMM_WORLD_SIZE=2 describes 2 ranks but the mpi world joined has 1" in proc.stderr
     assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_torchrun_variables_without_the_rendezvous_address_are_refused_in_one_line(tmp_path):
+    """RANK and WORLD_SIZE set by hand, no MASTER_ADDR/PORT: torch's env:// fails with a bare ValueError,
+    which read as 'could not join ... within 60 s: ValueError' after 2 s; now it names what is missing."""
+    launch = detect({"RANK": "0", "WORLD_SIZE": "1"})
+    with pytest.raises(CommbenchError, match="MASTER_ADDR and MASTER_PORT are not: start every rank with torchrun"):
+        torch_rendezvous_env(launch, {"RANK": "0", "WORLD_SIZE": "1"})
+    with pytest.raises(CommbenchError, match="but MASTER_PORT is not"):
+        torch_rendezvous_env(launch, {"MASTER_ADDR": "127.0.0.1"})
+    assert torch_rendezvous_env(launch, {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}) == {}
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
+    out = tmp_path / "x.csv"
+    proc = subprocess.run([sys.executable, "-m", "commbench", "sweep", "all_reduce", "-e", "64", "--iters", "2",
+                           "--out", str(out)], env={**env, "RANK": "0", "WORLD_SIZE": "1"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "MASTER_ADDR and MASTER_PORT are not" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []

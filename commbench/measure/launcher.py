@@ -93,6 +93,12 @@ def torch_rendezvous_env(launch: Launch, env: dict | None = None) -> dict:
     job's first host (SLURM_STEP_NODELIST or SLURM_JOB_NODELIST), MASTER_PORT default 29500.
     """
     env = os.environ if env is None else env
+    if launch.launcher == "torchrun":  # torchrun sets both; without them env:// fails with a bare ValueError
+        missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not env.get(v)]
+        if missing:
+            raise CommbenchError(f"RANK={launch.rank} and WORLD_SIZE={launch.size} are set but {' and '.join(missing)} "
+                                 f"{'is' if len(missing) == 1 else 'are'} not: start every rank with torchrun (it sets "
+                                 "them), or set MASTER_ADDR (rank 0's host) and MASTER_PORT")
     if launch.launcher != "srun":
         return {}
     nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
