@@ -13,7 +13,7 @@ import threading
 
 from commbench import CommbenchError, require
 from commbench.measure.backends import Backend, check_backend
-from commbench.measure.launcher import detect, launcher_rank, torch_rendezvous_env
+from commbench.measure.launcher import check_torchrun_address, detect, launcher_rank, torch_rendezvous_env
 
 JOIN_GRACE_S = 2.0
 """Seconds past --timeout that joining a world may take before the watchdog ends the process: the
@@ -46,6 +46,8 @@ def join_world(backend_name: str, timeout_s: float, options: dict | None = None)
     launch = detect()
     if launch is not None:
         os.environ.update(torch_rendezvous_env(launch))
+        if not (options and "store_path" in options):  # the embedded world joins through a FileStore
+            check_torchrun_address(launch)
     where = f"{os.environ.get('MASTER_ADDR', 'a FileStore' if options and 'store_path' in options else '?')}" \
             f"{':' + os.environ['MASTER_PORT'] if 'MASTER_PORT' in os.environ else ''}"
     message = (f"rank {launcher_rank()[0]} could not join the {backend_name} world at {where} within {timeout_s:g} s "

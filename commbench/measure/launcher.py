@@ -75,6 +75,18 @@ def _checked(launch: Launch, rank_var: str, size_var: str) -> Launch:
     return launch
 
 
+def check_torchrun_address(launch: Launch, env: dict | None = None) -> None:
+    """torchrun sets MASTER_ADDR and MASTER_PORT for every worker; RANK and WORLD_SIZE set by hand without
+    them would fail in torch's env:// rendezvous with a bare ValueError: refused naming what is missing.
+    (The embedded world sets RANK and WORLD_SIZE too, but joins through a FileStore: not checked.)"""
+    env = os.environ if env is None else env
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not env.get(v)]
+    if launch.launcher == "torchrun" and missing:
+        raise CommbenchError(f"RANK={launch.rank} and WORLD_SIZE={launch.size} are set but {' and '.join(missing)} "
+                             f"{'is' if len(missing) == 1 else 'are'} not: start every rank with torchrun (it sets "
+                             "them), or set MASTER_ADDR (rank 0's host) and MASTER_PORT")
+
+
 def first_slurm_host(nodelist: str) -> str:
     """The first host of a SLURM node list: 'gpu[07-09,12],cpu1' -> 'gpu07'; 'a,b' -> 'a'."""
     match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
@@ -93,12 +105,6 @@ def torch_rendezvous_env(launch: Launch, env: dict | None = None) -> dict:
     job's first host (SLURM_STEP_NODELIST or SLURM_JOB_NODELIST), MASTER_PORT default 29500.
     """
     env = os.environ if env is None else env
-    if launch.launcher == "torchrun":  # torchrun sets both; without them env:// fails with a bare ValueError
-        missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not env.get(v)]
-        if missing:
-            raise CommbenchError(f"RANK={launch.rank} and WORLD_SIZE={launch.size} are set but {' and '.join(missing)} "
-                                 f"{'is' if len(missing) == 1 else 'are'} not: start every rank with torchrun (it sets "
-                                 "them), or set MASTER_ADDR (rank 0's host) and MASTER_PORT")
     if launch.launcher != "srun":
         return {}
     nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
