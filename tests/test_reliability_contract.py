@@ -203,6 +203,28 @@ def test_a_rank_frozen_before_the_first_row_ends_the_run_within_the_timeout(tmp_
 
 
 @needs_mpi
+def test_a_rank_frozen_before_it_writes_its_pid_file_ends_the_run_within_the_timeout(tmp_path):
+    """Frozen as soon as mpiexec starts it (before its pid file, so only the process tree shows it):
+    --timeout 5 ends the run in about 5 s, not the 60 s start-up allowance + 5 s (issue 24)."""
+    from commbench.measure.supervise import process_state
+
+    out = tmp_path / "early.csv"
+    proc = _start_sweep("mpi", out, "--timeout", "5")
+    deadline, ranks = time.monotonic() + 60, []
+    while time.monotonic() < deadline and len(ranks) < 2:
+        ranks = [p for p in _descendants(proc.pid) if b"mpi_world" in open(f"/proc/{p}/cmdline", "rb").read()]
+        time.sleep(0.01)
+    os.kill(ranks[-1], signal.SIGSTOP)
+    assert process_state(ranks[-1]) in ("T", "t")
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=120)
+    took = time.monotonic() - started
+    assert proc.returncode == 2 and "no progress within 5 s" in err and "stopped (SIGSTOP or a debugger)" in err, err
+    assert took < 5 + 8, err
+    assert not out.exists()
+
+
+@needs_mpi
 def test_a_rank_dying_after_the_table_is_complete_changes_nothing(tmp_path, monkeypatch, cli):
     """Rank 1 SIGKILLs itself once rank 0 has handed over the whole table: the sweep is whole and
     checked, so it is printed and saved as complete, exit 0 (was: 137 and no message)."""

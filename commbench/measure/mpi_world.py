@@ -32,7 +32,7 @@ import pandas as pd
 
 from commbench import CommbenchError
 from commbench.measure.supervise import STOP_GRACE_S, Stopped, WorldFailed, allowance, die_with_parent, frozen, \
-    held, private_folder, process_state, stop_signals
+    frozen_descendants, held, private_folder, process_state, stop_signals
 
 WORLD_DIR_VAR = "COMMBENCH_WORLD_DIR"
 """Set by run_mpiexec for the ranks: the private folder holding the job, the pids, the journal, the table."""
@@ -147,13 +147,20 @@ def _supervise(proc: subprocess.Popen, world_dir: Path, ranks: int, timeout_s: f
                     time.sleep(POLL_S)
                     _stop_group(proc)
                     break
-                stalled = [r for r in range(ranks) if frozen(_pid(world_dir, r))]
-                if time.monotonic() - last > allowance(timeout_s, progress[1], ranks, bool(stalled)):
-                    states = _rank_states(world_dir, ranks)
+                idle = time.monotonic() - last  # the allowance is at least timeout_s: look for frozen ranks past it
+                stalled = idle > timeout_s and ([r for r in range(ranks) if frozen(_pid(world_dir, r))]
+                                                or frozen_descendants(proc.pid))
+                allowed = allowance(timeout_s, progress[1], ranks, bool(stalled))
+                if idle > allowed:
+                    states = _rank_states(world_dir, ranks) + ("" if any(frozen(_pid(world_dir, r)) for r in range(ranks))
+                                                               else "; a rank process is stopped (SIGSTOP or a "
+                                                               "debugger)" if stalled else "")
                     _stop_group(proc)
                     journal.read()
+                    within = f"{allowed:g} s (start-up: {allowed - timeout_s:g} s + --timeout {timeout_s:g})" \
+                        if allowed > timeout_s else f"{timeout_s:g} s"
                     raise WorldFailed(f"run failed after {len(journal.rows)} finished rows: no progress within "
-                                      f"{timeout_s:g} s ({states}); every rank was stopped", journal.rows, "mpiexec")
+                                      f"{within} ({states}); every rank was stopped", journal.rows, "mpiexec")
             if result.exists():  # rank 0 is done: the others have a moment to leave, then go anyway
                 try:
                     proc.wait(timeout=max(timeout_s, 5.0))

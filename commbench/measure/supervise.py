@@ -162,6 +162,21 @@ def frozen(pid: int | None) -> bool:
     return state in ("T", "t")
 
 
+def frozen_descendants(pid: int) -> list[int]:
+    """The stopped processes (state T) among `pid`'s descendants: a rank frozen before it could write
+    its pid file (mpiexec's children) is still seen, so start-up does not wait STARTUP_S for it."""
+    found, frontier = [], [pid]
+    while frontier:
+        kids = []
+        for parent in frontier:  # /proc/PID/task/TID/children: the kernel's list of each thread's children
+            for task in Path(f"/proc/{parent}/task").glob("*"):
+                with contextlib.suppress(OSError, ValueError):
+                    kids += [int(c) for c in (task / "children").read_text().split()]
+        found += [c for c in kids if frozen(c)]
+        frontier = kids
+    return found
+
+
 def allowance(timeout_s: float, joined: int, ranks: int, any_frozen: bool) -> float:
     """Seconds without progress before a run is declared stalled (see the module docstring)."""
     return timeout_s if joined >= ranks or any_frozen else STARTUP_S + timeout_s
