@@ -103,13 +103,18 @@ def test_forged_mpi_world_size_is_refused_not_titled(tmp_path):
     """OMPI_COMM_WORLD_SIZE=2 and _RANK=0 set by hand (no mpiexec): MPI_Init makes a 1-rank world; the run
     must not measure it and save it under a 2-rank title (issue 24)."""
     pytest.importorskip("mpi4py")
-    out = tmp_path / "forged.csv"
-    env = {**os.environ, "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"}
+    out_dir, scratch = tmp_path / "out", tmp_path / "scratch"
+    out_dir.mkdir()
+    scratch.mkdir()
+    out = out_dir / "forged.csv"
+    # Open MPI's singleton MPI_Init leaves a /dev/shm segment and an ompi.* session folder behind: keep them here
+    env = {**os.environ, "OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0", "TMPDIR": str(scratch),
+           "OMPI_MCA_btl_sm_backing_directory": str(scratch)}
     proc = subprocess.run([sys.executable, "-m", "commbench", "sweep", "all_reduce", "-e", "64", "--iters", "3",
                            "--backend", "mpi", "--out", str(out)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "OMPI_COMM_WORLD_SIZE=2 describes 2 ranks but the mpi world joined has 1" in proc.stderr
-    assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []
+    assert "Traceback" not in proc.stderr and list(out_dir.iterdir()) == []
 
 
 def test_torchrun_variables_without_the_rendezvous_address_are_refused_in_one_line(tmp_path):
