@@ -160,3 +160,17 @@ def test_latency_band_judges_the_floor_not_the_scheduler_mode():
     slow_floor = busy.assign(time_us_min=busy.time_us_min + 2000.0)
     assert judge(slow_floor, parse_link("1gbit"), "gloo")[0].status == "FAIL"
     assert "p50" in judge(busy.drop(columns="time_us_min"), parse_link("1gbit"), "gloo")[0].metric
+
+
+def test_a_pass_says_which_bands_it_did_not_measure(cli, tmp_path):
+    """A sweep of small sizes only judges the latency band: the PASS line says the middle and
+    bandwidth-bound bands had no sizes, so a thin sweep is not read as a whole-fabric pass."""
+    path = tmp_path / "small.csv"
+    frame = _sweep(23.0, 30.0)
+    frame = frame[frame.msg_bytes <= 1024].assign(collective="all_reduce", ranks=2, wrong=0, time_us_p99=1.0)
+    frame.to_csv(path, index=False)
+    result = cli("fabric", "validate", "--expect", "200gbe", "--sweep", path)
+    last = [line for line in result.output.splitlines() if "fabric against" in line][-1]
+    assert result.exit_code == 0
+    assert last == ("PASS: fabric against 200gbe (1 of 3 bands measured; no sizes in middle, bandwidth-bound: "
+                    "the verdict does not cover them)")

@@ -305,6 +305,9 @@ def _print_validation(found, findings, frame, partial_note: str, link, title: st
             console.print(escape(f"preflight: {f.check}={f.value}: {f.note}"), highlight=False)
     for reason in found.reasons:
         console.print(escape(f"FAIL because {reason}"), highlight=False)
-    console.print(f"[bold]{found.verdict}[/]: fabric against {link.name}", highlight=False)
+    skipped = [b.band for b in found.bands if b.status == "SKIP"]
+    coverage = (f" ({len(found.bands) - len(skipped)} of {len(found.bands)} bands measured; no sizes in "
+                f"{', '.join(skipped)}: the verdict does not cover them)") if skipped else ""
+    console.print(f"[bold]{found.verdict}[/]: fabric against {link.name}{escape(coverage)}", highlight=False)
 
 

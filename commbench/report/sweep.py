@@ -11,6 +11,19 @@ from commbench.report.plots import plot_measured, plot_replay
 from commbench.results import environment_metadata, load_table
 
 
+def _source_sentence(path, meta_in: dict) -> str:
+    """Who measured a table, where and how: a log's provenance, commbench's own metadata, or that
+    the table carries none."""
+    if provenance(meta_in):
+        return provenance(meta_in)
+    if not meta_in:
+        return (f"a table without its metadata (no {Path(path).name}.meta.json beside it): who measured it, "
+                "where and how is not recorded.")
+    return (f"measured by `commbench sweep` ({meta_in.get('backend', '?')} backend, launcher "
+            f"{meta_in.get('launcher', '?')}, {meta_in.get('ranks', '?')} ranks, {meta_in.get('iters', '?')} "
+            f"iterations, timing {meta_in.get('timing', 'blocking')}) on host {meta_in.get('host', '?')} "
+            f"({meta_in.get('cpu_count', '?')} CPUs).")
+
 
 def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, command: str = "",
                  replay_file: str | None = None, title: str = "", allow_wrong: bool = False) -> Path:
@@ -46,13 +59,7 @@ def sweep_report(sweep_files: list[str], out: Path, expect: str | None = None, c
              "```", meta["command"], "```", "", f"![busbw]({images[0]})", ""]
     for path, frame, meta_in, label, fitted in loaded:
         lines += [f"## {label}", "",
-                  f"`{path}`: " + (provenance(meta_in) or
-                  (f"a table without its metadata (no {Path(path).name}.meta.json beside it): who measured it, "
-                   "where and how is not recorded." if not meta_in else None) or
-                  f"measured by `commbench sweep` ({meta_in.get('backend', '?')} backend, launcher "
-                  f"{meta_in.get('launcher', '?')}, {meta_in.get('ranks', '?')} ranks, {meta_in.get('iters', '?')} "
-                  f"iterations, timing {meta_in.get('timing', 'blocking')}) on host {meta_in.get('host', '?')} "
-                  f"({meta_in.get('cpu_count', '?')} CPUs)."), "",
+                  f"`{path}`: " + _source_sentence(path, meta_in), "",
                   *([f"Rank 0 ran: `commbench {' '.join(meta_in['argv'][1:])}`" + (
                       f" with {', '.join(f'{k}={v}' for k, v in meta_in.get('env', {}).items())}" if meta_in.get("env") else ""), ""]
                     if meta_in.get("argv") else []),
