@@ -1,14 +1,6 @@
 """Fabric: what a collective costs on a named interconnect, fitted or from a profile.
 
-A fabric model is piecewise latency-bandwidth (alpha-beta, Hockney) per size segment:
-
-    t(S) = alpha_i + S * f(n) / busbw_i        for S <= up_to_bytes_i (first segment that holds S)
-
-with S nccl-tests' message size and f(n) the collective's busbw factor (commbench.collectives),
-so one profile prices all_reduce, all_gather and send/recv alike. Segments exist because NCCL
-switches protocol (LL -> LL128 -> Simple) with size: small messages pay latency at a low
-incremental bandwidth, large ones stream near the link rate.
-
+The cost model (piecewise alpha-beta per size segment) is described in commbench.fabric.model.
 Profiles live in fabrics/*.toml; `fit_sweep` builds one from a measured sweep (commbench sweep --out).
 
 The package's names, from the modules that hold them: model (Segment, FabricModel: a call's
