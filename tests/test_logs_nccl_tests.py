@@ -10,14 +10,13 @@ import pytest
 
 from commbench import CommbenchError
 from commbench.logs import read_log, read_sweep
+from tests.conftest import read_one
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 
 
 def one(name, **kw):
-    tables = read_log(LOGS / name, **kw)
-    assert len(tables) == 1
-    return tables[0]
+    return read_one(LOGS / name, **kw)
 
 
 def test_tag_output_prefixes_inside_rows_and_info_lines_are_stripped():

@@ -15,15 +15,14 @@ import pytest
 
 from commbench import CommbenchError
 from commbench.logs import log_runs, read_log, read_sweep
+from tests.conftest import read_one
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(__file__).parent / "fixtures" / "logs" / "variants"
 
 
 def one(name, **kw):
-    tables = read_log(VAR / name, **kw)
-    assert len(tables) == 1
-    return tables[0]
+    return read_one(VAR / name, **kw)
 
 
 def refused(path, **kw) -> str:
@@ -32,6 +31,16 @@ def refused(path, **kw) -> str:
     message = str(err.value)
     assert "\n" not in message
     return message
+
+
+def reads_whole_or_one_line(path, whole, where):
+    """The first table of the log at `path` equals `whole` (on whole's columns), or the log is refused in one line."""
+    try:
+        frame = read_log(path)[0].frame
+    except CommbenchError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert frame[whole.columns].equals(whole), where
 
 
 # --- nccl-tests text -------------------------------------------------------------------------------
@@ -437,12 +446,7 @@ def test_folded_at_any_width_reads_the_same_or_is_one_line(tmp_path, name):
                 pieces = [line[i:i + width] for i in range(0, len(line), width)] if line[:12].strip().isdigit() else [line]
                 out += [p.rstrip() for p in pieces] if trim else pieces
             path.write_text("\n".join(out) + "\n")
-            try:
-                frame = read_log(path)[0].frame
-            except CommbenchError as exc:
-                assert "\n" not in str(exc)
-                continue
-            assert frame[whole.columns].equals(whole), (width, trim)
+            reads_whole_or_one_line(path, whole, (width, trim))
 
 
 def test_an_unreadable_file_is_one_line(monkeypatch):
@@ -587,12 +591,7 @@ def test_an_info_line_anywhere_in_any_row_reads_the_row_or_refuses(tmp_path):
         for cut in range(1, len(lines[i]), 3):  # another host's INFO line glued at every third column
             info = "bx-2:31002:31060 [0] NCCL INFO Channel 00/0 : 2[0] -> 3[1] via P2P/IPC"
             path.write_text("\n".join(lines[:i] + [lines[i][:cut] + info, lines[i][cut:]] + lines[i + 1:]) + "\n")
-            try:
-                frame = read_log(path)[0].frame
-            except CommbenchError as exc:
-                assert "\n" not in str(exc)
-                continue
-            assert frame[whole.columns].equals(whole), (i, cut)
+            reads_whole_or_one_line(path, whole, (i, cut))
 
 
 def test_a_row_an_info_line_cut_whose_rest_never_came_is_left_out_and_said(tmp_path):
