@@ -337,33 +337,34 @@ def test_expert_parallel_all_to_all_and_tp_inside():
     assert "layer.moe" not in tpep and tpep["layer.moe.sp_all_gather"].calls == 36
 
 
-def test_metadata_pickle_size_matches_pickle():
+@pytest.fixture
+def tensor_metadata(monkeypatch):
+    """vLLM's TensorMetadata namedtuple (vllm/distributed/parallel_state.py), pickled under its module's
+    name: stand-in vllm modules in sys.modules for the test (monkeypatch restores them)."""
+    module = types.ModuleType("vllm.distributed.parallel_state")
+    for name, mod in (("vllm", types.ModuleType("vllm")), ("vllm.distributed", types.ModuleType("vllm.distributed")),
+                      (module.__name__, module)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    meta = namedtuple("TensorMetadata", ["device", "dtype", "size"])
+    meta.__module__ = module.__name__
+    module.TensorMetadata = meta
+    return meta
+
+
+def test_metadata_pickle_size_matches_pickle(tensor_metadata):
     # send_object pickles [(key, TensorMetadata("cuda", dtype, torch.Size([T, H]))), ...]
     torch = pytest.importorskip("torch")
-    saved = {k: sys.modules.get(k) for k in ("vllm", "vllm.distributed", "vllm.distributed.parallel_state")}
-    module = types.ModuleType("vllm.distributed.parallel_state")
-    sys.modules.update({"vllm": types.ModuleType("vllm"), "vllm.distributed": types.ModuleType("vllm.distributed"),
-                        "vllm.distributed.parallel_state": module})
-    try:
-        meta = namedtuple("TensorMetadata", ["device", "dtype", "size"])  # vllm/distributed/parallel_state.py
-        meta.__module__ = module.__name__
-        module.TensorMetadata = meta
-        for keys in (("hidden_states",), ("hidden_states", "residual"), ("hidden_states", "per_layer_inputs")):
-            for tokens in (1, 255, 256, 8192, 70000):
-                for dtype in ("bfloat16", "float16"):
-                    # Gemma 4's per-layer inputs are [tokens, layers, per-layer width]: a 3-dimension Size
-                    shapes = {"hidden_states": (tokens, 2880), "residual": (tokens, 2880),
-                              "per_layer_inputs": (tokens, 30, 256)}
-                    real = pickle.dumps([(k, meta("cuda", getattr(torch, dtype), torch.Size(shapes[k]))) for k in keys],
-                                        protocol=4)
-                    ours = metadata_pickle_bytes(tuple((k, shapes[k]) for k in keys), dtype)
-                    assert ours == len(real), (keys, tokens, dtype)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
+    meta = tensor_metadata
+    for keys in (("hidden_states",), ("hidden_states", "residual"), ("hidden_states", "per_layer_inputs")):
+        for tokens in (1, 255, 256, 8192, 70000):
+            for dtype in ("bfloat16", "float16"):
+                # Gemma 4's per-layer inputs are [tokens, layers, per-layer width]: a 3-dimension Size
+                shapes = {"hidden_states": (tokens, 2880), "residual": (tokens, 2880),
+                          "per_layer_inputs": (tokens, 30, 256)}
+                real = pickle.dumps([(k, meta("cuda", getattr(torch, dtype), torch.Size(shapes[k]))) for k in keys],
+                                    protocol=4)
+                ours = metadata_pickle_bytes(tuple((k, shapes[k]) for k in keys), dtype)
+                assert ours == len(real), (keys, tokens, dtype)
 
 
 def test_trace_json_carries_engine_and_warnings(cli):
@@ -857,28 +858,15 @@ def test_minimax_text_01_lightning_attention_layers():
     assert pp["stage0->stage1.metadata"].msg_bytes == 104 + 42 + 15
 
 
-def test_metadata_pickle_size_of_a_none_entry():
+def test_metadata_pickle_size_of_a_none_entry(tensor_metadata):
     # send_tensor_dict (_split_tensor_dict) puts a non-tensor value in the metadata as is: ("residual", None)
     torch = pytest.importorskip("torch")
-    saved = {k: sys.modules.get(k) for k in ("vllm", "vllm.distributed", "vllm.distributed.parallel_state")}
-    module = types.ModuleType("vllm.distributed.parallel_state")
-    sys.modules.update({"vllm": types.ModuleType("vllm"), "vllm.distributed": types.ModuleType("vllm.distributed"),
-                        "vllm.distributed.parallel_state": module})
-    try:
-        meta = namedtuple("TensorMetadata", ["device", "dtype", "size"])  # vllm/distributed/parallel_state.py
-        meta.__module__ = module.__name__
-        module.TensorMetadata = meta
-        for tokens in (1, 300, 70000):
-            for key in ("residual", "r"):
-                real = pickle.dumps([("hidden_states", meta("cuda", torch.bfloat16, torch.Size((tokens, 6144)))),
-                                     (key, None)], protocol=4)
-                assert metadata_pickle_bytes((("hidden_states", (tokens, 6144)),), "bfloat16", (key,)) == len(real)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
+    meta = tensor_metadata
+    for tokens in (1, 300, 70000):
+        for key in ("residual", "r"):
+            real = pickle.dumps([("hidden_states", meta("cuda", torch.bfloat16, torch.Size((tokens, 6144)))),
+                                 (key, None)], protocol=4)
+            assert metadata_pickle_bytes((("hidden_states", (tokens, 6144)),), "bfloat16", (key,)) == len(real)
 
 
 def test_plamo2_mamba_layers_by_step():
