@@ -245,15 +245,20 @@ def test_all2all_kernels_with_tp_span_the_ep_group_and_skip_the_moe_all_reduce()
     assert ag["layer.moe.dispatch"].group_size == 2 and ag["layer.moe"].calls == 4
 
 
+def qwen2_moe(shared: int) -> dict:
+    """A 4-layer Qwen2-MoE config (every layer MoE, 8 experts, top-2) with a shared expert `shared` wide."""
+    return {"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "hidden_size": 1024,
+            "intermediate_size": 2048, "moe_intermediate_size": 512, "shared_expert_intermediate_size": shared,
+            "num_attention_heads": 8, "num_key_value_heads": 2, "num_hidden_layers": 4, "num_experts": 8,
+            "num_experts_per_tok": 2, "decoder_sparse_step": 1, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+
+
 @pytest.mark.parametrize("shared, extra", [(1024, 4), (0, 0)])
 def test_qwen2_moe_shared_expert_reduces_alone_under_all2all_kernels(shared, extra):
     # qwen2_moe.py Qwen2MoeSparseMoeBlock: shared_expert reduce_results = must_reduce_shared_expert_outputs(),
     # true with the DeepEP kernels: one all-reduce [4, 1024] of its own per MoE layer; the routed output
     # is not reduced (maybe_all_reduce_tensor_model_parallel). No shared expert (width 0): nothing.
-    cfg = {"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "hidden_size": 1024,
-           "intermediate_size": 2048, "moe_intermediate_size": 512, "shared_expert_intermediate_size": shared,
-           "num_attention_heads": 8, "num_key_value_heads": 2, "num_hidden_layers": 4, "num_experts": 8,
-           "num_experts_per_tok": 2, "decoder_sparse_step": 1, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+    cfg = qwen2_moe(shared)
     ops = ep_ops(cfg, tp=2, all2all="all_to_all")
     assert "layer.moe" not in ops
     assert (ops["layer.moe.shared_experts"].calls if extra else 0) == extra
@@ -309,10 +314,7 @@ def test_current_release_runner_reduces_the_shared_expert_alone(shared, calls):
     # expert itself); runner/moe_runner.py _maybe_reduce_shared_expert_output all-reduces the shared output
     # [4, 1024] when the DeepEP combine already reduced the routed one (not sequence parallel): one per MoE
     # layer, traced on the block's TP all-reduce site; no shared expert: nothing over TP.
-    cfg = {"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "hidden_size": 1024,
-           "intermediate_size": 2048, "moe_intermediate_size": 512, "shared_expert_intermediate_size": shared,
-           "num_attention_heads": 8, "num_key_value_heads": 2, "num_hidden_layers": 4, "num_experts": 8,
-           "num_experts_per_tok": 2, "decoder_sparse_step": 1, "vocab_size": 32000, "torch_dtype": "bfloat16"}
+    cfg = qwen2_moe(shared)
     ops = ep_ops(cfg, tp=2, all2all="all_to_all", engine="vllm-v2")
     assert (ops["layer.moe"].calls if calls else 0) == calls and "layer.moe.shared_experts" not in ops
     if calls:
