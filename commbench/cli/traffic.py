@@ -183,7 +183,7 @@ def _replay(result, backend, phase, iters, warmup, timeout_s, link, out, as_json
         raise CommbenchError(f"unknown phase {phase!r}; valid: prefill, decode, both")
     spec = ReplaySpec(result, backend=backend, phases=phases, dtype=replay_dtype, iters=iters, warmup=warmup,
                       timeout_s=timeout_s, link=link)
-    check_world_options(backend, spec.world_size, timeout_s, iters, warmup, what="world size")
+    check_world_options(backend, spec.world_size, what="world size")
     if out is not None:
         check_output_path(out)
     plan = result.plan
