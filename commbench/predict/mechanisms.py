@@ -77,13 +77,19 @@ MECHANISMS = (
 )
 
 
-def _pair(model: str, hw: HardwareProfile, what: dict, batch: int, scenario: str, isl, osl, recipe: str = "checkpoint"):
-    """(TP row, PP row) at `batch` with the what-ifs on top of the recipe."""
+def _pricer(model: str, hw: HardwareProfile, batch: int, scenario: str, isl, osl, recipe: str = "checkpoint"):
+    """pair(what) -> (TP row, PP row) at `batch` with the what-ifs on top of the recipe; the model card,
+    recipe, workload and hardware fabric are read once for all the what-ifs priced."""
     served = load_recipe(recipe)
     card = apply_recipe(load_model_card(model), served)
-    engine, fabric = apply_what_ifs(served.engine, load_fabric(hw.fabric), what)
+    plans = [ParallelPlan.for_mode(card, mode) for mode in ("tp", "pp")]
     w = Workload.from_options(batch, scenario, isl, osl)
-    return tuple(predict_row(ParallelPlan.for_mode(card, mode), w, hw, fabric, engine) for mode in ("tp", "pp"))
+    base = load_fabric(hw.fabric)
+
+    def pair(what: dict):
+        engine, fabric = apply_what_ifs(served.engine, base, what)
+        return tuple(predict_row(plan, w, hw, fabric, engine) for plan in plans)
+    return pair
 
 
 def _gap_ms(batch: int, tp: float, pp: float) -> float:
@@ -97,7 +103,8 @@ def mechanism_table(model: str, hw: HardwareProfile, batch: int, scenario: str =
     published: (TP, PP) output tok/s at this batch, or None (then no share and no combinations ranking
     against it: the combinations are ranked by PP/TP).
     """
-    base_tp, base_pp = _pair(model, hw, BASELINE, batch, scenario, isl, osl)
+    pair = _pricer(model, hw, batch, scenario, isl, osl)
+    base_tp, base_pp = pair(BASELINE)
     base_gap = _gap_ms(batch, base_tp["output_tok_s"], base_pp["output_tok_s"])
     pub_gap = _gap_ms(batch, *published) if published else None
     rows = [{"mechanism": "baseline: well-configured TP=2", "switch": _what_text(BASELINE),
@@ -105,7 +112,7 @@ def mechanism_table(model: str, hw: HardwareProfile, batch: int, scenario: str =
              "pp_over_tp": base_pp["output_tok_s"] / base_tp["output_tok_s"], "gap_ms_per_step": base_gap,
              "share_of_gap_pct": 0.0 if published else math.nan, "source": "fabrics/spark-200gbe.toml; recipes.py"}]
     for mech in MECHANISMS:
-        tp, pp = _pair(model, hw, {**BASELINE, **mech.what_if}, batch, scenario, isl, osl)
+        tp, pp = pair({**BASELINE, **mech.what_if})
         gap = _gap_ms(batch, tp["output_tok_s"], pp["output_tok_s"])
         rows.append({"mechanism": mech.label, "switch": _what_text(mech.what_if), "tp_tok_s": tp["output_tok_s"],
                      "pp_tok_s": pp["output_tok_s"], "pp_over_tp": pp["output_tok_s"] / tp["output_tok_s"],
@@ -124,7 +131,7 @@ def mechanism_table(model: str, hw: HardwareProfile, batch: int, scenario: str =
                 what = dict(BASELINE)
                 for mech in chosen:
                     what.update(mech.what_if)
-                tp, pp = _pair(model, hw, what, batch, scenario, isl, osl)
+                tp, pp = pair(what)
                 gap = _gap_ms(batch, tp["output_tok_s"], pp["output_tok_s"])
                 combos.append({"combination": " + ".join(m.label for m in chosen), "tp_tok_s": tp["output_tok_s"],
                                "pp_tok_s": pp["output_tok_s"], "pp_over_tp": pp["output_tok_s"] / tp["output_tok_s"],
