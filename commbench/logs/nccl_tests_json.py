@@ -29,7 +29,7 @@ import pandas as pd
 from commbench.collectives import get_collective
 from commbench.logs import nccl_tests_ratio
 from commbench.logs.common import LogTable, ReadOptions, RunRef, ranks_from_ratio, refuse
-from commbench.logs.nccl_tests_text import NCCL_TESTS, PERF_BINARY
+from commbench.logs.nccl_tests_lines import NCCL_TESTS, PERF_BINARY
 
 VERSIONS = (1, 2, 3)
 BARE_NUMBER = re.compile(r"([:\[,]\s*)(-?(?:inf|nan))(?=\s*[,}\]])")

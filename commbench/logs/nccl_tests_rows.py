@@ -20,10 +20,11 @@ import itertools
 import re
 
 from commbench.logs.common import number
+from commbench.logs.nccl_tests_ratio import REDUCTIONS
 
 ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+([a-z][a-z0-9_]*)\s+(.*)$")
 TIMESTAMP = re.compile(r"\s(\d{4}-\d{2}-\d{2})\s+(\d{2}:\d{2}:\d{2})(?=\s|$)")
-REDOPS = {"sum", "prod", "max", "min", "avg", "mulsum", "premulsum", "none"}
+REDOPS = REDUCTIONS | {"none"}  # the op column: a reduction, or `none` (2.13+, collectives without one)
 EXTRA_COLUMNS = (("p50", "time_us_p50_iter"), ("p99", "time_us_p99"), ("p95", "time_us_p95"), ("min", "time_us_min"),
                  ("max", "time_us_max"), ("cv", "cv_pct"))
 # <= 2.12 printed the largest deviation from the expected result in an `error` column and counted a

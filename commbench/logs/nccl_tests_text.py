@@ -27,7 +27,7 @@ import pandas as pd
 
 from commbench.collectives import get_collective
 from commbench.logs import nccl_tests_ratio
-from commbench.logs.nccl_tests_lines import _NAMES, NCCL_TESTS, PERF_BINARY, PERF_IN_NAME  # noqa: F401 (json reader)
+from commbench.logs.nccl_tests_lines import _NAMES, NCCL_TESTS, PERF_IN_NAME
 from commbench.logs.nccl_tests_lines import command as _command
 from commbench.logs.nccl_tests_lines import footer as _footer
 from commbench.logs.nccl_tests_lines import header_settings as _header_settings
