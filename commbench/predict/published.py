@@ -89,7 +89,7 @@ def check_figures(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return frame[list(FIGURE_COLUMNS)]
 
 
-def read_vllm_bench(path: str | Path, notes: list | None = None) -> pd.DataFrame:
+def read_vllm_bench(path: str | Path, notes: list | None = None, docs: list | None = None) -> pd.DataFrame:
     """A `vllm bench serve --save-result` / `--append-result` JSON as figure rows, one per metric each
     run reports (commbench.predict.vllm_bench: keys of 0.11.0 and the current release).
 
@@ -97,11 +97,14 @@ def read_vllm_bench(path: str | Path, notes: list | None = None) -> pd.DataFrame
     completed and total_output_tokens / completed; tp, pp, hardware and recipe from keys the user
     added with `--metadata tp=2 pp=1 hardware=dgx-spark recipe=checkpoint` (defaults 1, 1,
     dgx-spark, checkpoint, said in `notes`; tensor_parallel_size / pipeline_parallel_size are read too).
+    `docs`: the file's JSON documents where the caller has parsed them already.
     """
     from commbench.predict import vllm_bench
 
     path = Path(path)
-    frame, said = vllm_bench.read_results(path, vllm_bench.json_documents(path, _read_text(path)))
+    if docs is None:
+        docs = vllm_bench.json_documents(path, _read_text(path))
+    frame, said = vllm_bench.read_results(path, docs)
     if notes is not None:
         notes.extend(said)
     return check_figures(frame, str(path))
@@ -140,10 +143,7 @@ def load_figures(path: str | Path, notes: list | None = None, skip_side_files: b
                 notes.append(note)
             return pd.DataFrame(columns=list(FIGURE_COLUMNS))
         if not (len(docs) == 1 and isinstance(docs[0], dict) and "rows" in docs[0]):
-            frame, said = vllm_bench.read_results(path, docs)
-            if notes is not None:
-                notes.extend(said)
-            return check_figures(frame, str(path))
+            return read_vllm_bench(path, notes, docs)
     from commbench.results import load_table
 
     if not path.is_file():
