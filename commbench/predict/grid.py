@@ -6,6 +6,7 @@ user's figures), with the error in percent.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pandas as pd
@@ -72,13 +73,10 @@ def published_for(row: dict, extra: dict | None = None) -> float | None:
     return None
 
 
-_SHIPPED: list = []
-
-
+@functools.cache
 def _shipped() -> dict:
-    if not _SHIPPED:
-        _SHIPPED.append(figure_index(shipped_figures()))
-    return _SHIPPED[0]
+    """figure_index of the shipped figures, read once per process."""
+    return figure_index(shipped_figures())
 
 
 def predict_grid(models: list[str], hardware: HardwareProfile, fabric: FabricModel, modes: list[str],
