@@ -16,9 +16,10 @@ fields fit together, as vLLM's layers need them to:
 from __future__ import annotations
 
 from commbench import CommbenchError
+from commbench.traffic.config_fields import ALIASES
 
 KV_HEAD_FIELDS = ("num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num", "num_attention_groups")
-EXPERT_FIELDS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+EXPERT_FIELDS = ("num_experts", *ALIASES["num_experts"])
 TOP_K_FIELDS = ("num_experts_per_tok",)
 
 

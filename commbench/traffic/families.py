@@ -5,12 +5,11 @@ card fields a family sets by itself (the MoE gate's dtype, the sequence-parallel
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from commbench import CommbenchError
-from commbench.data import data_dir
+from commbench.data import data_dir, read_toml
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class Family:
 
 @lru_cache(maxsize=1)
 def architectures_toml() -> dict:
-    return tomllib.loads((data_dir("model_traces") / "architectures.toml").read_text())
+    return read_toml(data_dir("model_traces") / "architectures.toml", "architecture families")
 
 
 def family_of(cfg: dict) -> Family:
