@@ -123,10 +123,11 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: RunnerOptions | None, tok
         align = MOE_KERNEL_HIDDEN_ALIGN[engine.moe_kernel]
         moe_hidden = -(-m.hidden_size // align) * align
     kv_per_tp = max(1, m.num_key_value_heads // plan.tp) * m.head_dim  # KV heads replicated when tp > kv heads
+    runner = runner_or_default(engine)
     dims = {
         "tokens": tokens,
         # an MoE block's tokens on one rank: sequence_parallel_chunk splits them over TP (padded to a multiple)
-        "moe_tokens": -(-tokens // plan.tp) if sp.sequence_parallel_moe(plan, runner_or_default(engine).name) else tokens,
+        "moe_tokens": -(-tokens // plan.tp) if sp.sequence_parallel_moe(plan, runner.name) else tokens,
         "sampled": step.sampled,
         "hidden": m.hidden_size,
         "hidden_per_tp": m.hidden_size // plan.tp,
@@ -138,8 +139,8 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: RunnerOptions | None, tok
         "kv_per_tp": kv_per_tp,
         "qkv_per_tp": m.q_size // plan.tp + 2 * kv_per_tp,
         "topk": m.experts_per_token,
-        "topk_per_ep": m.experts_per_token / sp.ep_group_size(plan, runner_or_default(engine).name, ALL2ALL_BACKENDS[
-            runner_or_default(engine).all2all] == "all2all_kernels"),
+        "topk_per_ep": m.experts_per_token / sp.ep_group_size(plan, runner.name,
+                                                              ALL2ALL_BACKENDS[runner.all2all] == "all2all_kernels"),
         "sp_exit_width": m.hidden_size * len(m.sp_residual_exit),
         "dp": plan.dp,
         "num_layers": m.num_hidden_layers,
