@@ -127,8 +127,8 @@ def run_rows(path: Path, doc: dict, index: int, count: int) -> list[dict]:
         "batch": batch, "isl": max(1, round(tokens_in / completed)), "osl": max(1, round(tokens_out / completed)),
         "scenario": "",
     }
-    return [{**setup, "metric": m, "value": _number(doc, m)} for m in BENCH_METRICS
-            if _number(doc, m) is not None and _number(doc, m) > 0]
+    values = {m: _number(doc, m) for m in BENCH_METRICS}
+    return [{**setup, "metric": m, "value": v} for m, v in values.items() if v is not None and v > 0]
 
 
 def file_notes(path: Path, runs: list[dict]) -> list[str]:
