@@ -22,6 +22,7 @@ the same search on a busbw cap applied to every segment.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -78,16 +79,15 @@ MECHANISMS = (
 
 
 def _pricer(model: str, hw: HardwareProfile, batch: int, scenario: str, isl, osl, recipe: str = "checkpoint"):
-    """pair(what) -> (TP row, PP row) at `batch` with the what-ifs on top of the recipe; the model card,
-    recipe, workload and hardware fabric are read once for all the what-ifs priced."""
+    """pair(fabric, what) -> (TP row, PP row) at `batch` on `fabric` with the what-ifs on top of the
+    recipe; the model card, recipe and workload are read once for all the pairs priced."""
     served = load_recipe(recipe)
     card = apply_recipe(load_model_card(model), served)
     plans = [ParallelPlan.for_mode(card, mode) for mode in ("tp", "pp")]
     w = Workload.from_options(batch, scenario, isl, osl)
-    base = load_fabric(hw.fabric)
 
-    def pair(what: dict):
-        engine, fabric = apply_what_ifs(served.engine, base, what)
+    def pair(fabric: FabricModel, what: dict | None = None):
+        engine, fabric = apply_what_ifs(served.engine, fabric, what or {})
         return tuple(predict_row(plan, w, hw, fabric, engine) for plan in plans)
     return pair
 
@@ -103,7 +103,7 @@ def mechanism_table(model: str, hw: HardwareProfile, batch: int, scenario: str =
     published: (TP, PP) output tok/s at this batch, or None (then no share and no combinations ranking
     against it: the combinations are ranked by PP/TP).
     """
-    pair = _pricer(model, hw, batch, scenario, isl, osl)
+    pair = functools.partial(_pricer(model, hw, batch, scenario, isl, osl), load_fabric(hw.fabric))  # pair(what)
     base_tp, base_pp = pair(BASELINE)
     base_gap = _gap_ms(batch, base_tp["output_tok_s"], base_pp["output_tok_s"])
     pub_gap = _gap_ms(batch, *published) if published else None
@@ -180,13 +180,10 @@ def crossover_table(model: str, hw: HardwareProfile, fabric: FabricModel, batch:
     """
     from commbench.predict.explain import model_message_sizes
 
-    served = load_recipe(recipe)
-    card = apply_recipe(load_model_card(model), served)
-    w = Workload.from_options(batch, scenario, isl, osl)
-    plans = [ParallelPlan.for_mode(card, mode) for mode in ("tp", "pp")]
+    pair = _pricer(model, hw, batch, scenario, isl, osl, recipe)
 
     def tok_s(fab):
-        return [predict_row(p, w, hw, fab, served.engine)["output_tok_s"] for p in plans]
+        return [row["output_tok_s"] for row in pair(fab)]
 
     def by_extra(d):
         tp, pp = tok_s(add_per_call(fabric, d))
