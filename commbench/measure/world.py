@@ -18,12 +18,11 @@ from __future__ import annotations
 
 from commbench import CommbenchError, require
 from commbench.measure.backends import check_backend
-from commbench.measure.join import join_world, make_backend, run_in_launched_world, run_joined  # noqa: F401
+from commbench.measure.join import join_world, make_backend, run_in_launched_world  # noqa: F401 (make_backend, join_world: for callers)
 from commbench.measure.launcher import detect
-from commbench.measure.local_world import run_local  # noqa: F401
-from commbench.measure.mpi_world import WORLD_DIR_VAR, local_mpi_env, run_mpiexec  # noqa: F401
-from commbench.measure.supervise import STARTUP_S, STOP_GRACE_S, Stopped, WorldFailed, die_with_parent, \
-    stop_signals  # noqa: F401
+from commbench.measure.local_world import run_local
+from commbench.measure.mpi_world import run_mpiexec
+from commbench.measure.supervise import WorldFailed  # noqa: F401 (what run_job raises, for its callers)
 
 BACKEND_NEEDS = {"gloo": "torch", "nccl": "torch", "mpi": "mpi4py", "cupy": "cupy"}
 """The optional library each backend imports (commbench.require names its extra)."""
