@@ -51,6 +51,11 @@ class RunnerOptions:
         if self.max_capture_size < 1:
             raise CommbenchError(f"max capture size must be >= 1, got {self.max_capture_size}")
 
+    @property
+    def all2all_kernels(self) -> bool:
+        """The EP exchange runs through the DeepEP / pplx all2all kernels (ALL2ALL_BACKENDS)."""
+        return ALL2ALL_BACKENDS[self.all2all] == "all2all_kernels"
+
     def capture_sizes(self, max_num_tokens: int) -> tuple[int, ...]:
         """The token counts vLLM captures graphs for (none when eager), at most max_num_tokens.
 

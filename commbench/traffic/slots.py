@@ -28,8 +28,7 @@ _WHEN = {
     "altup": lambda plan, engine, layer: plan.model.altup_num_inputs > 1,
     "all2all_allgather": lambda plan, engine, layer:
         ALL2ALL_BACKENDS[runner_or_default(engine).all2all] == "all2all_allgather",
-    "all2all_kernels": lambda plan, engine, layer:
-        ALL2ALL_BACKENDS[runner_or_default(engine).all2all] == "all2all_kernels",
+    "all2all_kernels": lambda plan, engine, layer: runner_or_default(engine).all2all_kernels,
     **{name: (lambda rule: lambda plan, engine, layer: rule(plan, runner_or_default(engine).name, layer))(rule)
        for name, rule in sp.RULES.items()},
     # the MoE block's TP all-reduce: not under sequence-parallel MoE (an all-gather instead), and under the
@@ -54,7 +53,7 @@ def _kept_under_kernels(m: ModelCard, engine: str) -> bool:
 def _kernels(plan: ParallelPlan, engine: RunnerOptions | None) -> bool:
     """Whether the MoE blocks exchange through the DeepEP / pplx kernels (sequence_parallel.kernel_exchange)."""
     runner = runner_or_default(engine)
-    return sp.kernel_exchange(plan, runner.name, ALL2ALL_BACKENDS[runner.all2all] == "all2all_kernels")
+    return sp.kernel_exchange(plan, runner.name, runner.all2all_kernels)
 
 
 def _router_site(site: Site, m: ModelCard, engine: str) -> Site:

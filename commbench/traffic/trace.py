@@ -59,7 +59,7 @@ def _ep_dispatch_note(plan: ParallelPlan, engine: RunnerOptions) -> list[str]:
         return ["vllm-v2 EP dispatch traced with the router logits (monolithic MoE kernels); a modular kernel "
                 "(vllm/model_executor/layers/fused_moe/prepare_finalize/naive_dp_ep.py) gathers top-k weights "
                 "(float32) and ids (int32), [tokens, top_k] each, instead"]
-    if plan.dp > 1 and ALL2ALL_BACKENDS[engine.all2all] == "all2all_kernels" and plan.model.moe_expert_parallel:
+    if plan.dp > 1 and engine.all2all_kernels and plan.model.moe_expert_parallel:
         return [f"{engine.name} EP all_to_all traced as DeepEP high-throughput (prepare_finalize/deepep_ht.py "
                 "buffer.dispatch): each token carries its top-k ids (int64) and weights (float32), not router "
                 "logits; DeepEP low-latency (deepep_ll.py) sends the ids only and may dispatch fp8"]
@@ -139,8 +139,7 @@ def _dims(plan: ParallelPlan, step: StepShape, engine: RunnerOptions | None, tok
         "kv_per_tp": kv_per_tp,
         "qkv_per_tp": m.q_size // plan.tp + 2 * kv_per_tp,
         "topk": m.experts_per_token,
-        "topk_per_ep": m.experts_per_token / sp.ep_group_size(plan, runner.name,
-                                                              ALL2ALL_BACKENDS[runner.all2all] == "all2all_kernels"),
+        "topk_per_ep": m.experts_per_token / sp.ep_group_size(plan, runner.name, runner.all2all_kernels),
         "sp_exit_width": m.hidden_size * len(m.sp_residual_exit),
         "dp": plan.dp,
         "num_layers": m.num_hidden_layers,
@@ -158,7 +157,8 @@ def _sized(slot: Slot, dims: dict, m: ModelCard) -> Call:
     """The Call a slot makes in a step of these dimensions."""
     site = slot.site
     count = _product(dims, site.shape)
-    typesize, dtype, shape = _typesize(site, m), _dtype(site, m), _shape(site.shape, dims)
+    dtype, shape = _dtype(site, m), _shape(site.shape, dims)
+    typesize = ELEMENT_BYTES[dtype]  # a fixed site dtype (int64 metadata, float32 norms) or the card's
     if slot.kind == "send":
         return Call(slot.name, site.collective, count / slot.split * typesize, count / slot.split, slot.group,
                     slot.members, 2, shape + (f"/{slot.split}" if slot.split > 1 else ""), slot.stage, dtype)
@@ -186,16 +186,9 @@ def engine_calls(plan: ParallelPlan, step: StepShape, engine: RunnerOptions | No
     return [_sized(slot, dims, plan.model) for slot in step_slots(plan, engine)]
 
 
-def _typesize(site: Site, m: ModelCard) -> float:
-    dtype = _dtype(site, m)
-    return ELEMENT_BYTES[dtype]  # a fixed site dtype (int64 metadata, float32 norms) or the card's
-
-
 def _dtype(site: Site, m: ModelCard) -> str:
-    """The site's dtype: the card's activation dtype, the MoE gate's (`router`: the activation
-    dtype unless the family's gate runs in another), or a fixed one."""
-    if site.dtype == "router":
-        return m.router_dtype or m.activation_dtype
+    """The site's dtype: the card's activation dtype or a fixed one (a `router` site arrives as the
+    gate's dtype for its engine, commbench.traffic.slots._router_site)."""
     return m.activation_dtype if site.dtype == "activation" else site.dtype
 
 
