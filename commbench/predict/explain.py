@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from commbench.collectives import get_collective
 from commbench.fabric import FabricModel, load_fabric
 from commbench.predict.hardware import HardwareProfile
 from commbench.traffic.model_card import load_model_card
@@ -193,10 +194,10 @@ def theory_ladder(model: str, fabric: FabricModel, batch: int, n: int = 2) -> pd
         rows.append({"level": "published point-to-point (RDMA write)", "msg_bytes": None, "busbw_gbps": link.measured_Bps / 1e9})
     rows.append({"level": f"{fabric.name}: large-message busbw", "msg_bytes": None,
                  "busbw_gbps": fabric.segments[-1].busbw_Bps / 1e9})
-    factor = 2 * (n - 1) / n
+    all_reduce = get_collective("all_reduce")
     for label, size in model_message_sizes(model, batch):
         rows.append({"level": f"{fabric.name}: {label}", "msg_bytes": size,
-                     "busbw_gbps": size * factor / fabric.time_s("all_reduce", size, n) / 1e9})
+                     "busbw_gbps": all_reduce.wire_bytes(size, n) / fabric.time_s("all_reduce", size, n) / 1e9})
     frame = pd.DataFrame(rows)
     frame["pct_of_line_rate"] = frame.busbw_gbps / (line / 1e9) * 100
     return frame
