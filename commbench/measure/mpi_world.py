@@ -40,6 +40,11 @@ SHM_ROOT = Path("/dev/shm")
 POLL_S = 0.1
 
 
+def is_open_mpi(version_text: str) -> bool:
+    """Whether `mpiexec --version` printed Open MPI's (OpenRTE: its launcher before version 5)."""
+    return "Open MPI" in version_text or "OpenRTE" in version_text
+
+
 def local_mpi_env(version_text: str) -> dict:
     """Open MPI settings for the embedded world, whose ranks are all on this host: shared memory
     only (no TCP transport, so no rank listens on a socket) and no IPv6 for the runtime.
@@ -48,7 +53,7 @@ def local_mpi_env(version_text: str) -> dict:
     (PRRTE refuses to be limited to loopback: "No network interfaces were found for out-of-band
     communications"); _private_network gives it a network namespace where every address is loopback.
     """
-    if "Open MPI" not in version_text and "OpenRTE" not in version_text:
+    if not is_open_mpi(version_text):
         return {}
     major = next((int(t.split(".")[0]) for t in version_text.split() if t[:1].isdigit()), 5)
     return {"OMPI_MCA_btl": "self,sm" if major >= 5 else "self,vader",
@@ -63,7 +68,7 @@ def _private_folders(world_dir: Path, version_text: str) -> tuple[dict, Path | N
     tmp.mkdir(mode=0o700)
     env = {"TMPDIR": str(tmp)}
     shm = None
-    if ("Open MPI" in version_text or "OpenRTE" in version_text) and SHM_ROOT.is_dir() and os.access(SHM_ROOT, os.W_OK):
+    if is_open_mpi(version_text) and SHM_ROOT.is_dir() and os.access(SHM_ROOT, os.W_OK):
         shm = private_folder("commbench-mpi-", SHM_ROOT)
         env.update(OMPI_MCA_btl_sm_backing_directory=str(shm), OMPI_MCA_btl_vader_backing_directory=str(shm),
                    OMPI_MCA_osc_sm_backing_directory=str(shm))
@@ -106,7 +111,7 @@ def run_mpiexec(job, ranks: int, timeout_s: float, on_row=None, options: dict | 
     """
     mpiexec = mpiexec_path()
     version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
-    extra = ["--oversubscribe"] if "Open MPI" in version or "OpenRTE" in version else []
+    extra = ["--oversubscribe"] if is_open_mpi(version) else []
     world_dir = private_folder("commbench-mpi-")
     shm = None
     proc = None
