@@ -89,7 +89,7 @@ def moe_layer_mask(cfg: dict, name: str, layers: int, num_experts: int) -> tuple
 
 
 def blocks_per_layer(cfg: dict, name: str, layers: int, family: Family, moe_mask: tuple[bool, ...]):
-    """(blocks per layer, attention-free layer count source) from the config's per-layer description."""
+    """The blocks of each layer, in engine order, from the config's per-layer description."""
     ffn = tuple("moe" if moe else "mlp" for moe in moe_mask)
     listed = per_layer_list(cfg, name)
     attn_period = whole(cfg, name, "attn_layer_period", default=0, minimum=0)
@@ -102,7 +102,8 @@ def blocks_per_layer(cfg: dict, name: str, layers: int, family: Family, moe_mask
                                                     for i in indices):
             raise CommbenchError(f"model config {name!r}: attn_layer_indices = {indices!r} must be a list of layer "
                                  f"indices in 0..{layers - 1}"[:300])
-        listed = ("attn_layer_indices", ["attention" if i in set(indices) else "mamba" for i in range(layers)])
+        attention = set(indices)
+        listed = ("attn_layer_indices", ["attention" if i in attention else "mamba" for i in range(layers)])
     step = whole(cfg, name, "mamba_step", default=0, minimum=0)
     if listed is None and step > 1:  # PLaMo 2 (plamo2.py is_mamba): attention where i % step == step // 2
         last_only = layers <= step // 2  # a model shorter than that: attention in the last layer only
