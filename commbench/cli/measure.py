@@ -167,9 +167,8 @@ def _world_ranks(ranks: int) -> int:
 
 def _print_sweep(frame: pd.DataFrame, title: str) -> None:
     pct = {c: "{:.3g}" for c in frame.columns if c.startswith("busbw_pct_")}
-    print_frame(frame.drop(columns=[c for c in ("samples_us", "collective", "time_us", "p50_ci_lo_us", "p50_ci_hi_us",
-                                                "fast_mode_us", "slow_mode_us", "floor_us", "floor_timer_us",
-                                                "floor_call_us") if c in frame]), title,
+    hidden = (*SWEEP_HIDDEN, "p50_ci_lo_us", "p50_ci_hi_us", "fast_mode_us", "slow_mode_us", "floor_us")  # the table: narrower
+    print_frame(frame.drop(columns=[c for c in hidden if c in frame]), title,
                 {"algbw_gbps": "{:.4f}", "busbw_gbps": "{:.4f}", "time_us_p50": "{:,.1f}", "time_us_min": "{:,.1f}",
                  "time_us_max": "{:,.1f}", "time_us_p99": "{:,.1f}", **pct,
                  **{c: "{:,.1f}" for c in frame.columns if c.startswith("theory_us_")}})
