@@ -26,8 +26,7 @@ def mixer_fields(cfg: dict, name: str, blocks: tuple, hidden: int, act: str) -> 
         in_proj_qkvz h (2 nk dk + 2 nv dv) + in_proj_ba h 2 nv + conv (2 nk dk + nv dv) K + 2 nv
         + norm dv + out_proj nv dv h; state (2 nk dk + nv dv)(K - 1) + nv dk dv
     """
-    kinds = {b for layer in blocks for b in layer} & {"mamba", "mamba2", "gated_deltanet", "short_conv"}
-    kinds |= {b for layer in blocks for b in layer if b in ("laurel", "lightning_attention")}
+    kinds = {b for layer in blocks for b in layer} & _MIXERS.keys()
     cache = str(cfg.get("mamba_ssm_cache_dtype") or act).replace("torch.", "")
     state_bytes = DTYPE_BYTES.get(cache, DTYPE_BYTES[act])
     params, state, sizes = {}, {}, {}
